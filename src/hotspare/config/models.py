@@ -1,0 +1,117 @@
+"""Configuration of one hotspare node, validated before anything starts.
+
+Every model forbids unknown fields, so a typo is reported with its path instead of silently
+ignored. `hotspare.config.load` turns pydantic's errors into one operator-readable message.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+# Ids end up in file paths, URLs and etcd keys: keep them to a portable, unambiguous alphabet.
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_ID_RE = re.compile(ID_PATTERN)
+
+Identifier = Annotated[str, Field(pattern=ID_PATTERN, description="lower-case letters, digits, '-' and '_'; at most 63")]
+
+
+def is_identifier(value: str) -> bool:
+    """True when `value` may name a camera, server or run (safe in paths, URLs and etcd keys)."""
+    return bool(_ID_RE.fullmatch(value))
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraConfig(StrictModel):
+    """One IP camera as a recording server records it."""
+
+    id: Identifier
+    name: str = ""
+    url: str = Field(description="rtsp:// or rtsps:// URL of the stream to record")
+    transport: Literal["tcp", "udp"] = "tcp"
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _rtsp_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("rtsp", "rtsps"):
+            raise ValueError(f"must start with rtsp:// or rtsps://, got {value!r}")
+        if not parts.hostname:
+            raise ValueError(f"has no host: {value!r}")
+        if parts.password:
+            raise ValueError("must not carry a password; put it in the camera's `password` field")
+        return value
+
+
+class RecordingSettings(StrictModel):
+    """How the recorder engine cuts and retries; the same for a server and a spare standing in for it."""
+
+    segment_seconds: float = Field(4.0, ge=0.5, le=60, description="target segment length; segments are cut on the first keyframe after it")
+    reconnect_initial_seconds: float = Field(0.5, gt=0, le=60)
+    reconnect_max_seconds: float = Field(10.0, gt=0, le=600)
+    open_timeout_seconds: float = Field(5.0, gt=0, le=120, description="RTSP connect/read timeout before a camera counts as failing")
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> RecordingSettings:
+        if self.reconnect_max_seconds < self.reconnect_initial_seconds:
+            raise ValueError("reconnect_max_seconds must be >= reconnect_initial_seconds")
+        return self
+
+
+class RetentionSettings(StrictModel):
+    """Oldest-first deletion; segments still awaiting re-insert elsewhere are never deleted."""
+
+    max_age_days: float | None = Field(30.0, gt=0)
+    min_free_bytes: int = Field(1 << 30, ge=0, description="delete oldest segments while the store's disk has less free space")
+    interval_seconds: float = Field(60.0, gt=0)
+
+
+class ApiSettings(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8600, ge=0, le=65535, description="0 picks a free port (tests)")
+    token: SecretStr | None = Field(None, description="bearer token every request must carry")
+    token_file: Path | None = Field(None, description="file holding the bearer token (preferred over `token`)")
+
+    @model_validator(mode="after")
+    def _one_token(self) -> ApiSettings:
+        if self.token is None and self.token_file is None:
+            raise ValueError("set `token` or `token_file`: every route is authenticated")
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set only one of `token` and `token_file`")
+        return self
+
+    def bearer_token(self) -> str:
+        if self.token_file is not None:
+            return self.token_file.read_text(encoding="utf-8").strip()
+        assert self.token is not None
+        return self.token.get_secret_value()
+
+
+class NodeConfig(StrictModel):
+    """A recording server's own file: who it is, where it stores, which cameras it records."""
+
+    name: Identifier
+    data_dir: Path
+    api: ApiSettings
+    recording: RecordingSettings = RecordingSettings()
+    retention: RetentionSettings = RetentionSettings()
+    cameras: list[CameraConfig] = Field(default_factory=list)
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_camera_ids(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        seen: set[str] = set()
+        for camera in cameras:
+            if camera.id in seen:
+                raise ValueError(f"camera id {camera.id!r} appears twice")
+            seen.add(camera.id)
+        return cameras
