@@ -14,13 +14,15 @@ class ConfigError(Exception):
     """A configuration the node refuses to start with; the message names each bad field."""
 
 
-def describe_validation_error(source: str, error: ValidationError) -> str:
+def describe_validation_error(source: str, error: ValidationError,
+                              docs: str = "docs/configuration.md") -> str:
+    """`docs` names the page that lists the valid fields, so the operator knows where to look."""
     lines = [f"{source}: {error.error_count()} problem(s):"]
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"]
         if item["type"] == "extra_forbidden":
-            message = "unknown field (check its spelling; see docs/configuration.md)"
+            message = f"unknown field (check its spelling; see {docs})"
         elif item["type"] == "missing":
             message = "required field is missing"
         lines.append(f"  {location}: {message}")

@@ -96,6 +96,38 @@ class ApiSettings(StrictModel):
         return self.token.get_secret_value()
 
 
+class SiteMembership(StrictModel):
+    """Present when the node belongs to a site: its role and cameras then come from etcd.
+
+    The timings are checked against each other because detection leans on all of them: a probe
+    slower than its interval, or a lease shorter than two probes, would make "dead" and "slow"
+    indistinguishable (see docs/failover.md, "Timings").
+    """
+
+    id: Identifier = Field(description="the site's id (etcd key prefix /hotspare/<id>/)")
+    etcd_endpoints: list[str] = Field(
+        min_length=1, description="http://host:port of each etcd member")
+    lease_ttl_seconds: float = Field(
+        3.0, ge=2, le=60, description="liveness lease; etcd grants at least ~2 s")
+    probe_interval_seconds: float = Field(
+        0.25, gt=0, le=10, description="how often a spare probes each server")
+    probe_timeout_seconds: float = Field(
+        0.5, gt=0, le=10, description="a probe slower than this counts as a timeout")
+    startup_grace_seconds: float = Field(
+        5.0, ge=0, le=300,
+        description="how long a reachable server may be not recording before a takeover")
+    reinsert_bytes_per_second: int = Field(
+        50_000_000, ge=10_000, description="re-insert rate limit, so recording is not starved")
+    events_keep: int = Field(
+        1000, ge=10, le=100_000, description="newest site events kept in etcd")
+
+    @model_validator(mode="after")
+    def _timings(self) -> SiteMembership:
+        if self.probe_timeout_seconds >= self.lease_ttl_seconds:
+            raise ValueError("probe_timeout_seconds must be shorter than lease_ttl_seconds")
+        return self
+
+
 class NodeConfig(StrictModel):
     """A recording server's own file: who it is, where it stores, which cameras it records."""
 
@@ -105,6 +137,8 @@ class NodeConfig(StrictModel):
     recording: RecordingSettings = RecordingSettings()
     retention: RetentionSettings = RetentionSettings()
     cameras: list[CameraConfig] = Field(default_factory=list)
+    site: SiteMembership | None = Field(
+        None, description="site mode: cameras and role come from the site configuration in etcd")
 
     @field_validator("cameras")
     @classmethod

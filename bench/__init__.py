@@ -1,0 +1,1 @@
+"""Benchmarks that back the numbers in docs/ (run from the repository root)."""

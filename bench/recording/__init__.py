@@ -1,0 +1,1 @@
+"""Recording cost: hotspare's recorder (PyAV in process) against one `ffmpeg -c copy` per camera."""

@@ -1,0 +1,71 @@
+"""The process under test for hotspare: one Recorder into a fresh store, until SIGTERM.
+
+Kept as its own process so the benchmark measures exactly what a node would spend (threads,
+PyAV, SQLite, fsync), apart from the simulator and the measuring parent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from hotspare.config.models import CameraConfig, RecordingSettings
+from hotspare.recorder import Recorder
+from hotspare.recorder.segment_writer import SegmentWriter
+from hotspare.store.segment_store import SegmentStore
+
+VARIANTS = ("default", "no-flush", "no-index")
+"""default: the product as shipped. no-flush: FFmpeg's I/O buffer instead of a flush per frame
+(cheaper, but a crash loses more). no-index: commit_segment does nothing, to show what the store's
+fsync + SHA-256 + parse + SQLite cost."""
+
+
+class _NoIndexStore:
+    """The real store for runs and paths, but segments are left unindexed (bench only)."""
+
+    def __init__(self, store: SegmentStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def commit_segment(self, *args: object) -> None:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--segment-seconds", type=float, default=4.0)
+    p.add_argument("--variant", choices=VARIANTS, default="default")
+    p.add_argument("urls", nargs="+", help="camera_id=rtsp://...")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    cameras = [CameraConfig(id=u.split("=", 1)[0], url=u.split("=", 1)[1]) for u in args.urls]
+    store = SegmentStore.open(args.store, "bench")
+    if args.variant == "no-flush":
+        SegmentWriter.FLUSH_PACKETS = "0"
+    target = _NoIndexStore(store) if args.variant == "no-index" else store
+    recorder = Recorder(
+        "bench", cameras, target, RecordingSettings(segment_seconds=args.segment_seconds)  # type: ignore[arg-type]
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    recorder.start()
+    print("RECORDING", flush=True)
+    done.wait()
+    recorder.stop(timeout=30)
+    states = {cid: h.state.value for cid, h in recorder.health().items()}
+    store.close()
+    json.dump({"states": states}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

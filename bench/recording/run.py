@@ -1,0 +1,347 @@
+"""Benchmark: record the same simulated cameras with hotspare and with ffmpeg, side by side.
+
+    .venv/bin/python -m bench.recording               # 1, 8, 32 cameras, 60 s each
+    .venv/bin/python -m bench.recording --quick       # 1, 8, 32 cameras, 20 s each
+    .venv/bin/python bench/recording/run.py --cameras 8 --seconds 30
+
+For each camera count one simulator (1080p25, 4 Mbit/s, 1 s GOP) serves both contenders at once:
+(a) one hotspare recorder process (PyAV in process, one thread per camera) into a temporary
+SegmentStore, and (b) one `ffmpeg -c copy -f segment` process per camera — the alternative engine
+of DESIGN decision 1. CPU and peak RSS are read from /proc over the same window (Linux only);
+frames are counted from the SEI tags in the written files against the simulator's frame log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+if __package__ in (None, ""):  # run as a script: make `bench` and `hotspare` importable
+    sys.path[:0] = [str(REPO), str(REPO / "src")]
+
+from bench.recording.frames import frame_numbers  # noqa: E402
+from bench.recording.procstat import cpu_seconds, peak_rss_bytes  # noqa: E402
+from hotspare.camerasim.framelog import log_path, read_frame_log  # noqa: E402
+from hotspare.camerasim.options import READY_PREFIX  # noqa: E402
+from hotspare.cli.cmd_camera_sim import sim_command, sim_env  # noqa: E402
+
+FFMPEG = os.environ.get("HOTSPARE_BENCH_FFMPEG", "/usr/bin/ffmpeg")
+MB = 1024 * 1024
+
+
+@dataclass
+class ToolResult:
+    cameras: int
+    tool: str
+    cpu_s: float
+    window_s: float
+    cpu_s_per_camera_minute: float
+    peak_rss_mb_total: float
+    peak_rss_mb_per_camera: float
+    frames_recorded: int
+    frames_delivered: int
+    frames_duplicated: int
+    processes: int
+
+
+# ------------------------------------------------------------------------------------ processes
+
+
+class Sim:
+    """The camera simulator as a child process (Debian python + GStreamer)."""
+
+    def __init__(self, work: Path, cameras: int, width: int, height: int, bitrate: int) -> None:
+        self.log_dir = work / "frames"
+        self.ids = [f"cam-{i}" for i in range(1, cameras + 1)]
+        args = [
+            "--camera-ids", ",".join(self.ids), "--width", str(width), "--height", str(height),
+            "--fps", "25", "--gop", "1s", "--bitrate", str(bitrate), "--rtsp-port", "0",
+            "--log-dir", str(self.log_dir),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            sim_command(args),
+            env=sim_env(),
+            stdout=subprocess.PIPE,
+            stderr=(work / "sim.stderr").open("w"),
+            text=True,
+            start_new_session=True,
+        )
+        ready = self._wait_ready(180.0)
+        self.port = int(ready["rtsp_port"])
+
+    def _wait_ready(self, timeout: float) -> dict[str, Any]:
+        box: list[str] = []
+        got = threading.Event()
+
+        def drain() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                if line.startswith(READY_PREFIX) and not box:
+                    box.append(line[len(READY_PREFIX) :])
+                    got.set()
+            got.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if not got.wait(timeout) or not box:
+            self.stop()
+            raise RuntimeError("camera simulator did not start; see sim.stderr")
+        return dict(json.loads(box[0]))
+
+    def url(self, camera_id: str) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/{camera_id}"
+
+    def delivered_walls(self, camera_id: str) -> dict[int, int]:
+        """frame number → capture wall time (µs) of every frame the sim delivered."""
+        path = log_path(self.log_dir, camera_id)
+        return {r.frame: r.wall_us for r in read_frame_log(path) if r.delivered}
+
+    def stop(self) -> None:
+        _terminate([self.proc], signal.SIGTERM, 15.0)
+
+
+def _terminate(procs: list[subprocess.Popen[Any]], sig: int, timeout: float) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(sig)
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5.0)
+
+
+def _cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def _peak(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            total += peak_rss_bytes(pid)
+        except OSError:
+            pass
+    return total
+
+
+# ------------------------------------------------------------------------------------ one scenario
+
+
+def _hotspare_files(store_root: Path, camera_id: str) -> list[Path]:
+    return sorted((store_root / "segments" / camera_id).rglob("*.mp4"))
+
+
+def _ffmpeg_files(root: Path, camera_id: str) -> list[Path]:
+    return sorted((root / camera_id).glob("*.mp4"))
+
+
+def _name(variant: str) -> str:
+    return "hotspare" if variant == "default" else f"hs:{variant}"
+
+
+def run_scenario(
+    cameras: int, seconds: float, warmup: float, args: argparse.Namespace, work: Path
+) -> list[ToolResult]:
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"-- {cameras} cameras: starting simulator", flush=True)
+    sim = Sim(work, cameras, args.width, args.height, args.bitrate)
+    hs_dir, ff_dir = work / "hotspare-store", work / "ffmpeg"
+    procs: list[subprocess.Popen[Any]] = []
+    try:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "src")]))
+        hs_procs: dict[str, subprocess.Popen[Any]] = {}
+        for variant in args.variants:
+            hs_procs[variant] = subprocess.Popen(
+                [sys.executable, "-m", "bench.recording.recorder_child", "--store",
+                 str(hs_dir / variant), "--variant", variant, "--segment-seconds", "4",
+                 *[f"{c}={sim.url(c)}" for c in sim.ids]],
+                cwd=REPO, env=env, stdout=subprocess.PIPE,
+                stderr=(work / f"hotspare-{variant}.stderr").open("w"), text=True,
+            )  # fmt: skip
+        procs.extend(hs_procs.values())
+        ffs = []
+        for c in sim.ids:
+            out = ff_dir / c
+            out.mkdir(parents=True)
+            cmd = [FFMPEG, "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
+                   "-i", sim.url(c), "-c", "copy", "-f", "segment", "-segment_time", "4",
+                   "-reset_timestamps", "1", str(out / "out%05d.mp4")]  # fmt: skip
+            stderr = (work / f"ffmpeg-{c}.stderr").open("w")
+            ffs.append(subprocess.Popen(cmd, stderr=stderr))
+        procs.extend(ffs)
+        time.sleep(warmup)  # both connected and past their first keyframe
+        ff_pids = [p.pid for p in ffs]
+        t0_wall = time.time_ns() // 1000
+        t0 = time.monotonic()
+        pids = {_name(v): [p.pid] for v, p in hs_procs.items()}
+        pids["ffmpeg"] = ff_pids
+        pids["sim"] = [sim.proc.pid]
+        cpu0 = {k: _cpu(v) for k, v in pids.items()}
+        print(f"   recording {seconds:g} s", flush=True)
+        time.sleep(seconds)
+        cpu1 = {k: _cpu(v) for k, v in pids.items()}
+        window = time.monotonic() - t0
+        t1_wall = time.time_ns() // 1000
+        peaks = {k: _peak(v) for k, v in pids.items()}
+        alive = {_name(v): int(p.poll() is None) for v, p in hs_procs.items()}
+        alive["ffmpeg"] = sum(p.poll() is None for p in ffs)
+        _terminate(list(hs_procs.values()), signal.SIGTERM, 40.0)
+        _terminate(ffs, signal.SIGINT, 20.0)  # SIGINT: ffmpeg writes the last file's trailer
+        time.sleep(1.5)  # the sim flushes its frame log about once a second
+    finally:
+        _terminate(procs, signal.SIGKILL, 5.0)
+        sim.stop()
+    print(f"   counting frames (sim used {cpu1['sim'] - cpu0['sim']:.1f} s CPU)", flush=True)
+    results = []
+    tools: list[tuple[str, Callable[[str], list[Path]]]] = [
+        (_name(v), partial(_hotspare_files, hs_dir / v)) for v in args.variants
+    ]
+    tools.append(("ffmpeg", partial(_ffmpeg_files, ff_dir)))
+    for tool, files_of in tools:
+        recorded = delivered = dup = 0
+        for c in sim.ids:
+            walls = sim.delivered_walls(c)
+            in_window = {f for f, w in walls.items() if t0_wall <= w < t1_wall}
+            stored = frame_numbers(files_of(c))
+            recorded += len(in_window & set(stored))
+            if args.debug_missing and in_window - set(stored):
+                lost = sorted(in_window - set(stored))
+                print(f"   {tool} {c}: missing {lost[:20]} of {min(in_window)}..{max(in_window)}")
+            delivered += len(in_window)
+            dup += sum(n - 1 for f, n in stored.items() if n > 1)
+        cpu = cpu1[tool] - cpu0[tool]
+        results.append(
+            ToolResult(
+                cameras=cameras,
+                tool=tool,
+                cpu_s=round(cpu, 2),
+                window_s=round(window, 1),
+                cpu_s_per_camera_minute=round(cpu / cameras / (window / 60.0), 3),
+                peak_rss_mb_total=round(peaks[tool] / MB, 1),
+                peak_rss_mb_per_camera=round(peaks[tool] / MB / cameras, 1),
+                frames_recorded=recorded,
+                frames_delivered=delivered,
+                frames_duplicated=dup,
+                processes=alive[tool],
+            )
+        )
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def table(results: list[ToolResult]) -> str:
+    head = (
+        f"{'cams':>4} {'tool':<12} {'CPU s/cam-min':>13} {'peak MB':>8} {'MB/cam':>7} "
+        f"{'frames rec/deliv':>17} {'dup':>4} {'CPU hs/ff':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    by_n: dict[int, dict[str, ToolResult]] = {}
+    for r in results:
+        by_n.setdefault(r.cameras, {})[r.tool] = r
+    for n, tools in by_n.items():
+        ff = tools.get("ffmpeg")
+        for name, r in tools.items():
+            ratio = ""
+            if ff is not None and name != "ffmpeg" and ff.cpu_s > 0:
+                ratio = f"{r.cpu_s / ff.cpu_s:.2f}x"
+            frames = f"{r.frames_recorded}/{r.frames_delivered}"
+            lines.append(
+                f"{n:>4} {name:<12} {r.cpu_s_per_camera_minute:>13.3f} "
+                f"{r.peak_rss_mb_total:>8.1f} {r.peak_rss_mb_per_camera:>7.1f} {frames:>17} "
+                f"{r.frames_duplicated:>4} {ratio:>9}"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.recording",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--cameras", default="1,8,32", help="comma-separated camera counts")
+    p.add_argument("--seconds", type=float, default=60.0, help="measured window per count")
+    p.add_argument("--quick", action="store_true", help="20 s windows (same camera counts)")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds before the window opens")
+    p.add_argument("--width", type=int, default=1920)
+    p.add_argument("--height", type=int, default=1080)
+    p.add_argument("--bitrate", type=int, default=4000, help="kbit/s per camera")
+    p.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/...)")
+    p.add_argument(
+        "--variants",
+        default="default",
+        help="comma-separated hotspare variants run side by side: default, no-flush, no-index",
+    )
+    p.add_argument("--keep", action="store_true", help="keep recorded files (printed path)")
+    p.add_argument("--debug-missing", action="store_true", help="print missing frame numbers")
+    args = p.parse_args(argv)
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not Path(FFMPEG).exists():
+        print(f"{FFMPEG} not found (set HOTSPARE_BENCH_FFMPEG)", file=sys.stderr)
+        return 2
+    seconds = 20.0 if args.quick else args.seconds
+    counts = [int(x) for x in args.cameras.split(",") if x.strip()]
+    work_root = Path(tempfile.mkdtemp(prefix="hotspare-bench-rec-"))
+    results: list[ToolResult] = []
+    for n in counts:
+        results.extend(run_scenario(n, seconds, args.warmup, args, work_root / f"{n}cams"))
+        print(table(results), flush=True)
+    if not args.keep:
+        shutil.rmtree(work_root, ignore_errors=True)
+    else:
+        print(f"files kept in {work_root}")
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    suffix = "-quick" if args.quick else ""
+    out = args.out or REPO / "bench" / "results" / f"recording-{today}{suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ffmpeg_version = subprocess.run([FFMPEG, "-version"], capture_output=True, text=True).stdout
+    import av  # only for the version string
+
+    payload = {
+        "benchmark": "recording",
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                 "python": platform.python_version()},
+        "pyav": av.__version__,
+        "pyav_ffmpeg": av.library_versions.get("libavformat"),
+        "ffmpeg": ffmpeg_version.splitlines()[0] if ffmpeg_version else None,
+        "stream": {"width": args.width, "height": args.height, "fps": 25, "gop_s": 1,
+                   "bitrate_kbps": args.bitrate},
+        "window_seconds": seconds,
+        "results": [asdict(r) for r in results],
+    }  # fmt: skip
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

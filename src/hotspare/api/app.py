@@ -1,0 +1,106 @@
+"""The node's HTTP API application (DESIGN decision 10): build it from parts, serve it with uvicorn.
+
+`create_app` takes the store and callables rather than a Recorder or a config file, so the same app
+serves a recording server, a spare's buffer store, and tests with no camera at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+
+import hotspare
+from hotspare.api import routes_health, routes_hls, routes_import, routes_read
+from hotspare.api.auth import (
+    TOKEN_QUERY_PARAM,
+    BearerAuthMiddleware,
+    declare_auth,
+    token_from_scope,
+)
+from hotspare.api.context import HealthSource, NodeContext
+from hotspare.api.problems import install_problem_handlers
+from hotspare.api.schemas import ImportMetaIn
+from hotspare.client.times import wall_now_us
+from hotspare.store.segment_store import SegmentStore
+
+API_PREFIX = "/api/v1"
+DEFAULT_MAX_IMPORT_BYTES = 256 * 1024 * 1024
+
+
+def create_app(
+    store: SegmentStore,
+    health: HealthSource,
+    token: str,
+    server_name: str,
+    known_cameras: Callable[[], set[str]],
+    *,
+    max_import_bytes: int = DEFAULT_MAX_IMPORT_BYTES,
+    clock: Callable[[], int] = wall_now_us,
+    live_segments: int = 6,
+) -> FastAPI:
+    """`health` returns camera id → object/dict with state, last_frame_wall_us, last_commit_wall_us,
+    run_id and error (Recorder.health fits); `known_cameras` returns the cameras this node records
+    (or, on a spare, the identity it has assumed) — asked on every request, so it may change live.
+    """
+    if max_import_bytes < 1:
+        raise ValueError("max_import_bytes must be positive")
+    app = FastAPI(
+        title="hotspare node API",
+        version=hotspare.__version__,
+        description="A recording node's API: health, segments, timeline, HLS playback, import. "
+        "Every route needs the node's bearer token. See docs/api.md.",
+        dependencies=[Depends(declare_auth)],
+        docs_url=None,  # our own below, so a ?token= reaches the spec fetch too
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.node = NodeContext(
+        store=store,
+        health=health,
+        server_name=server_name,
+        known_cameras=known_cameras,
+        clock=clock,
+        max_import_bytes=max_import_bytes,
+        live_segments=live_segments,
+    )
+    install_problem_handlers(app)
+    _add_docs(app)
+    _document_import_meta(app)
+    for module in (routes_health, routes_read, routes_hls, routes_import):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_middleware(BearerAuthMiddleware, token=token)
+    return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Interactive docs: a browser sends no header, so a `?token=` is passed on to the spec URL."""
+
+    async def docs(request: Request) -> HTMLResponse:
+        token, source = token_from_scope(request.scope)
+        spec_url = "openapi.json"
+        if token and source == "query":
+            spec_url += f"?{TOKEN_QUERY_PARAM}={quote(token, safe='')}"
+        return get_swagger_ui_html(openapi_url=spec_url, title="hotspare node API")
+
+    app.add_route("/docs", docs, include_in_schema=False)
+
+
+def _document_import_meta(app: FastAPI) -> None:
+    """The import's metadata travels in a header as JSON, which FastAPI can't describe by itself;
+    publishing its schema lets clients in other languages build the header from the spec."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            schema = ImportMetaIn.model_json_schema(ref_template="#/components/schemas/{model}")
+            spec.setdefault("components", {}).setdefault("schemas", {})["ImportMetaIn"] = schema
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

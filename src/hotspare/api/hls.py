@@ -1,0 +1,143 @@
+"""HLS playlists over stored segments, without remuxing anything.
+
+Each stored segment is a standalone fragmented MP4: its first `init_bytes` bytes are the init
+section and the rest is media. So one file serves as both the `EXT-X-MAP` (a byte range from 0) and
+the media segment (the byte range after it); players fetch ranges of the very file the store wrote.
+Media time restarts at every run, so a new run, and any hole in time, is marked as a discontinuity.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from hotspare.client.times import format_wall_us
+from hotspare.store.models import TICKS_PER_SECOND, SegmentInfo
+
+HLS_VERSION = 7  # fMP4 media segments need >= 7
+# Wall-clock slack between adjacent segments of one run before we call it a gap: the anchor may be
+# refined by RTCP after commit, so neighbouring segments don't always touch to the microsecond.
+GAP_TOLERANCE_US = 250_000
+
+
+def needs_discontinuity(previous: SegmentInfo | None, current: SegmentInfo) -> bool:
+    if previous is None:
+        return False
+    if previous.run_id != current.run_id:
+        return True
+    if current.start_media_90k != previous.start_media_90k + previous.duration_90k:
+        return True
+    return abs(current.start_wall_us - previous.end_wall_us) > GAP_TOLERANCE_US
+
+
+def _segment_lines(segment: SegmentInfo, uri: str, discontinuity: bool) -> list[str]:
+    lines = ["#EXT-X-DISCONTINUITY"] if discontinuity else []
+    media_length = segment.bytes - segment.init_bytes
+    lines += [
+        f'#EXT-X-MAP:URI="{uri}",BYTERANGE="{segment.init_bytes}@0"',
+        f"#EXT-X-PROGRAM-DATE-TIME:{format_wall_us(segment.start_wall_us)}",
+        f"#EXTINF:{segment.duration_90k / TICKS_PER_SECOND:.3f},",
+        f"#EXT-X-BYTERANGE:{media_length}@{segment.init_bytes}",
+        uri,
+    ]
+    return lines
+
+
+def _target_duration(segments: Sequence[SegmentInfo], default: int) -> int:
+    if not segments:
+        return default
+    return max(1, math.ceil(max(s.duration_90k for s in segments) / TICKS_PER_SECOND))
+
+
+def vod_playlist(segments: Sequence[SegmentInfo], uri_for: Callable[[SegmentInfo], str]) -> str:
+    """A complete playlist for a past time range; `segments` sorted by wall time."""
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{HLS_VERSION}",
+        f"#EXT-X-TARGETDURATION:{_target_duration(segments, 1)}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+    ]
+    previous: SegmentInfo | None = None
+    for segment in segments:
+        lines += _segment_lines(segment, uri_for(segment), needs_discontinuity(previous, segment))
+        previous = segment
+    lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class _Numbers:
+    media_sequence: int
+    discontinuity_sequence: int
+
+
+class LiveSequencer:
+    """Stable media-sequence and discontinuity-sequence numbers for a camera's sliding window.
+
+    HLS wants each segment to keep its number across playlist reloads and numbers to rise by one
+    per segment. Segment ids are shared by all cameras, so they skip; this assigns consecutive
+    numbers per camera as segments first appear, in memory. After a restart numbering starts again
+    from the first segment's wall second, which lies above the old numbers while segments are longer
+    than a second, so players see a forward jump rather than a rewind.
+    """
+
+    def __init__(self, keep: int = 64) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._numbers: dict[str, dict[int, _Numbers]] = {}
+        self._last: dict[str, tuple[SegmentInfo, _Numbers]] = {}
+
+    def number(self, camera_id: str, window: Sequence[SegmentInfo]) -> list[_Numbers]:
+        with self._lock:
+            known = self._numbers.setdefault(camera_id, {})
+            result: list[_Numbers] = []
+            for segment in window:
+                numbers = known.get(segment.segment_id)
+                if numbers is None:
+                    last = self._last.get(camera_id)
+                    if last is None or segment.segment_id < last[0].segment_id:
+                        numbers = _Numbers(segment.start_wall_us // 1_000_000, 0)
+                    else:
+                        previous, previous_numbers = last
+                        jump = 1 if needs_discontinuity(previous, segment) else 0
+                        numbers = _Numbers(
+                            previous_numbers.media_sequence + 1,
+                            previous_numbers.discontinuity_sequence + jump,
+                        )
+                    known[segment.segment_id] = numbers
+                    last = self._last.get(camera_id)
+                    if last is None or segment.segment_id > last[0].segment_id:
+                        self._last[camera_id] = (segment, numbers)
+                result.append(numbers)
+            for old in sorted(known)[: max(0, len(known) - self._keep)]:
+                del known[old]
+            return result
+
+
+def live_playlist(
+    camera_id: str,
+    window: Sequence[SegmentInfo],
+    uri_for: Callable[[SegmentInfo], str],
+    sequencer: LiveSequencer,
+    default_target: int,
+) -> str:
+    """The latest segments, no ENDLIST: players reload it about once per target duration."""
+    numbers = sequencer.number(camera_id, window)
+    first = numbers[0] if numbers else _Numbers(0, 0)
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{HLS_VERSION}",
+        f"#EXT-X-TARGETDURATION:{_target_duration(window, default_target)}",
+        f"#EXT-X-MEDIA-SEQUENCE:{first.media_sequence}",
+        f"#EXT-X-DISCONTINUITY-SEQUENCE:{first.discontinuity_sequence}",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+    ]
+    previous: SegmentInfo | None = None
+    for segment in window:
+        lines += _segment_lines(segment, uri_for(segment), needs_discontinuity(previous, segment))
+        previous = segment
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,74 @@
+"""HLS playback (a past range) and live view (a sliding window) straight from stored segments.
+
+URIs in the playlists are relative, so they keep working behind a reverse proxy that mounts the
+node under a prefix. When the playlist itself was fetched with `?token=`, the token is copied into
+every URI, because a browser's HLS player fetches them without our Authorization header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, Response
+
+from hotspare.api.auth import TOKEN_QUERY_PARAM, token_from_scope
+from hotspare.api.context import Ctx
+from hotspare.api.hls import live_playlist, vod_playlist
+from hotspare.api.params import CameraParam, FromParam, ToParam
+from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES
+from hotspare.store.models import SegmentInfo
+
+router = APIRouter(tags=["playback"], responses=COMMON_RESPONSES)
+
+MPEGURL = "application/vnd.apple.mpegurl"
+_PLAYLIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **CAMERA_RESPONSES,
+    200: {"content": {MPEGURL: {"schema": {"type": "string"}}}, "description": "an HLS playlist"},
+}
+# Playlists are built against the relative position of /api/v1/cameras/{camera}/<name>.m3u8.
+_SEGMENT_BASE = "../../segments"
+
+
+def _uri_maker(request: Request) -> Any:
+    token, source = token_from_scope(request.scope)
+    suffix = f"?{TOKEN_QUERY_PARAM}={quote(token, safe='')}" if token and source == "query" else ""
+
+    def uri_for(segment: SegmentInfo) -> str:
+        return f"{_SEGMENT_BASE}/{segment.segment_id}/file{suffix}"
+
+    return uri_for
+
+
+def _playlist(text: str, *, cache: str) -> Response:
+    return Response(text, media_type=MPEGURL, headers={"Cache-Control": cache})
+
+
+@router.get(
+    "/cameras/{camera}/playback.m3u8",
+    response_class=Response,
+    responses=_PLAYLIST_RESPONSES,
+    summary="HLS VOD playlist of a time range",
+)
+def playback(
+    ctx: Ctx, request: Request, camera: CameraParam, from_: FromParam = None, to: ToParam = None
+) -> Response:
+    camera = ctx.check_camera(camera)
+    from_us, to_us = ctx.time_range(from_, to)
+    segments = ctx.store.list_segments(camera, from_us, to_us)
+    return _playlist(vod_playlist(segments, _uri_maker(request)), cache="no-cache")
+
+
+@router.get(
+    "/cameras/{camera}/live.m3u8",
+    response_class=Response,
+    responses=_PLAYLIST_RESPONSES,
+    summary="HLS live playlist: the latest segments",
+)
+def live(ctx: Ctx, request: Request, camera: CameraParam) -> Response:
+    camera = ctx.check_camera(camera)
+    now = ctx.clock()
+    recent = ctx.store.list_segments(camera, max(0, now - ctx.live_lookback_us), now)
+    window = recent[-ctx.live_segments :]
+    text = live_playlist(camera, window, _uri_maker(request), ctx.sequencer, default_target=4)
+    return _playlist(text, cache="no-store")

@@ -1,0 +1,182 @@
+"""`PUT /cameras/{camera}/segments/import`: re-insert one segment recorded elsewhere (a spare).
+
+Protocol: the segment's metadata travels as one JSON header, the file as the raw request body.
+A raw body streams from disk on the client and to disk here with no multipart parsing and no
+buffering, and the metadata is known before the first body byte, so a bad upload is refused early.
+The order is fixed: validate metadata → stream to a temp file in the store's folder → check length
+and SHA-256 → hand the file to the store, which verifies the MP4 and indexes it in one step. Every
+refusal removes the temp file, so nothing is ever half-written (DESIGN invariants).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from hotspare.api.context import Ctx, NodeContext
+from hotspare.api.params import CameraParam
+from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError, Problem
+from hotspare.api.schemas import META_HEADER, ImportMetaIn, ImportOut, SegmentOut
+from hotspare.api.upload import receive_to_file
+from hotspare.store import importer
+from hotspare.store.models import WallSource
+from hotspare.store.segment_store import StoreError
+
+router = APIRouter(tags=["import"], responses=COMMON_RESPONSES)
+
+
+def _meta_from_header(raw: str) -> ImportMetaIn:
+    try:
+        meta = ImportMetaIn.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'metadata'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ApiError(
+            400,
+            "bad_metadata",
+            f"the {META_HEADER} header is not valid segment metadata ({problems}); "
+            "send the JSON object described in docs/api.md",
+        ) from None
+    if meta.init_bytes >= meta.bytes:
+        raise ApiError(
+            400,
+            "bad_metadata",
+            f"init_bytes ({meta.init_bytes}) must be smaller than bytes ({meta.bytes})",
+        )
+    return meta
+
+
+def store_meta(camera: str, meta: ImportMetaIn) -> importer.ImportMeta:
+    return importer.ImportMeta(
+        camera_id=camera,
+        run_id=meta.run_id,
+        seq=meta.seq,
+        recorded_by=meta.recorded_by,
+        recorded_as=meta.recorded_as,
+        start_wall_us=meta.start_wall_us,
+        start_media_90k=meta.start_media_90k,
+        duration_90k=meta.duration_90k,
+        frame_count=meta.frame_count,
+        init_bytes=meta.init_bytes,
+        sha256=meta.sha256,
+        anchor_wall_us=meta.anchor_wall_us,
+        wall_source=WallSource(meta.wall_source),
+    )
+
+
+@router.put(
+    "/cameras/{camera}/segments/import",
+    response_model=ImportOut,
+    responses={
+        **CAMERA_RESPONSES,
+        200: {"model": ImportOut, "description": "stored, or already held (`duplicate`)"},
+        400: {
+            "model": Problem,
+            "description": "bad metadata, truncated body or hash mismatch; nothing was written",
+        },
+        409: {"model": Problem, "description": "conflicts with a different segment already stored"},
+        413: {"model": Problem, "description": "the body exceeds the node's import limit"},
+        422: {
+            "model": Problem,
+            "description": "the file is not a valid segment or does not "
+            "match its metadata; nothing was written",
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "the segment file, raw (streamed)",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+    summary="Import (re-insert) one segment recorded by another node",
+)
+async def import_segment(
+    ctx: Ctx,
+    request: Request,
+    camera: CameraParam,
+    meta_header: Annotated[
+        str,
+        Header(
+            alias=META_HEADER,
+            min_length=2,
+            max_length=8192,
+            description="segment metadata as one JSON object; see the `ImportMetaIn` schema",
+        ),
+    ],
+) -> JSONResponse:
+    camera = ctx.check_camera(camera, must_be_configured=True)
+    meta = _meta_from_header(meta_header)
+    if meta.bytes > ctx.max_import_bytes:
+        raise ApiError(
+            413,
+            "too_large",
+            f"the segment is {meta.bytes} bytes; this node accepts at most {ctx.max_import_bytes}",
+        )
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) != meta.bytes):
+        raise ApiError(
+            400,
+            "length_mismatch",
+            f"Content-Length {length} differs from the declared {meta.bytes} bytes; "
+            "the metadata does not describe this file",
+        )
+    target = ctx.store.incoming_path()
+    received = await receive_to_file(
+        request.stream(), target, declared_bytes=meta.bytes, max_bytes=ctx.max_import_bytes
+    )
+    try:
+        if received.sha256 != meta.sha256:
+            raise ApiError(
+                400,
+                "hash_mismatch",
+                f"the body's SHA-256 is {received.sha256}, the metadata says "
+                f"{meta.sha256}; the file changed or was damaged in transit: re-read "
+                "it on the sending node and retry",
+            )
+        result = await run_in_threadpool(_import, ctx, store_meta(camera, meta), received.path)
+    finally:
+        received.path.unlink(missing_ok=True)
+    return JSONResponse(result.model_dump())
+
+
+# The store's refusal statuses, as codes a client can branch on and the operator's next step.
+_REFUSALS = {
+    400: ("bad_metadata", "fix the metadata the sender derives from its index"),
+    404: ("unknown_camera", "check the camera is configured on this node"),
+    409: (
+        "conflict",
+        "this node holds different content under the same ids; "
+        "compare both nodes' stores before retrying",
+    ),
+    422: (
+        "segment_mismatch",
+        "the file does not match its metadata: check the sender's copy "
+        "(its reconcile may have trimmed it) and retry",
+    ),
+}
+
+
+def _import(ctx: NodeContext, meta: importer.ImportMeta, path: Path) -> ImportOut:
+    configured = ctx.known_cameras()
+    try:
+        result = ctx.store.import_segment(meta, path, known_camera=configured.__contains__)
+    except importer.ImportRejected as exc:
+        code, advice = _REFUSALS.get(exc.status, ("import_refused", "see the node's log"))
+        raise ApiError(exc.status, code, f"{exc.reason}; nothing was written. {advice}") from None
+    except StoreError as exc:
+        raise ApiError(422, "segment_mismatch", f"{exc}; nothing was written") from None
+    return ImportOut(
+        status=result.status,
+        segment=SegmentOut.of(result.segment) if result.segment is not None else None,
+        covered_by=list(result.covered_by),
+        message=result.message,
+    )

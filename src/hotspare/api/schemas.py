@@ -1,0 +1,270 @@
+"""Response bodies of the node API, with units on every field.
+
+These are the wire format, deliberately separate from the store's dataclasses: the store may grow
+columns without changing what peers and clients see, and the OpenAPI spec documents every unit.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hotspare.config.models import ID_PATTERN
+from hotspare.store.models import RunInfo, SegmentInfo
+
+CameraState = Literal["recording", "connecting", "failing"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class CameraHealthOut(_Out):
+    camera_id: str = Field(description="camera id as configured")
+    state: CameraState = Field(
+        description="`recording` once frames are being committed; `connecting` "
+        "while (re)connecting; `failing` after repeated errors"
+    )
+    last_frame_wall_us: int | None = Field(
+        default=None, description="wall time of the last frame received, µs since the epoch (UTC)"
+    )
+    last_commit_wall_us: int | None = Field(
+        default=None,
+        description="wall time of the last committed segment, µs since the epoch (UTC)",
+    )
+    run_id: str | None = Field(default=None, description="the run being recorded, if any")
+    error: str | None = Field(default=None, description="last error, for the operator")
+
+
+class HealthOut(_Out):
+    server_name: str = Field(
+        description="the node answering (the machine, not the identity it records as)"
+    )
+    ok: bool = Field(
+        description="true only when every camera is `recording`; "
+        "the answer is HTTP 200 even when false"
+    )
+    cameras: list[CameraHealthOut] = Field(
+        description="one entry per camera this node should record"
+    )
+    checked_wall_us: int = Field(description="when this answer was made, µs since the epoch (UTC)")
+    error: str | None = Field(
+        default=None, description="why health could not be read at all, if so"
+    )
+
+
+class SegmentOut(_Out):
+    segment_id: int = Field(description="index row id on this node")
+    camera_id: str
+    run_id: str
+    seq: int = Field(description="position of the segment in its run, from 0")
+    recorded_by: str = Field(description="the machine that wrote the segment")
+    recorded_as: str = Field(description="the recording server identity it was recorded for")
+    start_wall_us: int = Field(description="wall time of the first frame, µs since the epoch (UTC)")
+    end_wall_us: int = Field(
+        description="wall time just after the last frame, µs since the epoch (UTC)"
+    )
+    start_media_90k: int = Field(
+        description="media time of the first frame, 90 kHz ticks since the run's first frame"
+    )
+    duration_90k: int = Field(description="duration, 90 kHz ticks")
+    frame_count: int = Field(description="video frames in the file")
+    head_skip_frames: int = Field(
+        description="leading frames to skip on playback (duplicates of an earlier segment)"
+    )
+    tail_skip_frames: int = Field(
+        default=0, description="trailing frames to skip on playback (duplicates of a later segment)"
+    )
+    bytes: int = Field(description="file size, bytes")
+    init_bytes: int = Field(
+        description="size of the fMP4 init section (ftyp+moov) at the start of the file, bytes"
+    )
+    sha256: str = Field(description="SHA-256 of the whole file, lower-case hex")
+    reinsert_pending: bool = Field(
+        description="the segment still awaits re-insert into its own server"
+    )
+    imported_from: str | None = Field(
+        default=None, description="the node it was re-inserted from, if imported"
+    )
+
+    @classmethod
+    def of(cls, segment: SegmentInfo) -> SegmentOut:
+        return cls(
+            segment_id=segment.segment_id,
+            camera_id=segment.camera_id,
+            run_id=segment.run_id,
+            seq=segment.seq,
+            recorded_by=segment.recorded_by,
+            recorded_as=segment.recorded_as,
+            start_wall_us=segment.start_wall_us,
+            end_wall_us=segment.end_wall_us,
+            start_media_90k=segment.start_media_90k,
+            duration_90k=segment.duration_90k,
+            frame_count=segment.frame_count,
+            head_skip_frames=segment.head_skip_frames,
+            tail_skip_frames=segment.tail_skip_frames,
+            bytes=segment.bytes,
+            init_bytes=segment.init_bytes,
+            sha256=segment.sha256,
+            reinsert_pending=segment.reinsert_pending,
+            imported_from=segment.imported_from,
+        )
+
+
+class SegmentList(_Out):
+    camera_id: str
+    from_wall_us: int = Field(description="start of the asked range, µs since the epoch (UTC)")
+    to_wall_us: int = Field(description="end of the asked range, µs since the epoch (UTC)")
+    segments: list[SegmentOut] = Field(description="segments overlapping the range, oldest first")
+    truncated: bool = Field(
+        description="true when more segments matched than `limit`; ask again from the last end"
+    )
+
+
+class RunOut(_Out):
+    run_id: str
+    camera_id: str
+    recorded_by: str = Field(description="the machine that recorded the run")
+    recorded_as: str = Field(description="the recording server identity it was recorded for")
+    anchor_wall_us: int = Field(
+        description="wall time of media time 0 of the run, µs since the epoch (UTC)"
+    )
+    wall_source: Literal["camera", "local"] = Field(
+        description="`camera`: from RTCP sender reports; `local`: the recorder's clock"
+    )
+    started_wall_us: int = Field(description="µs since the epoch (UTC)")
+    ended_wall_us: int | None = Field(
+        default=None, description="µs since the epoch (UTC); null while recording"
+    )
+    end_reason: str | None = None
+
+    @classmethod
+    def of(cls, run: RunInfo) -> RunOut:
+        return cls(
+            run_id=run.run_id,
+            camera_id=run.camera_id,
+            recorded_by=run.recorded_by,
+            recorded_as=run.recorded_as,
+            anchor_wall_us=run.anchor_wall_us,
+            wall_source=run.wall_source.value,
+            started_wall_us=run.started_wall_us,
+            ended_wall_us=run.ended_wall_us,
+            end_reason=run.end_reason,
+        )
+
+
+class RunList(_Out):
+    camera_id: str
+    from_wall_us: int
+    to_wall_us: int
+    runs: list[RunOut] = Field(description="runs overlapping the range, oldest first")
+
+
+class TimelineRunOut(_Out):
+    """Consecutive segments of one run with no hole longer than `max_gap_us` between them."""
+
+    run_id: str
+    recorded_by: str = Field(description="the machine that recorded this stretch")
+    recorded_as: str = Field(description="the recording server identity it was recorded for")
+    start_wall_us: int = Field(description="first recorded frame, µs since the epoch (UTC)")
+    end_wall_us: int = Field(
+        description="just after the last recorded frame, µs since the epoch (UTC)"
+    )
+    segment_count: int
+    frame_count: int = Field(description="frames recorded (skipped duplicate frames not counted)")
+
+
+class GapOut(_Out):
+    start_wall_us: int = Field(description="µs since the epoch (UTC)")
+    end_wall_us: int = Field(description="µs since the epoch (UTC)")
+    length_us: int = Field(description="end minus start, µs")
+
+
+class TimelineOut(_Out):
+    camera_id: str
+    from_wall_us: int
+    to_wall_us: int
+    runs: list[TimelineRunOut] = Field(description="recorded stretches, oldest first")
+    gaps: list[GapOut] = Field(description="stretches of the range with no video, oldest first")
+
+
+class ImportOut(_Out):
+    status: Literal["inserted", "duplicate", "trimmed"] = Field(
+        description="`inserted`: stored; `trimmed`: stored, with leading/trailing frames this node "
+        "already held marked as skipped; `duplicate`: already held, nothing changed"
+    )
+    segment: SegmentOut | None = Field(
+        default=None,
+        description="the row holding the segment; null when "
+        "other segments already hold every frame",
+    )
+    covered_by: list[int] = Field(
+        default_factory=list,
+        description="ids of segments here that already held some of its frames",
+    )
+    message: str = Field(default="", description="what happened, for the operator")
+
+
+META_HEADER = "Hotspare-Segment-Meta"
+_SHA256_PATTERN = r"^[0-9a-f]{64}$"
+_MAX_US = 253_402_300_799_999_999
+
+
+class ImportMetaIn(BaseModel):
+    """The metadata header: the sender's index row of the segment plus its run's anchor.
+
+    The camera is not here: it is the `{camera}` of the URL, so one field can't contradict another.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(pattern=ID_PATTERN, description="the run on the node that recorded it")
+    seq: int = Field(ge=0, le=999_999_999, description="position in the run, from 0")
+    recorded_by: str = Field(
+        pattern=ID_PATTERN, description="the machine that recorded it (e.g. the spare)"
+    )
+    recorded_as: str = Field(pattern=ID_PATTERN, description="the identity it was recorded for")
+    start_wall_us: int = Field(
+        ge=0,
+        le=_MAX_US,
+        description="wall time of the first frame, µs since the epoch; "
+        "must equal anchor_wall_us + start_media_90k",
+    )
+    start_media_90k: int = Field(
+        ge=0,
+        le=2**62,
+        description="media time of the first frame, 90 kHz ticks since the run's first frame",
+    )
+    duration_90k: int = Field(ge=1, le=2**40, description="duration, 90 kHz ticks")
+    frame_count: int = Field(ge=1, le=2**31, description="video frames in the file")
+    init_bytes: int = Field(
+        ge=1, le=2**50, description="size of the init section at the start of the file, bytes"
+    )
+    sha256: str = Field(
+        pattern=_SHA256_PATTERN, description="SHA-256 of the whole file, lower-case hex"
+    )
+    anchor_wall_us: int = Field(
+        ge=0, le=_MAX_US, description="wall time of the run's media time 0, µs since the epoch"
+    )
+    wall_source: Literal["camera", "local"] = Field(description="where the run's anchor came from")
+    bytes: int = Field(ge=1, le=2**50, description="file size, bytes; must equal the body's length")
+
+    @classmethod
+    def of(cls, segment: SegmentInfo, run: RunInfo) -> ImportMetaIn:
+        """What a sender (failover's re-insert) puts in the header for one of its segments."""
+        return cls(
+            run_id=segment.run_id,
+            seq=segment.seq,
+            recorded_by=segment.recorded_by,
+            recorded_as=segment.recorded_as,
+            start_wall_us=segment.start_wall_us,
+            start_media_90k=segment.start_media_90k,
+            duration_90k=segment.duration_90k,
+            frame_count=segment.frame_count,
+            init_bytes=segment.init_bytes,
+            sha256=segment.sha256,
+            anchor_wall_us=run.anchor_wall_us,
+            wall_source=run.wall_source.value,
+            bytes=segment.bytes,
+        )

@@ -1,0 +1,94 @@
+"""The simulator's command-line options, stdlib only.
+
+Shared by the simulator itself (Debian's python) and `hotspare camera-sim` (the venv), which
+validates the options before handing them over, so that `--help` and typos behave the same in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+_SIM_DEST_PREFIX = "sim_"
+READY_PREFIX = "HOTSPARE_CAMSIM_READY "
+"""Start of the one stdout line that says the sim serves; the rest of the line is JSON."""
+
+
+def _opt(p: argparse.ArgumentParser, flag: str, **kw: Any) -> None:
+    """Prefix dests so that these options cannot collide with `hotspare`'s own parser's."""
+    name = flag.lstrip("-")
+    p.add_argument(
+        flag,
+        dest=_SIM_DEST_PREFIX + name.replace("-", "_"),
+        metavar=name.upper().replace("-", "_"),
+        **kw,
+    )
+
+
+def add_sim_arguments(p: argparse.ArgumentParser) -> None:
+    _opt(
+        p,
+        "--cameras",
+        type=int,
+        default=1,
+        help="number of cameras, named cam-1..cam-N (default 1)",
+    )
+    _opt(p, "--camera-ids", default=None, help="comma-separated camera ids (overrides --cameras)")
+    _opt(p, "--width", type=int, default=1920)
+    _opt(p, "--height", type=int, default=1080)
+    _opt(p, "--fps", type=int, default=25)
+    _opt(p, "--gop", default="1s", help="GOP length in frames (50) or seconds (2s); default 1s")
+    _opt(p, "--bitrate", type=int, default=4000, help="kbit/s (default 4000)")
+    _opt(
+        p,
+        "--clip-seconds",
+        type=float,
+        default=4.0,
+        help="length of the looped pre-encoded clip, rounded to whole GOPs",
+    )
+    _opt(
+        p,
+        "--rtcp-interval",
+        type=float,
+        default=1.0,
+        help="minimum RTCP sender-report interval in seconds (default 1)",
+    )
+    _opt(p, "--bind", default="127.0.0.1")
+    _opt(
+        p,
+        "--rtsp-port",
+        type=int,
+        default=8554,
+        help="0 picks a free port (reported on the READY line)",
+    )
+    _opt(
+        p, "--control-port", type=int, default=0, help="HTTP control API port; 0 picks a free port"
+    )
+    _opt(p, "--log-dir", type=Path, default=None, help="write <camera-id>.jsonl frame logs here")
+    _opt(
+        p,
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="encoded clip cache (default: <tmp>/hotspare-camsim-cache)",
+    )
+
+
+def to_argv(ns: argparse.Namespace) -> list[str]:
+    """Options as given (defaults included), to pass on to the simulator process."""
+    argv: list[str] = []
+    for dest, value in vars(ns).items():
+        if not dest.startswith(_SIM_DEST_PREFIX) or value is None:
+            continue
+        argv += ["--" + dest[len(_SIM_DEST_PREFIX) :].replace("_", "-"), str(value)]
+    return argv
+
+
+def build_parser(prog: str = "python -m hotspare.camerasim") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Simulated RTSP cameras whose every frame carries a numbered SEI tag.",
+    )
+    add_sim_arguments(p)
+    return p

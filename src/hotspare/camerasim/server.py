@@ -1,0 +1,506 @@
+"""The simulated-camera process: N cameras behind one GStreamer RTSP server, plus a control API.
+
+Each camera has its own frame clock that runs from process start whether or not anyone watches and
+whether or not the camera is "offline", like a real camera that keeps capturing while its network
+is down. Every tick makes one frame: the next access unit of the shared pre-encoded clip with a tag
+SEI (camera id, frame number, capture wall time) spliced in, pushed into the camera's live RTSP
+stream if it has one, and written to the camera's frame log either way.
+
+Time: frame n of a camera is captured at wall time start + n/fps (µs, exact). Its PTS is the
+pipeline running time at that same instant, found by reading the pipeline clock and the wall clock
+together at push time and subtracting how late the push is. The RTP timestamps therefore advance
+exactly one frame per frame across clip loops, and RTCP sender reports (NTP = wall clock) map RTP
+time to the same wall time the SEI carries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+
+from hotspare.camerasim.clip import Clip, ClipParams, default_cache_dir, load_or_encode  # noqa: E402
+from hotspare.camerasim.framelog import FrameLogWriter, log_path  # noqa: E402
+from hotspare.camerasim.options import READY_PREFIX, build_parser  # noqa: E402
+from hotspare.camerasim.sei import build_sei_annexb  # noqa: E402
+
+_SECOND_NS = 1_000_000_000
+
+
+@dataclass
+class Camera:
+    """One simulated camera: its frame clock, online state and the live stream (if any)."""
+
+    camera_id: str
+    index: int
+    start_wall_ns: int
+    start_mono_ns: int  # the same instant on the monotonic clock, which paces the frames
+    fps: int
+    log: FrameLogWriter | None
+    frame_no: int = 0  # next frame to capture
+    online: bool = True
+    offline_until: float | None = None  # time.monotonic(); None while online or offline for good
+    appsrc: Gst.Element | None = None
+    media: GstRtspServer.RTSPMedia | None = None
+    need_headers: bool = True
+    media_dying: bool = False  # the last client left; the media is being torn down
+    generation: int = 0  # bumped to keep new clients away from a dying media
+    last_pts: int = -1
+    delivered: int = 0
+    clients: set[int] = field(default_factory=set)  # id() of RTSP clients playing this camera
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wall_ns_of(self, frame_no: int) -> int:
+        return self.start_wall_ns + frame_no * _SECOND_NS // self.fps
+
+    def mono_ns_of(self, frame_no: int) -> int:
+        return self.start_mono_ns + frame_no * _SECOND_NS // self.fps
+
+
+# Not UNPREPARED: a media just constructed for a first client is UNPREPARED until that client
+# prepares it, and a second client arriving meanwhile must share it, not get a second one.
+_DYING = (GstRtspServer.RTSPMediaStatus.UNPREPARING, GstRtspServer.RTSPMediaStatus.ERROR)
+
+
+class _CameraFactory(GstRtspServer.RTSPMediaFactory):
+    """A shared-media factory that never hands a new client the media being torn down.
+
+    GStreamer 1.22's factory cache still returns a shared media while its last client's teardown
+    is unpreparing it; the new client then gets 503 ("can not reuse media"). Recorders reconnect
+    at once, and a failover test reconnects many, so this is not rare: measured on the first try
+    with back-to-back connections. The cache key carries a generation that moves on as soon as
+    the current media is on its way out, so the lookup misses and a fresh media is built.
+    """
+
+    def __init__(self, cam: Camera) -> None:
+        super().__init__()
+        self.cam = cam
+
+    def do_gen_key(self, url: GstRtsp.RTSPUrl) -> str:
+        cam = self.cam
+        with cam.lock:
+            media = cam.media
+            if media is not None and (cam.media_dying or media.get_status() in _DYING):
+                cam.generation += 1
+                cam.media = None
+                cam.appsrc = None
+            return f"/{cam.camera_id}#{cam.generation}"
+
+
+class Simulator:
+    def __init__(self, args: argparse.Namespace, clip: Clip, camera_ids: list[str]) -> None:
+        self.args = args
+        self.clip = clip
+        self.fps = clip.params.fps
+        log_dir: Path | None = args.log_dir
+        start = time.time_ns()
+        start_mono = time.monotonic_ns()
+        n = len(camera_ids)
+        self.cameras: dict[str, Camera] = {}
+        for i, cid in enumerate(camera_ids):
+            # Spread the cameras' capture instants over one frame interval so that the ticker does
+            # not push 32 frames at the same instant (and real cameras are not in phase either).
+            phase = i * _SECOND_NS // (self.fps * n)
+            writer = FrameLogWriter(log_path(log_dir, cid)) if log_dir is not None else None
+            self.cameras[cid] = Camera(cid, i, start + phase, start_mono + phase, self.fps, writer)
+        self.frame_count = len(clip.access_units)
+        self.rtcp_interval_ns = int(args.rtcp_interval * _SECOND_NS)
+        self._stop = threading.Event()
+        self._client_cams: dict[int, tuple[GstRtspServer.RTSPClient, set[str]]] = {}
+        self._client_lock = threading.Lock()
+        self.server = GstRtspServer.RTSPServer()
+        self.server.set_address(args.bind)
+        self.server.set_service(str(args.rtsp_port))
+        # The default pool has one thread: clients would be served one at a time (measured 13 s
+        # for 8 clients). Each client gets its own thread; recorders reconnect in bursts.
+        self.server.get_thread_pool().set_max_threads(max(16, 4 * n + 8))
+        mounts = self.server.get_mount_points()
+        for cam in self.cameras.values():
+            mounts.add_factory(f"/{cam.camera_id}", self._make_factory(cam))
+        self.server.connect("client-connected", self._on_client_connected)
+        self.ticker = threading.Thread(target=self._tick_loop, name="frame-clock", daemon=True)
+
+    # ------------------------------------------------------------------------------------ RTSP
+
+    def _make_factory(self, cam: Camera) -> GstRtspServer.RTSPMediaFactory:
+        factory = _CameraFactory(cam)
+        factory.set_launch(
+            "( appsrc name=src is-live=true format=time do-timestamp=false "
+            "max-bytes=20000000 leaky-type=downstream "
+            "caps=video/x-h264,stream-format=byte-stream,alignment=au "
+            "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        )
+        factory.set_shared(True)  # one live stream per camera, however many clients
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
+        factory.set_latency(0)
+        factory.connect("media-configure", self._on_media_configure, cam)
+        return factory
+
+    def _on_media_configure(
+        self, _factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia, cam: Camera
+    ) -> None:
+        self._attach(media, cam)
+        media.connect("prepared", self._attach, cam)
+        media.connect("target-state", self._on_target_state, cam)
+        media.connect("unprepared", self._on_media_unprepared, cam)
+        pipeline = media.get_element().get_parent()
+        if pipeline is not None:
+            pipeline.connect("deep-element-added", self._on_element_added)
+
+    def _on_element_added(self, _bin: Gst.Bin, _sub: Gst.Bin, element: Gst.Element) -> None:
+        """Tune the RTP sessions rtsp-media creates while preparing.
+
+        rtcp-sync-send-time=False makes sender reports map RTP time to the wall time of the
+        buffer's PTS (our capture instant) instead of the instant it passed the session, which
+        would add any queueing delay to every recorder's wall clock. A shorter RTCP interval gets
+        the first report to a new client sooner (recorders only know wall time after it).
+        """
+        factory = element.get_factory()
+        if factory is not None and factory.get_name() == "rtpsession":
+            element.set_property("rtcp-sync-send-time", False)
+            element.set_property("rtcp-min-interval", self.rtcp_interval_ns)
+
+    def _attach(self, media: GstRtspServer.RTSPMedia, cam: Camera) -> None:
+        with cam.lock:
+            cam.appsrc = media.get_element().get_by_name("src")
+            cam.media = media
+            cam.media_dying = False
+            cam.need_headers = True  # a new stream: its first frame may not be a keyframe
+            cam.last_pts = -1  # running time restarts with the pipeline
+
+    def _on_target_state(self, media: GstRtspServer.RTSPMedia, state: int, cam: Camera) -> None:
+        if state == Gst.State.NULL:
+            with cam.lock:
+                if cam.media is media:
+                    cam.media_dying = True
+
+    def _on_media_unprepared(self, media: GstRtspServer.RTSPMedia, cam: Camera) -> None:
+        with cam.lock:
+            if cam.media is media:
+                cam.appsrc = None
+                cam.media = None
+
+    def _on_client_connected(
+        self, _server: GstRtspServer.RTSPServer, client: GstRtspServer.RTSPClient
+    ) -> None:
+        with self._client_lock:
+            self._client_cams[id(client)] = (client, set())
+        for name in ("pre-describe-request", "pre-setup-request", "pre-play-request"):
+            client.connect(name, self._on_pre_request)
+        client.connect("closed", self._on_client_closed)
+
+    def _camera_of(self, ctx: GstRtspServer.RTSPContext) -> Camera | None:
+        uri = ctx.uri
+        if uri is None or not uri.abspath:
+            return None
+        first = uri.abspath.strip("/").split("/", 1)[0]
+        return self.cameras.get(first)
+
+    def _on_pre_request(
+        self, client: GstRtspServer.RTSPClient, ctx: GstRtspServer.RTSPContext
+    ) -> GstRtsp.RTSPStatusCode:
+        """Refuse offline cameras like a camera that does not answer would; note who plays what."""
+        cam = self._camera_of(ctx)
+        if cam is None:
+            return GstRtsp.RTSPStatusCode.OK  # the mount points answer 404 themselves
+        if not cam.online:
+            return GstRtsp.RTSPStatusCode.SERVICE_UNAVAILABLE
+        with self._client_lock:
+            entry = self._client_cams.get(id(client))
+            if entry is not None:
+                entry[1].add(cam.camera_id)
+        return GstRtsp.RTSPStatusCode.OK
+
+    def _on_client_closed(self, client: GstRtspServer.RTSPClient) -> None:
+        with self._client_lock:
+            self._client_cams.pop(id(client), None)
+
+    def clients_of(self, camera_id: str) -> list[GstRtspServer.RTSPClient]:
+        with self._client_lock:
+            return [c for c, cams in self._client_cams.values() if camera_id in cams]
+
+    # ----------------------------------------------------------------------------- frame clock
+
+    def _tick_loop(self) -> None:
+        # Paced by the monotonic clock: a wall-clock step must neither stall nor burst the cameras.
+        heap = [(cam.mono_ns_of(0), cam.index, cam) for cam in self.cameras.values()]
+        heapq.heapify(heap)
+        next_flush = time.monotonic() + 1.0
+        while not self._stop.is_set():
+            due_ns, idx, cam = heap[0]
+            wait = (due_ns - time.monotonic_ns()) / _SECOND_NS
+            if wait > 0:
+                if self._stop.wait(min(wait, 0.5)):
+                    break
+                continue
+            self._capture(cam)
+            heapq.heapreplace(heap, (cam.mono_ns_of(cam.frame_no), idx, cam))
+            now = time.monotonic()
+            if now >= next_flush:
+                next_flush = now + 1.0
+                self.flush_logs()
+
+    def _capture(self, cam: Camera) -> None:
+        n = cam.frame_no
+        cam.frame_no = n + 1
+        wall_ns = cam.wall_ns_of(n)
+        wall_us = wall_ns // 1000
+        if cam.offline_until is not None and time.monotonic() >= cam.offline_until:
+            cam.online = True
+            cam.offline_until = None
+        delivered = False
+        if cam.online:
+            with cam.lock:
+                appsrc = cam.appsrc
+                if appsrc is not None:
+                    delivered = self._push(cam, appsrc, n, wall_ns)
+        if delivered:
+            cam.delivered += 1
+        if cam.log is not None:
+            cam.log.add(n, wall_us, cam.online, delivered)
+
+    def _push(self, cam: Camera, appsrc: Gst.Element, n: int, wall_ns: int) -> bool:
+        running = appsrc.get_current_running_time()
+        now_ns = time.monotonic_ns()
+        if running == Gst.CLOCK_TIME_NONE:
+            return False  # not playing yet: nothing would be timestamped right
+        pts = running - (now_ns - cam.mono_ns_of(n))
+        if pts < 0 or pts <= cam.last_pts:
+            return False
+        i = n % self.frame_count
+        au = self.clip.access_units[i]
+        k = self.clip.vcl_offsets[i]
+        sei = build_sei_annexb(cam.camera_id, n, wall_ns // 1000)
+        if cam.need_headers and not self.clip.keyframes[i]:
+            # A stream that starts mid-GOP still needs SPS/PPS before h264parse can give caps
+            # (and the SDP its sprop-parameter-sets); a camera would send them in the SDP too.
+            data = self.clip.parameter_sets + au[:k] + sei + au[k:]
+        else:
+            data = au[:k] + sei + au[k:]
+        buf = Gst.Buffer.new_wrapped(data)
+        buf.pts = pts
+        buf.dts = pts
+        buf.duration = _SECOND_NS // self.fps
+        if not self.clip.keyframes[i]:
+            buf.set_flags(Gst.BufferFlags.DELTA_UNIT)
+        ret = appsrc.emit("push-buffer", buf)
+        if ret != Gst.FlowReturn.OK:
+            return False
+        cam.need_headers = False
+        cam.last_pts = pts
+        return True
+
+    def flush_logs(self) -> None:
+        for cam in self.cameras.values():
+            if cam.log is not None:
+                try:
+                    cam.log.flush()
+                except OSError as exc:  # a full disk must not stop the cameras
+                    print(f"camera-sim: frame log of {cam.camera_id}: {exc}", file=sys.stderr)
+
+    # -------------------------------------------------------------------------------- control
+
+    def set_offline(self, camera_id: str, seconds: float | None) -> None:
+        cam = self.cameras[camera_id]
+        cam.online = False
+        cam.offline_until = None if seconds is None else time.monotonic() + seconds
+        for client in self.clients_of(camera_id):
+            client.close()  # like a camera that vanished: the connection goes, not just the stream
+
+    def set_online(self, camera_id: str) -> None:
+        cam = self.cameras[camera_id]
+        cam.offline_until = None
+        cam.online = True
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for cam in self.cameras.values():
+            remaining = None
+            if cam.offline_until is not None:
+                remaining = max(0.0, cam.offline_until - time.monotonic())
+            out.append(
+                {
+                    "id": cam.camera_id,
+                    "path": f"/{cam.camera_id}",
+                    "online": cam.online,
+                    "offline_remaining_s": remaining,
+                    "frames_produced": cam.frame_no,
+                    "frames_delivered": cam.delivered,
+                    "clients": len(self.clients_of(cam.camera_id)),
+                    "streaming": cam.appsrc is not None,
+                    "start_wall_us": cam.start_wall_ns // 1000,
+                }
+            )
+        return out
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.ticker.is_alive():
+            self.ticker.join(timeout=2.0)
+        for cam in self.cameras.values():
+            if cam.log is not None:
+                cam.log.close()
+
+
+class _ControlHandler(BaseHTTPRequestHandler):
+    sim: Simulator  # set on the subclass made in serve_control
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # stdout carries the READY line; keep it clean
+
+    def _send(self, code: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        segs = [s for s in parts.path.split("/") if s]
+        if segs == ["cameras"]:
+            self._send(200, {"cameras": self.sim.status()})
+        elif len(segs) == 2 and segs[0] == "cameras":
+            found = [c for c in self.sim.status() if c["id"] == segs[1]]
+            self._send(200, found[0]) if found else self._send(404, {"error": "unknown camera"})
+        elif segs == ["health"]:
+            self._send(200, {"ok": True})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path)
+        segs = [s for s in parts.path.split("/") if s]
+        if len(segs) != 3 or segs[0] != "cameras" or segs[2] not in ("offline", "online"):
+            self._send(404, {"error": "not found"})
+            return
+        cid = segs[1]
+        if cid not in self.sim.cameras:
+            self._send(404, {"error": f"unknown camera {cid!r}"})
+            return
+        if segs[2] == "online":
+            self.sim.set_online(cid)
+        else:
+            query = parse_qs(parts.query)
+            seconds: float | None = None
+            if "seconds" in query:
+                try:
+                    seconds = float(query["seconds"][0])
+                except ValueError:
+                    self._send(400, {"error": "seconds must be a number"})
+                    return
+                if seconds < 0:
+                    self._send(400, {"error": "seconds must not be negative"})
+                    return
+            self.sim.set_offline(cid, seconds)
+        found = [c for c in self.sim.status() if c["id"] == cid]
+        self._send(200, found[0])
+
+
+def serve_control(sim: Simulator, bind: str, port: int) -> ThreadingHTTPServer:
+    handler = type("Handler", (_ControlHandler,), {"sim": sim})
+    httpd = ThreadingHTTPServer((bind, port), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, name="control", daemon=True).start()
+    return httpd
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def _gop_frames(text: str, fps: int) -> int:
+    """GOP as frames ("50") or seconds ("2s", "0.5s")."""
+    if text.endswith("s"):
+        frames = round(float(text[:-1]) * fps)
+    else:
+        frames = int(text)
+    if frames < 1:
+        raise argparse.ArgumentTypeError(f"GOP {text!r} is less than one frame")
+    return frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    # Drop the "sim_" prefix that keeps these options apart inside `hotspare`'s own parser.
+    args = argparse.Namespace(**{k.removeprefix("sim_"): v for k, v in vars(ns).items()})
+    t0 = time.monotonic()
+    Gst.init(None)
+    if args.camera_ids:
+        camera_ids = [c.strip() for c in args.camera_ids.split(",") if c.strip()]
+    else:
+        camera_ids = [f"cam-{i}" for i in range(1, args.cameras + 1)]
+    if not camera_ids or len(set(camera_ids)) != len(camera_ids):
+        print("camera-sim: camera ids must be given and distinct", file=sys.stderr)
+        return 2
+    bad = [c for c in camera_ids if "/" in c or not c.isprintable() or " " in c]
+    if bad:
+        print(f"camera-sim: camera ids must be single path segments: {bad}", file=sys.stderr)
+        return 2
+    gop = _gop_frames(args.gop, args.fps)
+    clip_frames = max(1, round(args.clip_seconds * args.fps / gop)) * gop
+    params = ClipParams(args.width, args.height, args.fps, gop, args.bitrate, clip_frames)
+    clip, cached = load_or_encode(params, args.cache_dir or default_cache_dir())
+    t_clip = time.monotonic()
+
+    sim = Simulator(args, clip, camera_ids)
+    loop = GLib.MainLoop()
+    source_id = sim.server.attach(None)
+    if source_id == 0:
+        print(f"camera-sim: cannot listen on {args.bind}:{args.rtsp_port}", file=sys.stderr)
+        return 1
+    rtsp_port = sim.server.get_bound_port()
+    try:
+        httpd = serve_control(sim, args.bind, args.control_port)
+    except OSError as exc:
+        print(f"camera-sim: control port {args.control_port}: {exc}", file=sys.stderr)
+        return 1
+    sim.ticker.start()
+
+    def quit_loop(*_a: Any) -> bool:
+        loop.quit()
+        return GLib.SOURCE_REMOVE
+
+    GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGTERM, quit_loop)
+    GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGINT, quit_loop)
+    ready = {
+        "rtsp_port": rtsp_port,
+        "control_port": httpd.server_address[1],
+        "bind": args.bind,
+        "cameras": camera_ids,
+        "pid": os.getpid(),
+        "log_dir": str(args.log_dir) if args.log_dir else None,
+        "clip_cached": cached,
+        "clip_seconds_to_ready": round(t_clip - t0, 3),
+        "seconds_to_ready": round(time.monotonic() - t0, 3),
+        "clip_kbps": round(clip.mean_bitrate_kbps),
+        "gop_frames": gop,
+        "fps": args.fps,
+    }
+    print(READY_PREFIX + json.dumps(ready), flush=True)
+    try:
+        loop.run()
+    finally:
+        httpd.shutdown()
+        sim.stop()
+        for cid in camera_ids:
+            for client in sim.clients_of(cid):
+                client.close()
+    return 0

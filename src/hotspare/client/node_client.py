@@ -1,0 +1,172 @@
+"""A small typed client for one node's API, shared by the CLI, failover's re-insert and tests.
+
+Responses are parsed into the same pydantic models the server declares, so a drift between client
+and server fails loudly at the boundary instead of deep inside a caller. Files move as streams in
+both directions: a segment is never held whole in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from hotspare.api.schemas import (
+    META_HEADER,
+    HealthOut,
+    ImportMetaIn,
+    ImportOut,
+    RunList,
+    SegmentList,
+    SegmentOut,
+    TimelineOut,
+)
+
+API_PREFIX = "/api/v1"
+_CHUNK = 1 << 20
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class NodeApiError(RuntimeError):
+    """The node refused a request; `error` is its machine code, `detail` its operator text."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(f"HTTP {status} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+def _raise_for_problem(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    if not response.is_stream_consumed:
+        response.read()
+    try:
+        body = response.json()
+        error, detail = str(body["error"]), str(body["detail"])
+    except (ValueError, KeyError, TypeError):
+        error, detail = "http_error", response.text[:500] or response.reason_phrase
+    raise NodeApiError(response.status_code, error, detail)
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while chunk := source.read(_CHUNK):
+            yield chunk
+
+
+class NodeClient:
+    """One node's API. `http` lets tests pass an in-process client (e.g. Starlette's TestClient)."""
+
+    def __init__(
+        self, base_url: str, token: str, timeout: float = 10.0, *, http: httpx.Client | None = None
+    ) -> None:
+        self._owns_http = http is None
+        self._http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        self._http.headers["Authorization"] = f"Bearer {token}"
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _get(self, path: str, model: type[_Model], params: dict[str, Any] | None = None) -> _Model:
+        response = self._http.get(API_PREFIX + path, params=params)
+        _raise_for_problem(response)
+        return model.model_validate(response.json())
+
+    @staticmethod
+    def _range(from_wall_us: int | None, to_wall_us: int | None) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if from_wall_us is not None:
+            params["from"] = from_wall_us
+        if to_wall_us is not None:
+            params["to"] = to_wall_us
+        return params
+
+    def health(self) -> HealthOut:
+        return self._get("/health", HealthOut)
+
+    def list_segments(
+        self,
+        camera_id: str,
+        from_wall_us: int | None = None,
+        to_wall_us: int | None = None,
+        limit: int = 10_000,
+    ) -> SegmentList:
+        params = {**self._range(from_wall_us, to_wall_us), "limit": limit}
+        return self._get(f"/cameras/{camera_id}/segments", SegmentList, params)
+
+    def list_runs(
+        self, camera_id: str, from_wall_us: int | None = None, to_wall_us: int | None = None
+    ) -> RunList:
+        return self._get(
+            f"/cameras/{camera_id}/runs", RunList, self._range(from_wall_us, to_wall_us)
+        )
+
+    def timeline(
+        self, camera_id: str, from_wall_us: int | None = None, to_wall_us: int | None = None
+    ) -> TimelineOut:
+        return self._get(
+            f"/cameras/{camera_id}/timeline", TimelineOut, self._range(from_wall_us, to_wall_us)
+        )
+
+    def get_segment(self, segment_id: int) -> SegmentOut:
+        return self._get(f"/segments/{segment_id}", SegmentOut)
+
+    def download_segment(
+        self, segment_id: int, target: Path, *, expected_sha256: str | None = None
+    ) -> Path:
+        """Streams the file to `target` (written via a temp name, so a failure leaves no file)."""
+        partial = target.with_name(target.name + ".part")
+        digest = hashlib.sha256()
+        try:
+            with self._http.stream("GET", f"{API_PREFIX}/segments/{segment_id}/file") as response:
+                _raise_for_problem(response)
+                with partial.open("wb") as out:
+                    for chunk in response.iter_bytes(_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+            if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
+                raise NodeApiError(
+                    0,
+                    "hash_mismatch",
+                    f"segment {segment_id} downloaded with SHA-256 "
+                    f"{digest.hexdigest()}, expected {expected_sha256}",
+                )
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return target
+
+    def import_segment(self, camera_id: str, meta: ImportMetaIn, path: Path) -> ImportOut:
+        """Uploads one segment, streamed from disk; `duplicate` means the node already had it."""
+        size = path.stat().st_size
+        headers = {
+            META_HEADER: meta.model_dump_json(),
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+        }
+        response = self._http.put(
+            f"{API_PREFIX}/cameras/{camera_id}/segments/import",
+            content=_file_chunks(path),
+            headers=headers,
+        )
+        _raise_for_problem(response)
+        return ImportOut.model_validate(response.json())

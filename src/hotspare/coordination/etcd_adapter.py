@@ -1,0 +1,902 @@
+"""The one module of hotspare that talks to etcd.
+
+Why one module: every node's safety rests on a handful of etcd properties (a compare-and-create
+decides a claim, a lease decides liveness, a create revision fences stale writers). Keeping the
+client in one place means the timeouts, retries and gateway quirks are handled once.
+
+We use etcd3gw (etcd's JSON gRPC gateway over HTTP) only as a transport: its session, URL building
+and HTTP-error mapping. Request bodies are built here, with keys encoded as UTF-8, because etcd3gw
+encodes `str` keys as Latin-1 and computes prefix range ends through a UTF-8 round-trip.
+
+Quirks of the gateway (etcd 3.4) handled here:
+- a failed transaction carries no `succeeded` field (absent means false);
+- a keepalive on an expired or revoked lease answers 200 without a TTL;
+- a put with an expired lease fails with gRPC code 5 (HTTP 404);
+- a watch whose start revision was compacted is cancelled (`canceled`, `compact_revision`) while
+  the HTTP stream stays open, so we must notice the cancel ourselves;
+- etcd grants at least about 2 s of TTL however little is asked.
+
+Ambiguous writes: when a request times out, etcd may or may not have applied it. A retried
+compare-and-set then sees its own earlier write and fails. Each conditional write therefore reads
+the key back in the failure branch of the same transaction and, after a retry only, recognises its
+own value (and lease) as success. Callers must make values unique per writer (a claim carries the
+spare's name and lease) for that to be sound.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import requests
+from etcd3gw import exceptions as gw_exc
+from etcd3gw.client import Etcd3Client
+
+from hotspare.coordination.errors import (
+    CompactedError,
+    CoordinationError,
+    EtcdRequestError,
+    EtcdUnavailableError,
+    FencingError,
+    LeaseNotFoundError,
+)
+from hotspare.coordination.models import (
+    CreateResult,
+    EventType,
+    GetResult,
+    KeyValue,
+    Lease,
+    WatchBatch,
+    WatchEvent,
+)
+from hotspare.coordination.retry import Retry, RetryError
+
+log = logging.getLogger(__name__)
+
+_API_PATH = "/v3/"
+
+# Failures that say "this endpoint, now" rather than "this request": worth another endpoint.
+_RETRYABLE: tuple[type[BaseException], ...] = (
+    gw_exc.ConnectionFailedError,
+    gw_exc.ConnectionTimeoutError,
+    gw_exc.InternalServerError,
+    requests.exceptions.RequestException,
+)
+
+
+class _Retryable(Exception):
+    """Internal: one attempt failed in a way another attempt (or endpoint) may fix."""
+
+    def __init__(self, endpoint: str, message: str) -> None:
+        super().__init__(f"{endpoint}: {message}")
+        self.endpoint = endpoint
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(data: str | None) -> bytes:
+    return base64.b64decode(data) if data else b""
+
+
+def _to_bytes(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def _range_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with `prefix`."""
+    data = bytearray(prefix)
+    while data:
+        if data[-1] < 0xFF:
+            data[-1] += 1
+            return bytes(data)
+        data.pop()
+    return b"\0"  # the whole keyspace
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """Accept `host:port` or `http://host:port`; return `host:port` for messages and URLs."""
+    text = endpoint.strip()
+    for scheme in ("http://", "https://"):
+        if text.startswith(scheme):
+            text = text[len(scheme):]
+    text = text.rstrip("/")
+    if ":" not in text.rsplit("]", 1)[-1]:
+        text += ":2379"
+    return text
+
+
+def _split_host_port(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _error_detail(exc: gw_exc.Etcd3Exception) -> tuple[int | None, str]:
+    """etcd3gw puts the gateway's JSON body in `detail_text`; pull out code and message."""
+    text = exc.detail_text or str(exc) or type(exc).__name__
+    try:
+        body = json.loads(text)
+    except (TypeError, ValueError):
+        return None, text.strip()[:300]
+    if not isinstance(body, dict):
+        return None, text.strip()[:300]
+    code = body.get("code")
+    message = str(body.get("message") or body.get("error") or text).strip()
+    return (int(code) if isinstance(code, int | str) and str(code).isdigit() else None), message
+
+
+class Coordinator:
+    """A site's view of etcd: every key is under `prefix` (e.g. `/hotspare/<site>/`).
+
+    `timeout` bounds each HTTP call; `deadline` bounds a whole operation including retries across
+    endpoints. Thread-safe: each thread gets its own HTTP sessions.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        prefix: str,
+        *,
+        timeout: float = 2.0,
+        deadline: float = 5.0,
+        watch_idle_timeout: float = 15.0,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is needed")
+        if not prefix.startswith("/") or not prefix.endswith("/"):
+            raise ValueError(f"key prefix must start and end with '/': {prefix!r}")
+        if timeout <= 0 or deadline <= 0:
+            raise ValueError("timeout and deadline must be positive")
+        self.endpoints: list[str] = [normalize_endpoint(e) for e in endpoints]
+        self.prefix = prefix
+        self._prefix_bytes = prefix.encode("utf-8")
+        self.timeout = timeout
+        self.deadline = deadline
+        self.watch_idle_timeout = watch_idle_timeout
+        self._preferred = 0
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._children: list[LeaseKeeper | Watch] = []
+
+    @classmethod
+    def for_site(cls, endpoints: Sequence[str], site: str, **kwargs: Any) -> Coordinator:
+        """The usual construction: keys under `/hotspare/<site>/`."""
+        if not site or "/" in site or site.strip() != site:
+            raise ValueError(f"site name must be non-empty, without '/' or outer spaces: {site!r}")
+        return cls(endpoints, f"/hotspare/{site}/", **kwargs)
+
+    # ------------------------------------------------------------------ transport
+
+    def _client(self, endpoint: str) -> Etcd3Client:
+        clients: dict[str, Etcd3Client] | None = getattr(self._local, "clients", None)
+        if clients is None:
+            clients = {}
+            self._local.clients = clients
+        client = clients.get(endpoint)
+        if client is None:
+            host, port = _split_host_port(endpoint)
+            client = Etcd3Client(host=host, port=port, timeout=self.timeout, api_path=_API_PATH)
+            clients[endpoint] = client
+        return client
+
+    def _endpoint_order(self) -> Iterator[str]:
+        """Endpoints starting at the preferred one, round and round."""
+        while True:
+            with self._lock:
+                start = self._preferred
+            yield self.endpoints[start % len(self.endpoints)]
+
+    def _demote(self, endpoint: str) -> None:
+        with self._lock:
+            if self.endpoints[self._preferred % len(self.endpoints)] == endpoint:
+                self._preferred = (self._preferred + 1) % len(self.endpoints)
+
+    def _post_once(self, endpoint: str, path: str, payload: dict[str, Any], timeout: float,
+                   operation: str) -> dict[str, Any]:
+        client = self._client(endpoint)
+        client.timeout = max(0.05, timeout)
+        try:
+            result = client.post(client.get_url(path), json=payload)
+        except _RETRYABLE as exc:
+            if isinstance(exc, gw_exc.Etcd3Exception) and exc.detail_text:
+                message = _error_detail(exc)[1]
+            else:
+                message = str(exc) or type(exc).__name__
+            raise _Retryable(endpoint, message) from exc
+        except gw_exc.Etcd3Exception as exc:
+            code, message = _error_detail(exc)
+            if code in (14, 4) or "leader changed" in message or "no leader" in message:
+                raise _Retryable(endpoint, message) from exc
+            if code == 11 and "compacted" in message:
+                raise CompactedError(operation, message, payload.get("revision")) from exc
+            if code == 5 and "lease" in message:
+                raise LeaseNotFoundError(operation, payload.get("lease") or payload.get("ID"),
+                                         message) from exc
+            raise EtcdRequestError(operation, code, message) from exc
+        if not isinstance(result, dict):
+            raise EtcdRequestError(operation, None, f"unexpected answer {result!r}")
+        return result
+
+    def _call(
+        self,
+        path: str,
+        payload: dict[str, Any],
+        operation: str,
+        *,
+        deadline: float | None = None,
+        attempts: list[int] | None = None,
+    ) -> dict[str, Any]:
+        """POST with per-call timeout, rotating endpoints on failure until the deadline."""
+        retry = Retry(deadline=deadline or self.deadline, retry_on=(_Retryable,),
+                      initial_delay=0.05, max_delay=0.5)
+        endpoints = self._endpoint_order()
+        counter = attempts if attempts is not None else [0]
+
+        def attempt(remaining: float) -> dict[str, Any]:
+            counter[0] += 1
+            endpoint = next(endpoints)
+            try:
+                return self._post_once(endpoint, path, payload,
+                                       min(self.timeout, max(remaining, 0.05)), operation)
+            except _Retryable as exc:
+                self._demote(exc.endpoint)
+                raise
+
+        def note(attempt_no: int, exc: BaseException, pause: float) -> None:
+            log.debug("etcd %s attempt %d failed (%s); retrying in %.2f s",
+                      operation, attempt_no, exc, pause)
+
+        try:
+            return retry.call(attempt, on_retry=note)
+        except RetryError as exc:
+            raise EtcdUnavailableError(self.endpoints, exc.elapsed, str(exc.last_error),
+                                       operation) from exc
+
+    # ------------------------------------------------------------------ keys
+
+    def _full(self, key: str) -> bytes:
+        if key.startswith("/"):
+            raise ValueError(f"keys are relative to the site prefix {self.prefix!r}: {key!r}")
+        return self._prefix_bytes + key.encode("utf-8")
+
+    def _relative(self, full: bytes) -> str:
+        if full.startswith(self._prefix_bytes):
+            full = full[len(self._prefix_bytes):]
+        return full.decode("utf-8", errors="replace")
+
+    def _kv(self, raw: dict[str, Any]) -> KeyValue:
+        return KeyValue(
+            key=self._relative(_unb64(raw.get("key"))),
+            value=_unb64(raw.get("value")),
+            create_revision=int(raw.get("create_revision", 0)),
+            mod_revision=int(raw.get("mod_revision", 0)),
+            version=int(raw.get("version", 0)),
+            lease=int(raw.get("lease", 0)),
+        )
+
+    @staticmethod
+    def _revision(result: dict[str, Any]) -> int:
+        return int(result.get("header", {}).get("revision", 0))
+
+    # ------------------------------------------------------------------ reads
+
+    def revision(self) -> int:
+        """The store's current revision (a cheap linearizable read)."""
+        result = self._call("kv/range", {"key": _b64(self._full("")), "count_only": True,
+                                         "range_end": _b64(_range_end(self._full("")))},
+                            "read revision")
+        return self._revision(result)
+
+    def get(self, key: str, *, revision: int | None = None) -> KeyValue | None:
+        res = self._range(key, prefix=False, revision=revision)
+        return res.kvs[0] if res.kvs else None
+
+    def get_with_revision(self, key: str) -> tuple[KeyValue | None, int]:
+        res = self._range(key, prefix=False, revision=None)
+        return (res.kvs[0] if res.kvs else None), res.revision
+
+    def get_prefix(self, prefix: str = "", *, revision: int | None = None) -> GetResult:
+        """All keys under `prefix` (relative) in one snapshot, sorted by key."""
+        return self._range(prefix, prefix=True, revision=revision)
+
+    def get_at_revision(self, key: str, revision: int) -> KeyValue | None:
+        """The key as it stood at `revision`; raises CompactedError once that history is gone."""
+        return self.get(key, revision=revision)
+
+    def _range(self, key: str, *, prefix: bool, revision: int | None) -> GetResult:
+        full = self._full(key)
+        payload: dict[str, Any] = {"key": _b64(full), "sort_order": 1, "sort_target": 0}
+        if prefix:
+            payload["range_end"] = _b64(_range_end(full))
+        if revision is not None:
+            payload["revision"] = revision
+        result = self._call("kv/range", payload, f"read {self.prefix}{key}")
+        kvs = [self._kv(raw) for raw in result.get("kvs", [])]
+        return GetResult(kvs=kvs, revision=self._revision(result))
+
+    # ------------------------------------------------------------------ writes
+
+    def put(self, key: str, value: str | bytes, *, lease: Lease | int | None = None) -> int:
+        """Unconditional write; returns the revision it was written at."""
+        payload: dict[str, Any] = {"key": _b64(self._full(key)), "value": _b64(_to_bytes(value))}
+        lease_id = _lease_id(lease)
+        if lease_id:
+            payload["lease"] = lease_id
+        return self._revision(self._call("kv/put", payload, f"write {self.prefix}{key}"))
+
+    def delete(self, key: str, *, prefix: bool = False) -> int:
+        """Delete the key (or every key under it); returns how many were deleted."""
+        full = self._full(key)
+        payload: dict[str, Any] = {"key": _b64(full)}
+        if prefix:
+            payload["range_end"] = _b64(_range_end(full))
+        result = self._call("kv/deleterange", payload, f"delete {self.prefix}{key}")
+        return int(result.get("deleted", 0))
+
+    def _txn(
+        self,
+        compare: list[dict[str, Any]],
+        success: list[dict[str, Any]],
+        read_back: bytes,
+        operation: str,
+    ) -> tuple[bool, int, KeyValue | None, int]:
+        """Run one transaction whose failure branch reads `read_back`.
+
+        Returns (succeeded, header revision, key read on failure, attempts used).
+        """
+        payload = {
+            "compare": compare,
+            "success": success,
+            "failure": [{"request_range": {"key": _b64(read_back)}}],
+        }
+        attempts = [0]
+        result = self._call("kv/txn", payload, operation, attempts=attempts)
+        succeeded = bool(result.get("succeeded", False))  # absent on failure (gateway quirk)
+        current: KeyValue | None = None
+        if not succeeded:
+            for response in result.get("responses", []):
+                kvs = response.get("response_range", {}).get("kvs", [])
+                if kvs:
+                    current = self._kv(kvs[0])
+        return succeeded, self._revision(result), current, attempts[0]
+
+    def create_if_absent(
+        self, key: str, value: str | bytes, *, lease: Lease | int | None = None
+    ) -> CreateResult:
+        """The claim: create `key` only if it does not exist, in one compare-and-create.
+
+        On success the fencing token is the returned revision (the key's create revision).
+        """
+        full = self._full(key)
+        data = _to_bytes(value)
+        lease_id = _lease_id(lease)
+        put: dict[str, Any] = {"key": _b64(full), "value": _b64(data)}
+        if lease_id:
+            put["lease"] = lease_id
+        ok, rev, current, attempts = self._txn(
+            [{"key": _b64(full), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}],
+            [{"request_put": put}],
+            full,
+            f"claim {self.prefix}{key}",
+        )
+        if ok:
+            kv = KeyValue(self._relative(full), data, rev, rev, 1, lease_id)
+            return CreateResult(True, rev, kv)
+        if (attempts > 1 and current is not None and current.value == data
+                and current.lease == lease_id and current.version == 1):
+            # Our own earlier attempt succeeded but its answer was lost.
+            return CreateResult(True, current.create_revision, current)
+        return CreateResult(False, rev, current)
+
+    def _compare_revision(self, full: bytes, expected: int, target: str) -> dict[str, Any]:
+        if target not in ("mod", "create"):
+            raise ValueError("target must be 'mod' or 'create'")
+        field = "mod_revision" if target == "mod" else "create_revision"
+        return {"key": _b64(full), "result": "EQUAL", "target": target.upper(),
+                field: str(expected)}
+
+    def put_if_revision(
+        self,
+        key: str,
+        value: str | bytes,
+        expected_revision: int,
+        *,
+        target: str = "mod",
+        lease: Lease | int | None = None,
+    ) -> int | None:
+        """Write only if the key's mod (or create) revision still equals `expected_revision`.
+
+        Returns the new revision, or None when the key changed meanwhile (compare-and-set lost).
+        """
+        full = self._full(key)
+        data = _to_bytes(value)
+        lease_id = _lease_id(lease)
+        put: dict[str, Any] = {"key": _b64(full), "value": _b64(data)}
+        if lease_id:
+            put["lease"] = lease_id
+        ok, rev, current, attempts = self._txn(
+            [self._compare_revision(full, expected_revision, target)],
+            [{"request_put": put}], full, f"conditional write {self.prefix}{key}")
+        if ok:
+            return rev
+        if (attempts > 1 and current is not None and current.value == data
+                and current.lease == lease_id
+                and (target == "mod" or current.create_revision == expected_revision)):
+            return current.mod_revision
+        return None
+
+    def delete_if_revision(self, key: str, expected_revision: int, *, target: str = "mod"
+                           ) -> bool:
+        """Delete only if the key's mod (or create) revision still equals `expected_revision`.
+
+        After a retried attempt, a key already gone counts as deleted (our own first try).
+        """
+        full = self._full(key)
+        ok, _rev, current, attempts = self._txn(
+            [self._compare_revision(full, expected_revision, target)],
+            [{"request_delete_range": {"key": _b64(full)}}], full,
+            f"conditional delete {self.prefix}{key}")
+        return ok or (attempts > 1 and current is None)
+
+    def put_fenced(
+        self,
+        key: str,
+        value: str | bytes,
+        *,
+        claim_key: str,
+        token: int,
+        lease: Lease | int | None = None,
+    ) -> int:
+        """Write `key` only while `claim_key` still carries fencing token `token`.
+
+        Raises FencingError when the claim is gone or re-made (a stale token); re-applying after
+        an ambiguous timeout is harmless because the comparison is on the claim, not on `key`.
+        """
+        claim_full = self._full(claim_key)
+        put: dict[str, Any] = {"key": _b64(self._full(key)), "value": _b64(_to_bytes(value))}
+        lease_id = _lease_id(lease)
+        if lease_id:
+            put["lease"] = lease_id
+        ok, rev, current, _ = self._txn(
+            [self._compare_revision(claim_full, token, "create")], [{"request_put": put}],
+            claim_full, f"fenced write {self.prefix}{key}")
+        if not ok:
+            raise FencingError(claim_key, token, current.create_revision if current else None)
+        return rev
+
+    def delete_fenced(self, key: str, *, claim_key: str, token: int, prefix: bool = False) -> int:
+        """Delete `key` (or the prefix) only while `claim_key` carries `token`; returns revision."""
+        claim_full = self._full(claim_key)
+        full = self._full(key)
+        delete: dict[str, Any] = {"key": _b64(full)}
+        if prefix:
+            delete["range_end"] = _b64(_range_end(full))
+        ok, rev, current, _ = self._txn(
+            [self._compare_revision(claim_full, token, "create")],
+            [{"request_delete_range": delete}], claim_full, f"fenced delete {self.prefix}{key}")
+        if not ok:
+            raise FencingError(claim_key, token, current.create_revision if current else None)
+        return rev
+
+    def release_claim(self, claim_key: str, token: int) -> bool:
+        """Delete the claim only if it is still ours (same token); False if it was not."""
+        return self.delete_if_revision(claim_key, token, target="create")
+
+    # ------------------------------------------------------------------ leases
+
+    def grant_lease(self, ttl: float) -> Lease:
+        """Grant a lease of at least `ttl` seconds (etcd rounds up to whole seconds, min ~2 s)."""
+        asked = max(1, int(-(-ttl // 1)))
+        result = self._call("lease/grant", {"TTL": asked, "ID": 0}, f"grant {asked} s lease")
+        if result.get("error"):
+            raise EtcdRequestError("grant lease", None, str(result["error"]))
+        return Lease(id=int(result["ID"]), ttl=float(result.get("TTL", asked)))
+
+    def keepalive_once(self, lease: Lease | int, *, timeout: float | None = None) -> float | None:
+        """Refresh once; the new TTL, or None when the lease has already expired or was revoked.
+
+        With `timeout`, a single attempt bounded by it (for the keepalive loop, which has its
+        own clock); otherwise the usual retry with deadline.
+        """
+        lease_id = _lease_id(lease)
+        payload = {"ID": lease_id}
+        if timeout is not None:
+            endpoint = next(self._endpoint_order())
+            try:
+                result = self._post_once(endpoint, "lease/keepalive", payload, timeout,
+                                         "lease keepalive")
+            except _Retryable as exc:
+                self._demote(exc.endpoint)
+                raise EtcdUnavailableError([endpoint], timeout, str(exc),
+                                           "lease keepalive") from exc
+        else:
+            result = self._call("lease/keepalive", payload, "lease keepalive")
+        ttl = result.get("result", {}).get("TTL")
+        if ttl is None or int(ttl) <= 0:  # gateway quirk: an expired lease comes back without TTL
+            return None
+        return float(ttl)
+
+    def lease_time_to_live(self, lease: Lease | int) -> float | None:
+        """What etcd thinks is left of the lease, or None if it no longer exists."""
+        result = self._call("kv/lease/timetolive", {"ID": _lease_id(lease)}, "lease time-to-live")
+        ttl = int(result.get("TTL", -1))
+        return None if ttl < 0 else float(ttl)
+
+    def revoke_lease(self, lease: Lease | int) -> None:
+        """Revoke (deleting every key attached); a lease already gone is not an error."""
+        with contextlib.suppress(LeaseNotFoundError):
+            self._call("kv/lease/revoke", {"ID": _lease_id(lease)}, "lease revoke")
+
+    def hold_lease(
+        self,
+        ttl: float,
+        *,
+        on_lost: Callable[[str], None] | None = None,
+        interval: float | None = None,
+    ) -> LeaseKeeper:
+        """Grant a lease and keep it alive in a background thread until `stop()`."""
+        asked_at = time.monotonic()
+        lease = self.grant_lease(ttl)
+        keeper = LeaseKeeper(self, lease, on_lost=on_lost, interval=interval, granted_at=asked_at)
+        self._track(keeper)
+        keeper.start()
+        return keeper
+
+    # ------------------------------------------------------------------ watches
+
+    def watch_prefix(
+        self,
+        prefix: str,
+        callback: Callable[[WatchBatch], None],
+        *,
+        from_revision: int | None = None,
+    ) -> Watch:
+        """Call `callback` for changes under `prefix` from `from_revision` (default: from now).
+
+        The callback must only wake a level-triggered reconcile: after a compaction it gets a
+        snapshot instead of the lost events, and after a reconnect it may see an event twice.
+        """
+        if from_revision is None:
+            from_revision = self.get_prefix(prefix).revision + 1
+        watch = Watch(self, prefix, callback, from_revision)
+        self._track(watch)
+        watch.start()
+        return watch
+
+    def events(self, key: str, *, from_revision: int = 1, prefix: bool = False,
+               quiet: float = 0.5, limit_time: float = 10.0) -> list[WatchEvent]:
+        """Every change to `key` (or under it) since `from_revision`, replayed from etcd's history.
+
+        This is how tests and audits answer "was there ever more than one claim?": etcd keeps
+        every revision until compaction, and a watch started at an old revision replays them.
+        Raises CompactedError once `from_revision` is compacted: history cannot be recovered then.
+        """
+        target = self.revision()
+        if from_revision > target:
+            return []
+        full = self._full(key)
+        create: dict[str, Any] = {"key": _b64(full), "start_revision": from_revision}
+        if prefix:
+            create["range_end"] = _b64(_range_end(full))
+        found: list[WatchEvent] = []
+        deadline = time.monotonic() + limit_time
+        endpoint = next(self._endpoint_order())
+        client = self._client(endpoint)
+        try:
+            response = client.session.post(client.get_url("watch"),
+                                           json={"create_request": create}, stream=True,
+                                           timeout=(self.timeout, quiet))
+        except requests.exceptions.RequestException as exc:
+            raise EtcdUnavailableError([endpoint], 0.0, str(exc), "history replay") from exc
+        try:
+            for chunk in _stream_lines(response):
+                result = chunk.get("result", {})
+                if result.get("canceled"):
+                    raise CompactedError("history replay", "required revision has been compacted"
+                                         f" (compacted up to {result.get('compact_revision')})",
+                                         from_revision)
+                for raw in result.get("events", []):
+                    event = self._event(raw)
+                    found.append(event)
+                if found and found[-1].kv.mod_revision >= target:
+                    break
+                if time.monotonic() > deadline:
+                    break
+        except requests.exceptions.ConnectionError:
+            pass  # read timeout: no more history arrived within `quiet`
+        finally:
+            response.close()
+        return [e for e in found if e.kv.mod_revision <= target]
+
+    def _event(self, raw: dict[str, Any]) -> WatchEvent:
+        etype = EventType.DELETE if raw.get("type") == "DELETE" else EventType.PUT
+        return WatchEvent(type=etype, kv=self._kv(raw.get("kv", {})))
+
+    # ------------------------------------------------------------------ admin
+
+    def compact(self, revision: int) -> None:
+        """Discard history before `revision` (tests and maintenance)."""
+        self._call("kv/compaction", {"revision": revision, "physical": True}, "compaction")
+
+    def _track(self, child: LeaseKeeper | Watch) -> None:
+        with self._lock:
+            self._children = [c for c in self._children if c.alive()]
+            self._children.append(child)
+
+    def close(self) -> None:
+        """Stop every keeper and watch this coordinator started (leases are not revoked)."""
+        with self._lock:
+            children, self._children = self._children, []
+        for child in children:
+            if isinstance(child, LeaseKeeper):
+                child.stop(revoke=False)
+            else:
+                child.stop()
+
+    def __enter__(self) -> Coordinator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _lease_id(lease: Lease | int | None) -> int:
+    if lease is None:
+        return 0
+    return lease.id if isinstance(lease, Lease) else int(lease)
+
+
+def _stream_lines(response: requests.Response) -> Iterator[dict[str, Any]]:
+    """Parse the gateway's watch stream: one JSON object per chunk/line."""
+    buffer = b""
+    for piece in response.iter_content(chunk_size=None):
+        buffer += piece
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield from _parse_stream_line(line)
+    if buffer.strip():
+        yield from _parse_stream_line(buffer)
+
+
+def _parse_stream_line(line: bytes) -> Iterator[dict[str, Any]]:
+    data = json.loads(line)
+    if isinstance(data, dict):
+        if "error" in data and "result" not in data:
+            raise requests.exceptions.ConnectionError(str(data["error"]))
+        yield data
+
+
+def _shutdown_response(response: requests.Response | None) -> None:
+    """Unblock a thread reading a streaming response by shutting its socket down."""
+    if response is None:
+        return
+    with contextlib.suppress(Exception):
+        fp = response.raw._fp  # type: ignore[attr-defined]
+        sock = socket.fromfd(fp.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
+    with contextlib.suppress(Exception):
+        response.close()
+
+
+class LeaseKeeper:
+    """Keeps one lease alive, and knows on its own clock when it must be assumed lost.
+
+    The holder may act under the lease only while `valid_for() > 0`: that is the time of the last
+    *sent* keepalive that etcd acknowledged plus the TTL etcd returned. etcd counts its TTL from
+    when it received that request, later than we sent it, so our estimate expires first even when
+    etcd is unreachable and says nothing. A lost lease is never revived: the holder grants a new
+    one and re-checks what it held.
+    """
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        lease: Lease,
+        *,
+        on_lost: Callable[[str], None] | None = None,
+        interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        granted_at: float | None = None,
+    ) -> None:
+        self.coordinator = coordinator
+        self.lease = lease
+        self._on_lost = on_lost
+        self._clock = clock
+        self.interval = interval if interval is not None else max(0.2, lease.ttl / 3.0)
+        # Count from when the grant was asked for (conservative), else from now.
+        self._expires_at = (granted_at if granted_at is not None else clock()) + lease.ttl
+        self._stop = threading.Event()
+        self.lost = threading.Event()
+        self.lost_reason: str | None = None
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name=f"lease-{lease.id:x}", daemon=True)
+
+    @property
+    def id(self) -> int:
+        return self.lease.id
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def valid_for(self) -> float:
+        """Seconds the holder may still rely on the lease; 0 or less means assume it is lost."""
+        if self.lost.is_set():
+            return 0.0
+        return self._expires_at - self._clock()
+
+    def assumed_lost(self) -> bool:
+        return self.valid_for() <= 0.0
+
+    def _declare_lost(self, reason: str) -> None:
+        if self.lost.is_set():
+            return
+        self.lost_reason = reason
+        self.lost.set()
+        log.warning("lease %x lost: %s", self.lease.id, reason)
+        if self._on_lost is not None:
+            try:
+                self._on_lost(reason)
+            except Exception:
+                log.exception("lease-lost callback failed")
+
+    def _run(self) -> None:
+        retry_pause = min(0.25, self.lease.ttl / 10.0)
+        wait = self.interval
+        while not self._stop.wait(wait):
+            remaining = self._expires_at - self._clock()
+            if remaining <= 0:
+                self._declare_lost(
+                    f"no keepalive acknowledged for {self.lease.ttl:.0f} s "
+                    f"(last error: {self.last_error})")
+                return
+            sent = self._clock()
+            try:
+                ttl = self.coordinator.keepalive_once(
+                    self.lease, timeout=min(self.coordinator.timeout, max(0.05, remaining)))
+            except CoordinationError as exc:
+                self.last_error = str(exc)
+                wait = min(retry_pause, max(0.0, self._expires_at - self._clock()))
+                continue
+            if self._stop.is_set():
+                return
+            if ttl is None:
+                self._declare_lost("etcd says the lease has expired")
+                return
+            if self._clock() > self._expires_at:
+                # Acknowledged, but only after our own estimate ran out: we already had to assume
+                # loss, and a claim made by someone else meanwhile would be valid. Stay lost.
+                self._declare_lost("keepalive acknowledged only after the lease was assumed lost")
+                return
+            self._expires_at = sent + ttl
+            self.last_error = None
+            wait = self.interval
+        # stopped
+
+    def stop(self, *, revoke: bool = True) -> None:
+        """Stop refreshing; with `revoke`, also delete the lease (and its keys) now."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(self.coordinator.timeout + 1.0)
+        if revoke:
+            with contextlib.suppress(CoordinationError):
+                self.coordinator.revoke_lease(self.lease)
+
+
+class Watch:
+    """A prefix watch in a thread that survives broken streams and compaction.
+
+    It remembers the revision after the last event delivered and reopens the stream there, on
+    any endpoint. If that revision has been compacted, etcd cancels the watch; we then read the
+    whole prefix, hand the callback that snapshot, and continue from the snapshot's revision.
+    """
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        prefix: str,
+        callback: Callable[[WatchBatch], None],
+        from_revision: int,
+    ) -> None:
+        self.coordinator = coordinator
+        self.prefix = prefix
+        self.callback = callback
+        self.next_revision = from_revision
+        self.reconnects = 0
+        self.resyncs = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._response: requests.Response | None = None
+        self._thread = threading.Thread(target=self._run, name=f"watch-{prefix}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _deliver(self, batch: WatchBatch) -> None:
+        try:
+            self.callback(batch)
+        except Exception:
+            log.exception("watch callback for %s failed", self.prefix)
+
+    def _resync(self) -> None:
+        snapshot = self.coordinator.get_prefix(self.prefix)
+        self.resyncs += 1
+        self.next_revision = snapshot.revision + 1
+        self._deliver(WatchBatch(revision=snapshot.revision, resynced=True,
+                                 snapshot=snapshot.kvs))
+
+    def _run(self) -> None:
+        c = self.coordinator
+        full = c._full(self.prefix)
+        pause = 0.05
+        while not self._stop.is_set():
+            endpoint = next(c._endpoint_order())
+            client = c._client(endpoint)
+            # progress_notify makes a member that is alive but idle send a heartbeat at its
+            # configured interval, so silence longer than watch_idle_timeout means a dead stream.
+            create: dict[str, Any] = {"key": _b64(full), "range_end": _b64(_range_end(full)),
+                                      "start_revision": self.next_revision,
+                                      "progress_notify": True}
+            try:
+                self._response = client.session.post(
+                    client.get_url("watch"), json={"create_request": create}, stream=True,
+                    timeout=(c.timeout, c.watch_idle_timeout))
+                if self._response.status_code != 200:
+                    raise requests.exceptions.ConnectionError(
+                        f"HTTP {self._response.status_code}: {self._response.text[:200]}")
+                for chunk in _stream_lines(self._response):
+                    if self._stop.is_set():
+                        return
+                    result = chunk.get("result", {})
+                    if result.get("canceled"):
+                        if int(result.get("compact_revision", 0)) > 0:
+                            # Our revision is gone: the stream stays open but will say nothing.
+                            self._resync()
+                            break
+                        raise requests.exceptions.ConnectionError(
+                            f"watch cancelled: {result.get('cancel_reason', 'no reason given')}")
+                    raw_events = result.get("events", [])
+                    if not raw_events:
+                        continue
+                    events = [c._event(raw) for raw in raw_events]
+                    self.next_revision = max(e.kv.mod_revision for e in events) + 1
+                    self._deliver(WatchBatch(revision=c._revision(result), events=events))
+                    pause = 0.05
+                # Falling out of the loop (stream closed, or a resync): reopen at next_revision.
+            except (requests.exceptions.RequestException, ValueError, CoordinationError) as exc:
+                if self._stop.is_set():
+                    return
+                self.last_error = f"{endpoint}: {exc}"
+                is_idle = isinstance(exc, requests.exceptions.ConnectionError) and (
+                    "Read timed out" in str(exc))
+                if not is_idle:
+                    c._demote(endpoint)
+                    self.reconnects += 1
+                    self._stop.wait(pause)
+                    pause = min(1.0, pause * 2)
+            finally:
+                _shutdown_response(self._response)
+                self._response = None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        _shutdown_response(self._response)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)

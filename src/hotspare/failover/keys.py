@@ -1,0 +1,58 @@
+"""The failover key layout under a site's prefix (`/hotspare/<site>/`), in one place.
+
+Every key a node reads or writes is built here so that the layout in docs/failover.md is the
+layout in etcd; nothing else in hotspare spells a key.
+"""
+
+from __future__ import annotations
+
+SITE_CONFIG = "config/site"
+"""The applied site configuration (JSON), written by `hotspare site apply`."""
+
+CONFIG_PREFIX = "config/"
+ALIVE_PREFIX = "alive/"
+SPARES_PREFIX = "spares/"
+CLAIMS_PREFIX = "claims/"
+OWNERS_PREFIX = "owners/"
+COVERING_PREFIX = "covering/"
+REINSERT_PREFIX = "reinsert/"
+EVENTS_PREFIX = "events/"
+
+
+def site_prefix(site_id: str) -> str:
+    return f"/hotspare/{site_id}/"
+
+
+def alive(server: str) -> str:
+    """Lease-bound; present only while every camera of the server is recording."""
+    return ALIVE_PREFIX + server
+
+
+def spare(name: str) -> str:
+    """Lease-bound; the spare's state (idle, covering, reinserting) for everyone's eligibility."""
+    return SPARES_PREFIX + name
+
+
+def claim(server: str) -> str:
+    """Lease-bound to the claiming spare's lease; its create revision is the fencing token."""
+    return CLAIMS_PREFIX + server
+
+
+def owner(server: str) -> str:
+    """Where API clients find the server's cameras now (the server itself or the covering spare)."""
+    return OWNERS_PREFIX + server
+
+
+def covering(server: str) -> str:
+    """The covering spare's fenced heartbeat: proves, every second, that its token still holds."""
+    return COVERING_PREFIX + server
+
+
+def reinsert(server: str, spare_name: str) -> str:
+    """Re-insert progress of one spare's buffer into one server."""
+    return f"{REINSERT_PREFIX}{server}/{spare_name}"
+
+
+def event(wall_us: int, node: str, nonce: str) -> str:
+    """Zero-padded time first, so the prefix sorts oldest first."""
+    return f"{EVENTS_PREFIX}{wall_us:017d}-{node}-{nonce}"

@@ -1,0 +1,86 @@
+"""A spare's direct health probe of a recording server (the second detection signal).
+
+The outcome is deliberately coarse, because each kind leads to a different rule
+(docs/failover.md, "Detection"): a refused connection means the process is gone on a host that is
+up, so the spare may act at once; a timeout may be a hung or partitioned host, so the spare also
+waits for the server's lease; an answer saying "recording" vetoes any takeover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import httpx
+
+from hotspare.api.schemas import HealthOut
+
+
+class ProbeKind(StrEnum):
+    RECORDING = "recording"
+    NOT_RECORDING = "not_recording"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    kind: ProbeKind
+    detail: str = ""
+
+
+class HealthProber:
+    """One HTTP client per server (connection reuse keeps a probe to a few ms)."""
+
+    def __init__(self, token: str, timeout: float) -> None:
+        self._token = token
+        self._timeout = timeout
+        self._clients: dict[str, httpx.Client] = {}
+
+    def _client(self, address: str) -> httpx.Client:
+        client = self._clients.get(address)
+        if client is None:
+            client = httpx.Client(base_url=f"http://{address}", timeout=self._timeout,
+                                  headers={"Authorization": f"Bearer {self._token}"})
+            self._clients[address] = client
+        return client
+
+    def probe(self, address: str) -> ProbeResult:
+        client = self._client(address)
+        try:
+            response = client.get("/api/v1/health")
+        except httpx.TimeoutException as exc:
+            return ProbeResult(ProbeKind.TIMEOUT, f"no answer within {self._timeout:.2f} s "
+                               f"({type(exc).__name__})")
+        except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError,
+                httpx.WriteError) as exc:
+            text = str(exc)
+            if isinstance(exc, httpx.ConnectError) and "refused" not in text.lower():
+                return ProbeResult(ProbeKind.ERROR, text)  # unreachable host: not proof of death
+            # Refused, or a kept-alive connection reset by a dying process.
+            self._drop(address)
+            return ProbeResult(ProbeKind.REFUSED, text or type(exc).__name__)
+        except httpx.HTTPError as exc:
+            self._drop(address)
+            return ProbeResult(ProbeKind.ERROR, str(exc) or type(exc).__name__)
+        if response.status_code != 200:
+            return ProbeResult(ProbeKind.ERROR, f"HTTP {response.status_code}")
+        try:
+            health = HealthOut.model_validate(response.json())
+        except ValueError as exc:
+            return ProbeResult(ProbeKind.ERROR, f"unreadable health answer: {exc}")
+        if health.ok:
+            return ProbeResult(ProbeKind.RECORDING)
+        states = ", ".join(f"{c.camera_id}={c.state}" for c in health.cameras) or health.error
+        return ProbeResult(ProbeKind.NOT_RECORDING, states or "not recording")
+
+    def _drop(self, address: str) -> None:
+        client = self._clients.pop(address, None)
+        if client is not None:
+            client.close()
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()

@@ -1,0 +1,199 @@
+"""Re-insert: push one spare's buffered segments for one server into that server's store.
+
+Protocol (docs/failover.md, "Re-insert"), per segment, oldest first:
+1. check the claim still holds (a fenced write of the progress key: a stale token stops here);
+2. upload it to the original's import endpoint, which verifies SHA-256 and indexes it;
+3. only after that acknowledgement, delete the buffer copy (row first, then file).
+A crash between 2 and 3 re-sends a segment the original already holds; the import is idempotent
+and answers `duplicate`, so nothing is doubled. A crash before 2 leaves the segment in the buffer,
+so nothing is lost. Progress in etcd is for operators and resumption statistics, never the source
+of truth: the buffer store's remaining rows are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hotspare.api.schemas import ImportMetaIn
+from hotspare.client.node_client import NodeClient
+from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.failover import keys
+from hotspare.store.models import SegmentInfo
+from hotspare.store.segment_store import SegmentStore
+
+log = logging.getLogger("hotspare.failover.reinsert")
+
+FENCING_HEADER = "X-Hotspare-Fencing"
+REACH_WAIT_SECONDS = 15.0
+"""Longest a segment waits for the original to record past it before it is sent anyway."""
+
+
+class NotYet(Exception):
+    """The oldest buffered segment overlaps what the original is still recording: wait.
+
+    The original indexes its own open segment only when it closes it; a segment imported before
+    that would not be recognised as a duplicate by the original's later commit, and its frames
+    would be stored twice. So a segment goes only once the original's own recording has reached
+    its end (or after REACH_WAIT_SECONDS, when the original may not be recording that camera:
+    a possible duplicate is better than a gap, DESIGN decision 6).
+    """
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The claim a re-insert runs under; None for a leftover buffer whose claim was lost."""
+
+    claim_key: str
+    token: int
+
+
+class RateLimiter:
+    """Token bucket in bytes/s: re-insert must never starve live recording of disk or network."""
+
+    def __init__(self, bytes_per_second: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate = float(bytes_per_second)
+        self._clock = clock
+        self._sleep = sleep
+        self._allowance = self.rate  # one second of burst
+        self._last = clock()
+
+    def take(self, amount: int) -> float:
+        """Block until `amount` bytes may be sent; returns the seconds slept."""
+        now = self._clock()
+        self._allowance = min(self.rate, self._allowance + (now - self._last) * self.rate)
+        self._last = now
+        self._allowance -= amount
+        if self._allowance >= 0:
+            return 0.0
+        pause = -self._allowance / self.rate
+        self._sleep(pause)
+        self._last = self._clock()
+        self._allowance = 0.0
+        return pause
+
+
+def buffered_segments(store: SegmentStore, server: str, limit: int = 10_000) -> list[SegmentInfo]:
+    """Every segment the buffer holds for `server`, oldest first (pending or not: a crash between
+    commit and flagging must not hide a segment from re-insert)."""
+    found: list[SegmentInfo] = []
+    for camera in store.cameras():
+        found.extend(s for s in store.list_segments(camera, 0, 2**62)
+                     if s.recorded_as == server)
+    found.sort(key=lambda s: (s.start_wall_us, s.segment_id))
+    return found[:limit]
+
+
+@dataclass
+class Progress:
+    total: int
+    done: int = 0
+    bytes: int = 0
+    last: str | None = None
+    duplicates: int = 0
+
+    def to_json(self, spare: str, url: str) -> str:
+        return json.dumps({"spare": spare, "url": url, "total": self.total, "done": self.done,
+                           "bytes": self.bytes, "last": self.last,
+                           "duplicates": self.duplicates, "at_us": time.time_ns() // 1000})
+
+
+def load_progress(coord: Coordinator, server: str, spare: str, remaining: int) -> Progress:
+    """Resume counts from etcd when a previous run left them; the buffer decides what is left."""
+    kv = coord.get(keys.reinsert(server, spare))
+    if kv is None:
+        return Progress(total=remaining)
+    try:
+        raw = kv.json()
+        done = int(raw.get("done", 0))
+        return Progress(total=done + remaining, done=done, bytes=int(raw.get("bytes", 0)),
+                        last=raw.get("last"), duplicates=int(raw.get("duplicates", 0)))
+    except (ValueError, TypeError):
+        return Progress(total=remaining)
+
+
+class Reinserter:
+    """Sends one segment per `step()` so the caller's loop stays responsive between segments."""
+
+    def __init__(self, coord: Coordinator, store: SegmentStore, server: str, spare: str,
+                 spare_url: str, target: NodeClient, fence: Fence | None,
+                 limiter: RateLimiter) -> None:
+        self.coord = coord
+        self.store = store
+        self.server = server
+        self.spare = spare
+        self.spare_url = spare_url
+        self.target = target
+        self.fence = fence
+        self.limiter = limiter
+        remaining = len(buffered_segments(store, server))
+        self.progress = load_progress(coord, server, spare, remaining)
+        self._reach: dict[str, int] = {}
+        self._waiting_since: dict[int, float] = {}
+
+    def _original_reached(self, segment: SegmentInfo) -> bool:
+        """Has the original committed video of its own up to this segment's end?"""
+        if self._reach.get(segment.camera_id, 0) >= segment.end_wall_us:
+            return True
+        listing = self.target.list_segments(segment.camera_id, segment.start_wall_us,
+                                            time.time_ns() // 1000)
+        own = [s.end_wall_us for s in listing.segments if s.recorded_by == self.server]
+        if own:
+            self._reach[segment.camera_id] = max(own)
+        return self._reach.get(segment.camera_id, 0) >= segment.end_wall_us
+
+    def _write_progress(self) -> None:
+        value = self.progress.to_json(self.spare, self.spare_url)
+        key = keys.reinsert(self.server, self.spare)
+        if self.fence is not None:
+            self.coord.put_fenced(key, value, claim_key=self.fence.claim_key,
+                                  token=self.fence.token)
+        else:
+            self.coord.put(key, value)
+
+    def start(self) -> None:
+        """Flag every buffered segment pending and publish the starting counts."""
+        pending = buffered_segments(self.store, self.server)
+        self.store.set_reinsert_pending([s.segment_id for s in pending], True)
+        self._write_progress()
+
+    def step(self) -> SegmentInfo | None:
+        """Re-insert the oldest buffered segment; None when the buffer is empty."""
+        batch = buffered_segments(self.store, self.server, limit=1)
+        if not batch:
+            return None
+        segment = batch[0]
+        if not self._original_reached(segment):
+            since = self._waiting_since.setdefault(segment.segment_id, time.monotonic())
+            if time.monotonic() - since < REACH_WAIT_SECONDS:
+                raise NotYet(segment.segment_id)
+            log.warning("%s has not recorded past segment %s of %s for %.0f s; sending it anyway",
+                        self.server, segment.seq, segment.camera_id, REACH_WAIT_SECONDS)
+        self._write_progress()  # fenced: a stale token raises FencingError before any upload
+        run = self.store.get_run(segment.run_id)
+        assert run is not None, f"segment {segment.segment_id} has no run row"
+        path = self.store.segment_file(segment)
+        self.limiter.take(segment.bytes)
+        result = self.target.import_segment(segment.camera_id, ImportMetaIn.of(segment, run),
+                                            path)
+        # Acknowledged by the original's index (inserted, trimmed or already held): now the
+        # buffer copy may go.
+        self.store.set_reinsert_pending([segment.segment_id], False)
+        self.store.delete_segments([segment.segment_id])
+        self.progress.done += 1
+        self.progress.bytes += segment.bytes
+        self.progress.last = f"{segment.camera_id}/{segment.run_id}/{segment.seq}"
+        if result.status == "duplicate":
+            self.progress.duplicates += 1
+        return segment
+
+    def finish(self) -> None:
+        key = keys.reinsert(self.server, self.spare)
+        if self.fence is not None:
+            self.coord.delete_fenced(key, claim_key=self.fence.claim_key, token=self.fence.token)
+        else:
+            self.coord.delete(key)

@@ -1,0 +1,118 @@
+"""A recording server's side of failover: its liveness key, and confirming a handback.
+
+The key `alive/<server>` exists, bound to the server's lease, exactly while every camera is
+recording (DESIGN decision 5): a server that is up but not recording drops it so a spare may step
+in. Losing etcd never touches the recorder (decision 6): this agent only stops publishing, and
+re-grants a lease when etcd is back.
+
+The value carries `confirmed`: true once every camera committed a segment in this process's life.
+A covering spare waits for that before it stops recording (decision 7, handback order).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hotspare.coordination.errors import CoordinationError
+from hotspare.coordination.etcd_adapter import Coordinator, LeaseKeeper
+from hotspare.failover import keys
+from hotspare.failover.events import EventLog
+from hotspare.recorder.health import CameraHealth, CameraState
+
+log = logging.getLogger("hotspare.failover.server")
+
+
+class ServerAgent:
+    """Runs on its own thread beside the recorder; never raises into it."""
+
+    def __init__(self, coord: Coordinator, name: str, url: str, lease_ttl: float,
+                 health: Callable[[], Mapping[str, CameraHealth]], events: EventLog,
+                 interval: float = 0.2) -> None:
+        self.coord = coord
+        self.name = name
+        self.url = url
+        self.lease_ttl = lease_ttl
+        self.health = health
+        self.events = events
+        self.interval = interval
+        self.boot = f"{os.getpid()}-{time.time_ns() // 1000}"
+        self._keeper: LeaseKeeper | None = None
+        self._published: str | None = None
+        self._returned_announced = False
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="server-agent", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Graceful stop: give the key up at once so spares need not wait for the lease."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(5.0)
+        if self._keeper is not None:
+            self._keeper.stop(revoke=True)
+
+    def state(self) -> tuple[bool, bool]:
+        """(every camera recording, every camera committed a segment since this process started)"""
+        cameras = dict(self.health())
+        recording = all(h.state is CameraState.RECORDING for h in cameras.values())
+        confirmed = recording and all(h.segments_committed > 0 for h in cameras.values())
+        return recording, confirmed
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except CoordinationError as exc:
+                log.warning("liveness not published (etcd: %s); recording continues", exc)
+            except Exception:
+                log.exception("liveness tick failed; recording continues")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def _lease(self) -> LeaseKeeper:
+        if self._keeper is None or self._keeper.assumed_lost():
+            if self._keeper is not None:
+                self._keeper.stop(revoke=False)
+            self._keeper = None
+            self._published = None
+            self._keeper = self.coord.hold_lease(self.lease_ttl)
+        return self._keeper
+
+    def tick(self) -> None:
+        recording, confirmed = self.state()
+        if not recording:
+            if self._published is not None:
+                self.coord.delete(keys.alive(self.name))
+                self._published = None
+                self.events.emit("not_recording", self.name,
+                                 "not every camera is recording: liveness key dropped")
+            return
+        keeper = self._lease()
+        value: dict[str, Any] = {"url": self.url, "boot": self.boot, "confirmed": confirmed}
+        text = json.dumps(value, sort_keys=True)
+        if text != self._published:
+            first = self._published is None
+            self.coord.put(keys.alive(self.name), text, lease=keeper.lease)
+            self._published = text
+            if first:
+                self.coord.put(keys.owner(self.name), json.dumps({"node": self.name,
+                                                                   "url": self.url}))
+        if confirmed and not self._returned_announced:
+            self._returned_announced = True
+            holder = self.coord.get(keys.claim(self.name))
+            if holder is not None:
+                self.events.emit("returned", self.name,
+                                 "recording again with a committed segment per camera; "
+                                 f"{holder.json().get('spare')} may hand back")

@@ -1,0 +1,101 @@
+"""The site configuration as stored in etcd: written by `site apply`, read by every node.
+
+The stored form is self-contained JSON: licence and trusted-key files are inlined as text at apply
+time, because a node cannot read files that live next to the operator's site.toml. Camera
+passwords are stored in the clear (etcd must be access-controlled on a real site; see
+docs/failover.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+
+from hotspare.config.load import describe_validation_error
+from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.failover import keys
+from hotspare.site.allotment import Allotment, allot
+from hotspare.site.keys import public_key_pem
+from hotspare.site.load import SiteConfigError, load_site_licences, read_trusted_keys
+from hotspare.site.model import SiteConfig
+from hotspare.site.pool import LicenceMerge, LicencePool
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready data with secrets revealed (pydantic's JSON mode would mask them)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def inline(site: SiteConfig) -> SiteConfig:
+    """The same site with every licence and trusted key carried as text, not as a file path."""
+    licences = []
+    for ref in site.licences:
+        if ref.file is not None:
+            try:
+                text = ref.file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue  # reported as refused by load_site_licences; nothing to store
+            licences.append(ref.model_copy(update={"file": None, "text": text}))
+        else:
+            licences.append(ref)
+    trusted = [
+        key.model_copy(update={"file": None, "public_key": public_key_pem(found.key)})
+        for key, found in zip(site.trusted_keys, read_trusted_keys(site.trusted_keys), strict=True)
+    ]
+    return site.model_copy(update={"licences": licences, "trusted_keys": trusted})
+
+
+def encode(site: SiteConfig) -> str:
+    return json.dumps(_plain(site.model_dump(exclude_none=True)), sort_keys=True)
+
+
+def decode(text: str | bytes, source: str = "etcd config/site") -> SiteConfig:
+    try:
+        return SiteConfig.model_validate_json(text)
+    except ValidationError as exc:
+        raise SiteConfigError(describe_validation_error(source, exc)) from exc
+
+
+@dataclass(frozen=True)
+class AppliedSite:
+    """A site as a node sees it: the configuration, the revision it was read at, its licences."""
+
+    config: SiteConfig
+    mod_revision: int
+    licences: LicenceMerge
+
+    def pool(self, now: datetime | None = None) -> LicencePool:
+        return LicencePool.at(self.licences.licences, now or datetime.now(UTC))
+
+    def allotment(self, now: datetime | None = None) -> Allotment:
+        return allot(self.pool(now), (s.name for s in self.config.failover_servers))
+
+
+def apply(coord: Coordinator, site: SiteConfig) -> tuple[int, LicenceMerge]:
+    """Store the (already validated) site; returns the revision written and the licence verdicts."""
+    stored = inline(site)
+    licences = load_site_licences(stored, datetime.now(UTC))
+    revision = coord.put(keys.SITE_CONFIG, encode(stored))
+    return revision, licences
+
+
+def read(coord: Coordinator) -> AppliedSite | None:
+    """The applied site, or None when no configuration was applied yet."""
+    kv = coord.get(keys.SITE_CONFIG)
+    if kv is None:
+        return None
+    config = decode(kv.value)
+    return AppliedSite(config, kv.mod_revision, load_site_licences(config, datetime.now(UTC)))

@@ -1,0 +1,112 @@
+"""A node's live copy of the site configuration: read from etcd, refreshed on change, cached.
+
+Watches only wake the reload (level-triggered): the reload re-reads `config/site` whole. The last
+good copy is cached in the data dir so a recording server can start and record from it while etcd
+is unreachable (DESIGN decision 6: never stop recording because etcd is gone).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hotspare.coordination.errors import CoordinationError
+from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.coordination.models import WatchBatch
+from hotspare.failover import keys, site_config
+from hotspare.failover.site_config import AppliedSite
+from hotspare.site.load import SiteConfigError, load_site_licences
+
+log = logging.getLogger("hotspare.failover.site")
+
+
+class SiteView:
+    def __init__(self, coord: Coordinator, cache: Path, refresh: float = 5.0) -> None:
+        self.coord = coord
+        self.cache = cache
+        self.refresh = refresh
+        self._current: AppliedSite | None = None
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[AppliedSite], None]] = []
+        self._last_read = 0.0
+
+    @property
+    def current(self) -> AppliedSite | None:
+        with self._lock:
+            return self._current
+
+    def on_change(self, listener: Callable[[AppliedSite], None]) -> None:
+        self._listeners.append(listener)
+
+    def load_initial(self, wait: float) -> AppliedSite | None:
+        """From etcd (retrying up to `wait` s), else from the cache; None if neither has one."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                if self.reload():
+                    return self.current
+                if time.monotonic() > deadline:
+                    return None
+            except (CoordinationError, SiteConfigError) as exc:
+                if time.monotonic() > deadline:
+                    log.warning("site configuration not readable from etcd (%s); "
+                                "using the cached copy %s", exc, self.cache)
+                    return self._load_cache()
+            time.sleep(0.5)
+
+    def _load_cache(self) -> AppliedSite | None:
+        try:
+            config = site_config.decode(self.cache.read_text(encoding="utf-8"), str(self.cache))
+        except (OSError, SiteConfigError):
+            return None
+        applied = AppliedSite(config, 0, load_site_licences(config, datetime.now(UTC)))
+        with self._lock:
+            self._current = applied
+        return applied
+
+    def reload(self) -> bool:
+        """Re-read; tell listeners when the revision changed. True when a configuration exists."""
+        applied = site_config.read(self.coord)
+        self._last_read = time.monotonic()
+        if applied is None:
+            return False
+        with self._lock:
+            changed = self._current is None or self._current.mod_revision != applied.mod_revision
+            self._current = applied
+        if changed:
+            self._write_cache(applied)
+            for listener in self._listeners:
+                try:
+                    listener(applied)
+                except Exception:
+                    log.exception("site configuration listener failed")
+        return True
+
+    def maybe_reload(self) -> None:
+        if time.monotonic() - self._last_read >= self.refresh:
+            try:
+                self.reload()
+            except (CoordinationError, SiteConfigError) as exc:
+                log.warning("site configuration not refreshed: %s", exc)
+
+    def wake(self, _batch: WatchBatch) -> None:
+        try:
+            self.reload()
+        except (CoordinationError, SiteConfigError) as exc:
+            log.warning("site configuration not reloaded: %s", exc)
+
+    def watch(self) -> None:
+        self.coord.watch_prefix(keys.CONFIG_PREFIX, self.wake)
+
+    def _write_cache(self, applied: AppliedSite) -> None:
+        try:
+            tmp = self.cache.with_suffix(".tmp")
+            tmp.write_text(site_config.encode(applied.config), encoding="utf-8")
+            os.replace(tmp, self.cache)
+        except OSError as exc:
+            log.warning("site cache %s not written: %s", self.cache, exc)

@@ -1,0 +1,1 @@
+"""A hotspare node process: composes store, recorder engine and API (and later the failover roles)."""

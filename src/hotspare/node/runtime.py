@@ -1,0 +1,141 @@
+"""Run one recording server: store, recorder engine and HTTP API in one process.
+
+The recorder starts before the API answers and stops (committing what it has written) after the API
+has stopped taking requests, so a graceful stop never leaves a written segment unindexed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from hotspare.api.app import create_app
+from hotspare.config.models import NodeConfig
+from hotspare.recorder.engine import Recorder
+from hotspare.store.segment_store import SegmentStore
+
+log = logging.getLogger("hotspare.node")
+
+READY_PREFIX = "HOTSPARE-NODE-READY "
+
+
+def wall_now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class RetentionLoop:
+    """Applies the retention policy periodically on its own thread; a failure is logged, never fatal."""
+
+    def __init__(self, store: SegmentStore, config: NodeConfig) -> None:
+        self._store = store
+        self._settings = config.retention
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        max_age = self._settings.max_age_days
+        max_age_us = None if max_age is None else int(max_age * 86_400 * 1_000_000)
+        while not self._stop.wait(self._settings.interval_seconds):
+            try:
+                self._store.apply_retention(max_age_us, self._settings.min_free_bytes, wall_now_us())
+            except Exception:
+                log.exception("retention pass failed on store %s; will retry in %.0f s",
+                              self._store.root, self._settings.interval_seconds)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before starting uvicorn so that port 0 (tests) yields the real port for the READY line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}; "
+                      "pick another [api] port or stop the process using it") from exc
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def write_node_file(config: NodeConfig, url: str) -> Path:
+    """`data_dir/node.json` tells local tools where this node listens (the port may be chosen at start)."""
+    path = config.data_dir / "node.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"name": config.name, "url": url, "pid": os.getpid()}), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def run_node(config: NodeConfig) -> int:
+    """Serve until SIGINT/SIGTERM (uvicorn installs the handlers on every platform it supports)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SegmentStore.open(config.data_dir / "store", config.name)
+    recorder = Recorder(config.name, config.cameras, store, config.recording)
+    retention = RetentionLoop(store, config)
+    camera_ids = {camera.id for camera in config.cameras}
+
+    sock = bind_socket(config.api.host, config.api.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host}:{port}"
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Iterator[None]:  # type: ignore[misc]
+        recorder.start()
+        retention.start()
+        write_node_file(config, url)
+        print(READY_PREFIX + json.dumps({"name": config.name, "url": url}), flush=True)
+        log.info("node %s recording %d camera(s), API at %s", config.name, len(camera_ids), url)
+        try:
+            yield
+        finally:
+            log.info("node %s stopping: committing open segments", config.name)
+            retention.stop()
+            recorder.stop()
+            store.close()
+
+    app = create_app(store, recorder.health, config.api.bearer_token(), config.name,
+                     lambda: set(camera_ids))
+    app.router.lifespan_context = lifespan
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
+                                           timeout_graceful_shutdown=5))
+    server.run(sockets=[sock])
+    return 0
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """One line per event, with the logger name so an operator sees which part spoke."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def describe(config: NodeConfig) -> dict[str, Any]:
+    """A secret-free summary of a configuration, for `hotspare config check`."""
+    return {
+        "name": config.name,
+        "data_dir": str(config.data_dir),
+        "api": f"{config.api.host}:{config.api.port}",
+        "cameras": [{"id": c.id, "url": c.url, "transport": c.transport} for c in config.cameras],
+        "segment_seconds": config.recording.segment_seconds,
+    }

@@ -1,0 +1,175 @@
+"""Run one node of a site (`hotspare node --config` with a `[site]` table).
+
+The role comes from the site configuration in etcd, not from the node's file: a name listed under
+`recording_servers` records its cameras and publishes liveness; a name under `failover_servers`
+records nothing of its own and runs the spare loop. The node's own file only says who it is, where
+its data lives and where its API listens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from hotspare.api.app import create_app
+from hotspare.config.models import NodeConfig, SiteMembership
+from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.failover import keys
+from hotspare.failover.events import EventLog
+from hotspare.failover.fencing import FencingMiddleware
+from hotspare.failover.server_agent import ServerAgent
+from hotspare.failover.site_view import SiteView
+from hotspare.failover.spare_agent import SpareAgent, SpareView
+from hotspare.node.runtime import READY_PREFIX, RetentionLoop, bind_socket, write_node_file
+from hotspare.recorder.engine import Recorder
+from hotspare.site.model import SiteConfig
+from hotspare.store.segment_store import SegmentStore
+
+log = logging.getLogger("hotspare.node.site")
+
+SITE_WAIT_SECONDS = 30.0
+
+
+def coordinator(site: SiteMembership) -> Coordinator:
+    return Coordinator(site.etcd_endpoints, keys.site_prefix(site.id), timeout=1.0, deadline=3.0)
+
+
+def _role(config: SiteConfig, name: str) -> str | None:
+    if config.recording_server(name) is not None:
+        return "recording"
+    if config.failover_server(name) is not None:
+        return "spare"
+    return None
+
+
+def run_site_node(config: NodeConfig) -> int:
+    site = config.site
+    assert site is not None
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    coord = coordinator(site)
+    view = SiteView(coord, config.data_dir / "site-cache.json")
+    applied = view.load_initial(SITE_WAIT_SECONDS)
+    if applied is None:
+        print(f"hotspare node: no site configuration for site {site.id!r} in etcd "
+              f"({', '.join(site.etcd_endpoints)}) and no cached copy; run `hotspare site apply` "
+              "first", file=sys.stderr)
+        return 2
+    role = _role(applied.config, config.name)
+    if role is None:
+        print(f"hotspare node: {config.name!r} is neither a recording server nor a failover "
+              f"server of site {site.id!r}; add it to the site configuration", file=sys.stderr)
+        return 2
+    events = EventLog(coord, config.name, site.events_keep)
+    sock = bind_socket(config.api.host, config.api.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host}:{port}"
+    token = config.api.bearer_token()
+    if role == "recording":
+        app, start, stop = _recording_server(config, coord, view, events, url)
+    else:
+        app, start, stop = _spare(config, coord, view, events, url, token)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        start()
+        view.watch()
+        write_node_file(config, url)
+        print(READY_PREFIX + json.dumps({"name": config.name, "url": url, "role": role}),
+              flush=True)
+        log.info("node %s (%s of site %s) API at %s", config.name, role, site.id, url)
+        try:
+            yield
+        finally:
+            log.info("node %s stopping", config.name)
+            stop()
+            coord.close()
+
+    app.router.lifespan_context = lifespan
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
+                                           timeout_graceful_shutdown=5))
+    server.run(sockets=[sock])
+    return 0
+
+
+def _recording_server(config: NodeConfig, coord: Coordinator, view: SiteView, events: EventLog,
+                      url: str) -> tuple[FastAPI, Any, Any]:
+    site = config.site
+    assert site is not None and view.current is not None
+    me = view.current.config.recording_server(config.name)
+    assert me is not None
+    store = SegmentStore.open(config.data_dir / "store", config.name)
+    recorder = Recorder(config.name, me.cameras, store, me.recording)
+    retention = RetentionLoop(store, config)
+    cameras = {c.id for c in me.cameras}
+    agent = ServerAgent(coord, config.name, url, site.lease_ttl_seconds, recorder.health, events)
+
+    def changed(applied: Any) -> None:
+        mine = applied.config.recording_server(config.name)
+        if mine is None:
+            log.error("%s was removed from the site configuration; it keeps recording its last "
+                      "cameras until restarted", config.name)
+            return
+        # The API's camera set first: a removed camera must not be reported as "connecting"
+        # (not recording) while its worker stops.
+        cameras.intersection_update(c.id for c in mine.cameras)
+        recorder.update_cameras(mine.cameras)
+        cameras.update(c.id for c in mine.cameras)
+        agent.wake()
+
+    view.on_change(changed)
+
+    def start() -> None:
+        recorder.start()
+        retention.start()
+        agent.start()
+
+    def stop() -> None:
+        agent.stop()
+        retention.stop()
+        recorder.stop()
+        store.close()
+
+    app = create_app(store, recorder.health, config.api.bearer_token(), config.name,
+                     lambda: set(cameras))
+    app.add_middleware(FencingMiddleware, coord=coord, server=config.name,
+                       token=config.api.bearer_token())
+    return app, start, stop
+
+
+def _spare(config: NodeConfig, coord: Coordinator, view: SiteView, events: EventLog, url: str,
+           token: str) -> tuple[FastAPI, Any, Any]:
+    site = config.site
+    assert site is not None
+    idle_store = SegmentStore.open(config.data_dir / "idle-store", config.name)
+    holder: dict[str, FastAPI] = {}
+
+    def show_store(store: SegmentStore) -> None:
+        app = holder.get("app")
+        if app is not None:
+            app.state.node.store = store
+
+    spare_view = SpareView(idle_store, show_store)
+    agent = SpareAgent(coord, config.name, url, token, config.data_dir, site, view, events,
+                       spare_view)
+    agent.open_leftover_buffers()
+    view.on_change(lambda _applied: agent.wake())
+
+    def start() -> None:
+        agent.start()
+        coord.watch_prefix(keys.ALIVE_PREFIX, agent.wake)
+        coord.watch_prefix(keys.CLAIMS_PREFIX, agent.wake)
+
+    def stop() -> None:
+        agent.stop()
+        idle_store.close()
+
+    app = create_app(idle_store, spare_view.health, token, config.name, spare_view.known_cameras)
+    holder["app"] = app
+    return app, start, stop

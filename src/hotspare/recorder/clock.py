@@ -1,0 +1,111 @@
+"""Media time and wall anchor of one run (DESIGN decision 2, Moonfire's model).
+
+Media time is the camera's RTP clock, unwrapped by FFmpeg and rebased so the run's first frame is
+0; we never renumber frames, so two servers recording one camera get the same frame spacing. Wall
+time is anchored once per run: from the camera's RTCP sender reports when they arrive (FFmpeg's
+`start_time_realtime` is the wall time of stream timestamp 0), from our receive clock until then.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+from hotspare.store.models import TICKS_PER_SECOND, WallSource
+
+CAMERA_CLOCK_SANITY_US = 300 * 1_000_000
+"""A camera whose clock is further off than this from ours is not believed (logged, local kept)."""
+
+MAX_FORWARD_JUMP_90K = 10 * TICKS_PER_SECOND
+"""A timestamp jump beyond this is a camera-side discontinuity, not a gap in delivery: new run."""
+
+
+def now_wall_us() -> int:
+    return time.time_ns() // 1000
+
+
+class TimestampDiscontinuity(Exception):
+    """The camera's clock went backwards or leapt; the run must end so times stay truthful."""
+
+
+@dataclass
+class Anchor:
+    wall_us: int
+    source: WallSource
+
+
+class RunClock:
+    """Turns a packet's stream timestamp into the run's 90 kHz media time."""
+
+    def __init__(self, time_base: Fraction) -> None:
+        self._tb = time_base
+        # Integer scaling, precomputed: this runs for every packet of every camera.
+        self._num = time_base.numerator * TICKS_PER_SECOND
+        self._den = time_base.denominator
+        self._identity = self._num == self._den
+        self._first_ts: int | None = None
+        self._last_ts: int | None = None
+        self._last_delta = 0
+        self.last_media_90k = 0
+        self.frame_duration_90k = 0
+
+    @property
+    def started(self) -> bool:
+        return self._first_ts is not None
+
+    def stream_ts(self, pts: int | None) -> int:
+        """The packet's timestamp, guessed when FFmpeg left it unset.
+
+        The first packet after open often has no pts (measured); with a single RTP stream FFmpeg
+        counts from that packet's RTP timestamp, so it is stream time 0. A later missing pts is
+        taken as one frame after the previous one.
+        """
+        if pts is not None:
+            return pts
+        if self._last_ts is None:
+            return 0
+        return self._last_ts + self._last_delta
+
+    def start(self, ts: int) -> None:
+        self._first_ts = ts
+        self._last_ts = ts
+
+    def media_90k(self, ts: int) -> int:
+        """Media time of `ts`; raises TimestampDiscontinuity on a jump back or far forward."""
+        assert self._first_ts is not None and self._last_ts is not None
+        delta = ts - self._last_ts
+        if delta < 0 or self._to_90k(delta) > MAX_FORWARD_JUMP_90K:
+            raise TimestampDiscontinuity(
+                f"camera timestamp jumped by {float(delta * self._tb):+.3f} s"
+            )
+        if delta > 0:
+            self._last_delta = delta
+            self.frame_duration_90k = self._to_90k(delta)
+        self._last_ts = ts
+        self.last_media_90k = self._to_90k(ts - self._first_ts)
+        return self.last_media_90k
+
+    def dts_90k(self, dts: int | None, media_90k: int) -> int:
+        if dts is None or self._first_ts is None:
+            return media_90k
+        return self._to_90k(dts - self._first_ts)
+
+    def end_media_90k(self) -> int:
+        """Where the last frame ends: its start plus the last frame spacing seen."""
+        return self.last_media_90k + self.frame_duration_90k
+
+    def camera_anchor_us(self, start_time_realtime_us: int | None) -> int | None:
+        """Wall time of media 0 from RTCP, or None while no sender report has arrived."""
+        if start_time_realtime_us is None or self._first_ts is None:
+            return None
+        return start_time_realtime_us + round(self._first_ts * self._tb * 1_000_000)
+
+    def _to_90k(self, ticks: int) -> int:
+        if self._identity:
+            return ticks
+        return (2 * ticks * self._num + self._den) // (2 * self._den)  # rounded half up
+
+
+def believable_camera_anchor(camera_us: int, local_us: int) -> bool:
+    return abs(camera_us - local_us) <= CAMERA_CLOCK_SANITY_US

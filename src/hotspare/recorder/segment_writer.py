@@ -1,0 +1,112 @@
+"""One segment file: a standalone fragmented MP4 whose sample times are the run's media time.
+
+Fragment policy (docs/recorder.md has the measurements): one `moof`+`mdat` per frame
+(`frag_every_frame`) and `flush_packets` so each finished fragment is handed to the OS at once. A
+SIGKILL then loses at most the frame being muxed; with `frag_keyframe` it would lose up to one GOP.
+`frag_discont` plus `avoid_negative_ts=disabled` keep FFmpeg from rebasing the first timestamp to
+0, so the first `tfdt` holds the segment's start media time and the file alone tells where in its
+run it belongs (the store's reconcile relies on that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.container
+import av.packet
+import av.stream
+
+from hotspare.recorder.mp4init import init_length
+
+TIME_BASE_90K = Fraction(1, 90_000)
+
+FRAGMENT_MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof+frag_discont"
+"""Chosen over frag_keyframe (measured, 1080p 4 Mbit/s): +0.01 s CPU per camera-minute,
++0.6 % bytes, and a SIGKILL loses 1 frame of the open segment instead of up to one GOP."""
+
+
+@dataclass(frozen=True)
+class WrittenSegment:
+    """What the store needs to index a closed segment file."""
+
+    path: Path
+    start_media_90k: int
+    duration_90k: int
+    frame_count: int
+    init_bytes: int
+
+
+class SegmentWriter:
+    """Copies packets (no decode) into one file; the caller decides where segments are cut."""
+
+    FLUSH_PACKETS = "1"
+
+    def __init__(
+        self,
+        path: Path,
+        template: av.stream.Stream,
+        start_media_90k: int,
+        movflags: str = FRAGMENT_MOVFLAGS,
+    ) -> None:
+        self.path = path
+        self.start_media_90k = start_media_90k
+        self.frame_count = 0
+        self.last_media_90k = start_media_90k
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._out: av.container.OutputContainer = av.open(
+            str(path),
+            "w",
+            format="mp4",
+            options={
+                "movflags": movflags,
+                "avoid_negative_ts": "disabled",
+                "flush_packets": self.FLUSH_PACKETS,
+            },
+        )
+        self._stream = self._out.add_stream_from_template(template)
+        self._stream.time_base = TIME_BASE_90K
+        self._closed = False
+
+    def write(
+        self, packet: av.packet.Packet, media_90k: int, dts_90k: int, duration_90k: int = 0
+    ) -> None:
+        """Mux one packet at the given media time; the packet object is modified in place.
+
+        `duration_90k` (the last frame spacing seen) lets the muxer give the segment's last frame
+        its true length; RTSP packets carry none and the muxer would have to guess.
+        """
+        packet.stream = self._stream
+        packet.time_base = TIME_BASE_90K
+        packet.pts = media_90k
+        packet.dts = dts_90k
+        if duration_90k > 0:
+            packet.duration = duration_90k
+        self._out.mux_one(packet)
+        self.frame_count += 1
+        self.last_media_90k = media_90k
+
+    def close(self, end_media_90k: int) -> WrittenSegment:
+        """Finish the file; `end_media_90k` is where the next segment starts (or the run ended)."""
+        self._close_container()
+        return WrittenSegment(
+            path=self.path,
+            start_media_90k=self.start_media_90k,
+            duration_90k=max(0, end_media_90k - self.start_media_90k),
+            frame_count=self.frame_count,
+            init_bytes=init_length(self.path),
+        )
+
+    def abandon(self) -> None:
+        """Close without indexing (the file stays for the store's reconcile to judge)."""
+        try:
+            self._close_container()
+        except (av.FFmpegError, OSError):
+            pass
+
+    def _close_container(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._out.close()

@@ -1,0 +1,121 @@
+"""Opening a camera's RTSP stream with PyAV, and saying in plain words why it failed.
+
+Credentials only ever live in the URL string handed to FFmpeg; everything that is logged or shown
+uses `display_url`, and FFmpeg's own error texts (which quote the URL they were given) are scrubbed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import av
+import av.container
+
+from hotspare.config.models import CameraConfig
+
+# Small probe: the RTSP SDP already names the codec, so FFmpeg only needs the first keyframe to
+# learn the picture size; default probing costs ~1.2 s per connect (measured-facts.md).
+_PROBE_OPTIONS = {"analyzeduration": "0", "probesize": "32768", "fpsprobesize": "0"}
+
+
+@dataclass(frozen=True)
+class CameraSource:
+    """How to reach one camera: the secret URL for FFmpeg, the clean one for people."""
+
+    camera_id: str
+    display_url: str
+    _secret_url: str
+    transport: str
+
+    @classmethod
+    def from_config(cls, camera: CameraConfig) -> CameraSource:
+        return cls(
+            camera_id=camera.id,
+            display_url=_without_userinfo(camera.url),
+            _secret_url=_with_credentials(camera),
+            transport=camera.transport,
+        )
+
+    def __repr__(self) -> str:  # never show the secret URL, even in a traceback's locals
+        return f"CameraSource({self.camera_id!r}, {self.display_url!r}, {self.transport})"
+
+    def ffmpeg_options(self, io_timeout_s: float) -> dict[str, str]:
+        """FFmpeg's own socket timeout, not PyAV's `timeout=` (that one holds the GIL per poll)."""
+        return {
+            "rtsp_transport": self.transport,
+            "timeout": str(int(io_timeout_s * 1_000_000)),
+            # Only video is recorded; not setting up audio also keeps FFmpeg counting timestamps
+            # from the first video packet (pts 0) instead of RTCP-synchronised ones.
+            "allowed_media_types": "video",
+            **_PROBE_OPTIONS,
+        }
+
+    def open(self, io_timeout_s: float) -> av.container.InputContainer:
+        try:
+            return av.open(self._secret_url, options=self.ffmpeg_options(io_timeout_s))
+        except av.FFmpegError as exc:
+            raise SourceError(self.explain(exc, io_timeout_s)) from None
+
+    def scrub(self, text: str) -> str:
+        """Replace the credential-bearing URL in any text with the display URL."""
+        return text.replace(self._secret_url, self.display_url)
+
+    def explain(self, exc: BaseException, io_timeout_s: float) -> str:
+        """One operator-readable line: which camera, what happened, what to check."""
+        what = self.scrub(str(exc))
+        where = f"camera {self.camera_id} ({self.display_url}, RTSP over {self.transport})"
+        hint = _hint(exc, io_timeout_s)
+        return f"{where}: {what}. {hint}"
+
+
+class SourceError(Exception):
+    """A camera could not be opened; the message is already scrubbed and operator-readable."""
+
+
+def _hint(exc: BaseException, io_timeout_s: float) -> str:
+    status = getattr(av.error, "HTTPUnauthorizedError", None)
+    forbidden = getattr(av.error, "HTTPForbiddenError", None)
+    not_found = getattr(av.error, "HTTPNotFoundError", None)
+    if status is not None and isinstance(exc, status):
+        return "Check the camera's username and password in the configuration."
+    if forbidden is not None and isinstance(exc, forbidden):
+        return "The camera refused this user; check its user rights for streaming."
+    if not_found is not None and isinstance(exc, not_found):
+        return "The camera does not know this stream path; check the URL's path."
+    if isinstance(exc, ConnectionRefusedError):
+        return (
+            "Nothing listens on that address and port; check the camera is on and the port "
+            "is right."
+        )
+    if isinstance(exc, TimeoutError):
+        return (
+            f"No answer within {io_timeout_s:g} s; check power, network, firewall, or try the "
+            "other RTSP transport (tcp/udp)."
+        )
+    if isinstance(exc, EOFError):
+        return "The camera ended the stream; it may have rebooted or dropped us for another client."
+    return "Check that the camera is reachable and the URL opens in another RTSP client."
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _with_credentials(camera: CameraConfig) -> str:
+    parts = urlsplit(camera.url)
+    username = camera.username if camera.username is not None else parts.username
+    if username is None:
+        return camera.url
+    host_port = parts.netloc.rsplit("@", 1)[-1]
+    userinfo = quote(username, safe="")
+    if camera.password is not None:
+        userinfo += ":" + quote(camera.password.get_secret_value(), safe="")
+    return urlunsplit(
+        (parts.scheme, f"{userinfo}@{host_port}", parts.path, parts.query, parts.fragment)
+    )

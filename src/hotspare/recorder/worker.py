@@ -1,0 +1,346 @@
+"""One camera: connect, record runs of segments, reconnect with backoff, report health.
+
+A thread, not a process: PyAV demux/mux releases the GIL in FFmpeg, and copy-only recording costs
+about 1 % of a core per 1080p25 camera (docs/recorder.md). The demux loop does only cheap work per
+packet; closing a segment's file happens here, indexing it on the camera's Committer thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import av
+import av.container
+import av.packet
+
+from hotspare.config.models import CameraConfig, RecordingSettings
+from hotspare.recorder.backoff import Backoff
+from hotspare.recorder.clock import (
+    RunClock,
+    TimestampDiscontinuity,
+    believable_camera_anchor,
+    now_wall_us,
+)
+from hotspare.recorder.committer import Committer
+from hotspare.recorder.health import CameraHealth, CameraState, HealthCell
+from hotspare.recorder.ports import RecorderStore
+from hotspare.recorder.segment_writer import TIME_BASE_90K, SegmentWriter, WrittenSegment
+from hotspare.recorder.source import CameraSource, SourceError
+from hotspare.store.models import SegmentInfo, WallSource
+
+log = logging.getLogger("hotspare.recorder.worker")
+
+STOPPED = "stopped"
+
+
+class _RunEnded(Exception):
+    """Internal: the connection must be dropped; the message is the run's end reason."""
+
+
+class CameraWorker:
+    """Records one camera until asked to stop; owns its thread, committer and health cell."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        identity: str,
+        store: RecorderStore,
+        settings: RecordingSettings,
+        on_segment: Callable[[SegmentInfo], None] | None = None,
+    ) -> None:
+        self.camera = camera
+        self._identity = identity
+        self._store = store
+        self._settings = settings
+        self._on_segment = on_segment
+        self._source = CameraSource.from_config(camera)
+        self._stop = threading.Event()
+        self._health = HealthCell(camera.id)
+        self._committer = Committer(camera.id, log)
+        self._thread = threading.Thread(
+            target=self._main, name=f"hotspare-rec-{camera.id}", daemon=True
+        )
+
+    # ------------------------------------------------------------------ control from other threads
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None) -> bool:
+        """Wait for the demux thread and then the committer; True when both finished."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def health(self) -> CameraHealth:
+        return self._health.get()
+
+    # ------------------------------------------------------------------------------ the thread
+
+    def _main(self) -> None:
+        backoff = Backoff(
+            self._settings.reconnect_initial_seconds, self._settings.reconnect_max_seconds
+        )
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                self._health.update(
+                    state=CameraState.FAILING if failures else CameraState.CONNECTING
+                )
+                reason = self._connect_and_record(backoff)
+                if self._stop.is_set():
+                    break
+                failures += 1
+                delay = backoff.next_delay()
+                self._health.update(
+                    state=CameraState.FAILING,
+                    error=reason,
+                    consecutive_failures=failures,
+                    run_id=None,
+                )
+                level = logging.WARNING if failures <= 3 or failures % 20 == 0 else logging.DEBUG
+                log.log(level, "%s Retrying in %.1f s (attempt %d).", reason, delay, failures + 1)
+                self._stop.wait(delay)
+        except Exception:
+            log.exception(
+                "camera %s: recorder worker crashed; this camera is not recording. Please report "
+                "this bug with the log above.",
+                self.camera.id,
+            )
+            self._health.update(state=CameraState.FAILING, error="internal error, see the log")
+        finally:
+            if not self._committer.close(timeout=30.0):
+                log.error("camera %s: store writes did not finish within 30 s", self.camera.id)
+
+    def _connect_and_record(self, backoff: Backoff) -> str:
+        """One connection = at most one run. Returns why it ended (operator text)."""
+        timeout_s = self._settings.open_timeout_seconds
+        try:
+            container = self._source.open(timeout_s)
+        except SourceError as exc:
+            return str(exc)
+        try:
+            if not container.streams.video:
+                return (
+                    f"camera {self.camera.id} ({self._source.display_url}): the stream has no "
+                    "video. "
+                    "Check the URL names a video profile/channel."
+                )
+            log.info("camera %s: connected to %s", self.camera.id, self._source.display_url)
+            run = _Run(self, container)
+            try:
+                for packet in container.demux(container.streams.video[0]):
+                    # Write first, then look at the flag: the packet in hand is already paid for.
+                    if packet.size and run.on_packet(packet):
+                        backoff.reset()
+                    if self._stop.is_set():
+                        run.finish(STOPPED)
+                        return STOPPED
+                reason = (
+                    f"camera {self.camera.id} ({self._source.display_url}) ended the stream. "
+                    "It may have rebooted or dropped this client."
+                )
+            except av.FFmpegError as exc:
+                reason = f"lost the stream: {self._source.explain(exc, timeout_s)}"
+            except _RunEnded as exc:
+                reason = str(exc)
+            run.finish(reason)
+            return reason
+        finally:
+            try:
+                container.close()
+            except av.FFmpegError:
+                pass
+
+    # ---------------------------------------------------------------- used by _Run (same thread)
+
+    def _commit_async(self, run_id: str, seq: int, written: WrittenSegment) -> None:
+        def job() -> None:
+            info = self._store.commit_segment(
+                run_id,
+                seq,
+                written.start_media_90k,
+                written.duration_90k,
+                written.frame_count,
+                written.init_bytes,
+            )
+            self._health.update(last_commit_wall_us=now_wall_us())
+            self._health.add(segments=1, frames=written.frame_count)
+            if self._on_segment is not None:
+                try:
+                    self._on_segment(info)
+                except Exception:
+                    log.exception("camera %s: on_segment callback failed", self.camera.id)
+
+        self._committer.submit(job, f"index segment {seq} of run {run_id}")
+
+
+class _Run:
+    """The state of one connection: segments are cut here, timestamps mapped, the anchor kept."""
+
+    def __init__(self, worker: CameraWorker, container: av.container.InputContainer) -> None:
+        self._w = worker
+        self._container = container
+        self._stream = container.streams.video[0]
+        self._clock = RunClock(self._stream.time_base or TIME_BASE_90K)
+        self._segment_90k = round(worker._settings.segment_seconds * 90_000)
+        self.run_id: str | None = None
+        self._anchor_source = WallSource.LOCAL
+        self._seq = 0
+        self._writer: SegmentWriter | None = None
+        self._skipped = 0
+        self._finished = False
+        self._anchor_final = False  # True once the anchor can no longer improve this run
+        self._local_anchor_us = 0  # best local-clock estimate of media 0's wall time
+        self._stored_anchor_us = 0  # what the store holds now
+
+    def on_packet(self, packet: av.packet.Packet) -> bool:
+        """Handle one packet; True when it was the first frame of the run (connection proven)."""
+        w = self._w
+        now = now_wall_us()
+        ts = self._clock.stream_ts(packet.pts)
+        first = False
+        if not self._clock.started:
+            if not packet.is_keyframe:
+                self._skipped += 1  # undecodable without its keyframe
+                return False
+            self._clock.start(ts)
+            self._begin_run(now)
+            first = True
+        try:
+            media = self._clock.media_90k(ts)
+        except TimestampDiscontinuity as exc:
+            raise _RunEnded(
+                f"camera {w.camera.id}: {exc}; ending the run so recorded times stay truthful. "
+                "Check the camera's clock/NTP settings if this repeats."
+            ) from None
+        if not self._anchor_final:
+            # Until RTCP arrives, the least-delayed packet gives the best local estimate: the first
+            # ones sat in FFmpeg's probe buffer for up to a GOP before we saw them.
+            estimate = now - media * 1_000_000 // 90_000
+            if estimate < self._local_anchor_us:
+                self._local_anchor_us = estimate
+            self._try_camera_anchor(now)
+        if packet.is_keyframe and self._writer is not None:
+            if media - self._writer.start_media_90k >= self._segment_90k:
+                self._close_segment(media)
+        if self._writer is None:
+            assert self.run_id is not None
+            path = w._store.segment_path(w.camera.id, self.run_id, self._seq)
+            self._writer = SegmentWriter(path, self._stream, media)
+        dts = self._clock.dts_90k(packet.dts, media) if packet.dts is not None else media
+        self._writer.write(packet, media, dts, self._clock.frame_duration_90k)
+        w._health.last_frame(now)
+        return first
+
+    def finish(self, reason: str) -> None:
+        """Close and commit the open segment, then end the run (in the store's order)."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._writer is not None:
+            self._close_segment(self._clock.end_media_90k())
+        if self.run_id is not None:
+            run_id, store, ended = self.run_id, self._w._store, now_wall_us()
+            self._w._committer.submit(
+                lambda: store.end_run(run_id, ended, reason), f"end run {run_id}"
+            )
+            log.info(
+                "camera %s: run %s ended after %d segments (%s)",
+                self._w.camera.id,
+                run_id,
+                self._seq,
+                reason if reason == STOPPED else "connection lost",
+            )
+
+    # ----------------------------------------------------------------------------------------
+
+    def _begin_run(self, now_us: int) -> None:
+        w = self._w
+        anchor = self._clock.camera_anchor_us(self._container.start_time_realtime)
+        if anchor is not None and believable_camera_anchor(anchor, now_us):
+            self._anchor_source = WallSource.CAMERA
+            self._anchor_final = True
+        else:
+            anchor = now_us
+        self._local_anchor_us = self._stored_anchor_us = anchor
+        run = w._store.begin_run(w.camera.id, w._identity, anchor, self._anchor_source)
+        self.run_id = run.run_id
+        w._health.update(
+            state=CameraState.RECORDING, run_id=run.run_id, error=None, consecutive_failures=0
+        )
+        log.info(
+            "camera %s: recording run %s (wall clock from %s; %d frames before the first "
+            "keyframe skipped)",
+            w.camera.id,
+            run.run_id,
+            self._anchor_source.value,
+            self._skipped,
+        )
+
+    def _try_camera_anchor(self, now_us: int) -> None:
+        anchor = self._clock.camera_anchor_us(self._container.start_time_realtime)
+        if anchor is None:
+            return
+        w = self._w
+        local_anchor = self._local_anchor_us
+        if not believable_camera_anchor(anchor, local_anchor):
+            log.warning(
+                "camera %s: its clock is %.1f s off ours; keeping our clock for this run. "
+                "Check NTP on the camera.",
+                w.camera.id,
+                (anchor - local_anchor) / 1e6,
+            )
+            self._anchor_final = True  # keep our clock; do not ask again this run
+            return
+        self._anchor_source = WallSource.CAMERA
+        self._anchor_final = True
+        run_id, store = self.run_id, w._store
+        assert run_id is not None
+        w._committer.submit(
+            lambda: store.update_run_anchor(run_id, anchor, WallSource.CAMERA),
+            f"refine the wall-clock anchor of run {run_id}",
+        )
+        log.info(
+            "camera %s: run %s now timed by the camera's clock (RTCP); it differs from ours "
+            "by %+.1f ms",
+            w.camera.id,
+            run_id,
+            (anchor - local_anchor) / 1000,
+        )
+
+    def _close_segment(self, end_media_90k: int) -> None:
+        writer, self._writer = self._writer, None
+        assert writer is not None and self.run_id is not None
+        seq = self._seq
+        self._seq += 1
+        try:
+            written = writer.close(end_media_90k)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            log.error(
+                "camera %s: could not finish segment file %s: %s. Check disk space and "
+                "permissions.",
+                self._w.camera.id,
+                writer.path,
+                exc,
+            )
+            return
+        self._w._commit_async(self.run_id, seq, written)
+        self._refine_local_anchor()
+
+    def _refine_local_anchor(self) -> None:
+        """Store a better local-clock anchor, at most once per segment and only if 5 ms better."""
+        if self._anchor_source is not WallSource.LOCAL or self.run_id is None:
+            return
+        if self._stored_anchor_us - self._local_anchor_us < 5_000:
+            return
+        run_id, anchor, store = self.run_id, self._local_anchor_us, self._w._store
+        self._stored_anchor_us = anchor
+        self._w._committer.submit(
+            lambda: store.update_run_anchor(run_id, anchor, WallSource.LOCAL),
+            f"refine the local wall-clock anchor of run {run_id}",
+        )

@@ -1,0 +1,116 @@
+"""Ed25519 keys that sign licences: generating, storing, reading, and naming them.
+
+A key's id is derived from the public key itself, so a licence names the key that signed it and a
+site cannot be talked into trusting a key under a misleading name.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+PRIVATE_SUFFIX = ".key"
+PUBLIC_SUFFIX = ".pub"
+
+
+class KeyFileError(Exception):
+    """A key file that cannot be used; the message says which file and why."""
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "ed25519:" + hashlib.sha256(raw).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrustedPublicKey:
+    key_id: str
+    key: Ed25519PublicKey
+    source: str
+
+
+def public_key_pem(public_key: Ed25519PublicKey) -> str:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def parse_public_key(text: str, source: str) -> TrustedPublicKey:
+    """Accept PEM, or base64 of the 32 raw bytes (short enough to paste into site.toml)."""
+    stripped = text.strip()
+    try:
+        if stripped.startswith("-----BEGIN"):
+            loaded = serialization.load_pem_public_key(stripped.encode("ascii"))
+        else:
+            raw = base64.b64decode(stripped, validate=True)
+            loaded = Ed25519PublicKey.from_public_bytes(raw)
+    except (ValueError, binascii.Error, UnsupportedAlgorithm, UnicodeEncodeError) as exc:
+        raise KeyFileError(f"{source}: not an Ed25519 public key ({exc})") from None
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise KeyFileError(f"{source}: not an Ed25519 public key")
+    return TrustedPublicKey(key_id=key_id(loaded), key=loaded, source=source)
+
+
+def read_public_key(path: Path) -> TrustedPublicKey:
+    try:
+        text = path.read_text(encoding="ascii")
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read public key ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path}: not an Ed25519 public key (not text)") from None
+    return parse_public_key(text, str(path))
+
+
+def read_private_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read private key ({exc.strerror or exc})") from None
+    try:
+        loaded = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise KeyFileError(f"{path}: not an unencrypted Ed25519 private key ({exc})") from None
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: not an Ed25519 private key")
+    return loaded
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create, never overwrite: replacing a signing key orphans every licence it signed."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags, mode)
+    except FileExistsError:
+        raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if os.name == "posix":
+        os.chmod(path, mode)  # the umask may have widened or narrowed what os.open set
+
+
+def generate_keypair(directory: Path, name: str = "licence-signing") -> tuple[Path, Path, str]:
+    """Write NAME.key (PKCS#8 PEM, 0600 where supported) and NAME.pub; return paths and key id."""
+    directory.mkdir(parents=True, exist_ok=True)
+    private_path = directory / f"{name}{PRIVATE_SUFFIX}"
+    public_path = directory / f"{name}{PUBLIC_SUFFIX}"
+    for path in (private_path, public_path):
+        if path.exists():
+            raise KeyFileError(f"{path}: already exists; refusing to overwrite a key")
+    private_key = Ed25519PrivateKey.generate()
+    private_pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    _write_new(private_path, private_pem, 0o600)
+    _write_new(public_path, public_key_pem(private_key.public_key()).encode("ascii"), 0o644)
+    return private_path, public_path, key_id(private_key.public_key())

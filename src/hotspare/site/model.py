@@ -1,0 +1,195 @@
+"""The site configuration: every server, spare, licence and trusted key one master administers.
+
+It is validated as a whole before it is used, because the rules that matter (one master, names and
+camera ids unique across the site) span several servers; a node's own file cannot check them.
+Every model forbids unknown fields so a typo is reported by its path (see `hotspare.site.load`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from hotspare.config.models import CameraConfig, Identifier, RecordingSettings, StrictModel
+
+
+class Role(StrEnum):
+    RECORDING = "recording"
+    MASTER = "master"
+
+
+class Platform(StrEnum):
+    """Only NetBSD matters to eligibility today; the others are informational."""
+
+    LINUX = "linux"
+    WINDOWS = "windows"
+    NETBSD = "netbsd"
+    OTHER = "other"
+
+
+def _check_host_port(value: str) -> str:
+    """`host:port` (IPv6 in brackets); parsed the way a URL authority is, so IPv6 works."""
+    try:
+        parts = urlsplit(f"//{value}")
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"must be host:port, got {value!r} ({exc})") from None
+    if not parts.hostname or port is None or "/" in value or "@" in value:
+        raise ValueError(f"must be host:port, got {value!r}")
+    return value
+
+
+class SiteInfo(StrictModel):
+    id: Identifier = Field(description="the site's id; every licence names it")
+    name: str = ""
+
+
+class EtcdSettings(StrictModel):
+    endpoints: list[str] = Field(
+        min_length=1, description="http(s)://host:port of each etcd member"
+    )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _urls(cls, endpoints: list[str]) -> list[str]:
+        for endpoint in endpoints:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"{endpoint!r} must look like http://host:2379 or https://host:2379"
+                )
+        if len(set(endpoints)) != len(endpoints):
+            raise ValueError("an endpoint is listed twice")
+        return endpoints
+
+
+class RecordingServerConfig(StrictModel):
+    """A recording server as the site sees it: what eligibility needs lives here, not on a node."""
+
+    name: Identifier
+    address: str = Field(description="host:port of the server's HTTP API")
+    role: Role = Role.RECORDING
+    platform: Platform = Platform.LINUX
+    frame_grabber_inputs: int = Field(
+        0, ge=0, description="analog capture inputs; any makes it ineligible"
+    )
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    recording: RecordingSettings = Field(
+        default_factory=lambda: RecordingSettings.model_validate({})
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _check_host_port(value)
+
+
+class FailoverServerConfig(StrictModel):
+    """A spare. It records nothing of its own, so it needs no cameras, only where to reach it."""
+
+    name: Identifier
+    address: str = Field(description="host:port of the spare's HTTP API")
+    max_cameras: int | None = Field(
+        None,
+        ge=0,
+        description="capacity hint; a spare never takes more cameras than this or its allotment",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _check_host_port(value)
+
+
+class LicenceRef(StrictModel):
+    """A licence either as a file next to site.toml or pasted inline (the file's whole text)."""
+
+    file: Path | None = None
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LicenceRef:
+        if (self.file is None) == (self.text is None):
+            raise ValueError("set exactly one of `file` and `text`")
+        return self
+
+
+class TrustedKey(StrictModel):
+    """A key whose licence signatures the site accepts (PEM, or base64 of the 32 raw bytes)."""
+
+    file: Path | None = None
+    public_key: str | None = None
+    comment: str = ""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TrustedKey:
+        if (self.file is None) == (self.public_key is None):
+            raise ValueError("set exactly one of `file` and `public_key`")
+        return self
+
+
+class SiteConfig(StrictModel):
+    site: SiteInfo
+    etcd: EtcdSettings
+    recording_servers: list[RecordingServerConfig] = Field(min_length=1)
+    failover_servers: list[FailoverServerConfig] = Field(default_factory=list)
+    licences: list[LicenceRef] = Field(default_factory=list)
+    trusted_keys: list[TrustedKey] = Field(default_factory=list)
+
+    @field_validator("recording_servers")
+    @classmethod
+    def _servers(cls, servers: list[RecordingServerConfig]) -> list[RecordingServerConfig]:
+        masters = [server.name for server in servers if server.role is Role.MASTER]
+        if len(masters) != 1:
+            found = ", ".join(masters) if masters else "none"
+            raise ValueError(
+                f'exactly one recording server must have role = "master" (found: {found})'
+            )
+        names: dict[str, int] = {}
+        cameras: dict[str, str] = {}
+        for index, server in enumerate(servers):
+            if server.name in names:
+                raise ValueError(
+                    f"name {server.name!r} is used by servers [{names[server.name]}] and [{index}]"
+                )
+            names[server.name] = index
+            for camera in server.cameras:
+                if camera.id in cameras:
+                    raise ValueError(
+                        f"camera id {camera.id!r} appears on {cameras[camera.id]!r} "
+                        f"and on {server.name!r}; "
+                        "camera ids must be unique across the site"
+                    )
+                cameras[camera.id] = server.name
+        return servers
+
+    @field_validator("failover_servers")
+    @classmethod
+    def _spares(
+        cls, spares: list[FailoverServerConfig], info: ValidationInfo
+    ) -> list[FailoverServerConfig]:
+        servers: list[RecordingServerConfig] = (info.data or {}).get("recording_servers") or []
+        taken = {server.name for server in servers}
+        seen: set[str] = set()
+        for index, spare in enumerate(spares):
+            if spare.name in taken:
+                raise ValueError(
+                    f"[{index}] name {spare.name!r} is already a recording server's name"
+                )
+            if spare.name in seen:
+                raise ValueError(f"[{index}] name {spare.name!r} appears twice")
+            seen.add(spare.name)
+        return spares
+
+    @property
+    def master(self) -> RecordingServerConfig:
+        return next(server for server in self.recording_servers if server.role is Role.MASTER)
+
+    def recording_server(self, name: str) -> RecordingServerConfig | None:
+        return next((server for server in self.recording_servers if server.name == name), None)
+
+    def failover_server(self, name: str) -> FailoverServerConfig | None:
+        return next((spare for spare in self.failover_servers if spare.name == name), None)

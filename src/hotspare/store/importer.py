@@ -1,0 +1,342 @@
+"""Re-insert: take one segment recorded elsewhere (a spare's buffer) into this store, verified.
+
+All or nothing: the upload is staged under `incoming/`, verified there (hash, boxes, metadata), and
+only then renamed to its final name and indexed in one transaction; any failure removes what was
+staged. Idempotent: a segment already here — same (run_id, seq), same hash, or video this store
+already holds for that camera and time — is acknowledged as a duplicate and not stored twice.
+The overlap rule is in docs/store.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import shutil
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from hotspare.store import layout, mp4
+from hotspare.store.db import RUN_COLUMNS, SEGMENT_COLUMNS, now_us, row_to_run, row_to_segment
+from hotspare.store.models import (
+    RunInfo,
+    SegmentInfo,
+    WallSource,
+    media_to_wall_us,
+    ticks_to_us,
+)
+from hotspare.store.segment_store import MAX_SEGMENT_US, insert_segment
+
+if TYPE_CHECKING:
+    from hotspare.store.segment_store import SegmentStore
+
+log = logging.getLogger(__name__)
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ImportRejected(Exception):
+    """The segment was refused and nothing of it was kept.
+
+    `reason` is for the operator; `status` is the HTTP status the API should answer with
+    (400 bad request, 404 unknown camera, 409 conflicts with what is stored, 422 the file does not
+    match its metadata).
+    """
+
+    def __init__(self, reason: str, status: int = 422) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ImportMeta:
+    """What the sender's index says about the segment (its SegmentInfo plus its run's anchor)."""
+
+    camera_id: str
+    run_id: str
+    seq: int
+    recorded_by: str
+    recorded_as: str
+    start_wall_us: int
+    start_media_90k: int
+    duration_90k: int
+    frame_count: int
+    init_bytes: int
+    sha256: str
+    anchor_wall_us: int
+    wall_source: WallSource
+
+    @classmethod
+    def from_segment(cls, seg: SegmentInfo, run: RunInfo) -> ImportMeta:
+        """The metadata a sender puts next to a segment it re-inserts."""
+        return cls(seg.camera_id, seg.run_id, seg.seq, seg.recorded_by, seg.recorded_as,
+                   seg.start_wall_us, seg.start_media_90k, seg.duration_90k, seg.frame_count,
+                   seg.init_bytes, seg.sha256, run.anchor_wall_us, run.wall_source)
+
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form, for the sender's HTTP request."""
+        d = dataclasses.asdict(self)
+        d["wall_source"] = WallSource(self.wall_source).value
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> ImportMeta:
+        """Parse a sender's JSON; a missing, unknown or wrongly typed field is a 400 refusal."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(names - set(data))
+        extra = sorted(set(data) - names)
+        if missing or extra:
+            raise ImportRejected(f"import metadata: missing fields {missing}, unknown {extra}", 400)
+        values: dict[str, object] = {}
+        for name in names:
+            v = data[name]
+            want_str = name in _STR_FIELDS
+            if want_str and not isinstance(v, str):
+                raise ImportRejected(f"import metadata: {name} must be a string", 400)
+            if not want_str and (not isinstance(v, int) or isinstance(v, bool)):
+                raise ImportRejected(f"import metadata: {name} must be an integer", 400)
+            values[name] = v
+        try:
+            values["wall_source"] = WallSource(str(values["wall_source"]))
+        except ValueError as e:
+            raise ImportRejected("import metadata: wall_source must be camera or local", 400) from e
+        return cls(**values)  # type: ignore[arg-type]
+
+
+_STR_FIELDS = {"camera_id", "run_id", "recorded_by", "recorded_as", "sha256", "wall_source"}
+
+ImportStatus = Literal["inserted", "duplicate", "trimmed"]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """`segment` is the stored row ('inserted'/'trimmed'), or the existing identical row
+    ('duplicate' by id or hash); None for a duplicate fully covered by other segments, listed in
+    `covered_by`."""
+
+    status: ImportStatus
+    segment: SegmentInfo | None
+    covered_by: tuple[int, ...] = ()
+    message: str = ""
+
+
+def _validate_meta(meta: ImportMeta, store: SegmentStore,
+                   known_camera: Callable[[str], bool] | None) -> None:
+    try:
+        layout.check_id("camera_id", meta.camera_id)
+        layout.check_id("run_id", meta.run_id)
+        layout.check_id("recorded_by", meta.recorded_by)
+        layout.check_id("recorded_as", meta.recorded_as)
+        layout.check_seq(meta.seq)
+    except layout.InvalidId as e:
+        raise ImportRejected(str(e), 400) from e
+    if not isinstance(meta.sha256, str) or not _SHA_RE.match(meta.sha256):
+        raise ImportRejected("sha256 must be 64 lower-case hex digits", 400)
+    try:
+        WallSource(meta.wall_source)
+    except ValueError as e:
+        raise ImportRejected(f"wall_source {meta.wall_source!r} must be camera or local",
+                             400) from e
+    for name in ("start_media_90k", "duration_90k", "frame_count", "init_bytes"):
+        v = getattr(meta, name)
+        if not isinstance(v, int) or v < (0 if name == "start_media_90k" else 1):
+            raise ImportRejected(f"{name} {v!r} out of range", 400)
+    if meta.recorded_by == store.server_name:
+        raise ImportRejected(f"segment claims to be recorded by this server ({store.server_name}); "
+                             "a store never imports its own recordings", 409)
+    expected_start = media_to_wall_us(meta.anchor_wall_us, meta.start_media_90k)
+    if abs(expected_start - meta.start_wall_us) > 1:
+        raise ImportRejected(f"start_wall_us {meta.start_wall_us} does not match anchor "
+                             f"{meta.anchor_wall_us} + start_media_90k {meta.start_media_90k} "
+                             f"(= {expected_start})", 400)
+    if known_camera is not None and not known_camera(meta.camera_id):
+        raise ImportRejected(f"unknown camera {meta.camera_id!r}", 404)
+
+
+def _verify_file(meta: ImportMeta, path: Path) -> mp4.Mp4Info:
+    sha = layout.sha256_file(path)
+    if sha != meta.sha256:
+        raise ImportRejected(f"SHA-256 mismatch: metadata says {meta.sha256}, received file "
+                             f"hashes to {sha} (corrupt or truncated upload)")
+    try:
+        info = mp4.parse_path(path)
+    except mp4.Mp4Error as e:
+        raise ImportRejected(f"not a fragmented MP4 segment: {e}") from e
+    if not info.complete:
+        raise ImportRejected(f"segment file is incomplete: {info.trailing_note or 'no fragment'}")
+    checks = (("init_bytes", meta.init_bytes, info.init_bytes),
+              ("frame_count", meta.frame_count, info.frame_count),
+              ("duration_90k", meta.duration_90k, info.duration_90k),
+              ("start_media_90k", meta.start_media_90k, info.start_media_90k))
+    for name, said, found in checks:
+        if said != found:
+            raise ImportRejected(f"{name} mismatch: metadata says {said}, file holds {found}")
+    return info
+
+
+def _stage(store: SegmentStore, data: Path) -> tuple[Path, bool]:
+    """(staged path, whether it is our own copy to delete on failure)."""
+    incoming = store.root / layout.INCOMING_DIR
+    if data.resolve().parent == incoming:
+        return data.resolve(), False  # the API wrote it in place (store.incoming_path()): rename
+    staged = store.incoming_path()
+    shutil.copyfile(data, staged)
+    return staged, True
+
+
+def _coverage(db: sqlite3.Connection, meta: ImportMeta,
+              info: mp4.Mp4Info) -> tuple[int, int, int, int, tuple[int, ...]]:
+    """(head frames, head 90k, tail frames, tail 90k, covering segment ids) of this segment's
+    frames that existing segments of the camera already hold. A frame counts as held when its
+    midpoint falls inside another segment's recorded interval: servers' wall times agree to well
+    under half a frame when both anchor on the camera's RTCP clock."""
+    durations = info.frame_durations_90k()
+    if WallSource(meta.wall_source) is not WallSource.CAMERA:
+        # A server clock can be off by more than a frame: trimming on it could hide real video.
+        # Split brain may cost duplicates, never gaps, so such segments are stored whole.
+        return 0, 0, 0, 0, ()
+    start = meta.start_wall_us
+    end = start + ticks_to_us(info.duration_90k)
+    cols = ", ".join(f"segment.{c.strip()}" for c in SEGMENT_COLUMNS.split(","))
+    rows = db.execute(
+        f"select {cols} from segment join run on run.run_id = segment.run_id "
+        "where segment.camera_id = ? and segment.start_wall_us < ? "
+        "and segment.start_wall_us >= ? and segment.end_wall_us > ? "
+        "and segment.file_problem is null and run.wall_source = 'camera'",
+        (meta.camera_id, end, start - MAX_SEGMENT_US, start),
+    ).fetchall()
+    existing = [row_to_segment(r) for r in rows]
+    intervals = [(s.recorded_start_wall_us, s.recorded_end_wall_us, s.segment_id) for s in existing
+                 if s.recorded_frames > 0]
+    covered: list[bool] = []
+    used: set[int] = set()
+    t = 0
+    for d in durations:
+        mid = start + ticks_to_us(t) + (ticks_to_us(t + d) - ticks_to_us(t)) // 2
+        hit = next((i for a, b, i in intervals if a <= mid < b), None)
+        covered.append(hit is not None)
+        if hit is not None:
+            used.add(hit)
+        t += d
+    head = 0
+    while head < len(covered) and covered[head]:
+        head += 1
+    if head == len(covered):
+        return head, sum(durations), 0, 0, tuple(sorted(used))
+    tail = 0
+    while covered[len(covered) - 1 - tail]:
+        tail += 1
+    return (head, sum(durations[:head]), tail, sum(durations[len(durations) - tail:]),
+            tuple(sorted(used)))
+
+
+def import_segment(store: SegmentStore, meta: ImportMeta, data: Path, *,
+                   known_camera: Callable[[str], bool] | None = None,
+                   imported_from: str | None = None) -> ImportResult:
+    _validate_meta(meta, store, known_camera)
+    if not data.is_file():
+        raise ImportRejected(f"no data at {data}", 400)
+    staged, ours = _stage(store, data)
+    try:
+        info = _verify_file(meta, staged)
+        with store.index.locked():
+            return _commit(store, meta, info, staged, imported_from or meta.recorded_by)
+    finally:
+        if ours and staged.exists():
+            staged.unlink()
+
+
+def _commit(store: SegmentStore, meta: ImportMeta, info: mp4.Mp4Info, staged: Path,
+            imported_from: str) -> ImportResult:
+    db = store.index.read()
+    same = db.execute(f"select {SEGMENT_COLUMNS} from segment where run_id = ? and seq = ?",
+                      (meta.run_id, meta.seq)).fetchone()
+    if same is not None:
+        seg = row_to_segment(same)
+        if seg.sha256 == meta.sha256 and seg.camera_id == meta.camera_id:
+            if seg.file_problem is not None:
+                return _restore(store, seg, staged)
+            return ImportResult("duplicate", seg, message="already stored (same run and seq)")
+        raise ImportRejected(f"run {meta.run_id} seq {meta.seq} is already stored with other "
+                             f"content (sha256 {seg.sha256})", 409)
+    # Only a row whose file is really here may answer "duplicate": the sender deletes its copy.
+    twin = db.execute(f"select {SEGMENT_COLUMNS} from segment where sha256 = ? "
+                      "and file_problem is null limit 1", (meta.sha256,)).fetchone()
+    if twin is not None:
+        return ImportResult("duplicate", row_to_segment(twin), message="already stored (same hash)")
+    run_row = db.execute(f"select {RUN_COLUMNS} from run where run_id = ?",
+                         (meta.run_id,)).fetchone()
+    run = row_to_run(run_row) if run_row else None
+    if run is not None:
+        theirs = (run.camera_id, run.recorded_by, run.recorded_as, run.anchor_wall_us,
+                  run.wall_source.value)
+        said = (meta.camera_id, meta.recorded_by, meta.recorded_as, meta.anchor_wall_us,
+                WallSource(meta.wall_source).value)
+        if theirs != said:
+            raise ImportRejected(f"run {meta.run_id} is stored as (camera, recorded_by, "
+                                 f"recorded_as, anchor, wall_source)={theirs}, segment says "
+                                 f"{said}", 409)
+    head, head_90k, tail, tail_90k, covering = _coverage(db, meta, info)
+    if head == info.frame_count:
+        return ImportResult("duplicate", None, covering,
+                            "every frame is already stored in other segments")
+    relpath = layout.segment_relpath(meta.camera_id, meta.run_id, meta.seq)
+    final = layout.to_path(store.root, relpath)
+    if final.exists():
+        raise ImportRejected(f"{relpath} exists on disk without an index row; refusing to "
+                             "overwrite (reconcile at next start will look at it)", 409)
+    layout.fsync_file(staged)
+    layout.make_dirs_durable(store.root, final.parent)
+    os.replace(staged, final)
+    layout.fsync_dir(final.parent)
+    try:
+        with store.index.write() as w:
+            if run is None:
+                run = RunInfo(meta.run_id, meta.camera_id, meta.recorded_by, meta.recorded_as,
+                              meta.anchor_wall_us, WallSource(meta.wall_source),
+                              meta.anchor_wall_us, None, "imported")
+                w.execute(
+                    "insert into run (run_id, camera_id, recorded_by, recorded_as, anchor_wall_us, "
+                    "wall_source, started_wall_us, ended_wall_us, end_reason, imported_from, "
+                    "created_at_us) values (?, ?, ?, ?, ?, ?, ?, ?, 'imported', ?, ?)",
+                    (run.run_id, run.camera_id, run.recorded_by, run.recorded_as,
+                     run.anchor_wall_us, run.wall_source.value, run.started_wall_us,
+                     run.started_wall_us, imported_from, now_us()),
+                )
+            seg = insert_segment(w, run, meta.seq, info, size=final.stat().st_size,
+                                 sha256=meta.sha256, relpath=relpath, head_skip=(head, head_90k),
+                                 tail_skip=(tail, tail_90k), imported_from=imported_from)
+            # An imported run's end follows the latest video it holds here.
+            w.execute("update run set ended_wall_us = max(coalesce(ended_wall_us, 0), ?) "
+                      "where run_id = ? and imported_from is not null",
+                      (seg.end_wall_us, run.run_id))
+    except BaseException:
+        final.unlink(missing_ok=True)
+        layout.fsync_dir(final.parent)
+        raise
+    if head or tail:
+        msg = f"stored; {head} leading and {tail} trailing frames were already stored"
+        log.info("import camera %s run %s seq %d: %s", meta.camera_id, meta.run_id, meta.seq, msg)
+        return ImportResult("trimmed", seg, covering, msg)
+    return ImportResult("inserted", seg, covering, "stored")
+
+
+def _restore(store: SegmentStore, seg: SegmentInfo, staged: Path) -> ImportResult:
+    """The row is here but reconcile found its file missing or damaged: put the verified bytes
+    back (the hash matches the row) and clear the mark."""
+    final = layout.to_path(store.root, seg.relpath)
+    layout.fsync_file(staged)
+    layout.make_dirs_durable(store.root, final.parent)
+    os.replace(staged, final)
+    layout.fsync_dir(final.parent)
+    with store.index.write() as w:
+        w.execute("update segment set file_problem = null where segment_id = ?", (seg.segment_id,))
+    log.warning("import restored the file of camera %s segment %d (%s), which was %s",
+                seg.camera_id, seg.segment_id, seg.relpath, seg.file_problem)
+    return ImportResult("inserted", dataclasses.replace(seg, file_problem=None),
+                        message=f"restored a file that was {seg.file_problem}")

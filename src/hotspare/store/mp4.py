@@ -1,0 +1,408 @@
+"""Read the structure of our fragmented MP4 segment files without decoding anything.
+
+Reconcile and import must decide, from the bytes alone, how much of a file is usable and which media
+time it covers; a crash can cut a file anywhere, so every length is checked against the file's size
+before it is trusted. Only box headers and the small `moov`/`moof` boxes are read, never `mdat`
+payloads, so walking a multi-megabyte segment costs a few reads.
+
+Layout we expect (what FFmpeg writes with `movflags=frag_keyframe+empty_moov+default_base_moof`):
+`ftyp` `moov` then repeated `moof` `mdat` pairs, one video track.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from hotspare.store.models import TICKS_PER_SECOND
+
+# Boxes whose children we descend into when looking for mdhd/hdlr/trex and tfhd/tfdt/trun.
+_CONTAINERS = {b"moov", b"trak", b"mdia", b"mvex", b"moof", b"traf", b"minf", b"stbl"}
+# A moov or moof larger than this is not one of ours; refusing it bounds memory on hostile uploads.
+_MAX_META_BOX = 16 * 1024 * 1024
+
+# tfhd flags (ISO/IEC 14496-12 8.8.7)
+_TFHD_BASE_DATA_OFFSET = 0x000001
+_TFHD_SAMPLE_DESCRIPTION_INDEX = 0x000002
+_TFHD_DEFAULT_DURATION = 0x000008
+_TFHD_DEFAULT_SIZE = 0x000010
+_TFHD_DEFAULT_FLAGS = 0x000020
+# trun flags (8.8.8)
+_TRUN_DATA_OFFSET = 0x000001
+_TRUN_FIRST_SAMPLE_FLAGS = 0x000004
+_TRUN_DURATION = 0x000100
+_TRUN_SIZE = 0x000200
+_TRUN_FLAGS = 0x000400
+_TRUN_CTS = 0x000800
+# sample_flags: sample_is_non_sync_sample
+_NON_SYNC = 0x00010000
+
+
+class Mp4Error(ValueError):
+    """The bytes are not a fragmented MP4 of the shape we write; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Box:
+    type: bytes
+    offset: int
+    header_size: int
+    size: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+    @property
+    def payload_offset(self) -> int:
+        return self.offset + self.header_size
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One complete `moof`+`mdat` pair; times in the track's own timescale."""
+
+    offset: int
+    end: int
+    base_media_decode_time: int
+    sample_durations: tuple[int, ...]
+    first_sample_is_sync: bool | None  # None when the file does not say
+
+    @property
+    def duration(self) -> int:
+        return sum(self.sample_durations)
+
+
+@dataclass(frozen=True)
+class Mp4Info:
+    """What a segment file holds, as far as its complete fragments go."""
+
+    file_bytes: int
+    init_bytes: int
+    timescale: int
+    fragments: tuple[Fragment, ...] = field(default_factory=tuple)
+    trailing_note: str | None = None  # why bytes after `readable_bytes` were not usable
+    # Length of the prefix made of complete boxes in a sensible order: init, complete fragments and
+    # any whole boxes after them (e.g. FFmpeg's closing `mfra`). Cutting a file here keeps every
+    # frame a demuxer could read from it.
+    readable_bytes: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """True when nothing after the last complete fragment looked cut or broken."""
+        return self.trailing_note is None and bool(self.fragments)
+
+    @property
+    def frame_count(self) -> int:
+        return sum(len(f.sample_durations) for f in self.fragments)
+
+    @property
+    def start_media(self) -> int:
+        if not self.fragments:
+            raise Mp4Error("no complete fragment")
+        return self.fragments[0].base_media_decode_time
+
+    @property
+    def duration(self) -> int:
+        """Sum of sample durations in the track timescale (tfdt gaps between fragments ignored)."""
+        return sum(f.duration for f in self.fragments)
+
+    def to_90k(self, ticks: int) -> int:
+        if self.timescale == TICKS_PER_SECOND:
+            return ticks
+        return ticks * TICKS_PER_SECOND // self.timescale
+
+    @property
+    def start_media_90k(self) -> int:
+        return self.to_90k(self.start_media)
+
+    @property
+    def duration_90k(self) -> int:
+        return self.to_90k(self.start_media + self.duration) - self.start_media_90k
+
+    def frame_durations_90k(self) -> list[int]:
+        """Per-frame 90 kHz durations summing exactly to `duration_90k` (cumulative rounding)."""
+        out: list[int] = []
+        t = self.start_media
+        prev = self.to_90k(t)
+        for frag in self.fragments:
+            for d in frag.sample_durations:
+                t += d
+                now = self.to_90k(t)
+                out.append(now - prev)
+                prev = now
+        return out
+
+
+def _read_exact(f: BinaryIO, offset: int, n: int) -> bytes:
+    f.seek(offset)
+    data = f.read(n)
+    if len(data) != n:
+        raise Mp4Error(f"short read at byte {offset}")
+    return data
+
+
+def read_box_header(f: BinaryIO, offset: int, limit: int) -> Box | None:
+    """The box at `offset`, or None if its header or body runs past `limit` (a cut file)."""
+    if offset + 8 > limit:
+        return None
+    raw = _read_exact(f, offset, 8)
+    size, btype = struct.unpack(">I4s", raw)
+    header = 8
+    if size == 1:
+        if offset + 16 > limit:
+            return None
+        (size,) = struct.unpack(">Q", _read_exact(f, offset + 8, 8))
+        header = 16
+    elif size == 0:
+        size = limit - offset  # "extends to end of file": only legal for the last box
+    if size < header:
+        raise Mp4Error(f"box {btype!r} at byte {offset} has impossible size {size}")
+    if offset + size > limit:
+        return None
+    return Box(btype, offset, header, size)
+
+
+def _children(buf: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """(type, payload_start, box_end) of the boxes packed in buf[start:end]."""
+    out = []
+    pos = start
+    while pos + 8 <= end:
+        size, btype = struct.unpack_from(">I4s", buf, pos)
+        header = 8
+        if size == 1:
+            if pos + 16 > end:
+                raise Mp4Error(f"truncated {btype!r} header inside a box")
+            (size,) = struct.unpack_from(">Q", buf, pos + 8)
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            raise Mp4Error(f"child box {btype!r} overruns its parent")
+        out.append((btype, pos + header, pos + size))
+        pos += size
+    return out
+
+
+def _walk(buf: bytes, start: int, end: int, want: set[bytes]) -> dict[bytes, list[tuple[int, int]]]:
+    """Find boxes of the wanted types anywhere below buf[start:end], in file order."""
+    found: dict[bytes, list[tuple[int, int]]] = {}
+    stack = [(start, end)]
+    order: list[tuple[bytes, int, int]] = []
+    while stack:
+        s, e = stack.pop()
+        kids = _children(buf, s, e)
+        for btype, ps, be in reversed(kids):
+            if btype in _CONTAINERS:
+                stack.append((ps, be))
+        order.extend(k for k in kids if k[0] in want)
+    for btype, ps, be in sorted(order, key=lambda k: k[1]):
+        found.setdefault(btype, []).append((ps, be))
+    return found
+
+
+@dataclass(frozen=True)
+class _Track:
+    track_id: int
+    timescale: int
+    default_duration: int  # from trex, 0 when absent
+
+
+def _parse_moov(buf: bytes) -> _Track:
+    traks = [(ps, be) for t, ps, be in _children(buf, 0, len(buf)) if t == b"trak"]
+    trex_defaults: dict[int, int] = {}
+    for t, ps, be in _children(buf, 0, len(buf)):
+        if t == b"mvex":
+            for t2, ps2, _be2 in _children(buf, ps, be):
+                if t2 == b"trex":
+                    track_id, _sdi, default_duration = struct.unpack_from(">III", buf, ps2 + 4)
+                    trex_defaults[track_id] = default_duration
+    video: list[_Track] = []
+    for ps, be in traks:
+        boxes = _walk(buf, ps, be, {b"tkhd", b"mdhd", b"hdlr"})
+        if not all(k in boxes for k in (b"tkhd", b"mdhd", b"hdlr")):
+            continue
+        hps, _ = boxes[b"hdlr"][0]
+        if buf[hps + 8 : hps + 12] != b"vide":
+            continue
+        tps, _ = boxes[b"tkhd"][0]
+        track_id = struct.unpack_from(">I", buf, tps + (20 if buf[tps] == 1 else 12))[0]
+        mps, _ = boxes[b"mdhd"][0]
+        timescale = struct.unpack_from(">I", buf, mps + (20 if buf[mps] == 1 else 12))[0]
+        if timescale <= 0:
+            raise Mp4Error("video track has timescale 0")
+        video.append(_Track(track_id, timescale, trex_defaults.get(track_id, 0)))
+    if len(video) != 1:
+        raise Mp4Error(f"expected exactly one video track in moov, found {len(video)}")
+    return video[0]
+
+
+def _parse_moof(buf: bytes, offset: int,
+                track: _Track) -> tuple[int, tuple[int, ...], bool | None, int | None]:
+    """(baseMediaDecodeTime, sample durations, first sample is sync, sample bytes or None when
+    the sizes are not given) of our track's traf."""
+    for t, ps, be in _children(buf, 0, len(buf)):
+        if t != b"traf":
+            continue
+        kids = _children(buf, ps, be)
+        tfhd = next(((a, b) for k, a, b in kids if k == b"tfhd"), None)
+        if tfhd is None:
+            raise Mp4Error(f"traf without tfhd in moof at byte {offset}")
+        pos = tfhd[0]
+        flags = int.from_bytes(buf[pos + 1 : pos + 4], "big")
+        track_id = struct.unpack_from(">I", buf, pos + 4)[0]
+        if track_id != track.track_id:
+            continue
+        pos += 8
+        if flags & _TFHD_BASE_DATA_OFFSET:
+            pos += 8
+        if flags & _TFHD_SAMPLE_DESCRIPTION_INDEX:
+            pos += 4
+        default_duration = track.default_duration
+        if flags & _TFHD_DEFAULT_DURATION:
+            default_duration = struct.unpack_from(">I", buf, pos)[0]
+            pos += 4
+        default_size: int | None = None
+        if flags & _TFHD_DEFAULT_SIZE:
+            default_size = struct.unpack_from(">I", buf, pos)[0]
+            pos += 4
+        default_flags: int | None = None
+        if flags & _TFHD_DEFAULT_FLAGS:
+            default_flags = struct.unpack_from(">I", buf, pos)[0]
+        tfdt = next(((a, b) for k, a, b in kids if k == b"tfdt"), None)
+        if tfdt is None:
+            raise Mp4Error(f"traf without tfdt in moof at byte {offset}: no media time")
+        version = buf[tfdt[0]]
+        fmt = ">Q" if version == 1 else ">I"
+        base = struct.unpack_from(fmt, buf, tfdt[0] + 4)[0]
+        durations: list[int] = []
+        first_sync: bool | None = None
+        total_size: int | None = 0
+        for k, a, _b in kids:
+            if k != b"trun":
+                continue
+            tflags = int.from_bytes(buf[a + 1 : a + 4], "big")
+            (count,) = struct.unpack_from(">I", buf, a + 4)
+            p = a + 8
+            if tflags & _TRUN_DATA_OFFSET:
+                p += 4
+            first_flags: int | None = None
+            if tflags & _TRUN_FIRST_SAMPLE_FLAGS:
+                first_flags = struct.unpack_from(">I", buf, p)[0]
+                p += 4
+            per = 4 * sum(bool(tflags & m)
+                          for m in (_TRUN_DURATION, _TRUN_SIZE, _TRUN_FLAGS, _TRUN_CTS))
+            if p + per * count > _b:
+                raise Mp4Error(f"trun in moof at byte {offset} lists more samples than it holds")
+            for i in range(count):
+                d = default_duration
+                q = p
+                if tflags & _TRUN_DURATION:
+                    d = struct.unpack_from(">I", buf, q)[0]
+                    q += 4
+                if tflags & _TRUN_SIZE:
+                    if total_size is not None:
+                        total_size += struct.unpack_from(">I", buf, q)[0]
+                    q += 4
+                elif default_size is not None and total_size is not None:
+                    total_size += default_size
+                else:
+                    total_size = None
+                sflags = first_flags if (i == 0 and first_flags is not None) else default_flags
+                if tflags & _TRUN_FLAGS:
+                    sflags = struct.unpack_from(">I", buf, q)[0]
+                if not durations and i == 0 and sflags is not None:
+                    first_sync = not (sflags & _NON_SYNC)
+                durations.append(d)
+                p += per
+        if not durations:
+            raise Mp4Error(f"moof at byte {offset} has no samples")
+        return base, tuple(durations), first_sync, total_size
+    raise Mp4Error(f"moof at byte {offset} has no fragment of the video track")
+
+
+def _read_meta_box(f: BinaryIO, box: Box) -> bytes:
+    if box.size > _MAX_META_BOX:
+        raise Mp4Error(f"{box.type.decode(errors='replace')} box at byte {box.offset} is too large")
+    return _read_exact(f, box.payload_offset, box.size - box.header_size)
+
+
+def parse_file(f: BinaryIO, file_bytes: int) -> Mp4Info:
+    """Walk the top-level boxes; stop quietly at the first cut or inconsistent fragment."""
+    first = read_box_header(f, 0, file_bytes)
+    if first is None or first.type != b"ftyp":
+        raise Mp4Error("file does not start with a complete ftyp box")
+    pos = first.end
+    track: _Track | None = None
+    init_bytes = 0
+    while track is None:
+        box = read_box_header(f, pos, file_bytes)
+        if box is None:
+            raise Mp4Error("file ends before its moov box is complete")
+        if box.type == b"moov":
+            track = _parse_moov(_read_meta_box(f, box))
+            init_bytes = box.end
+        elif box.type in (b"moof", b"mdat"):
+            raise Mp4Error(f"{box.type.decode()} before moov at byte {box.offset}")
+        pos = box.end
+    fragments: list[Fragment] = []
+    note: str | None = None
+    pending: tuple[Box, int, tuple[int, ...], bool | None, int | None] | None = None
+    expected_next: int | None = None
+    clean_end = init_bytes
+    while pos < file_bytes:
+        try:
+            box = read_box_header(f, pos, file_bytes)
+        except Mp4Error as e:
+            note = str(e)
+            break
+        if box is None:
+            note = f"box at byte {pos} is cut short (file ends at {file_bytes})"
+            break
+        if box.type == b"moof":
+            if pending is not None:
+                note = f"moof at byte {pending[0].offset} has no mdat"
+                break
+            try:
+                base, durations, sync, sizes = _parse_moof(_read_meta_box(f, box), box.offset,
+                                                           track)
+            except Mp4Error as e:
+                note = str(e)
+                break
+            if expected_next is not None and base < expected_next:
+                note = f"fragment at byte {box.offset} goes back in media time"
+                break
+            pending = (box, base, durations, sync, sizes)
+        elif box.type == b"mdat":
+            if pending is None:
+                note = f"mdat at byte {box.offset} without a moof"
+                break
+            moof, base, durations, sync, sizes = pending
+            if sizes is not None and sizes > box.size - box.header_size:
+                # e.g. an mdat of size 0 ("to end of file") cut short by a crash
+                note = f"mdat at byte {box.offset} is shorter than its samples"
+                break
+            fragments.append(Fragment(moof.offset, box.end, base, durations, sync))
+            expected_next = base + sum(durations)
+            pending = None
+            clean_end = box.end
+        elif box.type in (b"ftyp", b"moov"):
+            note = f"second {box.type.decode()} at byte {box.offset}"
+            break
+        elif pending is None:
+            # other boxes (styp, sidx, free, mfra, ...) are carried along but need nothing from us
+            clean_end = box.end
+        pos = box.end
+    if note is None and pending is not None:
+        note = f"moof at byte {pending[0].offset} has no mdat"
+    if note is not None and fragments:
+        clean_end = fragments[-1].end
+    return Mp4Info(file_bytes, init_bytes, track.timescale, tuple(fragments), note, clean_end)
+
+
+def parse_path(path: Path) -> Mp4Info:
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        return parse_file(f, size)

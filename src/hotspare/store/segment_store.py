@@ -1,0 +1,364 @@
+"""The segment store: segment files on local disk plus their SQLite index.
+
+Write order is the whole durability story: the recorder writes and closes the file, then
+`commit_segment` fsyncs it and its directory and only then inserts the row. A row therefore never
+points at bytes that a power cut could take back; a file without a row is what a crash leaves, and
+`reconcile` (run by `open`) salvages it. See docs/store.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hotspare.store import layout, mp4
+from hotspare.store.db import (
+    RUN_COLUMNS,
+    SEGMENT_COLUMNS,
+    Index,
+    init_schema,
+    now_us,
+    row_to_run,
+    row_to_segment,
+)
+from hotspare.store.lockfile import StoreLock
+from hotspare.store.models import RunInfo, SegmentInfo, WallSource, media_to_wall_us, ticks_to_us
+
+if TYPE_CHECKING:
+    from hotspare.store.importer import ImportMeta, ImportResult
+    from hotspare.store.reconcile import ReconcileReport
+    from hotspare.store.retention import RetentionReport
+    from hotspare.store.timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+# Longest segment we index. Range queries look this far back before `from_wall_us` so that they can
+# use the (camera_id, start_wall_us) index; the recorder cuts at most every 60 s.
+MAX_SEGMENT_90K = 600 * 90_000
+MAX_SEGMENT_US = ticks_to_us(MAX_SEGMENT_90K)
+DEFAULT_MAX_GAP_US = 45_000  # one frame at 25 fps plus 5 ms of jitter
+
+
+class StoreError(RuntimeError):
+    """A store operation was refused; the message says which object and why."""
+
+
+class SegmentStore:
+    """Files + index of one server's store (its own, or a spare's buffer store)."""
+
+    def __init__(self, root: Path, server_name: str, index: Index, lock: StoreLock) -> None:
+        self.root = root
+        self.server_name = server_name
+        self._index = index
+        self._lock = lock
+        self._durable_dirs: set[Path] = set()
+        # Free space of the store's disk; a seam so retention can be tested without filling a disk.
+        self.disk_free: Callable[[], int] = lambda: shutil.disk_usage(self.root).free
+        self.last_reconcile: ReconcileReport | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, root: Path, server_name: str) -> SegmentStore:
+        """Open (creating if needed) and reconcile; one process per store (a lock file)."""
+        from hotspare.store.reconcile import reconcile
+
+        layout.check_id("server_name", server_name)
+        root = Path(root).resolve()
+        layout.make_dirs_durable(root.parent, root)
+        lock = StoreLock.acquire(root / "store.lock")
+        index: Index | None = None
+        try:
+            for sub in (layout.SEGMENTS_DIR, layout.INCOMING_DIR):
+                layout.make_dirs_durable(root, root / sub)
+            index = Index(root / layout.INDEX_NAME)
+            created_by = init_schema(index.writer, server_name)
+            if created_by != server_name:
+                log.warning("store %s was created by server %r, now opened as %r",
+                            root, created_by, server_name)
+            store = cls(root, server_name, index, lock)
+            store.last_reconcile = reconcile(store)
+        except BaseException:
+            if index is not None:
+                index.close()
+            lock.release()
+            raise
+        return store
+
+    def close(self) -> None:
+        self._index.close()
+        self._lock.release()
+
+    def __enter__(self) -> SegmentStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def index(self) -> Index:
+        """The database handles, for the store's own modules (reconcile, import, retention)."""
+        return self._index
+
+    # ------------------------------------------------------------------ runs
+
+    def begin_run(self, camera_id: str, recorded_as: str, anchor_wall_us: int,
+                  wall_source: WallSource) -> RunInfo:
+        layout.check_id("camera_id", camera_id)
+        layout.check_id("recorded_as", recorded_as)
+        wall_source = WallSource(wall_source)
+        run_id = f"r{now_us():x}{secrets.token_hex(4)}"
+        with self._index.write() as db:
+            db.execute(
+                "insert into run (run_id, camera_id, recorded_by, recorded_as, anchor_wall_us, "
+                "wall_source, started_wall_us, created_at_us) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, camera_id, self.server_name, recorded_as, anchor_wall_us,
+                 wall_source.value, anchor_wall_us, now_us()),
+            )
+        return RunInfo(run_id, camera_id, self.server_name, recorded_as, anchor_wall_us,
+                       wall_source, anchor_wall_us, None, None)
+
+    def update_run_anchor(self, run_id: str, anchor_wall_us: int, wall_source: WallSource) -> None:
+        wall_source = WallSource(wall_source)
+        with self._index.write() as db:
+            run = self._run_row(db, run_id)
+            delta = anchor_wall_us - run.anchor_wall_us
+            db.execute(
+                "update run set anchor_wall_us = ?, wall_source = ?, started_wall_us = ?, "
+                "ended_wall_us = ended_wall_us + ? where run_id = ?",
+                (anchor_wall_us, wall_source.value, anchor_wall_us, delta, run_id),
+            )
+            for seg_id, start_media in db.execute(
+                "select segment_id, start_media_90k from segment where run_id = ?", (run_id,)
+            ).fetchall():
+                start = media_to_wall_us(anchor_wall_us, start_media)
+                db.execute(
+                    "update segment set start_wall_us = ?, "
+                    "end_wall_us = ? + (end_wall_us - start_wall_us) where segment_id = ?",
+                    (start, start, seg_id),
+                )
+
+    def end_run(self, run_id: str, ended_wall_us: int, reason: str) -> None:
+        with self._index.write() as db:
+            run = self._run_row(db, run_id)
+            last_end = db.execute(
+                "select max(end_wall_us) from segment where run_id = ?", (run_id,)
+            ).fetchone()[0]
+            ended = max(ended_wall_us, run.started_wall_us)
+            if last_end is not None:
+                # A run can't end before the video it holds.
+                ended = max(ended, last_end)
+            db.execute("update run set ended_wall_us = ?, end_reason = ? where run_id = ?",
+                       (ended, reason, run_id))
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        row = self._index.read().execute(
+            f"select {RUN_COLUMNS} from run where run_id = ?", (run_id,)
+        ).fetchone()
+        return row_to_run(row) if row else None
+
+    def list_runs(self, camera_id: str, from_wall_us: int, to_wall_us: int) -> list[RunInfo]:
+        rows = self._index.read().execute(
+            f"select {RUN_COLUMNS} from run where camera_id = ? and started_wall_us < ? "
+            "and (ended_wall_us is null or ended_wall_us > ?) order by started_wall_us, run_id",
+            (camera_id, to_wall_us, from_wall_us),
+        ).fetchall()
+        return [row_to_run(r) for r in rows]
+
+    # ------------------------------------------------------------------ segments
+
+    def segment_path(self, camera_id: str, run_id: str, seq: int) -> Path:
+        """Where the recorder writes the file; parent directories are created (durably) here."""
+        path = layout.to_path(self.root, layout.segment_relpath(camera_id, run_id, seq))
+        if path.parent not in self._durable_dirs:
+            layout.make_dirs_durable(self.root, path.parent)
+            self._durable_dirs.add(path.parent)
+        return path
+
+    def commit_segment(self, run_id: str, seq: int, start_media_90k: int, duration_90k: int,
+                       frame_count: int, init_bytes: int) -> SegmentInfo:
+        """Index a segment file the recorder has written and closed.
+
+        The file is the truth: its boxes give frame count, duration, start and init length; when the
+        recorder's numbers differ we log a warning and index what the file holds, because reconcile
+        and re-insert verification later read the same boxes.
+        """
+        layout.check_seq(seq)
+        run = self.get_run(layout.check_id("run_id", run_id))
+        if run is None:
+            raise StoreError(f"commit_segment: unknown run {run_id!r}")
+        if run.recorded_by != self.server_name:
+            raise StoreError(f"commit_segment: run {run_id!r} was recorded by {run.recorded_by!r}")
+        relpath = layout.segment_relpath(run.camera_id, run_id, seq)
+        path = layout.to_path(self.root, relpath)
+        if not path.is_file():
+            raise StoreError(f"commit_segment: {relpath} does not exist")
+        try:
+            info = mp4.parse_path(path)
+        except mp4.Mp4Error as e:
+            raise StoreError(f"commit_segment: {relpath}: {e}") from e
+        if not info.fragments:
+            raise StoreError(f"commit_segment: {relpath} has no complete fragment "
+                             f"({info.trailing_note})")
+        if not info.complete:
+            log.warning("camera %s segment %s: %s; indexing the readable prefix of %d bytes",
+                        run.camera_id, relpath, info.trailing_note, info.readable_bytes)
+            with path.open("r+b") as f:
+                f.truncate(info.readable_bytes)
+        ours = (start_media_90k, duration_90k, frame_count, init_bytes)
+        theirs = (info.start_media_90k, info.duration_90k, info.frame_count, info.init_bytes)
+        # The muxer has to guess the last frame's duration when the packet carries none, so a
+        # duration off by less than a frame is expected and not worth a warning.
+        last = info.frame_durations_90k()[-1]
+        near = abs(duration_90k - info.duration_90k) < max(last, 1)
+        same_rest = ours[:1] + ours[2:] == theirs[:1] + theirs[2:]
+        level = logging.DEBUG if (same_rest and near) else logging.WARNING
+        if ours != theirs:
+            log.log(level, "camera %s segment %s: recorder said (start_media_90k, duration_90k, "
+                        "frame_count, init_bytes)=%s but the file holds %s; indexing the file's",
+                        run.camera_id, relpath, ours, theirs)
+        layout.fsync_file(path)
+        layout.fsync_dir(path.parent)
+        sha = layout.sha256_file(path)
+        return self.insert_segment_row(
+            run, seq, info, size=path.stat().st_size, sha256=sha, relpath=relpath,
+        )
+
+    def insert_segment_row(self, run: RunInfo, seq: int, info: mp4.Mp4Info, *, size: int,
+                           sha256: str, relpath: str) -> SegmentInfo:
+        """Insert one row for a file of ours already durable on disk (commit and reconcile)."""
+        with self._index.write() as db:
+            # Video recorded under an assumed identity is a spare's buffer: it must reach the
+            # original server before retention may touch it, even if nobody marks it later.
+            pending = run.recorded_as != run.recorded_by
+            try:
+                return insert_segment(db, run, seq, info, size=size, sha256=sha256,
+                                      relpath=relpath, reinsert_pending=pending)
+            except sqlite3.IntegrityError as e:
+                raise StoreError(f"{relpath}: cannot index ({e}); already indexed?") from e
+
+    def list_segments(self, camera_id: str, from_wall_us: int,
+                      to_wall_us: int) -> list[SegmentInfo]:
+        """Segments overlapping [from, to) whose files are present, oldest first."""
+        rows = self._index.read().execute(
+            f"select {SEGMENT_COLUMNS} from segment where camera_id = ? and start_wall_us < ? "
+            "and start_wall_us >= ? and end_wall_us > ? and file_problem is null "
+            "order by start_wall_us, segment_id",
+            (camera_id, to_wall_us, from_wall_us - MAX_SEGMENT_US, from_wall_us),
+        ).fetchall()
+        return [row_to_segment(r) for r in rows]
+
+    def get_segment(self, segment_id: int) -> SegmentInfo | None:
+        row = self._index.read().execute(
+            f"select {SEGMENT_COLUMNS} from segment where segment_id = ?", (segment_id,)
+        ).fetchone()
+        return row_to_segment(row) if row else None
+
+    def list_reinsert_pending(self, limit: int = 100) -> list[SegmentInfo]:
+        """Segments still to be copied elsewhere, oldest first (the re-insert order)."""
+        rows = self._index.read().execute(
+            f"select {SEGMENT_COLUMNS} from segment where reinsert_pending = 1 "
+            "order by start_wall_us, segment_id limit ?", (limit,),
+        ).fetchall()
+        return [row_to_segment(r) for r in rows]
+
+    def segment_file(self, segment: SegmentInfo) -> Path:
+        """Absolute path of a segment's file (for download/HLS)."""
+        return layout.to_path(self.root, segment.relpath)
+
+    def incoming_path(self) -> Path:
+        """A fresh staging path on the store's disk: an upload written here is renamed, not copied,
+        by `import_segment`. Anything left here is deleted at the next open."""
+        return self.root / layout.INCOMING_DIR / f"{secrets.token_hex(8)}{layout.TEMP_SUFFIX}"
+
+    def cameras(self) -> list[str]:
+        rows = self._index.read().execute(
+            "select distinct camera_id from run order by camera_id").fetchall()
+        return [r[0] for r in rows]
+
+    def set_reinsert_pending(self, segment_ids: list[int], pending: bool) -> None:
+        with self._index.write() as db:
+            db.executemany("update segment set reinsert_pending = ? where segment_id = ?",
+                           [(int(pending), i) for i in segment_ids])
+
+    def delete_segments(self, segment_ids: list[int]) -> int:
+        """Delete segments now (a spare's copy once the original acknowledged it); returns how many.
+
+        Segments still marked reinsert_pending are refused (skipped): clear the mark first, so that
+        deleting owed video takes two deliberate steps. Same crash-safe order as retention.
+        """
+        from hotspare.store.retention import delete_rows
+
+        rows = []
+        read = self._index.read()
+        for seg_id in segment_ids:
+            row = read.execute("select segment_id, camera_id, relpath, bytes from segment "
+                               "where segment_id = ? and reinsert_pending = 0",
+                               (seg_id,)).fetchone()
+            if row is not None:
+                rows.append(tuple(row))
+        with self._index.locked():
+            return delete_rows(self, rows)[0]
+
+    # ------------------------------------------------------------------ delegated jobs
+
+    def timeline(self, camera_id: str, from_wall_us: int, to_wall_us: int,
+                 max_gap_us: int = DEFAULT_MAX_GAP_US) -> Timeline:
+        from hotspare.store.timeline import build_timeline
+
+        return build_timeline(self.list_segments(camera_id, from_wall_us, to_wall_us),
+                              camera_id, from_wall_us, to_wall_us, max_gap_us)
+
+    def import_segment(self, meta: ImportMeta, data: Path, *,
+                       known_camera: Callable[[str], bool] | None = None,
+                       imported_from: str | None = None) -> ImportResult:
+        from hotspare.store.importer import import_segment
+
+        return import_segment(self, meta, data, known_camera=known_camera,
+                              imported_from=imported_from)
+
+    def apply_retention(self, max_age_us: int | None, min_free_bytes: int,
+                        now_wall_us: int) -> RetentionReport:
+        from hotspare.store.retention import apply_retention
+
+        return apply_retention(self, max_age_us, min_free_bytes, now_wall_us)
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _run_row(db: sqlite3.Connection, run_id: str) -> RunInfo:
+        row = db.execute(f"select {RUN_COLUMNS} from run where run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"unknown run {run_id!r}")
+        return row_to_run(row)
+
+
+def insert_segment(db: sqlite3.Connection, run: RunInfo, seq: int, info: mp4.Mp4Info, *,
+                   size: int, sha256: str, relpath: str, head_skip: tuple[int, int] = (0, 0),
+                   tail_skip: tuple[int, int] = (0, 0), reinsert_pending: bool = False,
+                   imported_from: str | None = None) -> SegmentInfo:
+    """The one INSERT of a segment row, inside the caller's transaction; wall time from the run."""
+    if info.duration_90k <= 0 or info.duration_90k > MAX_SEGMENT_90K:
+        raise StoreError(f"{relpath}: duration {info.duration_90k} (90 kHz) out of range")
+    anchor = db.execute("select anchor_wall_us from run where run_id = ?",
+                        (run.run_id,)).fetchone()[0]
+    start = media_to_wall_us(anchor, info.start_media_90k)
+    cur = db.execute(
+        "insert into segment (camera_id, run_id, seq, recorded_by, recorded_as, "
+        "start_wall_us, end_wall_us, start_media_90k, duration_90k, frame_count, "
+        "head_skip_frames, head_skip_90k, tail_skip_frames, tail_skip_90k, bytes, "
+        "init_bytes, sha256, relpath, reinsert_pending, imported_from, committed_at_us) "
+        "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (run.camera_id, run.run_id, seq, run.recorded_by, run.recorded_as, start,
+         start + ticks_to_us(info.duration_90k), info.start_media_90k, info.duration_90k,
+         info.frame_count, head_skip[0], head_skip[1], tail_skip[0], tail_skip[1], size,
+         info.init_bytes, sha256, relpath, int(reinsert_pending), imported_from, now_us()),
+    )
+    row = db.execute(f"select {SEGMENT_COLUMNS} from segment where segment_id = ?",
+                     (cur.lastrowid,)).fetchone()
+    return row_to_segment(row)

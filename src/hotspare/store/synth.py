@@ -1,0 +1,96 @@
+"""Small, real fragmented MP4 segments made with PyAV, for tests of the store, API and re-insert.
+
+The files have the exact shape the recorder writes (ftyp+moov, then a moof+mdat per keyframe
+interval, sample times = the run's media time), so tests exercise the real box walker and a real
+demuxer instead of a mock. Encoding is cached; each call only remuxes.
+"""
+
+from __future__ import annotations
+
+import fractions
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import av
+from av.video.frame import VideoFrame
+
+if TYPE_CHECKING:
+    from hotspare.store.models import RunInfo, SegmentInfo
+    from hotspare.store.segment_store import SegmentStore
+
+# Keeps the run's media time in each fragment's tfdt: FFmpeg rebases every file to start at 0
+# unless `frag_discont` comes with `delay_moov` (here) or `avoid_negative_ts=disabled` (the
+# recorder's choice). One fragment per GOP, so tests can cut a file inside a multi-frame fragment.
+MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+frag_discont+delay_moov"
+_TB = fractions.Fraction(1, 90_000)
+
+
+@functools.lru_cache(maxsize=32)
+def _encoded(frames: int, gop: int, fps: int,
+             size: int) -> tuple[bytes, tuple[tuple[bytes, int, bool], ...]]:
+    """(extradata, ((payload, pts_90k, keyframe), ...)) of `frames` frames of tiny H.264."""
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width = size
+    enc.height = size
+    enc.pix_fmt = "yuv420p"
+    enc.time_base = _TB
+    enc.framerate = fractions.Fraction(fps, 1)
+    enc.gop_size = gop
+    enc.options = {"preset": "ultrafast", "tune": "zerolatency", "bf": "0",
+                   "keyint_min": str(gop), "sc_threshold": "0", "forced-idr": "1"}
+    step = 90_000 // fps
+    out: list[tuple[bytes, int, bool]] = []
+    packets = []
+    for i in range(frames):
+        frame = VideoFrame(size, size, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes([(i * 7) % 256]) * plane.buffer_size)
+        frame.pts = i * step
+        frame.time_base = _TB
+        packets += enc.encode(frame)
+    packets += enc.encode(None)
+    for p in packets:
+        assert p.pts is not None
+        out.append((bytes(p), int(p.pts), bool(p.is_keyframe)))
+    return bytes(enc.extradata or b""), tuple(out)
+
+
+def write_segment(path: Path, start_media_90k: int = 0, frames: int = 10, *, gop: int = 5,
+                  fps: int = 25, size: int = 32, timescale: int = 90_000,
+                  movflags: str = MOVFLAGS, options: dict[str, str] | None = None) -> None:
+    """Write a segment of `frames` frames starting (on a keyframe) at `start_media_90k`.
+
+    Each `gop` frames make one fragment. Frame duration is 90000 // fps ticks.
+    """
+    extradata, packets = _encoded(frames, gop, fps, size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opts = {"movflags": movflags, **(options or {})}
+    with av.open(str(path), "w", format="mp4", options=opts) as out:
+        stream = out.add_stream("h264", rate=fps)
+        stream.width = size
+        stream.height = size
+        stream.time_base = fractions.Fraction(1, timescale)
+        stream.codec_context.extradata = extradata
+        for payload, pts, key in packets:
+            pkt = av.Packet(payload)
+            pkt.pts = pkt.dts = pts + start_media_90k
+            pkt.time_base = _TB
+            pkt.is_keyframe = key
+            pkt.stream = stream
+            out.mux(pkt)
+
+
+def decode_count(path: Path) -> int:
+    """Frames a real demuxer + decoder gets out of the file (checks a salvaged prefix plays)."""
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def record_segment(store: SegmentStore, run: RunInfo, seq: int, start_media_90k: int,
+                   frames: int = 10, *, gop: int = 5, fps: int = 25) -> SegmentInfo:
+    """What the recorder does for one segment: write the file at segment_path(), then commit."""
+    path = store.segment_path(run.camera_id, run.run_id, seq)
+    write_segment(path, start_media_90k, frames, gop=gop, fps=fps)
+    return store.commit_segment(run.run_id, seq, start_media_90k, frames * (90_000 // fps),
+                                frames, 0)

@@ -1,0 +1,251 @@
+"""The simulated cameras, as real processes read by real RTSP clients (PyAV, as the recorder uses).
+
+Each test starts its own simulator (tests.support.camsim) and stops it in a finalizer. Numbers
+printed with `-s` are the ones quoted in docs/camera-sim.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import pytest
+
+if __package__ in (None, ""):  # pytest's rootdir-less import mode: make `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.support.camsim import CameraSim, camera_sim_fixture  # noqa: F401  (fixture camera_sim)
+
+from hotspare.camerasim.sei import find_tags
+
+FRAME_US = 40_000  # 25 fps
+
+
+@dataclass
+class ClientResult:
+    frames: list[int] = field(default_factory=list)
+    camera_ids: set[str] = field(default_factory=set)
+    wall_error_us: list[float] = field(default_factory=list)  # RTCP-derived minus SEI wall time
+    untagged: int = 0
+    ended: str = ""
+    open_s: float = 0.0
+
+
+def read_camera(url: str, transport: str, max_frames: int, max_seconds: float) -> ClientResult:
+    """Read like the recorder does: copy packets, wall time = start_time_realtime + packet time."""
+    out = ClientResult()
+    t0 = time.monotonic()
+    container = av.open(url, options={"rtsp_transport": transport, "timeout": "3000000"})
+    out.open_s = time.monotonic() - t0
+    try:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            tags = find_tags(bytes(packet))
+            if not tags:
+                out.untagged += 1
+                continue
+            tag = tags[0]
+            out.frames.append(tag.frame_no)
+            out.camera_ids.add(tag.camera_id)
+            start_rt = container.start_time_realtime
+            if start_rt and packet.pts is not None and stream.time_base is not None:
+                wall_us = start_rt + float(packet.pts * stream.time_base) * 1_000_000
+                out.wall_error_us.append(wall_us - tag.capture_wall_us)
+            if len(out.frames) >= max_frames or time.monotonic() - t0 > max_seconds:
+                out.ended = "enough"
+                break
+        else:
+            out.ended = "eof"
+    except av.error.FFmpegError as exc:
+        out.ended = f"error: {exc}"
+    finally:
+        container.close()
+    return out
+
+
+def consecutive(frames: list[int]) -> bool:
+    return all(b == a + 1 for a, b in itertools.pairwise(frames))
+
+
+def test_tcp_and_udp_clients_share_one_live_stream(camera_sim: CameraSim) -> None:
+    url = camera_sim.rtsp_url("cam-1")
+    results: dict[str, ClientResult] = {}
+
+    def run(transport: str) -> None:
+        results[transport] = read_camera(url, transport, max_frames=100, max_seconds=15)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in ("tcp", "udp")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert set(results) == {"tcp", "udp"}
+    for transport, res in results.items():
+        print(
+            f"\n{transport}: open {res.open_s:.2f} s, frames {res.frames[0]}..{res.frames[-1]}, "
+            f"wall error µs min {min(res.wall_error_us):.0f} max {max(res.wall_error_us):.0f} "
+            f"over {len(res.wall_error_us)} frames"
+        )
+        assert res.ended == "enough", res.ended
+        assert res.untagged == 0
+        assert res.camera_ids == {"cam-1"}
+        assert len(res.frames) == 100 and consecutive(res.frames), res.frames
+        # RTCP sender reports and the SEI tag agree on wall time to within one frame interval.
+        assert res.wall_error_us, "no RTCP sender report arrived"
+        assert max(abs(e) for e in res.wall_error_us) < FRAME_US
+    # One shared live stream: both clients saw the same frames at the same time.
+    common = set(results["tcp"].frames) & set(results["udp"].frames)
+    assert len(common) >= 50
+    # The frame log names each frame the clients saw as delivered, with the wall time of the tag.
+    last = max(max(r.frames) for r in results.values())
+    deadline = time.monotonic() + 5
+    while True:
+        log = {r.frame: r for r in camera_sim.frames("cam-1")}
+        if last in log or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for frame in results["tcp"].frames:
+        assert log[frame].delivered and log[frame].online
+    # The other camera, not watched, kept its own clock and delivered nothing.
+    cam2 = camera_sim.frames("cam-2")
+    assert cam2 and not any(r.delivered for r in cam2)
+    assert consecutive([r.frame for r in cam2])
+
+
+def test_offline_drops_sessions_refuses_and_comes_back(camera_sim: CameraSim) -> None:
+    url = camera_sim.rtsp_url("cam-1")
+    box: dict[str, ClientResult] = {}
+    reader = threading.Thread(
+        target=lambda: box.setdefault("r", read_camera(url, "tcp", 10_000, 20)), daemon=True
+    )
+    reader.start()
+    camera_sim.wait_clients("cam-1", 1, timeout=10)
+    time.sleep(1.0)
+    status = camera_sim.offline("cam-1", seconds=2)
+    t_off = time.monotonic()
+    assert status["online"] is False
+    reader.join(10)
+    dropped_after = time.monotonic() - t_off
+    before = box["r"]
+    assert before.ended in ("eof",) or before.ended.startswith("error"), before.ended
+    assert before.frames and consecutive(before.frames)
+    print(f"\nsession ended {dropped_after:.2f} s after offline ({before.ended})")
+    assert dropped_after < 5
+    # While offline, a new connection is refused outright.
+    with pytest.raises(av.error.FFmpegError):
+        av.open(url, options={"rtsp_transport": "tcp", "timeout": "3000000"}).close()
+    # Back after 2 s by itself; frame numbers carried on counting meanwhile.
+    deadline = time.monotonic() + 5
+    while not camera_sim.camera_status("cam-1")["online"]:
+        assert time.monotonic() < deadline, "camera did not come back"
+        time.sleep(0.1)
+    after = read_camera(url, "tcp", max_frames=25, max_seconds=10)
+    assert after.ended == "enough" and consecutive(after.frames)
+    assert after.frames[0] > before.frames[-1] + 2 * 25 - 5  # ≥ ~2 s of frames never sent
+
+    camera_sim.wait_logged("cam-1", time.time_ns() // 1000 - 1_000_000)
+    log = camera_sim.frames("cam-1")
+    numbers = [r.frame for r in log]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # no gap, no repeat
+    assert numbers[0] == 0
+    offline = [r for r in log if not r.online]
+    assert 45 <= len(offline) <= 55, len(offline)  # 2 s at 25 fps
+    assert not any(r.delivered for r in offline)
+    assert consecutive([r.frame for r in offline])
+    # Nothing the first client saw is logged as undelivered, and nothing it missed as seen by it.
+    by_no = {r.frame: r for r in log}
+    assert all(by_no[f].delivered for f in before.frames + after.frames)
+    assert offline[0].frame > before.frames[-1]
+
+
+def test_back_to_back_reconnects_are_served(camera_sim: CameraSim) -> None:
+    """The last client leaving and the next arriving at once (a recorder restarting) must work.
+
+    GStreamer 1.22 hands the new client the media being torn down and answers 503 unless the
+    factory steers it to a fresh one; this failed on the first try before that fix.
+    """
+    url = camera_sim.rtsp_url("cam-1")
+    fast = {"rtsp_transport": "tcp", "timeout": "3000000", "analyzeduration": "100000",
+            "probesize": "100000", "fpsprobesize": "1"}  # fmt: skip
+    last_seen = -1
+    for i in range(8):
+        container = av.open(url, options=dict(fast, rtsp_transport="udp" if i % 2 else "tcp"))
+        try:
+            packet = next(p for p in container.demux(container.streams.video[0]) if p.size)
+            frame = find_tags(bytes(packet))[0].frame_no
+        finally:
+            container.close()
+        assert frame > last_seen
+        last_seen = frame
+
+
+def test_churning_clients_do_not_disturb_a_steady_one(camera_sim: CameraSim) -> None:
+    url = camera_sim.rtsp_url("cam-1")
+    box: dict[str, ClientResult] = {}
+    steady = threading.Thread(
+        target=lambda: box.setdefault("r", read_camera(url, "tcp", 10_000, 8)), daemon=True
+    )
+    steady.start()
+    camera_sim.wait_clients("cam-1", 1, timeout=10)
+    for i in range(6):
+        res = read_camera(url, "udp" if i % 2 else "tcp", max_frames=3, max_seconds=5)
+        assert res.ended == "enough" and consecutive(res.frames)
+    steady.join(20)
+    r = box["r"]
+    assert r.ended == "enough" and len(r.frames) > 100 and consecutive(r.frames), r.ended
+
+
+def test_offline_until_told_and_unknown_camera(camera_sim: CameraSim) -> None:
+    camera_sim.offline("cam-2")  # no seconds: offline until online()
+    time.sleep(1.5)
+    assert camera_sim.camera_status("cam-2")["online"] is False
+    camera_sim.online("cam-2")
+    assert camera_sim.camera_status("cam-2")["online"] is True
+    res = read_camera(camera_sim.rtsp_url("cam-2"), "tcp", max_frames=10, max_seconds=10)
+    assert res.ended == "enough" and res.camera_ids == {"cam-2"}
+    with pytest.raises(av.error.FFmpegError):
+        av.open(camera_sim.rtsp_url("nope"), options={"timeout": "3000000"}).close()
+    from tests.support.camsim import CameraSimError
+
+    with pytest.raises(CameraSimError):
+        camera_sim.offline("nope", 1)
+
+
+def test_sigterm_exits_cleanly_and_logs_are_complete(tmp_path: Path) -> None:
+    sim = CameraSim(tmp_path / "sim", cameras=["door", "yard"])
+    t0 = time.monotonic()
+    sim.start()
+    try:
+        print(f"\nready in {time.monotonic() - t0:.2f} s ({sim.ready})")
+        res = read_camera(sim.rtsp_url("yard"), "tcp", max_frames=5, max_seconds=10)
+        assert res.camera_ids == {"yard"}
+    finally:
+        code = sim.stop()
+    assert code == 0
+    for cam in ("door", "yard"):
+        numbers = [r.frame for r in sim.frames(cam)]
+        assert numbers and numbers == list(range(len(numbers)))
+
+
+def test_cli_names_the_debian_packages_when_gstreamer_is_missing(tmp_path: Path) -> None:
+    hotspare_bin = Path(sys.executable).with_name("hotspare")
+    env = dict(os.environ, HOTSPARE_SIM_PYTHON=sys.executable)  # the venv has no gi
+    proc = subprocess.run(
+        [str(hotspare_bin), "camera-sim", "--rtsp-port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "gir1.2-gst-rtsp-server-1.0" in proc.stderr
+    assert "python3-gst-1.0" in proc.stderr

@@ -1,0 +1,227 @@
+"""Segment files and cutting, fed from a local H.264 file instead of RTSP (same PyAV code path)."""
+
+from __future__ import annotations
+
+import threading
+from itertools import count
+from pathlib import Path
+
+import av
+import pytest
+
+from hotspare.config.models import CameraConfig, RecordingSettings
+from hotspare.recorder.segment_writer import SegmentWriter
+from hotspare.recorder.worker import STOPPED, CameraWorker, _Run
+from hotspare.store import mp4
+from hotspare.store.models import RunInfo, SegmentInfo, WallSource
+
+
+def make_h264_file(path: Path, frames: int = 60, gop: int = 10) -> Path:
+    """A tiny H.264 file (PyAV's bundled x264), GOP `gop`, 25 fps."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(
+            "libx264",
+            rate=25,
+            options={
+                "preset": "ultrafast",
+                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0",
+            },
+        )
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame(64, 48, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([(i * 5) % 256]) * plane.buffer_size)
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def h264_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_h264_file(tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+class FakeStore:
+    """Records calls in order; the real store is exercised by the e2e tests."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.calls: list[tuple[object, ...]] = []
+        self._ids = count(1)
+        self._lock = threading.Lock()
+
+    def begin_run(
+        self, camera_id: str, recorded_as: str, anchor_wall_us: int, wall_source: WallSource
+    ) -> RunInfo:
+        run_id = f"run{next(self._ids)}"
+        self.calls.append(("begin", run_id, recorded_as, wall_source))
+        return RunInfo(
+            run_id,
+            camera_id,
+            "me",
+            recorded_as,
+            anchor_wall_us,
+            wall_source,
+            anchor_wall_us,
+            None,
+            None,
+        )
+
+    def update_run_anchor(self, run_id: str, anchor_wall_us: int, wall_source: WallSource) -> None:
+        self.calls.append(("anchor", run_id, wall_source))
+
+    def segment_path(self, camera_id: str, run_id: str, seq: int) -> Path:
+        return self.root / camera_id / run_id / f"{seq:06d}.mp4"
+
+    def commit_segment(
+        self,
+        run_id: str,
+        seq: int,
+        start_media_90k: int,
+        duration_90k: int,
+        frame_count: int,
+        init_bytes: int,
+    ) -> SegmentInfo:
+        with self._lock:
+            self.calls.append(
+                ("commit", run_id, seq, start_media_90k, duration_90k, frame_count, init_bytes)
+            )
+        return None  # type: ignore[return-value]
+
+    def end_run(self, run_id: str, ended_wall_us: int, reason: str) -> None:
+        self.calls.append(("end", run_id, reason))
+
+
+def test_segment_file_carries_its_start_media_time(tmp_path: Path, h264_file: Path) -> None:
+    with av.open(str(h264_file)) as src:
+        stream = src.streams.video[0]
+        packets = [p for p in src.demux(stream) if p.size]
+        writer = SegmentWriter(tmp_path / "seg.mp4", stream, start_media_90k=900_000)
+        for i, packet in enumerate(packets[:10]):
+            writer.write(packet, 900_000 + i * 3600, 900_000 + i * 3600)
+        written = writer.close(900_000 + 10 * 3600)
+    assert written.frame_count == 10 and written.duration_90k == 36_000
+    info = mp4.parse_path(written.path)
+    assert info.start_media_90k == 900_000  # tfdt, not rebased to 0
+    assert info.frame_count == 10
+    assert info.init_bytes == written.init_bytes
+    with av.open(str(written.path)) as back:
+        pts = [p.pts for p in back.demux() if p.size]
+    assert pts[0] == 900_000 and pts[-1] == 900_000 + 9 * 3600
+
+
+def test_unclosed_segment_keeps_all_but_the_last_frame(tmp_path: Path, h264_file: Path) -> None:
+    """What a SIGKILL would leave: every fragment but the frame still held by the muxer."""
+    with av.open(str(h264_file)) as src:
+        stream = src.streams.video[0]
+        packets = [p for p in src.demux(stream) if p.size]
+        path = tmp_path / "open.mp4"
+        writer = SegmentWriter(path, stream, start_media_90k=0)
+        for i, packet in enumerate(packets[:17]):
+            writer.write(packet, i * 3600, i * 3600)
+        info = mp4.parse_path(path)  # read while still open, like reconcile after a crash
+        assert info.frame_count == 16
+        writer.abandon()
+
+
+def _worker(store: FakeStore, segment_seconds: float) -> CameraWorker:
+    camera = CameraConfig(id="cam-1", url="rtsp://127.0.0.1:1/none")
+    return CameraWorker(
+        camera, "server-a", store, RecordingSettings(segment_seconds=segment_seconds)
+    )
+
+
+def test_run_cuts_on_keyframes_and_skips_frames_before_the_first(tmp_path: Path) -> None:
+    clip = make_h264_file(tmp_path / "clip.mp4", frames=60, gop=10)
+    store = FakeStore(tmp_path / "store")
+    worker = _worker(store, segment_seconds=0.5)  # 12.5 frames: cut at every second keyframe
+    with av.open(str(clip)) as src:
+        run = _Run(worker, src)
+        packets = [p for p in src.demux(src.streams.video[0]) if p.size]
+        for packet in packets[3:]:  # join mid-GOP: frames 3..9 cannot be decoded, skip them
+            run.on_packet(packet)
+        run.finish(STOPPED)
+    worker._committer.close(10)
+    commits = [c for c in store.calls if c[0] == "commit"]
+    assert [c[3] for c in commits] == [0, 72_000, 144_000]  # starts: frames 10, 30, 50
+    assert [c[5] for c in commits] == [20, 20, 10]  # 50 frames recorded, 7 skipped
+    assert commits[-1][4] == 36_000  # last one ends one frame after its last frame
+    assert store.calls[0][0] == "begin" and store.calls[0][3] is WallSource.LOCAL
+    assert store.calls[-1] == ("end", "run1", STOPPED)
+    for _, run_id, seq, start, *_ in commits:
+        info = mp4.parse_path(store.segment_path("cam-1", str(run_id), int(seq)))  # type: ignore[arg-type]
+        assert info.start_media_90k == start
+        assert info.fragments[0].first_sample_is_sync is not False
+
+
+def test_stop_before_the_first_keyframe_writes_nothing(tmp_path: Path, h264_file: Path) -> None:
+    store = FakeStore(tmp_path / "store")
+    worker = _worker(store, segment_seconds=1.0)
+    with av.open(str(h264_file)) as src:
+        run = _Run(worker, src)
+        packets = [p for p in src.demux(src.streams.video[0]) if p.size]
+        for packet in packets[1:5]:
+            run.on_packet(packet)
+        run.finish("lost")
+    worker._committer.close(10)
+    assert store.calls == []
+
+
+@pytest.mark.parametrize("first_pts_missing", [True])
+def test_first_packet_without_pts_is_kept(
+    tmp_path: Path, h264_file: Path, first_pts_missing: bool
+) -> None:
+    store = FakeStore(tmp_path / "store")
+    worker = _worker(store, segment_seconds=10.0)
+    with av.open(str(h264_file)) as src:
+        run = _Run(worker, src)
+        packets = [p for p in src.demux(src.streams.video[0]) if p.size]
+        tb = src.streams.video[0].time_base
+        packets[0].pts = None  # as FFmpeg's RTSP demuxer hands it over after a short probe
+        packets[0].dts = None
+        for packet in packets[:20]:
+            run.on_packet(packet)
+        run.finish(STOPPED)
+    worker._committer.close(10)
+    commit = next(c for c in store.calls if c[0] == "commit")
+    assert commit[5] == 20
+    assert tb is not None
+
+
+def test_update_cameras_adds_removes_and_reports_failing(tmp_path: Path) -> None:
+    """Workers against a closed port: no RTSP needed to see them come, go and explain themselves."""
+    import socket
+    import time
+
+    from hotspare.recorder import CameraState, Recorder
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connections are refused
+
+    def cam(cid: str) -> CameraConfig:
+        return CameraConfig(
+            id=cid, url=f"rtsp://127.0.0.1:{port}/{cid}", username="op", password="secret-pw"
+        )
+
+    settings = RecordingSettings(reconnect_initial_seconds=0.05, reconnect_max_seconds=0.1)
+    recorder = Recorder("server-a", [cam("a"), cam("b")], FakeStore(tmp_path), settings)
+    recorder.start()
+    try:
+        deadline = time.monotonic() + 5
+        while any(h.state is not CameraState.FAILING for h in recorder.health().values()):
+            assert time.monotonic() < deadline, recorder.health()
+            time.sleep(0.02)
+        health = recorder.health()["a"]
+        assert health.error is not None
+        assert "camera a" in health.error and f"127.0.0.1:{port}" in health.error
+        assert "secret-pw" not in health.error and "op:" not in health.error
+        recorder.update_cameras([cam("b"), cam("c")])
+        assert set(recorder.health()) == {"b", "c"}
+    finally:
+        recorder.stop(timeout=5)
+    assert recorder.health() == {}

@@ -1,0 +1,94 @@
+"""Edge cases of the recorder's small parts; RTSP itself is in tests/e2e/test_recorder*.py."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import av.error
+import pytest
+
+from hotspare.config.models import CameraConfig
+from hotspare.recorder.backoff import Backoff
+from hotspare.recorder.clock import RunClock, TimestampDiscontinuity, believable_camera_anchor
+from hotspare.recorder.source import CameraSource
+
+
+def test_backoff_doubles_caps_and_resets() -> None:
+    b = Backoff(0.5, 4.0, jitter=0.0)
+    assert [b.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    b.reset()
+    assert b.next_delay() == 0.5
+
+
+def test_backoff_jitter_stays_within_bounds() -> None:
+    b = Backoff(1.0, 1.0, jitter=0.2)
+    delays = [b.next_delay() for _ in range(200)]
+    assert all(0.8 <= d <= 1.0 for d in delays)  # never above the cap
+
+
+def _camera(**kw: object) -> CameraConfig:
+    base: dict[str, object] = {"id": "cam-1", "url": "rtsp://10.0.0.5:554/stream1"}
+    base.update(kw)
+    return CameraConfig(**base)  # type: ignore[arg-type]
+
+
+def test_credentials_go_only_into_the_secret_url() -> None:
+    src = CameraSource.from_config(_camera(username="op@site", password="p:a/ss word"))
+    assert src._secret_url == "rtsp://op%40site:p%3Aa%2Fss%20word@10.0.0.5:554/stream1"
+    assert src.display_url == "rtsp://10.0.0.5:554/stream1"
+    assert "ss" not in repr(src)
+    assert src.scrub(f"failed: '{src._secret_url}'") == "failed: 'rtsp://10.0.0.5:554/stream1'"
+
+
+def test_error_text_names_camera_and_hint_but_not_password() -> None:
+    src = CameraSource.from_config(_camera(username="admin", password="hunter2"))
+    exc = av.error.HTTPUnauthorizedError(1, "Server returned 401 Unauthorized", src._secret_url)
+    text = src.explain(exc, 5.0)
+    assert "hunter2" not in text
+    assert "cam-1" in text and "rtsp://10.0.0.5:554/stream1" in text
+    assert "password" in text  # the hint says what to check
+
+
+def test_ffmpeg_options_use_ffmpeg_timeout_in_microseconds() -> None:
+    opts = CameraSource.from_config(_camera(transport="udp")).ffmpeg_options(2.5)
+    assert opts["rtsp_transport"] == "udp"
+    assert opts["timeout"] == "2500000"
+    assert opts["allowed_media_types"] == "video"
+
+
+def test_clock_first_packet_without_pts_is_stream_zero() -> None:
+    clock = RunClock(Fraction(1, 90_000))
+    ts = clock.stream_ts(None)
+    assert ts == 0
+    clock.start(ts)
+    assert clock.media_90k(ts) == 0
+    assert clock.media_90k(clock.stream_ts(3600)) == 3600
+    assert clock.media_90k(clock.stream_ts(None)) == 7200  # one frame later
+    assert clock.end_media_90k() == 10_800
+
+
+def test_clock_rebases_on_first_frame_and_rescales_other_time_bases() -> None:
+    clock = RunClock(Fraction(1, 1000))  # e.g. a demuxer in milliseconds
+    clock.start(5000)
+    assert clock.media_90k(5000) == 0
+    assert clock.media_90k(5040) == 3600
+
+
+@pytest.mark.parametrize("jump", [-3600, 11 * 90_000])
+def test_clock_discontinuity_ends_the_run(jump: int) -> None:
+    clock = RunClock(Fraction(1, 90_000))
+    clock.start(90_000)
+    clock.media_90k(90_000)
+    with pytest.raises(TimestampDiscontinuity):
+        clock.media_90k(90_000 + jump)
+
+
+def test_camera_anchor_is_wall_time_of_the_first_frame() -> None:
+    clock = RunClock(Fraction(1, 90_000))
+    assert clock.camera_anchor_us(1_700_000_000_000_000) is None  # not started
+    clock.start(180_000)  # first frame 2 s after stream time 0
+    assert clock.camera_anchor_us(None) is None  # no RTCP yet
+    assert clock.camera_anchor_us(1_700_000_000_000_000) == 1_700_000_002_000_000
+    assert believable_camera_anchor(1_000, 1_000 + 299_000_000)
+    assert not believable_camera_anchor(0, 1_700_000_000_000_000)

@@ -1,0 +1,259 @@
+"""Re-insert into a store: verification, idempotence, the overlap rule, all-or-nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hotspare.store import importer
+from hotspare.store.importer import ImportMeta, ImportRejected
+from hotspare.store.models import RunInfo, SegmentInfo, WallSource
+from hotspare.store.segment_store import SegmentStore
+from hotspare.store.synth import record_segment
+
+T0 = 1_700_000_000_000_000
+FRAME_US = 40_000
+
+
+@pytest.fixture
+def origin(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = SegmentStore.open(tmp_path / "rs1", "rs1")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def spare(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = SegmentStore.open(tmp_path / "spare1", "spare1")
+    yield s
+    s.close()
+
+
+def _spare_segment(spare: SegmentStore, anchor: int = T0, frames: int = 10,
+                   seq: int = 0, start_media: int = 0,
+                   run: RunInfo | None = None) -> tuple[ImportMeta, Path, SegmentInfo]:
+    run = run or spare.begin_run("cam1", "rs1", anchor, WallSource.CAMERA)
+    seg = record_segment(spare, run, seq, start_media, frames)
+    got = spare.get_run(run.run_id)
+    assert got is not None
+    return ImportMeta.from_segment(seg, got), spare.segment_file(seg), seg
+
+
+def _state(store: SegmentStore) -> tuple[int, list[str], list[str]]:
+    conn = sqlite3.connect(store.root / "index.sqlite3")
+    n = conn.execute("select count(*) from segment").fetchone()[0]
+    conn.close()
+    files = sorted(p.relative_to(store.root).as_posix()
+                   for p in (store.root / "segments").rglob("*") if p.is_file())
+    incoming = sorted(p.name for p in (store.root / "incoming").iterdir())
+    return n, files, incoming
+
+
+def test_import_then_again_gives_one_row(origin: SegmentStore, spare: SegmentStore) -> None:
+    meta, data, seg = _spare_segment(spare)
+    first = origin.import_segment(meta, data)
+    assert first.status == "inserted" and first.segment is not None
+    stored = first.segment
+    assert (stored.recorded_by, stored.recorded_as) == ("spare1", "rs1")
+    assert stored.imported_from == "spare1"
+    assert stored.sha256 == seg.sha256 and stored.start_wall_us == seg.start_wall_us
+    assert not stored.reinsert_pending
+    assert origin.segment_file(stored).read_bytes() == data.read_bytes()
+    run = origin.get_run(meta.run_id)
+    assert run is not None and run.end_reason == "imported"
+    assert run.ended_wall_us == stored.end_wall_us
+    again = origin.import_segment(meta, data)
+    assert again.status == "duplicate" and again.segment == stored
+    assert _state(origin)[0] == 1
+    # same bytes under another seq: still one row (idempotent on the hash too)
+    other = dataclasses.replace(meta, seq=7)
+    assert origin.import_segment(other, data).status == "duplicate"
+    assert _state(origin) == (1, [stored.relpath], [])
+    # survives a restart: reconcile leaves imported runs and rows alone
+    origin.close()
+    with SegmentStore.open(origin.root, "rs1") as again_open:
+        assert again_open.last_reconcile is not None and again_open.last_reconcile.clean
+
+
+def test_upload_staged_in_incoming_is_renamed(origin: SegmentStore, spare: SegmentStore) -> None:
+    meta, data, _ = _spare_segment(spare)
+    staged = origin.incoming_path()
+    staged.write_bytes(data.read_bytes())
+    assert origin.import_segment(meta, staged).status == "inserted"
+    assert not staged.exists()
+
+
+def _rejected(origin: SegmentStore, meta: ImportMeta, data: Path, status: int, match: str,
+              **kw: object) -> None:
+    before = _state(origin)
+    with pytest.raises(ImportRejected, match=match) as e:
+        origin.import_segment(meta, data, **kw)  # type: ignore[arg-type]
+    assert e.value.status == status
+    assert e.value.reason
+    assert _state(origin) == before == (0, [], [])
+
+
+def test_bad_hash(origin: SegmentStore, spare: SegmentStore) -> None:
+    meta, data, _ = _spare_segment(spare)
+    _rejected(origin, dataclasses.replace(meta, sha256="0" * 64), data, 422, "SHA-256 mismatch")
+
+
+def test_truncated_file(origin: SegmentStore, spare: SegmentStore, tmp_path: Path) -> None:
+    meta, data, _ = _spare_segment(spare)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data.read_bytes()[:-20])
+    _rejected(origin, meta, cut, 422, "SHA-256 mismatch")
+    # even with a hash that matches the cut bytes, the boxes give it away
+    sha = hashlib.sha256(cut.read_bytes()).hexdigest()
+    _rejected(origin, dataclasses.replace(meta, sha256=sha), cut, 422, "incomplete")
+
+
+@pytest.mark.parametrize("field,value", [("run_id", "../../etc"), ("camera_id", "cam1/../x"),
+                                         ("recorded_by", "..\\evil"), ("recorded_as", "")])
+def test_path_like_ids(origin: SegmentStore, spare: SegmentStore, field: str, value: str) -> None:
+    meta, data, _ = _spare_segment(spare)
+    bad = dataclasses.replace(meta, **{field: value})  # type: ignore[arg-type]
+    _rejected(origin, bad, data, 400, "not a valid id")
+
+
+def test_mismatched_metadata(origin: SegmentStore, spare: SegmentStore) -> None:
+    meta, data, _ = _spare_segment(spare)
+    _rejected(origin, dataclasses.replace(meta, frame_count=11), data, 422, "frame_count mismatch")
+    _rejected(origin, dataclasses.replace(meta, duration_90k=3600), data, 422, "duration_90k")
+    _rejected(origin, dataclasses.replace(meta, init_bytes=10), data, 422, "init_bytes")
+    _rejected(origin, dataclasses.replace(meta, start_wall_us=meta.start_wall_us + 5000), data,
+              400, "does not match anchor")
+
+
+def test_unknown_camera_and_own_recordings(origin: SegmentStore, spare: SegmentStore) -> None:
+    meta, data, _ = _spare_segment(spare)
+    _rejected(origin, meta, data, 404, "unknown camera", known_camera=lambda c: c == "cam2")
+    _rejected(origin, dataclasses.replace(meta, recorded_by="rs1"), data, 409, "own recordings")
+
+
+def test_same_run_and_seq_with_other_content_conflicts(origin: SegmentStore,
+                                                       spare: SegmentStore) -> None:
+    meta, data, _ = _spare_segment(spare)
+    origin.import_segment(meta, data)
+    meta2, data2, _ = _spare_segment(spare, anchor=T0 + 10**8, frames=5)
+    with pytest.raises(ImportRejected) as e:
+        origin.import_segment(dataclasses.replace(meta2, run_id=meta.run_id, seq=0,
+                                                  anchor_wall_us=meta.anchor_wall_us,
+                                                  start_wall_us=meta.start_wall_us), data2)
+    assert e.value.status == 409
+
+
+def test_failure_while_indexing_leaves_nothing(origin: SegmentStore, spare: SegmentStore,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    meta, data, _ = _spare_segment(spare)
+
+    def boom(*a: object, **k: object) -> SegmentInfo:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(importer, "insert_segment", boom)
+    with pytest.raises(OSError):
+        origin.import_segment(meta, data)
+    assert _state(origin) == (0, [], [])
+    assert origin.get_run(meta.run_id) is None
+
+
+# ---------------------------------------------------------------- overlap rule
+# The origin recorded cam1 from T0 for 1.2 s (3 segments of 10 frames); wall times of both servers
+# come from the camera's RTCP clock, so the spare's frames fall on the same 40 ms grid.
+
+
+def _origin_recording(origin: SegmentStore) -> None:
+    run = origin.begin_run("cam1", "rs1", T0, WallSource.CAMERA)
+    for seq in range(3):
+        record_segment(origin, run, seq, seq * 36_000, 10)
+    origin.end_run(run.run_id, T0 + 1_200_000, "stopped")
+
+
+def test_fully_covered_segment_is_a_duplicate(origin: SegmentStore, spare: SegmentStore) -> None:
+    _origin_recording(origin)
+    meta, data, _ = _spare_segment(spare, anchor=T0 + 200_000, frames=20)  # T0+0.2 .. T0+1.0
+    res = origin.import_segment(meta, data)
+    assert res.status == "duplicate" and res.segment is None
+    assert len(res.covered_by) == 3
+    assert _state(origin)[0] == 3
+
+
+def test_partly_covered_segment_skips_its_covered_head(origin: SegmentStore,
+                                                       spare: SegmentStore) -> None:
+    _origin_recording(origin)
+    # the spare started 0.8 s after T0 and recorded 0.8 s: first 10 frames already at the origin
+    meta, data, _ = _spare_segment(spare, anchor=T0 + 800_000, frames=20)
+    res = origin.import_segment(meta, data)
+    assert res.status == "trimmed" and res.segment is not None
+    seg = res.segment
+    assert (seg.head_skip_frames, seg.tail_skip_frames, seg.recorded_frames) == (10, 0, 10)
+    assert seg.recorded_start_wall_us == T0 + 1_200_000
+    tl = origin.timeline("cam1", T0, T0 + 1_600_000)
+    assert tl.gaps == []
+    assert sum(sp.frame_count for sp in tl.spans) == 40  # every frame once
+
+
+def test_partly_covered_segment_skips_its_covered_tail(origin: SegmentStore,
+                                                       spare: SegmentStore) -> None:
+    _origin_recording(origin)
+    meta, data, _ = _spare_segment(spare, anchor=T0 - 400_000, frames=15)  # T0-0.4 .. T0+0.2
+    res = origin.import_segment(meta, data)
+    assert res.status == "trimmed" and res.segment is not None
+    assert (res.segment.head_skip_frames, res.segment.tail_skip_frames) == (0, 5)
+    assert res.segment.recorded_end_wall_us == T0
+    tl = origin.timeline("cam1", T0 - 400_000, T0 + 1_200_000)
+    assert tl.gaps == [] and sum(sp.frame_count for sp in tl.spans) == 40
+
+
+def test_sub_frame_clock_difference_still_lines_up(origin: SegmentStore,
+                                                   spare: SegmentStore) -> None:
+    _origin_recording(origin)
+    # RTCP-derived anchors agree within a fraction of a millisecond, not exactly
+    meta, data, _ = _spare_segment(spare, anchor=T0 + 800_000 + 300, frames=20)
+    res = origin.import_segment(meta, data)
+    assert res.segment is not None and res.segment.head_skip_frames == 10
+
+
+def test_local_clock_segments_are_never_trimmed(origin: SegmentStore,
+                                                spare: SegmentStore) -> None:
+    _origin_recording(origin)
+    run = spare.begin_run("cam1", "rs1", T0 + 800_000, WallSource.LOCAL)
+    meta, data, _ = _spare_segment(spare, frames=20, run=run)
+    res = origin.import_segment(meta, data)
+    assert res.status == "inserted" and res.segment is not None
+    assert res.segment.head_skip_frames == 0
+
+
+def test_meta_round_trips_through_json(spare: SegmentStore) -> None:
+    import json
+
+    meta, _, _ = _spare_segment(spare)
+    again = ImportMeta.from_dict(json.loads(json.dumps(meta.to_dict())))
+    assert again == meta
+    broken = meta.to_dict() | {"frame_count": "10"}
+    with pytest.raises(ImportRejected, match="frame_count must be an integer") as e:
+        ImportMeta.from_dict(broken)
+    assert e.value.status == 400
+    with pytest.raises(ImportRejected, match="unknown"):
+        ImportMeta.from_dict(meta.to_dict() | {"extra": 1})
+
+
+def test_import_restores_a_missing_file(origin: SegmentStore, spare: SegmentStore) -> None:
+    meta, data, _ = _spare_segment(spare)
+    stored = origin.import_segment(meta, data).segment
+    assert stored is not None
+    origin.segment_file(stored).unlink()
+    root = origin.root
+    origin.close()
+    with SegmentStore.open(root, "rs1") as again:
+        assert again.list_segments("cam1", 0, 2**62) == []  # marked missing
+        # the sender must not be told "duplicate" for video whose file is gone
+        res = again.import_segment(meta, data)
+        assert res.status == "inserted" and res.segment is not None
+        assert res.segment.file_problem is None
+        assert again.segment_file(res.segment).read_bytes() == data.read_bytes()
+        assert len(again.list_segments("cam1", 0, 2**62)) == 1
