@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         SegmentWriter.FLUSH_PACKETS = "0"
     target = _NoIndexStore(store) if args.variant == "no-index" else store
     recorder = Recorder(
-        "bench", cameras, target, RecordingSettings(segment_seconds=args.segment_seconds)  # type: ignore[arg-type]
+        "bench",
+        cameras,
+        target,
+        RecordingSettings(segment_seconds=args.segment_seconds),  # type: ignore[arg-type,call-arg]
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -6,6 +6,7 @@ each frame the camera delivered and check it is stored exactly once, where and w
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -125,7 +126,6 @@ def test_three_cameras_every_delivered_frame_once_with_true_wall_time(tmp_path: 
             store.close()
 
 
-@pytest.mark.slow
 def test_camera_offline_five_seconds_gives_two_runs_and_one_gap(tmp_path: Path) -> None:
     with CameraSim(tmp_path / "sim", cameras=1) as sim:
         camera_id = sim.camera_ids[0]
@@ -175,3 +175,52 @@ def test_camera_offline_five_seconds_gives_two_runs_and_one_gap(tmp_path: Path) 
             assert len(frames) == sum(len(v) for v in by_run.values())
         finally:
             store.close()
+
+
+_CHILD = """
+import sys, threading
+from pathlib import Path
+from hotspare.config.models import CameraConfig, RecordingSettings
+from hotspare.recorder import Recorder
+from hotspare.store.segment_store import SegmentStore
+store = SegmentStore.open(Path(sys.argv[1]), "server-a")
+cams = [CameraConfig(id=sys.argv[2], url=sys.argv[3])]
+Recorder("server-a", cams, store, RecordingSettings(segment_seconds=4.0)).start()
+print("RECORDING", flush=True)
+threading.Event().wait()
+"""
+
+
+def test_sigkill_mid_segment_loses_only_the_frames_in_flight(tmp_path: Path) -> None:
+    """The open segment's prefix survives a SIGKILL and reconcile indexes it."""
+    with CameraSim(tmp_path / "sim", cameras=1) as sim:
+        camera_id = sim.camera_ids[0]
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(tmp_path / "store"), camera_id,
+             sim.rtsp_url(camera_id)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert child.stdout is not None and child.stdout.readline().startswith("RECORDING")
+            time.sleep(6.0)  # 4 s segments: this is 1-2 s into the second one
+        finally:
+            kill_us = now_us()
+            child.kill()
+            child.wait(10)
+        sim.wait_logged(camera_id, kill_us)
+    store = open_store(tmp_path)  # reconcile salvages the open segment
+    try:
+        frames = check_camera(store, sim, camera_id)
+        runs = store.list_runs(camera_id, 0, 2**62)
+        assert len(runs) == 1 and runs[0].end_reason is not None  # closed by reconcile
+        assert len(all_segments(store, camera_id)) == 2
+        numbers = {f.tag.frame_no for f in frames}
+        first = min(numbers)
+        delivered = {
+            r.frame: r.wall_us for r in sim.frames(camera_id) if r.delivered and r.frame >= first
+        }
+        # Every frame captured more than 100 ms (2.5 frames) before the kill is on disk.
+        lost = sorted(f for f, w in delivered.items() if w < kill_us - 100_000 and f not in numbers)
+        assert not lost, lost
+    finally:
+        store.close()

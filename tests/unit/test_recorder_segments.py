@@ -225,3 +225,20 @@ def test_update_cameras_adds_removes_and_reports_failing(tmp_path: Path) -> None
     finally:
         recorder.stop(timeout=5)
     assert recorder.health() == {}
+
+
+def test_unwritable_store_ends_the_run_with_a_disk_message(tmp_path: Path, h264_file: Path) -> None:
+    from hotspare.recorder.worker import _RunEnded
+
+    blocker = tmp_path / "store"
+    blocker.write_text("a file where the camera directory should be")
+    store = FakeStore(blocker)
+    worker = _worker(store, segment_seconds=1.0)
+    with av.open(str(h264_file)) as src:
+        run = _Run(worker, src)
+        packet = next(p for p in src.demux(src.streams.video[0]) if p.size)
+        with pytest.raises(_RunEnded, match=r"cam-1: cannot write segment file .*free space"):
+            run.on_packet(packet)
+        run.finish("disk")
+    worker._committer.close(10)
+    assert store.calls[-1] == ("end", "run1", "disk")

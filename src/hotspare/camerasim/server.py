@@ -64,7 +64,6 @@ class Camera:
     generation: int = 0  # bumped to keep new clients away from a dying media
     last_pts: int = -1
     delivered: int = 0
-    clients: set[int] = field(default_factory=set)  # id() of RTSP clients playing this camera
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wall_ns_of(self, frame_no: int) -> int:
@@ -96,11 +95,15 @@ class _CameraFactory(GstRtspServer.RTSPMediaFactory):
     def do_gen_key(self, url: GstRtsp.RTSPUrl) -> str:
         cam = self.cam
         with cam.lock:
-            media = cam.media
-            if media is not None and (cam.media_dying or media.get_status() in _DYING):
-                cam.generation += 1
-                cam.media = None
-                cam.appsrc = None
+            media, dying = cam.media, cam.media_dying
+        # The status is read outside cam.lock: the frame clock takes that lock for every frame.
+        if media is not None and (dying or media.get_status() in _DYING):
+            with cam.lock:
+                if cam.media is media:
+                    cam.generation += 1
+                    cam.media = None
+                    cam.appsrc = None
+        with cam.lock:
             return f"/{cam.camera_id}#{cam.generation}"
 
 
@@ -122,6 +125,10 @@ class Simulator:
             self.cameras[cid] = Camera(cid, i, start + phase, start_mono + phase, self.fps, writer)
         self.frame_count = len(clip.access_units)
         self.rtcp_interval_ns = int(args.rtcp_interval * _SECOND_NS)
+        self.clock = Gst.SystemClock.obtain()
+        self.clock.set_property("clock-type", Gst.ClockType.MONOTONIC)
+        # GstSystemClock and time.monotonic_ns() read the same CLOCK_MONOTONIC; measure anyway.
+        self.clock_offset_ns = self.clock.get_time() - time.monotonic_ns()
         self._stop = threading.Event()
         self._client_cams: dict[int, tuple[GstRtspServer.RTSPClient, set[str]]] = {}
         self._client_lock = threading.Lock()
@@ -160,8 +167,15 @@ class Simulator:
         media.connect("prepared", self._attach, cam)
         media.connect("target-state", self._on_target_state, cam)
         media.connect("unprepared", self._on_media_unprepared, cam)
+        # Running time = the monotonic system clock, fixed for the media's whole life. With the
+        # default (a new base time at every PAUSED->PLAYING, e.g. between preroll and PLAY), a
+        # PTS computed a moment earlier can land minutes in the future: the sinks then hold the
+        # stream back (seen under load as clients stuck probing forever) and RTCP shifts.
+        media.set_clock(self.clock)
         pipeline = media.get_element().get_parent()
         if pipeline is not None:
+            pipeline.set_start_time(Gst.CLOCK_TIME_NONE)
+            pipeline.set_base_time(0)
             pipeline.connect("deep-element-added", self._on_element_added)
 
     def _on_element_added(self, _bin: Gst.Bin, _sub: Gst.Bin, element: Gst.Element) -> None:
@@ -183,7 +197,7 @@ class Simulator:
             cam.media = media
             cam.media_dying = False
             cam.need_headers = True  # a new stream: its first frame may not be a keyframe
-            cam.last_pts = -1  # running time restarts with the pipeline
+            cam.last_pts = -1  # a new pipeline has seen no buffer yet
 
     def _on_target_state(self, media: GstRtspServer.RTSPMedia, state: int, cam: Camera) -> None:
         if state == Gst.State.NULL:
@@ -277,12 +291,8 @@ class Simulator:
             cam.log.add(n, wall_us, cam.online, delivered)
 
     def _push(self, cam: Camera, appsrc: Gst.Element, n: int, wall_ns: int) -> bool:
-        running = appsrc.get_current_running_time()
-        now_ns = time.monotonic_ns()
-        if running == Gst.CLOCK_TIME_NONE:
-            return False  # not playing yet: nothing would be timestamped right
-        pts = running - (now_ns - cam.mono_ns_of(n))
-        if pts < 0 or pts <= cam.last_pts:
+        pts = cam.mono_ns_of(n) + self.clock_offset_ns  # running time, as base time is 0
+        if pts <= cam.last_pts:
             return False
         i = n % self.frame_count
         au = self.clip.access_units[i]

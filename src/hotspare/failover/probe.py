@@ -8,6 +8,7 @@ waits for the server's lease; an answer saying "recording" vetoes any takeover.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -37,14 +38,16 @@ class HealthProber:
         self._token = token
         self._timeout = timeout
         self._clients: dict[str, httpx.Client] = {}
+        self._lock = threading.Lock()
 
     def _client(self, address: str) -> httpx.Client:
-        client = self._clients.get(address)
-        if client is None:
-            client = httpx.Client(base_url=f"http://{address}", timeout=self._timeout,
-                                  headers={"Authorization": f"Bearer {self._token}"})
-            self._clients[address] = client
-        return client
+        with self._lock:  # probes of different servers run on different threads
+            client = self._clients.get(address)
+            if client is None:
+                client = httpx.Client(base_url=f"http://{address}", timeout=self._timeout,
+                                      headers={"Authorization": f"Bearer {self._token}"})
+                self._clients[address] = client
+            return client
 
     def probe(self, address: str) -> ProbeResult:
         client = self._client(address)
@@ -76,7 +79,8 @@ class HealthProber:
         return ProbeResult(ProbeKind.NOT_RECORDING, states or "not recording")
 
     def _drop(self, address: str) -> None:
-        client = self._clients.pop(address, None)
+        with self._lock:
+            client = self._clients.pop(address, None)
         if client is not None:
             client.close()
 

@@ -109,8 +109,10 @@ def load_progress(coord: Coordinator, server: str, spare: str, remaining: int) -
         return Progress(total=remaining)
     try:
         raw = kv.json()
-        done = int(raw.get("done", 0))
-        return Progress(total=done + remaining, done=done, bytes=int(raw.get("bytes", 0)),
+        # The stored counts may lag the buffer by a step (written before each upload); the total
+        # does not change during a re-insert, so what is done is the total minus what is left.
+        total = max(int(raw.get("total", 0)), remaining)
+        return Progress(total=total, done=total - remaining, bytes=int(raw.get("bytes", 0)),
                         last=raw.get("last"), duplicates=int(raw.get("duplicates", 0)))
     except (ValueError, TypeError):
         return Progress(total=remaining)

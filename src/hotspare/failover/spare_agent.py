@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,7 @@ class SpareAgent:
         self.events = events
         self.view = view
         self.prober = HealthProber(token, settings.probe_timeout_seconds)
+        self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
         self.limiter = RateLimiter(settings.reinsert_bytes_per_second)
         self.tracks: dict[str, ServerTrack] = {}
         self.coverage: Coverage | None = None
@@ -143,9 +145,12 @@ class SpareAgent:
             cov.recorder.stop()
         for store in self._stores.values():
             store.close()
+        self._probes.shutdown(wait=False)
         self.prober.close()
         if self._keeper is not None:
-            self._keeper.stop(revoke=False)  # a claim outlives us only until the lease runs out
+            # Graceful stop: revoking the lease deletes our claim now, so another spare can take
+            # over at once instead of after the TTL. Our buffer is re-inserted when we return.
+            self._keeper.stop(revoke=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -163,21 +168,33 @@ class SpareAgent:
     # ------------------------------------------------------------------ etcd state
 
     def _lease(self) -> LeaseKeeper:
+        """Our lease, re-granted when lost.
+
+        Losing the lease does not by itself stop a covering spare: while etcd is unreachable
+        nobody else can claim either, and stopping would turn an etcd outage into a recording gap
+        (decision 6). The next fenced write decides: refused means someone else holds the claim
+        (or it expired), and the spare stands down at once.
+        """
         if self._keeper is None or self._keeper.assumed_lost():
             if self._keeper is not None:
+                log.warning("lease %x lost: %s", self._keeper.id, self._keeper.lost_reason)
                 self._keeper.stop(revoke=False)
                 self._keeper = None
                 self._published = None
-                if self.coverage is not None and self.coverage.token is not None:
-                    self._stand_down("my lease was lost (frozen or cut off longer than its TTL)")
+                if self.coverage is not None:
+                    self.coverage.last_heartbeat = 0.0  # prove the claim at the next tick
             self._keeper = self.coord.hold_lease(self.settings.lease_ttl_seconds)
             self._published = None
         return self._keeper
 
     def _publish(self, keeper: LeaseKeeper) -> None:
         cov = self.coverage
-        value = json.dumps({"state": self.mode, "covering": cov.server if cov else None,
-                            "url": self.url}, sort_keys=True)
+        if cov is not None and cov.token is None:
+            # A leftover buffer's re-insert holds no claim: to the others this spare is free.
+            state = {"state": "idle", "covering": None, "leftover": cov.server}
+        else:
+            state = {"state": self.mode, "covering": cov.server if cov else None}
+        value = json.dumps({**state, "url": self.url}, sort_keys=True)
         if value != self._published:
             self.coord.put(keys.spare(self.name), value, lease=keeper.lease)
             self._published = value
@@ -215,6 +232,10 @@ class SpareAgent:
         if self.mode == "covering":
             self._covering_tick(keeper)
         elif self.mode == "reinserting":
+            cov = self.coverage
+            if cov is not None and cov.token is None and self._idle_tick(keeper, leftover=False):
+                self._publish(keeper)  # a leftover re-insert yields to a takeover
+                return False
             more = self._reinsert_tick(keeper)
             self._publish(keeper)
             return more
@@ -223,31 +244,40 @@ class SpareAgent:
         self._publish(keeper)
         return False
 
-    def _idle_tick(self, keeper: LeaseKeeper) -> None:
+    def _idle_tick(self, keeper: LeaseKeeper, leftover: bool = True) -> bool:
+        """Detect and claim; True when a claim was won. With `leftover`, first look for a
+        leftover buffer to re-insert (a re-insert without a claim keeps the spare free, so its
+        loop calls this with `leftover=False` between segments and yields to a takeover)."""
         applied = self.site.current
         assert applied is not None
         alive = self.coord.get_prefix(keys.ALIVE_PREFIX).by_key()
         claims = self.coord.get_prefix(keys.CLAIMS_PREFIX).by_key()
         # A leftover buffer whose server is back and recording: re-insert it (no claim needed:
         # the server is its own owner again; the import is idempotent).
-        if time.monotonic() >= self._retry_at:
+        if leftover and time.monotonic() >= self._retry_at:
             for name, store in sorted(self._stores.items()):
                 kv = alive.get(keys.alive(name))
                 if kv is not None and _confirmed(kv) and buffered_segments(store, name, 1):
                     self._begin_reinsert(name, store, token=None)
-                    return
+                    return False
         spares = self.coord.get_prefix(keys.SPARES_PREFIX).by_key()
         states = {k.removeprefix(keys.SPARES_PREFIX): _spare_status(v) for k, v in spares.items()}
         states[self.name] = self._status()
         allotment = applied.allotment()
         me = applied.config.failover_server(self.name)
         assert me is not None
-        for server in sorted(applied.config.recording_servers, key=lambda s: s.name):
-            track = self.tracks.setdefault(server.name, ServerTrack())
+        servers = sorted(applied.config.recording_servers, key=lambda s: s.name)
+        unclaimed = [s for s in servers if keys.claim(s.name) not in claims]
+        for server in servers:
             if keys.claim(server.name) in claims:
-                track.clear()  # someone acts for it already
-                continue
-            probe = self.prober.probe(server.address)
+                self.tracks.setdefault(server.name, ServerTrack()).clear()  # someone acts for it
+        # In parallel: one hung host must not delay the detection of every other server.
+        probes = dict(zip([s.name for s in unclaimed],
+                          self._probes.map(lambda s: self.prober.probe(s.address), unclaimed),
+                          strict=True))
+        for server in unclaimed:
+            track = self.tracks.setdefault(server.name, ServerTrack())
+            probe = probes[server.name]
             now = time.monotonic()
             verdict = judge(track, keys.alive(server.name) in alive, probe, now,
                             self.settings.startup_grace_seconds)
@@ -265,7 +295,8 @@ class SpareAgent:
                                      f"{text}", reasons=[r.value for r in decision.reasons])
                 continue
             if self._claim(server, keeper, verdict.reason, track):
-                return
+                return True
+        return False
 
     def _claim(self, server: RecordingServerConfig, keeper: LeaseKeeper, reason: str,
                track: ServerTrack) -> bool:
@@ -278,6 +309,9 @@ class SpareAgent:
             log.info("claim on %s lost to %s", server.name, holder)
             return False
         token = result.kv.create_revision
+        previous = self.coverage
+        if previous is not None and previous.reinserter is not None:
+            previous.reinserter.target.close()  # a leftover re-insert: resumes when idle again
         suspected_for = started - (track.suspect_since or started)
         self.events.emit("claimed", server.name,
                          f"{self.name} claimed {server.name} (token {token}): {reason}",
@@ -427,8 +461,6 @@ class SpareAgent:
         deadline = time.monotonic() + REINSERT_SLICE_SECONDS
         try:
             while time.monotonic() < deadline:
-                if cov.token is not None and keeper.assumed_lost():
-                    raise FencingError(keys.claim(cov.server), cov.token, None)
                 if r.step() is None:
                     self._finish_reinsert(cov)
                     return False

@@ -20,6 +20,9 @@ CAMERA_CLOCK_SANITY_US = 300 * 1_000_000
 MAX_FORWARD_JUMP_90K = 10 * TICKS_PER_SECOND
 """A timestamp jump beyond this is a camera-side discontinuity, not a gap in delivery: new run."""
 
+MAX_REORDER_90K = TICKS_PER_SECOND // 2
+"""Presentation times may step back this far (B-frames arrive in decode order) without a new run."""
+
 
 def now_wall_us() -> int:
     return time.time_ns() // 1000
@@ -75,16 +78,18 @@ class RunClock:
         """Media time of `ts`; raises TimestampDiscontinuity on a jump back or far forward."""
         assert self._first_ts is not None and self._last_ts is not None
         delta = ts - self._last_ts
-        if delta < 0 or self._to_90k(delta) > MAX_FORWARD_JUMP_90K:
+        delta_90k = self._to_90k(delta)
+        if delta_90k > MAX_FORWARD_JUMP_90K or delta_90k < -MAX_REORDER_90K:
             raise TimestampDiscontinuity(
                 f"camera timestamp jumped by {float(delta * self._tb):+.3f} s"
             )
-        if delta > 0:
+        media = self._to_90k(ts - self._first_ts)
+        if delta > 0:  # the newest frame so far; a reordered (earlier) one changes nothing here
             self._last_delta = delta
-            self.frame_duration_90k = self._to_90k(delta)
-        self._last_ts = ts
-        self.last_media_90k = self._to_90k(ts - self._first_ts)
-        return self.last_media_90k
+            self.frame_duration_90k = delta_90k
+            self._last_ts = ts
+            self.last_media_90k = media
+        return media
 
     def dts_90k(self, dts: int | None, media_90k: int) -> int:
         if dts is None or self._first_ts is None:

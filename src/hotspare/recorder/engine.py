@@ -21,7 +21,11 @@ log = logging.getLogger("hotspare.recorder")
 
 
 class Recorder:
-    """Records `cameras` into `store` as `identity` (the recording server the cameras belong to)."""
+    """Records `cameras` into `store` as `identity` (the recording server the cameras belong to).
+
+    `on_segment` runs on the camera's commit thread right after the store indexed a segment (so a
+    slow callback delays only that camera's indexing, never its recording); exceptions are logged.
+    """
 
     def __init__(
         self,

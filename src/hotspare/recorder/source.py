@@ -6,6 +6,7 @@ uses `display_url`, and FFmpeg's own error texts (which quote the URL they were 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -63,7 +64,7 @@ class CameraSource:
 
     def explain(self, exc: BaseException, io_timeout_s: float) -> str:
         """One operator-readable line: which camera, what happened, what to check."""
-        what = self.scrub(str(exc))
+        what = self.scrub(_strip_errno(str(exc)))
         where = f"camera {self.camera_id} ({self.display_url}, RTSP over {self.transport})"
         hint = _hint(exc, io_timeout_s)
         return f"{where}: {what}. {hint}"
@@ -71,6 +72,11 @@ class CameraSource:
 
 class SourceError(Exception):
     """A camera could not be opened; the message is already scrubbed and operator-readable."""
+
+
+def _strip_errno(text: str) -> str:
+    """PyAV prefixes FFmpeg's messages with '[Errno <AVERROR code>]': noise for an operator."""
+    return re.sub(r"^\[Errno -?\d+\] ", "", text)
 
 
 def _hint(exc: BaseException, io_timeout_s: float) -> str:
@@ -83,6 +89,12 @@ def _hint(exc: BaseException, io_timeout_s: float) -> str:
         return "The camera refused this user; check its user rights for streaming."
     if not_found is not None and isinstance(exc, not_found):
         return "The camera does not know this stream path; check the URL's path."
+    server_error = getattr(av.error, "HTTPServerError", None)
+    if server_error is not None and isinstance(exc, server_error):
+        return (
+            "The camera answered with a server error: it may be starting, busy, or out of "
+            "streaming sessions."
+        )
     if isinstance(exc, ConnectionRefusedError):
         return (
             "Nothing listens on that address and port; check the camera is on and the port "

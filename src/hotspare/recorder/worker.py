@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import av
@@ -34,6 +35,9 @@ log = logging.getLogger("hotspare.recorder.worker")
 
 STOPPED = "stopped"
 
+STOP_DRAIN_SECONDS = 0.3
+"""After stop(), keep writing for this long so frames already on the wire are not lost."""
+
 
 class _RunEnded(Exception):
     """Internal: the connection must be dropped; the message is the run's end reason."""
@@ -57,6 +61,7 @@ class CameraWorker:
         self._on_segment = on_segment
         self._source = CameraSource.from_config(camera)
         self._stop = threading.Event()
+        self._run_began = False  # set by the demux thread when the current connection began a run
         self._health = HealthCell(camera.id)
         self._committer = Committer(camera.id, log)
         self._thread = threading.Thread(
@@ -91,10 +96,18 @@ class CameraWorker:
                 self._health.update(
                     state=CameraState.FAILING if failures else CameraState.CONNECTING
                 )
-                reason = self._connect_and_record(backoff)
+                self._run_began = False
+                try:
+                    reason = self._connect_and_record(backoff)
+                except Exception as exc:  # a bug must not stop this camera for good
+                    log.exception("camera %s: unexpected error in the recorder", self.camera.id)
+                    reason = (
+                        f"camera {self.camera.id}: internal recorder error ({exc!r}); see the log "
+                        "and report it."
+                    )
                 if self._stop.is_set():
                     break
-                failures += 1
+                failures = 1 if self._run_began else failures + 1
                 delay = backoff.next_delay()
                 self._health.update(
                     state=CameraState.FAILING,
@@ -105,13 +118,6 @@ class CameraWorker:
                 level = logging.WARNING if failures <= 3 or failures % 20 == 0 else logging.DEBUG
                 log.log(level, "%s Retrying in %.1f s (attempt %d).", reason, delay, failures + 1)
                 self._stop.wait(delay)
-        except Exception:
-            log.exception(
-                "camera %s: recorder worker crashed; this camera is not recording. Please report "
-                "this bug with the log above.",
-                self.camera.id,
-            )
-            self._health.update(state=CameraState.FAILING, error="internal error, see the log")
         finally:
             if not self._committer.close(timeout=30.0):
                 log.error("camera %s: store writes did not finish within 30 s", self.camera.id)
@@ -132,14 +138,21 @@ class CameraWorker:
                 )
             log.info("camera %s: connected to %s", self.camera.id, self._source.display_url)
             run = _Run(self, container)
+            reason = f"camera {self.camera.id}: internal recorder error"
+            stop_at: float | None = None
             try:
                 for packet in container.demux(container.streams.video[0]):
                     # Write first, then look at the flag: the packet in hand is already paid for.
                     if packet.size and run.on_packet(packet):
                         backoff.reset()
+                        self._run_began = True
                     if self._stop.is_set():
-                        run.finish(STOPPED)
-                        return STOPPED
+                        # Drain briefly: frames captured before stop() may still be in flight.
+                        if stop_at is None:
+                            stop_at = time.monotonic() + STOP_DRAIN_SECONDS
+                        if time.monotonic() >= stop_at:
+                            reason = STOPPED
+                            return STOPPED
                 reason = (
                     f"camera {self.camera.id} ({self._source.display_url}) ended the stream. "
                     "It may have rebooted or dropped this client."
@@ -148,7 +161,8 @@ class CameraWorker:
                 reason = f"lost the stream: {self._source.explain(exc, timeout_s)}"
             except _RunEnded as exc:
                 reason = str(exc)
-            run.finish(reason)
+            finally:
+                run.finish(reason)  # also on an unexpected error: commit what was written
             return reason
         finally:
             try:
@@ -177,6 +191,13 @@ class CameraWorker:
                     log.exception("camera %s: on_segment callback failed", self.camera.id)
 
         self._committer.submit(job, f"index segment {seq} of run {run_id}")
+
+
+def _disk_error(camera_id: str, path: object, exc: BaseException) -> _RunEnded:
+    return _RunEnded(
+        f"camera {camera_id}: cannot write segment file {path}: {exc}. Check free space and "
+        "permissions of the store directory."
+    )
 
 
 class _Run:
@@ -209,7 +230,13 @@ class _Run:
                 self._skipped += 1  # undecodable without its keyframe
                 return False
             self._clock.start(ts)
-            self._begin_run(now)
+            try:
+                self._begin_run(now)
+            except Exception as exc:
+                raise _RunEnded(
+                    f"camera {w.camera.id}: the segment store refused a new run ({exc}). Check "
+                    "the store directory's disk and permissions."
+                ) from exc
             first = True
         try:
             media = self._clock.media_90k(ts)
@@ -231,9 +258,15 @@ class _Run:
         if self._writer is None:
             assert self.run_id is not None
             path = w._store.segment_path(w.camera.id, self.run_id, self._seq)
-            self._writer = SegmentWriter(path, self._stream, media)
+            try:
+                self._writer = SegmentWriter(path, self._stream, media)
+            except (av.FFmpegError, OSError) as exc:
+                raise _disk_error(w.camera.id, path, exc) from exc
         dts = self._clock.dts_90k(packet.dts, media) if packet.dts is not None else media
-        self._writer.write(packet, media, dts, self._clock.frame_duration_90k)
+        try:
+            self._writer.write(packet, media, dts, self._clock.frame_duration_90k)
+        except (av.FFmpegError, OSError) as exc:
+            raise _disk_error(w.camera.id, self._writer.path, exc) from exc
         w._health.last_frame(now)
         return first
 

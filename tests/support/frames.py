@@ -1,0 +1,69 @@
+"""Read the simulated cameras' frame tags back out of stored segments, to name every frame kept or lost."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from hotspare.camerasim.sei import FrameTag, find_tags
+from hotspare.store.models import SegmentInfo
+from hotspare.store.segment_store import SegmentStore
+
+
+@dataclass(frozen=True)
+class StoredFrame:
+    tag: FrameTag
+    wall_us: int  # where the store puts this frame: segment start_wall_us + packet offset
+    keyframe: bool
+    segment_id: int
+
+
+def frames_in_file(path: Path, segment: SegmentInfo) -> list[StoredFrame]:
+    """Demux (no decode) one segment file and read each packet's SEI tag; every packet must carry one."""
+    out: list[StoredFrame] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.time_base is not None
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            assert packet.pts is not None
+            media_90k = int(packet.pts * stream.time_base * 90_000)
+            offset_us = (media_90k - segment.start_media_90k) * 1_000_000 // 90_000
+            tags = find_tags(bytes(packet))
+            assert len(tags) == 1, f"{path}: packet at {media_90k} carries {len(tags)} tags"
+            out.append(StoredFrame(tags[0], segment.start_wall_us + offset_us, packet.is_keyframe,
+                                   segment.segment_id))
+    return out
+
+
+def all_segments(store: SegmentStore, camera_id: str) -> list[SegmentInfo]:
+    return sorted(store.list_segments(camera_id, 0, 2**62), key=lambda s: (s.start_wall_us, s.seq))
+
+
+def counted_frames(store: SegmentStore, segment: SegmentInfo) -> list[StoredFrame]:
+    """The frames a segment contributes to the timeline: leading/trailing skipped duplicates excluded."""
+    frames = frames_in_file(store.segment_file(segment), segment)
+    end = len(frames) - segment.tail_skip_frames
+    return frames[segment.head_skip_frames:end]
+
+
+def store_frames(store: SegmentStore, camera_id: str, *, frame_us: int) -> list[StoredFrame]:
+    """Every counted frame of one camera, checked: keyframe starts, frame counts, once only, true time."""
+    frames: list[StoredFrame] = []
+    for segment in all_segments(store, camera_id):
+        raw = frames_in_file(store.segment_file(segment), segment)
+        assert raw, f"segment {segment.relpath} is empty"
+        assert raw[0].keyframe, f"segment {segment.relpath} does not start on a keyframe"
+        assert segment.frame_count == len(raw), (segment.relpath, segment.frame_count, len(raw))
+        frames.extend(counted_frames(store, segment))
+    counts = Counter(f.tag.frame_no for f in frames)
+    twice = sorted(n for n, c in counts.items() if c > 1)
+    assert not twice, f"{camera_id}: frames stored twice: {twice[:10]}"
+    assert all(f.tag.camera_id == camera_id for f in frames)
+    for frame in frames:
+        assert abs(frame.wall_us - frame.tag.capture_wall_us) <= frame_us, (camera_id, frame)
+    return sorted(frames, key=lambda f: f.tag.frame_no)
