@@ -13,9 +13,11 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import cast
 
 from hotspare.config.models import CameraConfig, RecordingSettings
 from hotspare.recorder import Recorder
+from hotspare.recorder.ports import RecorderStore
 from hotspare.recorder.segment_writer import SegmentWriter
 from hotspare.store.segment_store import SegmentStore
 
@@ -50,13 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     store = SegmentStore.open(args.store, "bench")
     if args.variant == "no-flush":
         SegmentWriter.FLUSH_PACKETS = "0"
-    target = _NoIndexStore(store) if args.variant == "no-index" else store
-    recorder = Recorder(
-        "bench",
-        cameras,
-        target,
-        RecordingSettings(segment_seconds=args.segment_seconds),  # type: ignore[arg-type,call-arg]
-    )
+    target = cast(RecorderStore, _NoIndexStore(store) if args.variant == "no-index" else store)
+    settings = RecordingSettings(segment_seconds=args.segment_seconds)  # type: ignore[call-arg]
+    recorder = Recorder("bench", cameras, target, settings)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

@@ -1,3 +1,3 @@
-"""hotspare: a network video recorder whose recording servers are protected by hot-spare failover servers."""
+"""hotspare: a network video recorder whose recording servers are guarded by hot spares."""
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """A real `hotspare node` process SIGKILLed mid-segment loses no indexed segment, salvages the open
-segment's readable prefix, and shows the outage as one gap whose bounds are the last frame before the
-kill and the first frame after the restart."""
+segment's readable prefix, and shows the outage as one gap whose bounds are the last frame
+before the kill and the first frame after the restart."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-u
 @pytest.mark.slow
 def test_sigkill_node_mid_segment_then_restart(tmp_path: Path) -> None:
     with CameraSim(tmp_path / "sim", cameras=2, fps=FPS, gop="1s") as sim:
-        node = make_node(tmp_path, "rec-1", [(c, sim.rtsp_url(c)) for c in sim.camera_ids],
-                         segment_seconds=2.0)
+        node = make_node(
+            tmp_path, "rec-1", [(c, sim.rtsp_url(c)) for c in sim.camera_ids], segment_seconds=2.0
+        )
         token_file = tmp_path / "token"
         token_file.write_text(node.token)
         try:
@@ -45,11 +46,16 @@ def test_sigkill_node_mid_segment_then_restart(tmp_path: Path) -> None:
             started_us = now_us()
 
             def committed() -> dict[str, list[dict]]:  # type: ignore[type-arg]
-                return {c: [s.model_dump() for s in client.list_segments(c, 0, now_us()).segments]
-                        for c in sim.camera_ids}
+                return {
+                    c: [s.model_dump() for s in client.list_segments(c, 0, now_us()).segments]
+                    for c in sim.camera_ids
+                }
 
-            wait_for(lambda: all(len(v) >= 2 for v in committed().values()), 30,
-                     "two committed segments per camera")
+            wait_for(
+                lambda: all(len(v) >= 2 for v in committed().values()),
+                30,
+                "two committed segments per camera",
+            )
             # Kill about 1 s into a segment: the open file holds ~25 frames not yet indexed.
             last_end = max(s["end_wall_us"] for s in committed()["cam-1"])
             time.sleep(max(0.0, (last_end + 1_000_000 - now_us()) / 1e6))
@@ -61,16 +67,37 @@ def test_sigkill_node_mid_segment_then_restart(tmp_path: Path) -> None:
             assert node.url is not None
             client = NodeClient(node.url, node.token)
             restarted_us = now_us()
-            wait_for(lambda: all(
-                any(s["start_wall_us"] > restarted_us for s in v) for v in committed().values()),
-                30, "a segment of the new run per camera")
+            wait_for(
+                lambda: all(
+                    any(s["start_wall_us"] > restarted_us for s in v) for v in committed().values()
+                ),
+                30,
+                "a segment of the new run per camera",
+            )
             timelines = {}
             for camera in sim.camera_ids:
                 result = subprocess.run(
-                    [sys.executable, "-m", "hotspare", "timeline", camera, "--node", node.url,
-                     "--token-file", str(token_file), "--from", str(started_us - 5_000_000),
-                     "--to", str(now_us()), "--json"],
-                    capture_output=True, text=True, timeout=60, check=True)
+                    [
+                        sys.executable,
+                        "-m",
+                        "hotspare",
+                        "timeline",
+                        camera,
+                        "--node",
+                        node.url,
+                        "--token-file",
+                        str(token_file),
+                        "--from",
+                        str(started_us - 5_000_000),
+                        "--to",
+                        str(now_us()),
+                        "--json",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=True,
+                )
                 timelines[camera] = json.loads(result.stdout)
         finally:
             node.stop()
@@ -87,7 +114,7 @@ def test_sigkill_node_mid_segment_then_restart(tmp_path: Path) -> None:
             # 2. The open segment was salvaged: its run has one more segment than was indexed.
             first_run = before[camera][0]["run_id"]
             runs = store.list_runs(camera, 0, 2**62)
-            assert [r.run_id for r in runs][0] == first_run and len(runs) == 2, runs
+            assert runs[0].run_id == first_run and len(runs) == 2, runs
             assert runs[0].end_reason == "crash"
             in_first = [s for s in segments.values() if s.run_id == first_run]
             assert len(in_first) == len(before[camera]) + 1, "open segment not salvaged"
@@ -104,15 +131,22 @@ def test_sigkill_node_mid_segment_then_restart(tmp_path: Path) -> None:
             assert kill_us - last_before.tag.capture_wall_us <= 200_000, "lost more than in flight"
             delivered = [r for r in sim.frames(camera) if r.delivered]
             first_no = frames[0].tag.frame_no
-            missing = [r.frame for r in delivered
-                       if r.frame >= first_no and r.frame not in stored
-                       and not last_before.tag.frame_no < r.frame < first_after.tag.frame_no
-                       and r.wall_us < frames[-1].tag.capture_wall_us]
+            missing = [
+                r.frame
+                for r in delivered
+                if r.frame >= first_no
+                and r.frame not in stored
+                and not last_before.tag.frame_no < r.frame < first_after.tag.frame_no
+                and r.wall_us < frames[-1].tag.capture_wall_us
+            ]
             assert not missing, f"{camera}: frames missing outside the outage: {missing[:10]}"
 
             # 4. The timeline reports exactly that one outage, bounded by those two frames.
-            gaps = [g for g in timelines[camera]["gaps"]
-                    if g["start_wall_us"] > started_us and g["end_wall_us"] < restarted_us + 30e6]
+            gaps = [
+                g
+                for g in timelines[camera]["gaps"]
+                if g["start_wall_us"] > started_us and g["end_wall_us"] < restarted_us + 30e6
+            ]
             inner = [g for g in gaps if g["end_wall_us"] <= first_after.wall_us + FRAME_US]
             assert len(inner) == 1, timelines[camera]["gaps"]
             gap = inner[0]

@@ -7,6 +7,7 @@ each frame the camera delivered and check it is stored exactly once, where and w
 from __future__ import annotations
 
 import subprocess
+import threading
 import sys
 import time
 from collections import Counter
@@ -224,3 +225,59 @@ def test_sigkill_mid_segment_loses_only_the_frames_in_flight(tmp_path: Path) -> 
         assert not lost, lost
     finally:
         store.close()
+
+
+@pytest.mark.slow
+def test_joining_a_stream_another_client_plays_times_the_first_frame_exactly(
+    tmp_path: Path,
+) -> None:
+    """The original server coming back while the spare still records the camera joins a stream
+    that is already playing. FFmpeg then hands over a first packet without pts whose true stream
+    time is one frame after stream time 0; taken as 0, the run was anchored one frame early and
+    re-insert trimmed the spare's last frame before the restart. Every frame a keyframe (GOP 1),
+    so every connection starts on that first packet."""
+    frame_us = 100_000
+    with CameraSim(tmp_path / "sim", cameras=1, width=320, height=240, fps=10, gop="1") as sim:
+        camera_id = sim.camera_ids[0]
+        url = sim.rtsp_url(camera_id)
+        done = threading.Event()
+
+        def other_client() -> None:  # the spare, keeping the camera's shared stream playing
+            with av.open(url, options={"rtsp_transport": "tcp", "timeout": "5000000"}) as c:
+                for _ in c.demux(c.streams.video[0]):
+                    if done.is_set():
+                        return
+
+        thread = threading.Thread(target=other_client, daemon=True)
+        thread.start()
+        sim.wait_clients(camera_id, 1)
+        time.sleep(0.5)
+        store = open_store(tmp_path)
+        try:
+            for _ in range(3):  # three joins
+                recorder = Recorder(
+                    "server-a",
+                    [CameraConfig(id=camera_id, url=url)],
+                    store,
+                    RecordingSettings(segment_seconds=1.0),
+                )
+                recorder.start()
+                time.sleep(4.0)  # RTCP arrives 2-3 s after connect: the run ends camera-timed
+                recorder.stop()
+            runs = store.list_runs(camera_id, 0, 2**62)
+            assert len(runs) == 3 and {r.wall_source for r in runs} == {WallSource.CAMERA}
+            for run in runs:
+                segments = [s for s in all_segments(store, camera_id) if s.run_id == run.run_id]
+                first = stored_frames(store, segments[0])
+                # The run's first frame is exactly where the camera says it was captured.
+                assert abs(segments[0].start_wall_us - first[0].tag.capture_wall_us) <= 1_000, (
+                    run.run_id, segments[0].start_wall_us, first[0].tag)
+                for segment in segments:
+                    frames = stored_frames(store, segment)
+                    assert segment.duration_90k == len(frames) * frame_us * 9 // 100, segment
+                    for f in frames:
+                        assert abs(f.wall_us - f.tag.capture_wall_us) <= 1_000, (segment, f)
+        finally:
+            done.set()
+            store.close()
+        thread.join(10)

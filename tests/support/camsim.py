@@ -22,23 +22,15 @@ timeout).
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 
 import pytest
 
-from hotspare.camerasim.framelog import FrameRecord, log_path, read_frame_log
-from hotspare.camerasim.options import READY_PREFIX
-from hotspare.cli.cmd_camera_sim import check_gstreamer, sim_command, sim_env
+from hotspare.camerasim import launcher
+from hotspare.camerasim.launcher import CameraSimError, FrameRecord
+from hotspare.cli.cmd_camera_sim import check_gstreamer
 
 __all__ = [
     "CameraSim",
@@ -52,10 +44,6 @@ __all__ = [
 _GST_PROBLEM: list[str | None] = []
 
 
-class CameraSimError(RuntimeError):
-    """The simulator did not start or answer; the message carries its stderr tail."""
-
-
 def require_gstreamer() -> None:
     """Skip the calling test (once-probed) when the sim interpreter lacks GStreamer."""
     if not _GST_PROBLEM:
@@ -64,209 +52,16 @@ def require_gstreamer() -> None:
         pytest.skip(_GST_PROBLEM[0])
 
 
-class CameraSim:
-    """One simulator process with N cameras; a context manager that always cleans up."""
-
-    def __init__(
-        self,
-        work_dir: Path,
-        cameras: int | Sequence[str] = 2,
-        *,
-        width: int = 640,
-        height: int = 360,
-        fps: int = 25,
-        gop: str = "1s",
-        bitrate_kbps: int = 1000,
-        clip_seconds: float = 4.0,
-        rtsp_port: int = 0,
-        control_port: int = 0,
-        cache_dir: Path | None = None,
-        extra_args: Sequence[str] = (),
-        ready_timeout: float = 120.0,
-    ) -> None:
-        self.work_dir = work_dir
-        self.log_dir = work_dir / "frames"
-        if isinstance(cameras, int):
-            self.camera_ids = [f"cam-{i}" for i in range(1, cameras + 1)]
-        else:
-            self.camera_ids = list(cameras)
-        self.fps = fps
-        self._args = [
-            "--camera-ids", ",".join(self.camera_ids),
-            "--width", str(width), "--height", str(height), "--fps", str(fps),
-            "--gop", gop, "--bitrate", str(bitrate_kbps), "--clip-seconds", str(clip_seconds),
-            "--rtsp-port", str(rtsp_port), "--control-port", str(control_port),
-            "--log-dir", str(self.log_dir),
-            *(["--cache-dir", str(cache_dir)] if cache_dir is not None else []),
-            *extra_args,
-        ]  # fmt: skip
-        self.ready_timeout = ready_timeout
-        self.proc: subprocess.Popen[str] | None = None
-        self.ready: dict[str, Any] = {}
-        self.rtsp_port = 0
-        self.control_port = 0
-        self.host = "127.0.0.1"
-
-    # ----------------------------------------------------------------------------- lifecycle
+class CameraSim(launcher.CameraSim):
+    """The product launcher; skips the test (with the install hint) where GStreamer is missing."""
 
     def start(self) -> CameraSim:
         require_gstreamer()
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._stderr_path = self.work_dir / "camsim.stderr"
-        stderr = self._stderr_path.open("w")
-        try:
-            self.proc = subprocess.Popen(
-                sim_command(self._args),
-                env=sim_env(),
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                start_new_session=True,  # a ^C in pytest must not hit the sim before we stop it
-            )
-        finally:
-            stderr.close()
-        line_box: list[str] = []
-        got = threading.Event()
-        proc = self.proc
-
-        def drain() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith(READY_PREFIX) and not got.is_set():
-                    line_box.append(line)
-                    got.set()
-            got.set()
-
-        threading.Thread(target=drain, name="camsim-stdout", daemon=True).start()
-        if not got.wait(self.ready_timeout) or not line_box:
-            self.stop()
-            raise CameraSimError(f"camera sim did not get ready: {self.stderr_tail()}")
-        self.ready = json.loads(line_box[0][len(READY_PREFIX) :])
-        self.rtsp_port = int(self.ready["rtsp_port"])
-        self.control_port = int(self.ready["control_port"])
-        self.host = str(self.ready.get("bind", "127.0.0.1"))
+        super().start()
         return self
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL after timeout; returns the exit code (None if never started)."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5.0)
-        return proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL the simulator (a camera box losing power); frame logs keep what was flushed."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5.0)
 
     def __enter__(self) -> CameraSim:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stderr_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self._stderr_path.read_text().splitlines()[-lines:])
-        except (OSError, AttributeError):
-            return ""
-
-    # ---------------------------------------------------------------------------- addresses
-
-    def rtsp_url(self, camera_id: str) -> str:
-        return f"rtsp://{self.host}:{self.rtsp_port}/{camera_id}"
-
-    @property
-    def control_url(self) -> str:
-        return f"http://{self.host}:{self.control_port}"
-
-    # ------------------------------------------------------------------------------- control
-
-    def _call(self, method: str, path: str) -> Any:
-        data = b"" if method == "POST" else None
-        req = urllib.request.Request(self.control_url + path, method=method, data=data)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            raise CameraSimError(f"{method} {path}: {exc.code} {exc.read().decode()}") from exc
-
-    def status(self) -> list[dict[str, Any]]:
-        """Per camera: id, online, frames_produced, frames_delivered, clients, streaming, ..."""
-        return list(self._call("GET", "/cameras")["cameras"])
-
-    def camera_status(self, camera_id: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/cameras/{camera_id}"))
-
-    def offline(self, camera_id: str, seconds: float | None = None) -> dict[str, Any]:
-        """Drop the camera's sessions and refuse new ones (for `seconds`, or until online())."""
-        query = "" if seconds is None else f"?seconds={seconds}"
-        return dict(self._call("POST", f"/cameras/{camera_id}/offline{query}"))
-
-    def online(self, camera_id: str) -> dict[str, Any]:
-        return dict(self._call("POST", f"/cameras/{camera_id}/online"))
-
-    def wait_clients(self, camera_id: str, count: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.camera_status(camera_id)["clients"] != count:
-            if time.monotonic() > deadline:
-                raise CameraSimError(f"{camera_id}: never had {count} clients")
-            time.sleep(0.05)
-
-    # ---------------------------------------------------------------------------- frame log
-
-    def frame_log_path(self, camera_id: str) -> Path:
-        return log_path(self.log_dir, camera_id)
-
-    def frames(self, camera_id: str) -> list[FrameRecord]:
-        """Every frame flushed so far (the sim flushes about once a second)."""
-        return list(read_frame_log(self.frame_log_path(camera_id)))
-
-    def iter_frames(self, camera_id: str) -> Iterator[FrameRecord]:
-        return read_frame_log(self.frame_log_path(camera_id))
-
-    def frames_between(
-        self, camera_id: str, from_wall_us: int, to_wall_us: int, *, delivered_only: bool = True
-    ) -> list[FrameRecord]:
-        """Frames captured in [from_wall_us, to_wall_us); call wait_logged(to_wall_us) first."""
-        return [
-            r
-            for r in read_frame_log(self.frame_log_path(camera_id))
-            if from_wall_us <= r.wall_us < to_wall_us and (r.delivered or not delivered_only)
-        ]
-
-    def wait_logged(self, camera_id: str, wall_us: int, timeout: float = 5.0) -> None:
-        """Block until the frame log holds a frame captured at or after wall_us."""
-        deadline = time.monotonic() + timeout
-        path = self.frame_log_path(camera_id)
-        while True:
-            last = None
-            for last in read_frame_log(path):  # noqa: B007 - want the last one
-                pass
-            if last is not None and last.wall_us >= wall_us:
-                return
-            if time.monotonic() > deadline:
-                raise CameraSimError(f"{camera_id}: frame log never reached {wall_us}")
-            time.sleep(0.2)
 
 
 @pytest.fixture(name="camera_sim")

@@ -1,4 +1,4 @@
-"""Read the simulated cameras' frame tags back out of stored segments, to name every frame kept or lost."""
+"""Read the simulated cameras' frame tags out of stored segments: name every frame kept or lost."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class StoredFrame:
 
 
 def frames_in_file(path: Path, segment: SegmentInfo) -> list[StoredFrame]:
-    """Demux (no decode) one segment file and read each packet's SEI tag; every packet must carry one."""
+    """Demux (no decode) one segment file and read each packet's SEI tag (each must carry one)."""
     out: list[StoredFrame] = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -35,8 +35,14 @@ def frames_in_file(path: Path, segment: SegmentInfo) -> list[StoredFrame]:
             offset_us = (media_90k - segment.start_media_90k) * 1_000_000 // 90_000
             tags = find_tags(bytes(packet))
             assert len(tags) == 1, f"{path}: packet at {media_90k} carries {len(tags)} tags"
-            out.append(StoredFrame(tags[0], segment.start_wall_us + offset_us, packet.is_keyframe,
-                                   segment.segment_id))
+            out.append(
+                StoredFrame(
+                    tags[0],
+                    segment.start_wall_us + offset_us,
+                    packet.is_keyframe,
+                    segment.segment_id,
+                )
+            )
     return out
 
 
@@ -45,14 +51,14 @@ def all_segments(store: SegmentStore, camera_id: str) -> list[SegmentInfo]:
 
 
 def counted_frames(store: SegmentStore, segment: SegmentInfo) -> list[StoredFrame]:
-    """The frames a segment contributes to the timeline: leading/trailing skipped duplicates excluded."""
+    """The frames a segment contributes to the timeline (skipped duplicate head/tail excluded)."""
     frames = frames_in_file(store.segment_file(segment), segment)
     end = len(frames) - segment.tail_skip_frames
-    return frames[segment.head_skip_frames:end]
+    return frames[segment.head_skip_frames : end]
 
 
 def store_frames(store: SegmentStore, camera_id: str, *, frame_us: int) -> list[StoredFrame]:
-    """Every counted frame of one camera, checked: keyframe starts, frame counts, once only, true time."""
+    """Every counted frame of a camera, checked: keyframe starts, counts, once only, true time."""
     frames: list[StoredFrame] = []
     for segment in all_segments(store, camera_id):
         raw = frames_in_file(store.segment_file(segment), segment)

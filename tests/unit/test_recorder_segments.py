@@ -192,6 +192,61 @@ def test_first_packet_without_pts_is_kept(
     assert tb is not None
 
 
+def test_first_keyframe_without_pts_is_timed_from_the_frames_after_it(
+    tmp_path: Path, h264_file: Path
+) -> None:
+    """Joining a stream another client already plays (the original server coming back while the
+    spare records the camera): FFmpeg counts stream time from an RTP packet one frame *before* the
+    first packet it hands over, and that packet has no pts (measured against the simulator,
+    25 of 25 joins). Taking it as stream time 0 anchored the run one frame early, so the first
+    segment claimed a frame it does not hold and re-insert trimmed the spare's copy of it."""
+    store = FakeStore(tmp_path / "store")
+    worker = _worker(store, segment_seconds=0.5)  # GOP 0.4 s: cut at every second keyframe
+    with av.open(str(h264_file)) as src:
+        run = _Run(worker, src)
+        packets = [p for p in src.demux(src.streams.video[0]) if p.size]
+        base = packets[9].pts  # stream time 0 is the frame before the keyframe we join on
+        assert base is not None
+        for packet in packets[10:50]:
+            assert packet.pts is not None and packet.dts is not None
+            packet.pts -= base
+            packet.dts -= base
+        packets[10].pts = packets[10].dts = None
+        for packet in packets[10:50]:
+            run.on_packet(packet)
+        # RTCP: stream time 0 at wall 1 s; the first frame recorded is one frame (40 ms) later.
+        assert run._clock.camera_anchor_us(1_000_000) == 1_040_000
+        run.finish(STOPPED)
+    worker._committer.close(10)
+    commits = [c for c in store.calls if c[0] == "commit"]
+    assert [c[3] for c in commits] == [0, 72_000]
+    assert [(c[4], c[5]) for c in commits] == [(72_000, 20)] * 2  # 20 frames last 20 frames
+    for _, run_id, seq, start, duration, frames, _ in commits:
+        info = mp4.parse_path(store.segment_path("cam-1", str(run_id), int(seq)))  # type: ignore[arg-type]
+        assert (info.start_media_90k, info.duration_90k, info.frame_count) == (
+            start, duration, frames
+        )
+
+
+def test_connection_lost_while_the_first_keyframe_awaits_its_time_still_records_it(
+    tmp_path: Path, h264_file: Path
+) -> None:
+    store = FakeStore(tmp_path / "store")
+    worker = _worker(store, segment_seconds=1.0)
+    with av.open(str(h264_file)) as src:
+        run = _Run(worker, src)
+        packets = [p for p in src.demux(src.streams.video[0]) if p.size]
+        packets[0].pts = packets[0].dts = None
+        for packet in packets[:2]:  # only one packet after it carries a pts: timing not settled
+            run.on_packet(packet)
+        assert store.calls == []
+        run.finish("lost")
+    worker._committer.close(10)
+    commits = [c for c in store.calls if c[0] == "commit"]
+    assert [(c[3], c[4], c[5]) for c in commits] == [(0, 7200, 2)]  # spacing from the frame rate
+    assert store.calls[-1] == ("end", "run1", "lost")
+
+
 def test_update_cameras_adds_removes_and_reports_failing(tmp_path: Path) -> None:
     """Workers against a closed port: no RTSP needed to see them come, go and explain themselves."""
     import socket

@@ -10,7 +10,12 @@ import pytest
 
 from hotspare.config.models import CameraConfig
 from hotspare.recorder.backoff import Backoff
-from hotspare.recorder.clock import RunClock, TimestampDiscontinuity, believable_camera_anchor
+from hotspare.recorder.clock import (
+    RunClock,
+    TimestampDiscontinuity,
+    believable_camera_anchor,
+    first_ts_from,
+)
 from hotspare.recorder.source import CameraSource
 
 
@@ -57,15 +62,23 @@ def test_ffmpeg_options_use_ffmpeg_timeout_in_microseconds() -> None:
     assert opts["allowed_media_types"] == "video"
 
 
-def test_clock_first_packet_without_pts_is_stream_zero() -> None:
+def test_clock_first_packet_without_pts_is_timed_from_the_next_two() -> None:
+    # A fresh stream: the first packet is stream time 0. Joining a playing one: one frame later.
+    assert first_ts_from([None]) is None and first_ts_from([3600]) is None
+    assert first_ts_from([3600, 7200]) == (0, 3600)
+    assert first_ts_from([7200, 10_800]) == (3600, 3600)
+    assert first_ts_from([None, 10_800, 14_400]) == (3600, 3600)  # a second one without pts
+    assert first_ts_from([7200, 7200]) == (0, 0)  # no spacing to trust: FFmpeg's origin
     clock = RunClock(Fraction(1, 90_000))
-    ts = clock.stream_ts(None)
-    assert ts == 0
-    clock.start(ts)
-    assert clock.media_90k(ts) == 0
-    assert clock.media_90k(clock.stream_ts(3600)) == 3600
-    assert clock.media_90k(clock.stream_ts(None)) == 7200  # one frame later
-    assert clock.end_media_90k() == 10_800
+    with pytest.raises(ValueError):
+        clock.stream_ts(None)
+    clock.start(3600, 3600)
+    assert clock.media_90k(3600) == 0
+    assert clock.media_90k(clock.stream_ts(None)) == 3600  # spacing known before any pts
+    assert clock.media_90k(clock.stream_ts(10_800)) == 7200
+    assert clock.media_90k(clock.stream_ts(None)) == 10_800  # one frame later
+    assert clock.end_media_90k() == 14_400
+    assert clock.camera_anchor_us(1_000_000) == 1_040_000
 
 
 def test_clock_rebases_on_first_frame_and_rescales_other_time_bases() -> None:

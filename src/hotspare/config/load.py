@@ -14,8 +14,9 @@ class ConfigError(Exception):
     """A configuration the node refuses to start with; the message names each bad field."""
 
 
-def describe_validation_error(source: str, error: ValidationError,
-                              docs: str = "docs/configuration.md") -> str:
+def describe_validation_error(
+    source: str, error: ValidationError, docs: str = "docs/configuration.md"
+) -> str:
     """`docs` names the page that lists the valid fields, so the operator knows where to look."""
     lines = [f"{source}: {error.error_count()} problem(s):"]
     for item in error.errors():
@@ -30,7 +31,7 @@ def describe_validation_error(source: str, error: ValidationError,
 
 
 def load_node_config(path: Path) -> NodeConfig:
-    """Parse and validate; relative `data_dir` and `token_file` resolve against the file's folder."""
+    """Parse and validate; relative `data_dir` and `token_file` resolve against its folder."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -46,5 +47,7 @@ def load_node_config(path: Path) -> NodeConfig:
     if not config.data_dir.is_absolute():
         updates["data_dir"] = (base / config.data_dir).resolve()
     if config.api.token_file is not None and not config.api.token_file.is_absolute():
-        updates["api"] = config.api.model_copy(update={"token_file": (base / config.api.token_file).resolve()})
+        updates["api"] = config.api.model_copy(
+            update={"token_file": (base / config.api.token_file).resolve()}
+        )
     return config.model_copy(update=updates) if updates else config

@@ -17,7 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _ID_RE = re.compile(ID_PATTERN)
 
-Identifier = Annotated[str, Field(pattern=ID_PATTERN, description="lower-case letters, digits, '-' and '_'; at most 63")]
+Identifier = Annotated[
+    str,
+    Field(pattern=ID_PATTERN, description="lower-case letters, digits, '-' and '_'; at most 63"),
+]
 
 
 def is_identifier(value: str) -> bool:
@@ -53,12 +56,19 @@ class CameraConfig(StrictModel):
 
 
 class RecordingSettings(StrictModel):
-    """How the recorder engine cuts and retries; the same for a server and a spare standing in for it."""
+    """How the recorder cuts and retries; the same for a server and a spare standing in for it."""
 
-    segment_seconds: float = Field(4.0, ge=0.5, le=60, description="target segment length; segments are cut on the first keyframe after it")
+    segment_seconds: float = Field(
+        4.0,
+        ge=0.5,
+        le=60,
+        description="target segment length; segments are cut on the first keyframe after it",
+    )
     reconnect_initial_seconds: float = Field(0.5, gt=0, le=60)
     reconnect_max_seconds: float = Field(10.0, gt=0, le=600)
-    open_timeout_seconds: float = Field(5.0, gt=0, le=120, description="RTSP connect/read timeout before a camera counts as failing")
+    open_timeout_seconds: float = Field(
+        5.0, gt=0, le=120, description="RTSP connect/read timeout before a camera counts as failing"
+    )
 
     @model_validator(mode="after")
     def _backoff_order(self) -> RecordingSettings:
@@ -71,7 +81,11 @@ class RetentionSettings(StrictModel):
     """Oldest-first deletion; segments still awaiting re-insert elsewhere are never deleted."""
 
     max_age_days: float | None = Field(30.0, gt=0)
-    min_free_bytes: int = Field(1 << 30, ge=0, description="delete oldest segments while the store's disk has less free space")
+    min_free_bytes: int = Field(
+        1 << 30,
+        ge=0,
+        description="delete oldest segments while the store's disk has less free space",
+    )
     interval_seconds: float = Field(60.0, gt=0)
 
 
@@ -79,7 +93,9 @@ class ApiSettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8600, ge=0, le=65535, description="0 picks a free port (tests)")
     token: SecretStr | None = Field(None, description="bearer token every request must carry")
-    token_file: Path | None = Field(None, description="file holding the bearer token (preferred over `token`)")
+    token_file: Path | None = Field(
+        None, description="file holding the bearer token (preferred over `token`)"
+    )
 
     @model_validator(mode="after")
     def _one_token(self) -> ApiSettings:
@@ -106,20 +122,27 @@ class SiteMembership(StrictModel):
 
     id: Identifier = Field(description="the site's id (etcd key prefix /hotspare/<id>/)")
     etcd_endpoints: list[str] = Field(
-        min_length=1, description="http://host:port of each etcd member")
+        min_length=1, description="http://host:port of each etcd member"
+    )
     lease_ttl_seconds: float = Field(
-        3.0, ge=2, le=60, description="liveness lease; etcd grants at least ~2 s")
+        3.0, ge=2, le=60, description="liveness lease; etcd grants at least ~2 s"
+    )
     probe_interval_seconds: float = Field(
-        0.25, gt=0, le=10, description="how often a spare probes each server")
+        0.25, gt=0, le=10, description="how often a spare probes each server"
+    )
     probe_timeout_seconds: float = Field(
-        0.5, gt=0, le=10, description="a probe slower than this counts as a timeout")
+        0.5, gt=0, le=10, description="a probe slower than this counts as a timeout"
+    )
     startup_grace_seconds: float = Field(
-        5.0, ge=0, le=300,
-        description="how long a reachable server may be not recording before a takeover")
+        5.0,
+        ge=0,
+        le=300,
+        description="how long a reachable server may be not recording before a takeover",
+    )
     reinsert_bytes_per_second: int = Field(
-        50_000_000, ge=10_000, description="re-insert rate limit, so recording is not starved")
-    events_keep: int = Field(
-        1000, ge=10, le=100_000, description="newest site events kept in etcd")
+        50_000_000, ge=10_000, description="re-insert rate limit, so recording is not starved"
+    )
+    events_keep: int = Field(1000, ge=10, le=100_000, description="newest site events kept in etcd")
 
     @model_validator(mode="after")
     def _timings(self) -> SiteMembership:
@@ -134,11 +157,12 @@ class NodeConfig(StrictModel):
     name: Identifier
     data_dir: Path
     api: ApiSettings
-    recording: RecordingSettings = RecordingSettings()
-    retention: RetentionSettings = RetentionSettings()
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     cameras: list[CameraConfig] = Field(default_factory=list)
     site: SiteMembership | None = Field(
-        None, description="site mode: cameras and role come from the site configuration in etcd")
+        None, description="site mode: cameras and role come from the site configuration in etcd"
+    )
 
     @field_validator("cameras")
     @classmethod

@@ -23,7 +23,7 @@ from hotspare.failover import keys
 log = logging.getLogger("hotspare.failover.events")
 
 KINDS = ("suspected", "claimed", "recording", "returned", "handback", "reinserting", "done",
-         "refused", "stood_down", "lost_claim", "not_recording", "config")
+         "refused", "stood_down", "lost_claim", "not_recording", "config", "protection")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ OWNERS_PREFIX = "owners/"
 COVERING_PREFIX = "covering/"
 REINSERT_PREFIX = "reinsert/"
 EVENTS_PREFIX = "events/"
+PROTECTION_PREFIX = "protection/"
 
 
 def site_prefix(site_id: str) -> str:
@@ -31,6 +32,11 @@ def alive(server: str) -> str:
 def spare(name: str) -> str:
     """Lease-bound; the spare's state (idle, covering, reinserting) for everyone's eligibility."""
     return SPARES_PREFIX + name
+
+
+def protection(server: str) -> str:
+    """No lease; the last announced protection state, swapped by compare-and-set (one event each)."""
+    return PROTECTION_PREFIX + server
 
 
 def claim(server: str) -> str:

@@ -268,6 +268,7 @@ class SpareAgent:
         assert me is not None
         servers = sorted(applied.config.recording_servers, key=lambda s: s.name)
         unclaimed = [s for s in servers if keys.claim(s.name) not in claims]
+        claimed = False
         for server in servers:
             if keys.claim(server.name) in claims:
                 self.tracks.setdefault(server.name, ServerTrack()).clear()  # someone acts for it
@@ -295,8 +296,11 @@ class SpareAgent:
                                      f"{text}", reasons=[r.value for r in decision.reasons])
                 continue
             if self._claim(server, keeper, verdict.reason, track):
-                return True
-        return False
+                # Go on through the list: other servers that failed together are now refused
+                # with "spare not free", so the operator learns of them at once.
+                claimed = True
+                states[self.name] = self._status()
+        return claimed
 
     def _claim(self, server: RecordingServerConfig, keeper: LeaseKeeper, reason: str,
                track: ServerTrack) -> bool:

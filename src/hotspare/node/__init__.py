@@ -1,1 +1,1 @@
-"""A hotspare node process: composes store, recorder engine and API (and later the failover roles)."""
+"""A hotspare node process: store, recorder engine and API, plus its role in a site."""

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ def wall_now_us() -> int:
 
 
 class RetentionLoop:
-    """Applies the retention policy periodically on its own thread; a failure is logged, never fatal."""
+    """Applies retention periodically on its own thread; a failure is logged, never fatal."""
 
     def __init__(self, store: SegmentStore, config: NodeConfig) -> None:
         self._store = store
@@ -55,14 +55,19 @@ class RetentionLoop:
         max_age_us = None if max_age is None else int(max_age * 86_400 * 1_000_000)
         while not self._stop.wait(self._settings.interval_seconds):
             try:
-                self._store.apply_retention(max_age_us, self._settings.min_free_bytes, wall_now_us())
+                self._store.apply_retention(
+                    max_age_us, self._settings.min_free_bytes, wall_now_us()
+                )
             except Exception:
-                log.exception("retention pass failed on store %s; will retry in %.0f s",
-                              self._store.root, self._settings.interval_seconds)
+                log.exception(
+                    "retention pass failed on store %s; will retry in %.0f s",
+                    self._store.root,
+                    self._settings.interval_seconds,
+                )
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind before starting uvicorn so that port 0 (tests) yields the real port for the READY line."""
+    """Bind before starting uvicorn, so port 0 (tests) yields the real port for READY."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -70,18 +75,22 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}; "
-                      "pick another [api] port or stop the process using it") from exc
+        raise OSError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; "
+            "pick another [api] port or stop the process using it"
+        ) from exc
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
 
 
 def write_node_file(config: NodeConfig, url: str) -> Path:
-    """`data_dir/node.json` tells local tools where this node listens (the port may be chosen at start)."""
+    """`data_dir/node.json` tells local tools where this node listens (port 0 = chosen at start)."""
     path = config.data_dir / "node.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"name": config.name, "url": url, "pid": os.getpid()}), encoding="utf-8")
+    tmp.write_text(
+        json.dumps({"name": config.name, "url": url, "pid": os.getpid()}), encoding="utf-8"
+    )
     os.replace(tmp, path)
     return path
 
@@ -99,7 +108,7 @@ def run_node(config: NodeConfig) -> int:
     url = f"http://{host}:{port}"
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> Iterator[None]:  # type: ignore[misc]
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         recorder.start()
         retention.start()
         write_node_file(config, url)
@@ -113,11 +122,13 @@ def run_node(config: NodeConfig) -> int:
             recorder.stop()
             store.close()
 
-    app = create_app(store, recorder.health, config.api.bearer_token(), config.name,
-                     lambda: set(camera_ids))
+    app = create_app(
+        store, recorder.health, config.api.bearer_token(), config.name, lambda: set(camera_ids)
+    )
     app.router.lifespan_context = lifespan
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                           timeout_graceful_shutdown=5))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    )
     server.run(sockets=[sock])
     return 0
 

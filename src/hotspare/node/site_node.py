@@ -18,12 +18,18 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from hotspare.api.app import create_app
+from hotspare.api.app import API_PREFIX, create_app
 from hotspare.config.models import NodeConfig, SiteMembership
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.failover import keys
 from hotspare.failover.events import EventLog
 from hotspare.failover.fencing import FencingMiddleware
+from hotspare.failover.protection import (
+    ProtectionMonitor,
+    live_report,
+    protection_router,
+    report_json,
+)
 from hotspare.failover.server_agent import ServerAgent
 from hotspare.failover.site_view import SiteView
 from hotspare.failover.spare_agent import SpareAgent, SpareView
@@ -57,14 +63,20 @@ def run_site_node(config: NodeConfig) -> int:
     view = SiteView(coord, config.data_dir / "site-cache.json")
     applied = view.load_initial(SITE_WAIT_SECONDS)
     if applied is None:
-        print(f"hotspare node: no site configuration for site {site.id!r} in etcd "
-              f"({', '.join(site.etcd_endpoints)}) and no cached copy; run `hotspare site apply` "
-              "first", file=sys.stderr)
+        print(
+            f"hotspare node: no site configuration for site {site.id!r} in etcd "
+            f"({', '.join(site.etcd_endpoints)}) and no cached copy; run `hotspare site apply` "
+            "first",
+            file=sys.stderr,
+        )
         return 2
     role = _role(applied.config, config.name)
     if role is None:
-        print(f"hotspare node: {config.name!r} is neither a recording server nor a failover "
-              f"server of site {site.id!r}; add it to the site configuration", file=sys.stderr)
+        print(
+            f"hotspare node: {config.name!r} is neither a recording server nor a failover "
+            f"server of site {site.id!r}; add it to the site configuration",
+            file=sys.stderr,
+        )
         return 2
     events = EventLog(coord, config.name, site.events_keep)
     sock = bind_socket(config.api.host, config.api.port)
@@ -75,31 +87,55 @@ def run_site_node(config: NodeConfig) -> int:
         app, start, stop = _recording_server(config, coord, view, events, url)
     else:
         app, start, stop = _spare(config, coord, view, events, url, token)
+    monitor = _protection(app, coord, view, events, config.name, site)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         start()
         view.watch()
+        monitor.start()
         write_node_file(config, url)
-        print(READY_PREFIX + json.dumps({"name": config.name, "url": url, "role": role}),
-              flush=True)
+        print(
+            READY_PREFIX + json.dumps({"name": config.name, "url": url, "role": role}), flush=True
+        )
         log.info("node %s (%s of site %s) API at %s", config.name, role, site.id, url)
         try:
             yield
         finally:
             log.info("node %s stopping", config.name)
+            monitor.stop()
             stop()
             coord.close()
 
     app.router.lifespan_context = lifespan
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                           timeout_graceful_shutdown=5))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    )
     server.run(sockets=[sock])
     return 0
 
 
-def _recording_server(config: NodeConfig, coord: Coordinator, view: SiteView, events: EventLog,
-                      url: str) -> tuple[FastAPI, Any, Any]:
+def _protection(app: FastAPI, coord: Coordinator, view: SiteView, events: EventLog, name: str,
+                site: SiteMembership) -> ProtectionMonitor:
+    """Every site node serves the live protection report and watches it for changes (issue 4;
+    see hotspare/failover/protection.py for why every node and not the master alone)."""
+
+    def report() -> dict[str, Any]:
+        applied = view.current
+        if applied is None:
+            raise LookupError("this node has no site configuration yet")
+        return report_json(live_report(coord, applied), applied)
+
+    app.include_router(protection_router(report), prefix=API_PREFIX)
+    monitor = ProtectionMonitor(coord, name, lambda: view.current, events,
+                                start_grace=max(10.0, site.startup_grace_seconds))
+    view.on_change(monitor.wake)
+    return monitor
+
+
+def _recording_server(
+    config: NodeConfig, coord: Coordinator, view: SiteView, events: EventLog, url: str
+) -> tuple[FastAPI, Any, Any]:
     site = config.site
     assert site is not None and view.current is not None
     me = view.current.config.recording_server(config.name)
@@ -113,8 +149,11 @@ def _recording_server(config: NodeConfig, coord: Coordinator, view: SiteView, ev
     def changed(applied: Any) -> None:
         mine = applied.config.recording_server(config.name)
         if mine is None:
-            log.error("%s was removed from the site configuration; it keeps recording its last "
-                      "cameras until restarted", config.name)
+            log.error(
+                "%s was removed from the site configuration; it keeps recording its last "
+                "cameras until restarted",
+                config.name,
+            )
             return
         # The API's camera set first: a removed camera must not be reported as "connecting"
         # (not recording) while its worker stops.
@@ -136,15 +175,18 @@ def _recording_server(config: NodeConfig, coord: Coordinator, view: SiteView, ev
         recorder.stop()
         store.close()
 
-    app = create_app(store, recorder.health, config.api.bearer_token(), config.name,
-                     lambda: set(cameras))
-    app.add_middleware(FencingMiddleware, coord=coord, server=config.name,
-                       token=config.api.bearer_token())
+    app = create_app(
+        store, recorder.health, config.api.bearer_token(), config.name, lambda: set(cameras)
+    )
+    app.add_middleware(
+        FencingMiddleware, coord=coord, server=config.name, token=config.api.bearer_token()
+    )
     return app, start, stop
 
 
-def _spare(config: NodeConfig, coord: Coordinator, view: SiteView, events: EventLog, url: str,
-           token: str) -> tuple[FastAPI, Any, Any]:
+def _spare(
+    config: NodeConfig, coord: Coordinator, view: SiteView, events: EventLog, url: str, token: str
+) -> tuple[FastAPI, Any, Any]:
     site = config.site
     assert site is not None
     idle_store = SegmentStore.open(config.data_dir / "idle-store", config.name)
@@ -156,8 +198,9 @@ def _spare(config: NodeConfig, coord: Coordinator, view: SiteView, events: Event
             app.state.node.store = store
 
     spare_view = SpareView(idle_store, show_store)
-    agent = SpareAgent(coord, config.name, url, token, config.data_dir, site, view, events,
-                       spare_view)
+    agent = SpareAgent(
+        coord, config.name, url, token, config.data_dir, site, view, events, spare_view
+    )
     agent.open_leftover_buffers()
     view.on_change(lambda _applied: agent.wake())
 

@@ -58,21 +58,23 @@ class RunClock:
         return self._first_ts is not None
 
     def stream_ts(self, pts: int | None) -> int:
-        """The packet's timestamp, guessed when FFmpeg left it unset.
+        """The packet's timestamp, guessed when FFmpeg left it unset: one frame after the previous.
 
-        The first packet after open often has no pts (measured); with a single RTP stream FFmpeg
-        counts from that packet's RTP timestamp, so it is stream time 0. A later missing pts is
-        taken as one frame after the previous one.
+        The *first* packet after open often has no pts (measured). Its stream time is not known
+        (see `first_ts_from`): the run must be started with `start` before this is asked.
         """
         if pts is not None:
             return pts
         if self._last_ts is None:
-            return 0
+            raise ValueError("stream_ts(None) before start(): the first frame's time is unknown")
         return self._last_ts + self._last_delta
 
-    def start(self, ts: int) -> None:
+    def start(self, ts: int, frame_step: int = 0) -> None:
+        """Begin the run at stream time `ts`; `frame_step` (stream ticks) times a later packet that
+        comes without pts before any packet with one has set the spacing."""
         self._first_ts = ts
         self._last_ts = ts
+        self._last_delta = max(0, frame_step)
 
     def media_90k(self, ts: int) -> int:
         """Media time of `ts`; raises TimestampDiscontinuity on a jump back or far forward."""
@@ -110,6 +112,32 @@ class RunClock:
         if self._identity:
             return ticks
         return (2 * ticks * self._num + self._den) // (2 * self._den)  # rounded half up
+
+
+def first_ts_from(pts_after: list[int | None]) -> tuple[int, int] | None:
+    """Stream time of a first packet that came without pts, from the packets after it.
+
+    `pts_after[i]` is the pts of the (i+1)-th packet after the first one (None when unset).
+    Returns (stream time of the first packet, frame step), or None until two of them carry a pts.
+
+    Why not 0: FFmpeg counts a lone RTP stream from the first RTP timestamp it *received*, which is
+    not always the first packet it hands over. Joining a stream another client already plays
+    (GStreamer's shared media; a recording server coming back while its spare still records)
+    the first packet handed over is one frame *after* stream time 0 — measured 25 of 25 joins,
+    while a fresh stream gives 0. Calling it 0 made the camera anchor (RTCP wall time of stream
+    time 0 + first frame's stream time) one frame early, and re-insert's overlap rule then judged
+    the spare's frame before the restart as already held and trimmed it. The frames after the
+    first carry true timestamps, so the first is one step before them; with a constant frame
+    rate (no B-frames: packets in presentation order) that is exact.
+    """
+    known = [(i + 1, ts) for i, ts in enumerate(pts_after) if ts is not None]
+    if len(known) < 2:
+        return None
+    (i, a), (j, b) = known[0], known[1]
+    step = (b - a) // (j - i)
+    if step <= 0:  # reordered (B-frames) or broken: no spacing to trust; FFmpeg's own origin
+        return 0, 0
+    return a - i * step, step
 
 
 def believable_camera_anchor(camera_us: int, local_us: int) -> bool:

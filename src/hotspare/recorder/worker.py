@@ -22,6 +22,7 @@ from hotspare.recorder.clock import (
     RunClock,
     TimestampDiscontinuity,
     believable_camera_anchor,
+    first_ts_from,
     now_wall_us,
 )
 from hotspare.recorder.committer import Committer
@@ -214,30 +215,64 @@ class _Run:
         self._seq = 0
         self._writer: SegmentWriter | None = None
         self._skipped = 0
+        self._pending: list[tuple[av.packet.Packet, int]] = []  # first keyframe awaiting its time
         self._finished = False
         self._anchor_final = False  # True once the anchor can no longer improve this run
         self._local_anchor_us = 0  # best local-clock estimate of media 0's wall time
         self._stored_anchor_us = 0  # what the store holds now
 
     def on_packet(self, packet: av.packet.Packet) -> bool:
-        """Handle one packet; True when it was the first frame of the run (connection proven)."""
-        w = self._w
+        """Handle one packet; True when it began the run (the connection is proven)."""
         now = now_wall_us()
-        ts = self._clock.stream_ts(packet.pts)
-        first = False
-        if not self._clock.started:
+        if self._clock.started:
+            self._write(packet, self._clock.stream_ts(packet.pts), now)
+            return False
+        return self._before_start(packet, now)
+
+    def _before_start(self, packet: av.packet.Packet, now: int) -> bool:
+        """Wait for the first keyframe; hold it while its stream time is unknown (no pts).
+
+        A first keyframe without pts is timed from the two next packets that carry one
+        (`clock.first_ts_from` says why 0 is wrong); holding it costs two frames of latency at
+        the start of a run, not a frame of video.
+        """
+        pending = self._pending
+        if not pending:
             if not packet.is_keyframe:
                 self._skipped += 1  # undecodable without its keyframe
                 return False
-            self._clock.start(ts)
-            try:
-                self._begin_run(now)
-            except Exception as exc:
-                raise _RunEnded(
-                    f"camera {w.camera.id}: the segment store refused a new run ({exc}). Check "
-                    "the store directory's disk and permissions."
-                ) from exc
-            first = True
+            if packet.pts is not None:
+                self._start(packet.pts, 0, now)
+                self._write(packet, packet.pts, now)
+                return True
+        pending.append((packet, now))
+        found = first_ts_from([p.pts for p, _ in pending[1:]])
+        if found is None:
+            return False
+        self._start_pending(*found)
+        return True
+
+    def _start_pending(self, first_ts: int, frame_step: int) -> None:
+        pending, self._pending = self._pending, []
+        packet, now = pending[0]
+        self._start(first_ts, frame_step, now)
+        self._write(packet, first_ts, now)
+        for packet, now in pending[1:]:
+            self._write(packet, self._clock.stream_ts(packet.pts), now)
+
+    def _start(self, first_ts: int, frame_step: int, now: int) -> None:
+        self._clock.start(first_ts, frame_step)
+        try:
+            self._begin_run(now)
+        except Exception as exc:
+            raise _RunEnded(
+                f"camera {self._w.camera.id}: the segment store refused a new run ({exc}). Check "
+                "the store directory's disk and permissions."
+            ) from exc
+
+    def _write(self, packet: av.packet.Packet, ts: int, now: int) -> None:
+        """Map one packet to media time, cut a segment on a keyframe if due, and mux it."""
+        w = self._w
         try:
             media = self._clock.media_90k(ts)
         except TimestampDiscontinuity as exc:
@@ -268,13 +303,21 @@ class _Run:
         except (av.FFmpegError, OSError) as exc:
             raise _disk_error(w.camera.id, self._writer.path, exc) from exc
         w._health.last_frame(now)
-        return first
 
     def finish(self, reason: str) -> None:
         """Close and commit the open segment, then end the run (in the store's order)."""
         if self._finished:
             return
         self._finished = True
+        if self._pending:
+            # The connection ended while the first keyframe waited for its timing: record it
+            # anyway, timed as well as the few packets allow (duplicates beat gaps).
+            found = first_ts_from([p.pts for p, _ in self._pending[1:]])
+            try:
+                self._start_pending(*(found or self._fallback_first_ts()))
+            except Exception:
+                log.exception("camera %s: could not record the last %d frames of a connection",
+                              self._w.camera.id, len(self._pending))
         if self._writer is not None:
             self._close_segment(self._clock.end_media_90k())
         if self.run_id is not None:
@@ -291,6 +334,17 @@ class _Run:
             )
 
     # ----------------------------------------------------------------------------------------
+
+    def _fallback_first_ts(self) -> tuple[int, int]:
+        """First keyframe's stream time when fewer than two later packets carry a pts."""
+        rate = self._stream.guessed_rate
+        tb = self._stream.time_base
+        step = round(1 / (rate * tb)) if rate and tb else 0
+        after = [(i + 1, p.pts) for i, (p, _) in enumerate(self._pending[1:]) if p.pts is not None]
+        if after and step:
+            i, ts = after[0]
+            return ts - i * step, step
+        return 0, step  # FFmpeg's own origin: right for a fresh stream, at most a frame early
 
     def _begin_run(self, now_us: int) -> None:
         w = self._w

@@ -1,0 +1,7 @@
+"""`python -m bench.failover`."""
+
+import sys
+
+from bench.failover.run import main
+
+sys.exit(main())

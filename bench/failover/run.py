@@ -1,0 +1,503 @@
+"""Benchmark: SIGKILL a recording server K times; a hot spare takes over, hands back, re-inserts.
+
+    .venv/bin/python -m bench.failover                    # 5 trials, 8 cameras
+    .venv/bin/python -m bench.failover --quick            # 2 trials, shorter covering time
+    .venv/bin/python -m bench.failover --trials 3 --cameras 4
+
+One site, built with the end-to-end tests' FailoverSite (real single-member etcd, the camera
+simulator as a separate process speaking RTSP, `site apply`, and `hotspare node` processes started
+by the product's own launcher): one recording server `rec-1` with N cameras (640x360, 25 fps,
+GOP 1 s, 1 Mbit/s, 1 s segments) and one spare `spare-1`. Each trial:
+
+1. SIGKILL rec-1 (crash time taken just before the signal);
+2. crash → claim: the spare's `claimed` event and the claim value's own `at_us` (both wall clock
+   of the same machine, so comparable to the crash time to the millisecond);
+3. the spare records for `--cover-seconds`; restart rec-1; wait for `handback` and `done`
+   (re-insert finished, claim released, spare idle) and rec-1 confirmed again;
+4. a few seconds of normal recording before the next crash.
+
+After the last trial rec-1 is stopped and its store is read back: every stored frame's SEI tag
+(camera frame number, capture time) against the simulator's frame log gives, per camera and trial,
+the frames missing around the crash, the frames missing at the handback edge, frames stored twice,
+and crash → the spare's first stored frame (capture time of the first frame recorded by spare-1
+that survived re-insert). The competitors' published numbers are printed beside ours as the
+reference: they are documentation figures, not measured here (see
+/work/shared/notes/measured-facts.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+if __package__ in (None, ""):  # run as a script: make `bench`, `tests` and `hotspare` importable
+    sys.path[:0] = [str(REPO), str(REPO / "src")]
+
+from bench.failover.machine import LoadSampler, machine_facts, median, percentile  # noqa: E402
+from hotspare.camerasim.launcher import CameraSim  # noqa: E402
+from hotspare.cli.main import main as cli_main  # noqa: E402
+from hotspare.coordination.etcd_adapter import Coordinator  # noqa: E402
+from hotspare.coordination.etcd_process import find_etcd_binary  # noqa: E402
+from hotspare.failover import keys  # noqa: E402
+from tests.support.etcd import start_etcd_cluster  # noqa: E402
+from tests.support.site import FailoverSite, RtspHolders, stored_tags, wait_for  # noqa: E402
+
+SERVER = "rec-1"
+SPARE = "spare-1"
+GOP_S = 1.0
+
+# The competitors' published figures (measured-facts.md), as text: they are documentation
+# claims, not measurements, so they stay words beside our numbers.
+ANCHORS: dict[str, dict[str, str]] = {
+    "crash_to_claim_s": {"Milestone": "5 (detect)", "Nx": "~60 (failover)"},
+    "crash_to_spare_recording_s": {"Milestone": "5 + svc start", "Nx": "~60"},
+    "crash_to_first_spare_frame_s": {"Milestone": "5 + svc start", "Nx": "~60"},
+    "missing_takeover_s": {"Milestone": "window lost", "Nx": "~30 gap"},
+    "missing_handback_frames": {"Milestone": "-", "Nx": "-"},
+    "frames_twice": {"Milestone": "-", "Nx": "-"},
+    "restart_to_reinsert_done_s": {"Milestone": "merge; n/p", "Nx": "n/p"},
+}
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class BenchSite(FailoverSite):
+    """FailoverSite with the simulator's resolution, frame rate and bitrate chosen by the bench
+    (the tests' site fixes 320x240 10 fps to stay cheap; the bench states what it ran)."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        cameras: int,
+        *,
+        width: int,
+        height: int,
+        fps: int,
+        bitrate_kbps: int,
+        reinsert_bytes_per_second: int,
+    ) -> None:
+        super().__init__(
+            tmp,
+            servers={SERVER: cameras},
+            spares=[SPARE],
+            fps=fps,
+            reinsert_bytes_per_second=reinsert_bytes_per_second,
+        )
+        self.width = width
+        self.height = height
+        self.bitrate_kbps = bitrate_kbps
+
+    def __enter__(self) -> BenchSite:
+        try:
+            self.etcd = start_etcd_cluster(self.tmp / "etcd", self.etcd_size)
+            all_cameras = [c for cams in self.cameras.values() for c in cams]
+            self.sim = CameraSim(
+                self.tmp / "camsim",
+                cameras=all_cameras,
+                width=self.width,
+                height=self.height,
+                fps=self.fps,
+                gop="1s",
+                bitrate_kbps=self.bitrate_kbps,
+            ).start()
+            self.coord = Coordinator(
+                self.etcd.endpoints, keys.site_prefix(self.site_id), timeout=1.0, deadline=5.0
+            )
+            self.holders = RtspHolders([self.sim.rtsp_url(c) for c in all_cameras]).__enter__()
+            self._write_site()
+            if cli_main(["site", "apply", str(self.tmp / "site.toml")]) != 0:
+                raise RuntimeError("site apply failed")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+
+@dataclass
+class Trial:
+    index: int
+    crash_us: int
+    claimed_event_us: int = 0
+    claim_at_us: int | None = None
+    claim_token: int | None = None
+    detected_after_s: float | None = None
+    claim_ms: float | None = None
+    recording_event_us: int = 0
+    restart_us: int = 0
+    handback_us: int = 0
+    done_us: int = 0
+    reinsert: dict[str, Any] = field(default_factory=dict)
+    # filled in by the analysis, per camera
+    first_spare_frame_s: dict[str, float | None] = field(default_factory=dict)
+    missing_takeover_frames: dict[str, int] = field(default_factory=dict)
+    missing_handback_frames: dict[str, int] = field(default_factory=dict)
+    frames_twice: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def crash_to_claim_s(self) -> float:
+        return (self.claimed_event_us - self.crash_us) / 1e6
+
+    @property
+    def crash_to_claim_value_s(self) -> float | None:
+        return None if self.claim_at_us is None else (self.claim_at_us - self.crash_us) / 1e6
+
+    @property
+    def crash_to_recording_s(self) -> float:
+        return (self.recording_event_us - self.crash_us) / 1e6
+
+    @property
+    def restart_to_done_s(self) -> float:
+        return (self.done_us - self.restart_us) / 1e6
+
+
+def run_trial(site: BenchSite, index: int, cover_seconds: float, settle_seconds: float) -> Trial:
+    crash_us = now_us()
+    site.node(SERVER).kill()
+    trial = Trial(index, crash_us)
+    claimed = site.wait_event("claimed", SERVER, timeout=30, after_us=crash_us)
+    trial.claimed_event_us = claimed.wall_us
+    trial.detected_after_s = claimed.data.get("detected_after_s")
+    trial.claim_ms = claimed.data.get("claim_ms")
+    claim = site.claim(SERVER)
+    if claim is not None:
+        trial.claim_at_us = claim.get("at_us")
+        trial.claim_token = claimed.data.get("token")
+    recording = site.wait_event("recording", SERVER, timeout=30, after_us=crash_us)
+    trial.recording_event_us = recording.wall_us
+    print(
+        f"   trial {index}: claim {trial.crash_to_claim_s:.3f} s, spare recording "
+        f"{trial.crash_to_recording_s:.3f} s after the crash",
+        flush=True,
+    )
+    time.sleep(cover_seconds)
+    trial.restart_us = now_us()
+    site.start(SERVER)
+    trial.handback_us = site.wait_event(
+        "handback", SERVER, timeout=60, after_us=trial.restart_us
+    ).wall_us
+    done = site.wait_event("done", SERVER, timeout=180, after_us=trial.restart_us)
+    trial.done_us = done.wall_us
+    trial.reinsert = dict(done.data)
+    wait_for("claim released", lambda: site.claim(SERVER) is None, 20)
+    wait_for("spare idle", lambda: (site.get(keys.spare(SPARE)) or {}).get("state") == "idle", 20)
+    wait_for(f"{SERVER} confirmed", lambda: site.alive(SERVER, confirmed=True), 30)
+    print(
+        f"   trial {index}: handback {(trial.handback_us - trial.restart_us) / 1e6:.2f} s, "
+        f"re-insert done {trial.restart_to_done_s:.2f} s after restart "
+        f"({trial.reinsert.get('done')} segments, {trial.reinsert.get('bytes', 0) / 1e6:.1f} MB)",
+        flush=True,
+    )
+    time.sleep(settle_seconds)
+    return trial
+
+
+def analyse(site: BenchSite, trials: list[Trial], end_us: int) -> dict[str, Any]:
+    """Read rec-1's store (stopped) and attribute every missing or doubled frame to a trial."""
+    assert site.sim is not None
+    fps = site.fps
+    other: dict[str, dict[str, int]] = {}
+    store = site.store_of(SERVER)
+    try:
+        for camera in site.cameras[SERVER]:
+            segments = sorted(
+                store.list_segments(camera, 0, 2**62), key=lambda s: (s.start_wall_us, s.segment_id)
+            )
+            stored: list[tuple[int, int, str]] = []  # frame_no, capture wall, recorded_by
+            for seg in segments:
+                for tag in stored_tags(store, seg):
+                    stored.append((tag.frame_no, tag.capture_wall_us, seg.recorded_by))
+            site.sim.wait_logged(camera, end_us, timeout=10)
+            numbers = [n for n, _, _ in stored]
+            first, last = min(numbers), max(numbers)
+            sent = {
+                r.frame: r.wall_us
+                for r in site.sim.frames(camera)
+                if r.delivered and first <= r.frame <= last
+            }
+            missing = sorted(set(sent) - set(numbers))
+            counts = Counter(numbers)
+            twice = {n: c - 1 for n, c in counts.items() if c > 1}
+            capture = {n: w for n, w, _ in stored}
+            leftover = {"missing": 0, "twice": 0}
+            for t in trials:
+                t.missing_takeover_frames[camera] = 0
+                t.missing_handback_frames[camera] = 0
+                t.frames_twice[camera] = 0
+                spare_walls = [
+                    w
+                    for _, w, by in stored
+                    if by == SPARE and t.crash_us - 2_000_000 <= w <= t.done_us
+                ]
+                t.first_spare_frame_s[camera] = (
+                    round((min(spare_walls) - t.crash_us) / 1e6, 3) if spare_walls else None
+                )
+            for number in missing:
+                wall = sent[number]
+                owner = _trial_of(trials, wall)
+                if owner is None:
+                    leftover["missing"] += 1
+                elif wall < owner.restart_us:
+                    owner.missing_takeover_frames[camera] += 1
+                else:
+                    owner.missing_handback_frames[camera] += 1
+            for number, extra in twice.items():
+                owner = _trial_of(trials, capture[number])
+                if owner is None:
+                    leftover["twice"] += extra
+                else:
+                    owner.frames_twice[camera] += extra
+            other[camera] = leftover
+    finally:
+        store.close()
+    return {"fps": fps, "outside_trials": other}
+
+
+def _trial_of(trials: list[Trial], wall_us: int) -> Trial | None:
+    """The trial whose disturbance window holds this capture time: from 3 s before its crash
+    (the killed server's unflushed fragment is at most a GOP, plus slack) to 3 s after its
+    re-insert finished."""
+    for t in trials:
+        if t.crash_us - 3_000_000 <= wall_us <= t.done_us + 3_000_000:
+            return t
+    return None
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+@dataclass
+class Row:
+    metric: str
+    unit: str
+    values: list[float]
+    goal: str = ""
+    goal_met: str = ""
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "unit": self.unit,
+            "n": len(self.values),
+            "median": median(self.values),
+            "p95": percentile(self.values, 0.95),
+            "max": max(self.values) if self.values else None,
+            "goal": self.goal,
+            "goal_met": self.goal_met,
+            "anchors": ANCHORS.get(self.metric, {}),
+        }
+
+
+def build_rows(trials: list[Trial], fps: int) -> list[Row]:
+    claim = [t.crash_to_claim_s for t in trials]
+    claim_value = [v for t in trials if (v := t.crash_to_claim_value_s) is not None]
+    rec = [t.crash_to_recording_s for t in trials]
+    first = [v for t in trials for v in t.first_spare_frame_s.values() if v is not None]
+    missing_s = [n / fps for t in trials for n in t.missing_takeover_frames.values()]
+    edge = [float(n) for t in trials for n in t.missing_handback_frames.values()]
+    twice = [float(n) for t in trials for n in t.frames_twice.values()]
+    done = [t.restart_to_done_s for t in trials]
+    within_claim = sum(c <= 1.0 for c in claim)
+    # Missing video goal, per camera and trial: no more than this trial's detection time
+    # (crash → claim) plus one GOP (the killed server's unflushed fragment).
+    budget_ok = sum(
+        n / fps <= t.crash_to_claim_s + GOP_S
+        for t in trials
+        for n in t.missing_takeover_frames.values()
+    )
+    budget_n = sum(len(t.missing_takeover_frames) for t in trials)
+    return [
+        Row("crash_to_claim_s", "s", claim, "<= 1 s", f"{within_claim}/{len(claim)}"),
+        Row("crash_to_claim_value_s", "s", claim_value),
+        Row("crash_to_spare_recording_s", "s", rec),
+        Row("crash_to_first_spare_frame_s", "s", first),
+        Row("missing_takeover_s", "s", missing_s, "<= claim + 1 GOP", f"{budget_ok}/{budget_n}"),
+        Row(
+            "missing_handback_frames",
+            "frames",
+            edge,
+            "0",
+            f"{sum(v == 0 for v in edge)}/{len(edge)}",
+        ),
+        Row("frames_twice", "frames", twice, "0", f"{sum(v == 0 for v in twice)}/{len(twice)}"),
+        Row("restart_to_reinsert_done_s", "s", done),
+    ]
+
+
+def table(rows: list[Row]) -> str:
+    head = (
+        f"{'metric':<30} {'n':>3} {'median':>8} {'p95':>8} {'max':>8}  {'goal':<17}"
+        f"{'met':>6}  | {'Milestone (published)':<22} {'Nx (published)':<15}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        s = r.stats()
+
+        def fmt(v: float | None, unit: str = r.unit) -> str:
+            return "-" if v is None else f"{v:.3f}" if unit == "s" else f"{v:.0f}"
+
+        anchors = ANCHORS.get(r.metric, {})
+        lines.append(
+            f"{r.metric:<30} {s['n']:>3} {fmt(s['median']):>8} {fmt(s['p95']):>8} "
+            f"{fmt(s['max']):>8}  {r.goal:<17}{r.goal_met:>6}  | "
+            f"{anchors.get('Milestone', ''):<22} {anchors.get('Nx', ''):<15}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.failover",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--trials", type=int, default=None, help="crash trials (default 5, quick 2)")
+    p.add_argument("--cameras", type=int, default=8)
+    p.add_argument("--quick", action="store_true", help="2 trials, 4 s covering time")
+    p.add_argument(
+        "--cover-seconds",
+        type=float,
+        default=None,
+        help="how long the spare records before rec-1 restarts (default 8, quick 4)",
+    )
+    p.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=4.0,
+        help="normal recording between a re-insert's end and the next crash",
+    )
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=360)
+    p.add_argument("--fps", type=int, default=25)
+    p.add_argument("--bitrate", type=int, default=1000, help="kbit/s per camera")
+    p.add_argument(
+        "--reinsert-rate",
+        type=int,
+        default=50_000_000,
+        help="spare's re-insert limit, bytes/s (docs' example value)",
+    )
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--keep", action="store_true", help="keep the site's files (path printed)")
+    args = p.parse_args(argv)
+    trials_n = args.trials or (2 if args.quick else 5)
+    cover = args.cover_seconds or (4.0 if args.quick else 8.0)
+
+    sampler = LoadSampler().__enter__()
+    print(
+        f"hotspare failover bench: {trials_n} trials, {args.cameras} cameras "
+        f"{args.width}x{args.height} {args.fps} fps GOP {GOP_S:g} s {args.bitrate} kbit/s, "
+        f"1 s segments, lease 2 s, probe 0.2 s; {sampler.line()}",
+        flush=True,
+    )
+    work = Path(tempfile.mkdtemp(prefix="hotspare-bench-failover-"))
+    trials: list[Trial] = []
+    analysis: dict[str, Any] = {}
+    error: str | None = None
+    events = ""
+    t_start = time.monotonic()
+    try:
+        with BenchSite(
+            work,
+            args.cameras,
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            bitrate_kbps=args.bitrate,
+            reinsert_bytes_per_second=args.reinsert_rate,
+        ) as site:
+            site.start_all()
+            wait_for(f"{SERVER} confirmed", lambda: site.alive(SERVER, confirmed=True), 60)
+            time.sleep(args.settle_seconds)
+            for i in range(1, trials_n + 1):
+                try:
+                    trials.append(run_trial(site, i, cover, args.settle_seconds))
+                except AssertionError as exc:  # a wait timed out: report what we have
+                    error = f"trial {i}: {exc}"
+                    print(error, flush=True)
+                    break
+            end_us = now_us()
+            time.sleep(1.5)  # the sim flushes its frame log about once a second
+            site.node(SERVER).stop()
+            site.node(SPARE).stop()
+            print("   reading frames back from rec-1's store", flush=True)
+            if trials:
+                analysis = analyse(site, trials, end_us)
+            events = site.event_lines()
+    finally:
+        load = sampler.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"site files kept in {work}")
+    rows = build_rows(trials, args.fps)
+    print()
+    print(table(rows))
+    print(
+        f"\nMilestone/Nx columns: vendors' published figures (not measured here); "
+        f"n/p = not published. Load: before {load['loadavg_before']}, after "
+        f"{load['loadavg_after']}, 1-min peak {load['load1_peak']}; "
+        f"wall time {time.monotonic() - t_start:.0f} s"
+    )
+    outside = analysis.get("outside_trials", {})
+    if any(v["missing"] or v["twice"] for v in outside.values()):
+        print(f"frames missing/twice outside any trial's window: {outside}")
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    suffix = "-quick" if args.quick else ""
+    out = args.out or REPO / "bench" / "results" / f"failover-{today}{suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": "failover",
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": machine_facts(str(find_etcd_binary())),
+        "load": load,
+        "setup": {
+            "cameras": args.cameras,
+            "width": args.width,
+            "height": args.height,
+            "fps": args.fps,
+            "gop_s": GOP_S,
+            "bitrate_kbps": args.bitrate,
+            "segment_seconds": 1.0,
+            "lease_ttl_s": 2.0,
+            "probe_interval_s": 0.2,
+            "probe_timeout_s": 0.5,
+            "etcd_members": 1,
+            "cover_seconds": cover,
+            "reinsert_bytes_per_second": args.reinsert_rate,
+            "trials": trials_n,
+        },
+        "error": error,
+        "summary": [r.stats() for r in rows],
+        "anchors_source": "/work/shared/notes/measured-facts.md (vendors' published figures)",
+        "trials": [
+            dict(
+                asdict(t),
+                crash_to_claim_s=t.crash_to_claim_s,
+                crash_to_claim_value_s=t.crash_to_claim_value_s,
+                crash_to_recording_s=t.crash_to_recording_s,
+                restart_to_done_s=t.restart_to_done_s,
+            )
+            for t in trials
+        ],
+        "outside_trials": outside,
+    }
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {out}")
+    if error:
+        print(f"events:\n{events}")
+    return 1 if error or not trials else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m bench.reinsert`."""
+
+import sys
+
+from bench.reinsert.run import main
+
+sys.exit(main())

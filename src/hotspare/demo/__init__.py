@@ -1,0 +1,1 @@
+"""The demo site: everything hotspare does, on one machine, with simulated cameras."""

@@ -1,0 +1,254 @@
+"""`hotspare demo`: a whole failover site on this machine, narrated as it runs.
+
+Starts a single-member etcd, simulated cameras, two recording servers (rec-1 is the master) and a
+spare, each a real `hotspare node` process, then prints where everything is and follows the site's
+event log. With `--scenario crash` it also kills rec-2 the way a power cut would, waits for the
+spare to take over, restarts rec-2 and lets handback and re-insert run, so a newcomer sees the whole
+cycle without typing anything.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hotspare.camerasim.launcher import CameraSim
+from hotspare.cli.main import main as cli_main
+from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.coordination.etcd_process import EtcdCluster
+from hotspare.demo.site_files import ServerPlan, SitePlan, SparePlan, write_site
+from hotspare.failover import keys
+from hotspare.failover.events import read_events
+from hotspare.node.process import NodeProcess
+
+SITE_ID = "demo"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    base_dir: Path
+    cameras_per_server: int = 3
+    width: int = 640
+    height: int = 360
+    fps: int = 25
+    scenario: str = "none"  # "none" | "crash"
+    duration: float = 0.0  # seconds; 0 = until Ctrl-C
+    crash_after: float = 20.0
+    down_for: float = 20.0
+
+
+def hotspare_command() -> str:
+    """How to run `hotspare` from where the demo runs (the venv's script, else `python -m`)."""
+    name = "hotspare.exe" if sys.platform == "win32" else "hotspare"
+    script = Path(sys.executable).with_name(name)
+    return str(script) if script.exists() else f"{sys.executable} -m hotspare"
+
+
+class DemoSite:
+    """Owns every process of the demo; `close` stops them all, whatever happened before."""
+
+    def __init__(self, options: DemoOptions) -> None:
+        self.options = options
+        self.base = options.base_dir
+        self.etcd: EtcdCluster | None = None
+        self.sim: CameraSim | None = None
+        self.coord: Coordinator | None = None
+        self.nodes: dict[str, NodeProcess] = {}
+        self.servers = ["rec-1", "rec-2"]
+        self.spares = ["spare-1"]
+        self.token = ""
+        self._stop = threading.Event()
+
+    def say(self, text: str) -> None:
+        print(f"[demo] {text}", flush=True)
+
+    def start(self) -> None:
+        if self.base.exists():
+            shutil.rmtree(self.base)  # each demo starts from an empty site
+        self.base.mkdir(parents=True)
+        self.token = secrets.token_urlsafe(24)
+        token_file = self.base / "token"
+        token_file.write_text(self.token + "\n", encoding="utf-8")
+
+        self.say("starting etcd (one member on loopback)")
+        self.etcd = EtcdCluster(self.base / "etcd", 1)
+        self.etcd.start()
+        n = self.options.cameras_per_server
+        camera_ids = {s: [f"{s}-cam-{i}" for i in range(1, n + 1)] for s in self.servers}
+        all_ids = [c for ids in camera_ids.values() for c in ids]
+        self.say(
+            f"starting {len(all_ids)} simulated RTSP cameras "
+            f"({self.options.width}x{self.options.height}, {self.options.fps} fps)"
+        )
+        self.sim = CameraSim(
+            self.base / "camsim",
+            cameras=all_ids,
+            width=self.options.width,
+            height=self.options.height,
+            fps=self.options.fps,
+            gop="1s",
+        )
+        self.sim.start()
+
+        plan = SitePlan(
+            site_id=SITE_ID,
+            etcd_endpoints=self.etcd.endpoints,
+            token=self.token,
+            servers=[
+                ServerPlan(
+                    name,
+                    {c: self.sim.rtsp_url(c) for c in camera_ids[name]},
+                    role="master" if name == "rec-1" else "recording",
+                )
+                for name in self.servers
+            ],
+            spares=[SparePlan(name) for name in self.spares],
+            camera_licences=16,
+            recording={"segment_seconds": 2.0},
+            membership={"lease_ttl_seconds": 3.0},
+        )
+        files = write_site(self.base, plan)
+        self.say(f"applying the site configuration {files.site_toml}")
+        if cli_main(["site", "apply", str(files.site_toml)]) != 0:
+            raise RuntimeError("hotspare site apply refused the demo site (see above)")
+        self.coord = Coordinator(self.etcd.endpoints, keys.site_prefix(SITE_ID), timeout=2.0)
+
+        for name in [*self.servers, *self.spares]:
+            config = files.node_tomls[name]
+            node = NodeProcess(
+                name=name,
+                config_path=config,
+                data_dir=config.parent / "data",
+                token=self.token,
+                log_path=config.parent / "node.log",
+            )
+            self.nodes[name] = node
+            node.start(timeout=60.0)
+            pid = node.process.pid if node.process else "?"
+            self.say(f"{name} is up at {node.url} (pid {pid}, log {node.log_path})")
+            if name in self.servers:
+                self._wait(f"{name} to record every camera", lambda n=name: self._alive(n), 60.0)
+        self._print_guide(files.node_tomls, token_file)
+
+    def _alive(self, server: str) -> bool:
+        assert self.coord is not None
+        kv = self.coord.get(keys.alive(server))
+        return kv is not None and bool(kv.json().get("confirmed", True))
+
+    def _wait(self, what: str, check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if check():
+                return True
+            time.sleep(0.25)
+        self.say(f"still waiting for {what} after {timeout:.0f} s; see the node logs")
+        return False
+
+    def _print_guide(self, node_tomls: dict[str, Path], token_file: Path) -> None:
+        hs = hotspare_command()
+        rec2 = self.nodes["rec-2"]
+        lines = [
+            "",
+            "The demo site is running:",
+            *(f"  {name:<8} {node.url}/api/v1/health" for name, node in self.nodes.items()),
+            f"  API token: {token_file}   (send it as 'Authorization: Bearer <token>')",
+            "",
+            "Try, in another terminal:",
+            f"  {hs} events --config {node_tomls['rec-1']} --follow",
+            f"  {hs} timeline rec-2-cam-1 --node {rec2.url} --token-file {token_file} --from -5m",
+            f'  curl -H "Authorization: Bearer $(cat {token_file})" {rec2.url}/api/v1/health',
+            "",
+            "Crash rec-2 like a power cut, watch spare-1 take over, then bring rec-2 back:",
+            f"  kill -9 {rec2.process.pid if rec2.process else '<pid>'}",
+            f"  {hs} node --config {node_tomls['rec-2']}",
+            "(or run the demo with --scenario crash to have it done for you)",
+            "",
+            "Ctrl-C stops the whole site. Site events follow:",
+        ]
+        print("\n".join(lines), flush=True)
+
+    def follow_events(self) -> None:
+        """Print new site events until stopped; a passing etcd hiccup only delays them."""
+        seen: set[tuple[int, str, str]] = set()
+        while not self._stop.is_set():
+            try:
+                assert self.coord is not None
+                events, _revision = read_events(self.coord)
+            except Exception:
+                events = []
+            for event in events:
+                key = (event.wall_us, event.node, event.kind)
+                if key not in seen:
+                    seen.add(key)
+                    print(f"  event  {event.line()}", flush=True)
+            self._stop.wait(0.5)
+
+    def run_crash_scenario(self) -> None:
+        opts = self.options
+        if self._stop.wait(opts.crash_after):
+            return
+        victim = self.nodes["rec-2"]
+        self.say("SIGKILL rec-2 (a power cut): spare-1 should claim it within about a second")
+        victim.kill()
+        crashed = time.monotonic()
+        if self._wait("spare-1 to claim rec-2", lambda: self._claimed("rec-2"), 30.0):
+            self.say(f"rec-2 claimed {time.monotonic() - crashed:.2f} s after the crash")
+        if self._stop.wait(opts.down_for):
+            return
+        self.say("restarting rec-2: it records at once, then spare-1 hands back and re-inserts")
+        victim.start(timeout=60.0)
+        if self._wait(
+            "handback and re-insert to finish", lambda: not self._claimed("rec-2"), 180.0
+        ):
+            self.say("rec-2 has its own video back, including what spare-1 recorded meanwhile:")
+            self.say(
+                f"  {hotspare_command()} timeline rec-2-cam-1 --node {victim.url} "
+                f"--token-file {self.base / 'token'} --from -5m"
+            )
+
+    def _claimed(self, server: str) -> bool:
+        assert self.coord is not None
+        return self.coord.get(keys.claim(server)) is not None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        for node in reversed(list(self.nodes.values())):
+            node.stop(timeout=15.0)
+        if self.coord is not None:
+            self.coord.close()
+        if self.sim is not None:
+            self.sim.stop()
+        if self.etcd is not None:
+            self.etcd.stop()
+
+
+def run_demo(options: DemoOptions) -> int:
+    site = DemoSite(options)
+    previous = signal.signal(signal.SIGTERM, lambda *_: site.stop())
+    try:
+        site.start()
+        if options.scenario == "crash":
+            threading.Thread(target=site.run_crash_scenario, name="scenario", daemon=True).start()
+        follower = threading.Thread(target=site.follow_events, name="events", daemon=True)
+        follower.start()
+        deadline = time.monotonic() + options.duration if options.duration > 0 else None
+        while not site._stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            site._stop.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        site.say("stopping the site")
+        site.close()
+        signal.signal(signal.SIGTERM, previous)
+    return 0
