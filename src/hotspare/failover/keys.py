@@ -35,7 +35,7 @@ def spare(name: str) -> str:
 
 
 def protection(server: str) -> str:
-    """No lease; the last announced protection state, swapped by compare-and-set (one event each)."""
+    """No lease; the last announced protection state, swapped by compare-and-set."""
     return PROTECTION_PREFIX + server
 
 
