@@ -21,10 +21,11 @@ from hotspare.recorder.ports import RecorderStore
 from hotspare.recorder.segment_writer import SegmentWriter
 from hotspare.store.segment_store import SegmentStore
 
-VARIANTS = ("default", "no-flush", "no-index")
+VARIANTS = ("default", "no-flush", "no-index", "frag200")
 """default: the product as shipped. no-flush: FFmpeg's I/O buffer instead of a flush per frame
 (cheaper, but a crash loses more). no-index: commit_segment does nothing, to show what the store's
-fsync + SHA-256 + parse + SQLite cost."""
+fsync + SHA-256 + parse + SQLite cost. frag200: one fragment per 200 ms instead of per frame
+(a crash loses up to 200 ms + a frame instead of one frame)."""
 
 
 class _NoIndexStore:
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     store = SegmentStore.open(args.store, "bench")
     if args.variant == "no-flush":
         SegmentWriter.FLUSH_PACKETS = "0"
+    if args.variant == "frag200":
+        SegmentWriter.FRAGMENT_SECONDS = 0.2
     target = cast(RecorderStore, _NoIndexStore(store) if args.variant == "no-index" else store)
     settings = RecordingSettings(segment_seconds=args.segment_seconds)  # type: ignore[call-arg]
     recorder = Recorder("bench", cameras, target, settings)

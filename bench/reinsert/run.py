@@ -577,12 +577,12 @@ def main(argv: list[str] | None = None) -> int:
     limited_gb = args.limited_gigabytes or (0.25 if args.quick else 0.5)
 
     sampler = LoadSampler().__enter__()
-    print(
-        f"hotspare re-insert bench: {gigabytes:g} GB unlimited"
-        f"{'' if args.no_limited else f' + {limited_gb:g} GB at 50 MB/s'}; "
-        f"{sampler.line()}",
-        flush=True,
-    )
+    plan = [f"{gigabytes:g} GB limit off"]
+    if not args.no_limited:
+        plan.append(f"{limited_gb:g} GB at 50 MB/s")
+    if not args.no_patched:
+        plan.append("the same against the TCP_NODELAY node")
+    print(f"hotspare re-insert bench: {', '.join(plan)}; {sampler.line()}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="hotspare-bench-reinsert-"))
     etcd = EtcdCluster(work / "etcd", 1)
     node = start_original(work)

@@ -21,9 +21,8 @@ import pytest
 if __package__ in (None, ""):  # pytest's rootdir-less import mode: make `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support.camsim import CameraSim, camera_sim_fixture  # noqa: F401  (fixture camera_sim)
-
 from hotspare.camerasim.sei import find_tags
+from tests.support.camsim import CameraSim, camera_sim_fixture  # noqa: F401  (fixture camera_sim)
 
 FRAME_US = 40_000  # 25 fps
 

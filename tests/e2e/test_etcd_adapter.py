@@ -17,13 +17,6 @@ import pytest
 if __package__ in (None, ""):  # pytest's rootdir-less import mode: make `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support.etcd import (  # noqa: F401  (fixtures etcd1, etcd3)
-    EtcdCluster,
-    coordinator_for,
-    etcd1_fixture,
-    etcd3_fixture,
-)
-
 from hotspare.coordination.errors import (
     CompactedError,
     EtcdUnavailableError,
@@ -32,6 +25,12 @@ from hotspare.coordination.errors import (
 )
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.models import CreateResult, EventType, WatchBatch
+from tests.support.etcd import (  # noqa: F401  (fixtures etcd1, etcd3)
+    EtcdCluster,
+    coordinator_for,
+    etcd1_fixture,
+    etcd3_fixture,
+)
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP/SIGCONT are POSIX-only")
 

@@ -14,11 +14,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import httpx
-from tests.support.camsim import now_us
-from tests.support.site import TOKEN, FailoverSite, check_exact, wait_for
 
 from hotspare.failover import keys
 from hotspare.failover.reinsert import FENCING_HEADER
+from tests.support.camsim import now_us
+from tests.support.site import TOKEN, FailoverSite, check_exact, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,8 @@ import pytest
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support.site import TOKEN, FailoverSite, wait_for
-
 from hotspare.cli.main import main as cli_main
+from tests.support.site import TOKEN, FailoverSite, wait_for
 
 
 def _health_cameras(site: FailoverSite, name: str) -> list[str]:

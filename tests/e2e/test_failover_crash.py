@@ -11,11 +11,10 @@ import pytest
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support.camsim import now_us
-from tests.support.site import TOKEN, FailoverSite, check_exact, wait_for
-
 from hotspare.client.node_client import NodeClient
 from hotspare.failover import keys
+from tests.support.camsim import now_us
+from tests.support.site import TOKEN, FailoverSite, check_exact, wait_for
 
 pytestmark = pytest.mark.slow
 

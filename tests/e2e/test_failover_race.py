@@ -11,10 +11,9 @@ import pytest
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support.site import FailoverSite
-
 from hotspare.coordination.models import EventType
 from hotspare.failover import keys
+from tests.support.site import FailoverSite
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,9 @@ import pytest
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from hotspare.failover import keys
 from tests.support.camsim import now_us
 from tests.support.site import FailoverSite, check_exact, wait_for
-
-from hotspare.failover import keys
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ each frame the camera delivered and check it is stored exactly once, where and w
 from __future__ import annotations
 
 import subprocess
-import threading
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass

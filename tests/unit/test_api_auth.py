@@ -90,3 +90,42 @@ def test_spec_publishes_the_import_metadata_schema(node: Node) -> None:
     spec = node.client.get("/openapi.json", headers=AUTH).json()
     fields = spec["components"]["schemas"]["ImportMetaIn"]["properties"]
     assert {"run_id", "sha256", "bytes", "frame_count", "anchor_wall_us"} <= set(fields)
+
+
+def test_site_routes_and_web_ui_keep_every_data_route_behind_the_token(node: Node) -> None:
+    """A site node's app (node API + site API + CORS + web UI, as site_node builds it): every
+    API route still refuses anonymous and wrong tokens; only the UI's static files are open."""
+    from fastapi.testclient import TestClient
+    from test_site_api import FakeCoord, site_config
+
+    from hotspare.api.app import API_PREFIX, create_app
+    from hotspare.api.site_cors import allow_site_cors
+    from hotspare.api.site_routes import SiteApi, site_router
+    from hotspare.failover.site_config import AppliedSite
+    from hotspare.site.pool import LicenceMerge
+    from hotspare.web.ui import mount_web_ui
+
+    applied = AppliedSite(site_config(), 1, LicenceMerge((), (), ()))
+    app = create_app(node.store, dict, TOKEN, "rec-1", set)
+    api = SiteApi(FakeCoord(), lambda: applied, TOKEN)  # type: ignore[arg-type]
+    app.include_router(site_router(api), prefix=API_PREFIX)
+    allow_site_cors(app)
+    mount_web_ui(app)
+    with TestClient(app) as client:
+        routes = _walk(app.routes)
+        site_paths = {p for _, p in routes if p.startswith("/api/v1/site/")}
+        assert len(site_paths) == 7, site_paths
+        spec = client.get("/openapi.json", headers=AUTH).json()
+        assert {_concrete(p) for p in spec["paths"]} >= site_paths
+        for path, ops in spec["paths"].items():
+            for method, op in ops.items():
+                assert op.get("security") and "401" in op["responses"], (method, path)
+                for status, answer in op["responses"].items():
+                    if status[0] in "45":
+                        ref = answer["content"]["application/json"]["schema"]["$ref"]
+                        assert ref.endswith("/Problem"), (method, path, status)
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            for method, path in [*routes, ("GET", "/uix"), ("GET", "/api/v1/site/nope")]:
+                response = client.request(method, path, headers=headers)
+                assert response.status_code == 401, (method, path, response.status_code)
+        assert client.get("/ui/").status_code == 200

@@ -64,6 +64,29 @@ def test_commit_trusts_the_file_over_the_recorder(store: SegmentStore,
     assert "file holds" in caplog.text
 
 
+@pytest.mark.parametrize("read_whole", [True, False])
+def test_commit_hashes_exactly_the_indexed_bytes(store: SegmentStore, read_whole: bool,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commit reads a segment once for walk and hash; a file too large for that is streamed. Both
+    index the same thing, and a cut-off tail is cut from the file and left out of the hash."""
+    import hashlib
+
+    from hotspare.store import segment_store
+
+    if not read_whole:
+        monkeypatch.setattr(segment_store, "COMMIT_READ_WHOLE_MAX", 0)
+    run = store.begin_run("cam1", "rs1", T0, WallSource.CAMERA)
+    path = store.segment_path("cam1", run.run_id, 0)
+    write_segment(path, 0, 10)
+    clean = path.read_bytes()
+    path.write_bytes(clean + b"\x00\x00\x01\x00moof")  # a fragment cut by a crash
+    seg = store.commit_segment(run.run_id, 0, 0, 36_000, 10, 0)
+    kept = path.read_bytes()  # the readable prefix: init and every complete fragment
+    assert clean.startswith(kept) and len(kept) > seg.init_bytes
+    assert seg.bytes == len(kept) and seg.sha256 == hashlib.sha256(kept).hexdigest()
+    assert (seg.frame_count, seg.duration_90k, seg.start_media_90k) == (10, 36_000, 0)
+
+
 def test_commit_refusals(store: SegmentStore) -> None:
     run = store.begin_run("cam1", "rs1", T0, WallSource.CAMERA)
     with pytest.raises(StoreError, match="unknown run"):

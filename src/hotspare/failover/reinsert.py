@@ -80,12 +80,7 @@ class RateLimiter:
 def buffered_segments(store: SegmentStore, server: str, limit: int = 10_000) -> list[SegmentInfo]:
     """Every segment the buffer holds for `server`, oldest first (pending or not: a crash between
     commit and flagging must not hide a segment from re-insert)."""
-    found: list[SegmentInfo] = []
-    for camera in store.cameras():
-        found.extend(s for s in store.list_segments(camera, 0, 2**62)
-                     if s.recorded_as == server)
-    found.sort(key=lambda s: (s.start_wall_us, s.segment_id))
-    return found[:limit]
+    return store.list_recorded_as(server, limit)
 
 
 @dataclass

@@ -19,6 +19,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from hotspare.api.app import API_PREFIX, create_app
+from hotspare.api.site_cors import allow_site_cors
+from hotspare.api.site_routes import SiteApi, site_router
 from hotspare.config.models import NodeConfig, SiteMembership
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.failover import keys
@@ -37,6 +39,7 @@ from hotspare.node.runtime import READY_PREFIX, RetentionLoop, bind_socket, writ
 from hotspare.recorder.engine import Recorder
 from hotspare.site.model import SiteConfig
 from hotspare.store.segment_store import SegmentStore
+from hotspare.web.ui import mount_web_ui
 
 log = logging.getLogger("hotspare.node.site")
 
@@ -88,6 +91,7 @@ def run_site_node(config: NodeConfig) -> int:
     else:
         app, start, stop = _spare(config, coord, view, events, url, token)
     monitor = _protection(app, coord, view, events, config.name, site)
+    _site_api_and_ui(app, coord, view, token)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -131,6 +135,25 @@ def _protection(app: FastAPI, coord: Coordinator, view: SiteView, events: EventL
                                 start_grace=max(10.0, site.startup_grace_seconds))
     view.on_change(monitor.wake)
     return monitor
+
+
+def _site_api_and_ui(app: FastAPI, coord: Coordinator, view: SiteView, token: str) -> None:
+    """The site API and web UI (issue 5) on every node, not the master alone: they need only etcd
+    and the other nodes' APIs, so the spare that assumes the master's identity serves them at the
+    master's published address with no role transfer. Clients use the master, found through
+    `GET /api/v1/site/endpoints` (docs/site-api.md). CORS and the UI are added last so that they
+    wrap the token check: preflights and the UI's static files need no token, data calls do."""
+
+    def report() -> dict[str, Any]:
+        applied = view.current
+        if applied is None:
+            raise LookupError("this node has no site configuration yet")
+        return report_json(live_report(coord, applied), applied)
+
+    app.include_router(site_router(SiteApi(coord, lambda: view.current, token, report)),
+                       prefix=API_PREFIX)
+    allow_site_cors(app)
+    mount_web_ui(app)
 
 
 def _recording_server(

@@ -43,6 +43,10 @@ class SegmentWriter:
     """Copies packets (no decode) into one file; the caller decides where segments are cut."""
 
     FLUSH_PACKETS = "1"
+    FRAGMENT_SECONDS = 0.0
+    """0: one fragment per frame (the default: a crash loses the frame in the muxer). > 0: one
+    fragment per this much media time (FFmpeg's `frag_duration`), cheaper per frame but a crash
+    loses up to that much plus a frame; measured in docs/recorder.md, not a setting yet."""
 
     def __init__(
         self,
@@ -56,15 +60,16 @@ class SegmentWriter:
         self.frame_count = 0
         self.last_media_90k = start_media_90k
         path.parent.mkdir(parents=True, exist_ok=True)
+        options = {
+            "movflags": movflags,
+            "avoid_negative_ts": "disabled",
+            "flush_packets": self.FLUSH_PACKETS,
+        }
+        if self.FRAGMENT_SECONDS > 0 and movflags == FRAGMENT_MOVFLAGS:
+            options["movflags"] = movflags.replace("frag_every_frame+", "")
+            options["frag_duration"] = str(int(self.FRAGMENT_SECONDS * 1_000_000))
         self._out: av.container.OutputContainer = av.open(
-            str(path),
-            "w",
-            format="mp4",
-            options={
-                "movflags": movflags,
-                "avoid_negative_ts": "disabled",
-                "flush_packets": self.FLUSH_PACKETS,
-            },
+            str(path), "w", format="mp4", options=options
         )
         self._stream = self._out.add_stream_from_template(template)
         self._stream.time_base = TIME_BASE_90K

@@ -8,6 +8,7 @@ points at bytes that a power cut could take back; a file without a row is what a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import shutil
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 MAX_SEGMENT_90K = 600 * 90_000
 MAX_SEGMENT_US = ticks_to_us(MAX_SEGMENT_90K)
 DEFAULT_MAX_GAP_US = 45_000  # one frame at 25 fps plus 5 ms of jitter
+# commit_segment reads a segment up to this size into memory once (walk + hash); larger ones are
+# streamed. 64 MB is about two minutes of a 4 Mbit/s camera.
+COMMIT_READ_WHOLE_MAX = 64 * 1024 * 1024
 
 
 class StoreError(RuntimeError):
@@ -196,10 +200,16 @@ class SegmentStore:
             raise StoreError(f"commit_segment: run {run_id!r} was recorded by {run.recorded_by!r}")
         relpath = layout.segment_relpath(run.camera_id, run_id, seq)
         path = layout.to_path(self.root, relpath)
-        if not path.is_file():
-            raise StoreError(f"commit_segment: {relpath} does not exist")
         try:
-            info = mp4.parse_path(path)
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise StoreError(f"commit_segment: {relpath} does not exist") from None
+        # One read serves both the box walk and the hash: re-reading 2 MB for SHA-256 after a
+        # seek-per-box walk cost ~1 ms more per segment (docs/recorder.md, "CPU"). A segment too
+        # large to hold in memory comfortably is walked and hashed from the file instead.
+        data = path.read_bytes() if size <= COMMIT_READ_WHOLE_MAX else None
+        try:
+            info = mp4.parse_bytes(data) if data is not None else mp4.parse_path(path)
         except mp4.Mp4Error as e:
             raise StoreError(f"commit_segment: {relpath}: {e}") from e
         if not info.fragments:
@@ -210,24 +220,28 @@ class SegmentStore:
                         run.camera_id, relpath, info.trailing_note, info.readable_bytes)
             with path.open("r+b") as f:
                 f.truncate(info.readable_bytes)
+            if data is not None:
+                data = data[:info.readable_bytes]
         ours = (start_media_90k, duration_90k, frame_count, init_bytes)
         theirs = (info.start_media_90k, info.duration_90k, info.frame_count, info.init_bytes)
-        # The muxer has to guess the last frame's duration when the packet carries none, so a
-        # duration off by less than a frame is expected and not worth a warning.
-        last = info.frame_durations_90k()[-1]
-        near = abs(duration_90k - info.duration_90k) < max(last, 1)
-        same_rest = ours[:1] + ours[2:] == theirs[:1] + theirs[2:]
-        level = logging.DEBUG if (same_rest and near) else logging.WARNING
         if ours != theirs:
+            # The muxer has to guess the last frame's duration when the packet carries none, so a
+            # duration off by less than a frame is expected and not worth a warning.
+            last = info.frame_durations_90k()[-1]
+            near = abs(duration_90k - info.duration_90k) < max(last, 1)
+            same_rest = ours[:1] + ours[2:] == theirs[:1] + theirs[2:]
+            level = logging.DEBUG if (same_rest and near) else logging.WARNING
             log.log(level, "camera %s segment %s: recorder said (start_media_90k, duration_90k, "
                         "frame_count, init_bytes)=%s but the file holds %s; indexing the file's",
                         run.camera_id, relpath, ours, theirs)
         layout.fsync_file(path)
         layout.fsync_dir(path.parent)
-        sha = layout.sha256_file(path)
-        return self.insert_segment_row(
-            run, seq, info, size=path.stat().st_size, sha256=sha, relpath=relpath,
-        )
+        if data is not None:
+            # The bytes read before the fsync are the file's: one writer, closed before commit.
+            sha, size = hashlib.sha256(data).hexdigest(), len(data)
+        else:
+            sha, size = layout.sha256_file(path), path.stat().st_size
+        return self.insert_segment_row(run, seq, info, size=size, sha256=sha, relpath=relpath)
 
     def insert_segment_row(self, run: RunInfo, seq: int, info: mp4.Mp4Info, *, size: int,
                            sha256: str, relpath: str) -> SegmentInfo:
@@ -264,6 +278,15 @@ class SegmentStore:
         rows = self._index.read().execute(
             f"select {SEGMENT_COLUMNS} from segment where reinsert_pending = 1 "
             "order by start_wall_us, segment_id limit ?", (limit,),
+        ).fetchall()
+        return [row_to_segment(r) for r in rows]
+
+    def list_recorded_as(self, recorded_as: str, limit: int = 10_000) -> list[SegmentInfo]:
+        """Segments recorded for one identity, oldest first, pending or not: a spare's buffer for
+        one server. One indexed query, because re-insert asks it once per segment it sends."""
+        rows = self._index.read().execute(
+            f"select {SEGMENT_COLUMNS} from segment where recorded_as = ? "
+            "order by start_wall_us, segment_id limit ?", (recorded_as, limit),
         ).fetchall()
         return [row_to_segment(r) for r in rows]
 

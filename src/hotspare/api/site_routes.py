@@ -1,0 +1,219 @@
+"""The site API (`/api/v1/site/...`): the whole site as one API, served by the master.
+
+Every site node mounts it (see `hotspare.node.site_node`), because it needs nothing but etcd and
+the other nodes' APIs: so the spare that assumes the master's identity serves it at the master's
+published address without any role transfer, and clients follow `GET /site/endpoints` to find
+that address. Clients should still talk to the master (docs/site-api.md). Authentication is the
+node's bearer-token middleware, in front of these routes like all others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import RedirectResponse
+
+from hotspare.api import site_merge, site_state
+from hotspare.api.auth import TOKEN_QUERY_PARAM, token_from_scope
+from hotspare.api.hls import vod_playlist
+from hotspare.api.params import CameraParam, FromParam, MaxGapParam, ToParam
+from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError, Problem
+from hotspare.client.node_client import NodeClient
+from hotspare.client.times import TimeFormatError, parse_wall_time, wall_now_us
+from hotspare.config.models import is_identifier
+from hotspare.coordination.errors import CoordinationError
+from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.failover.events import read_events
+from hotspare.failover.site_config import AppliedSite
+from hotspare.store.models import SegmentInfo
+
+MPEGURL = "application/vnd.apple.mpegurl"
+DEFAULT_RANGE_US = 3_600_000_000
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": Problem, "description": "etcd or the site configuration is not available"},
+}
+_PLAYLIST: dict[int | str, dict[str, Any]] = {
+    **CAMERA_RESPONSES, **_UNAVAILABLE,
+    200: {"content": {MPEGURL: {"schema": {"type": "string"}}}, "description": "an HLS playlist"},
+}
+
+
+@dataclass
+class SiteApi:
+    """What the site routes need: etcd, the applied site, the site token (every node of a site
+    shares it, so the master may call the others), and seams for tests."""
+
+    coord: Coordinator
+    current: Callable[[], AppliedSite | None]
+    token: str
+    protection: Callable[[], dict[str, Any]] | None = None
+    client: site_merge.ClientFactory | None = None
+    clock: Callable[[], int] = wall_now_us
+
+    def applied(self) -> AppliedSite:
+        applied = self.current()
+        if applied is None:
+            raise ApiError(503, "no_site_configuration",
+                           "this node has no site configuration yet; run `hotspare site apply`")
+        return applied
+
+    def node_client(self, url: str) -> NodeClient:
+        if self.client is not None:
+            return self.client(url)
+        return NodeClient(url, self.token, timeout=site_merge.NODE_TIMEOUT_SECONDS)
+
+
+@contextmanager
+def _etcd() -> Iterator[None]:
+    try:
+        yield
+    except CoordinationError as exc:
+        raise ApiError(503, "etcd_unavailable",
+                       f"the site's state cannot be read from etcd: {exc}") from None
+
+
+def _range(api: SiteApi, from_: str | None, to: str | None) -> tuple[int, int]:
+    try:
+        to_us = parse_wall_time(to) if to is not None else api.clock()
+        from_us = parse_wall_time(from_) if from_ is not None else max(0, to_us - DEFAULT_RANGE_US)
+    except TimeFormatError as exc:
+        raise ApiError(400, "bad_time", str(exc)) from None
+    if from_us > to_us:
+        raise ApiError(400, "bad_range", "`from` is after `to`; swap them or widen the range")
+    return from_us, to_us
+
+
+def _camera_server(applied: AppliedSite, camera: str) -> str:
+    if not is_identifier(camera):
+        raise ApiError(400, "bad_camera_id",
+                       f"camera id {camera!r} is not valid: use lower-case letters, digits, "
+                       "'-' and '_' (at most 63 characters)")
+    server = site_state.camera_server(applied.config, camera)
+    if server is None:
+        raise ApiError(404, "unknown_camera",
+                       f"camera {camera!r} is not in the site configuration; "
+                       "GET /api/v1/site/cameras lists them")
+    return server
+
+
+def _token_suffix(request: Request) -> str:
+    """Copy a `?token=` into URIs we hand out (players can't send headers); never a header's."""
+    token, source = token_from_scope(request.scope)
+    return f"?{TOKEN_QUERY_PARAM}={quote(token, safe='')}" if token and source == "query" else ""
+
+
+def site_router(api: SiteApi) -> APIRouter:
+    router = APIRouter(tags=["site"], responses=COMMON_RESPONSES)
+
+    def protection() -> dict[str, Any] | None:
+        if api.protection is None:
+            return None
+        try:
+            return api.protection()
+        except (CoordinationError, LookupError):
+            return None
+
+    @router.get("/site/servers", responses=_UNAVAILABLE,
+                summary="Recording servers (state, owner, protection, re-insert) and spares")
+    def servers() -> dict[str, Any]:
+        applied = api.applied()
+        with _etcd():
+            snap = site_state.read_snapshot(api.coord)
+        return site_state.servers_view(applied, snap, protection())
+
+    @router.get("/site/cameras", responses=_UNAVAILABLE,
+                summary="Every camera, its recording server and the node serving it now")
+    def cameras() -> dict[str, Any]:
+        applied = api.applied()
+        with _etcd():
+            snap = site_state.read_snapshot(api.coord)
+        return {"cameras": site_state.cameras_view(applied.config, snap)}
+
+    @router.get("/site/endpoints", responses=_UNAVAILABLE,
+                summary="The master's current URL and every node's, to find the master again")
+    def endpoints() -> dict[str, Any]:
+        applied = api.applied()
+        with _etcd():
+            snap = site_state.read_snapshot(api.coord)
+        return site_state.endpoints_view(applied.config, snap)
+
+    @router.get("/site/events", responses=_UNAVAILABLE,
+                summary="Site events, oldest first; poll with `after` = the last `wall_us` seen")
+    def events(
+        after: Annotated[int | None, Query(ge=0, le=2**62, description=(
+            "only events after this time, µs since the epoch (UTC)"))] = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="at most this many, newest")] = 200,
+    ) -> dict[str, Any]:
+        with _etcd():
+            found, _revision = read_events(api.coord)
+        if after is not None:
+            found = [e for e in found if e.wall_us > after]
+        found = found[-limit:]
+        return {"events": [{"wall_us": e.wall_us, "node": e.node, "kind": e.kind,
+                            "server": e.server, "message": e.message, "data": e.data}
+                           for e in found],
+                "last_wall_us": found[-1].wall_us if found else after}
+
+    @router.get("/site/cameras/{camera}/timeline", responses={**CAMERA_RESPONSES, **_UNAVAILABLE},
+                summary="A camera's timeline merged across its server and the spares holding video")
+    def timeline(camera: CameraParam, from_: FromParam = None, to: ToParam = None,
+                 max_gap_us: MaxGapParam = None) -> dict[str, Any]:
+        applied = api.applied()
+        server = _camera_server(applied, camera)
+        from_us, to_us = _range(api, from_, to)
+        with _etcd():
+            snap = site_state.read_snapshot(api.coord)
+        holders = site_state.holders(server, applied.config, snap)
+        results = site_merge.ask_all(holders, lambda c: c.timeline(camera, from_us, to_us),
+                                     api.node_client)
+        gap = site_merge.DEFAULT_MAX_GAP_US if max_gap_us is None else max_gap_us
+        return site_merge.merge_timeline(camera, server, from_us, to_us, results, gap)
+
+    @router.get("/site/cameras/{camera}/playback.m3u8", response_class=Response,
+                responses=_PLAYLIST,
+                summary="HLS VOD playlist whose segments point at whichever node holds each")
+    def playback(request: Request, camera: CameraParam, from_: FromParam = None,
+                 to: ToParam = None) -> Response:
+        applied = api.applied()
+        server = _camera_server(applied, camera)
+        from_us, to_us = _range(api, from_, to)
+        with _etcd():
+            snap = site_state.read_snapshot(api.coord)
+        holders = site_state.holders(server, applied.config, snap)
+        results = site_merge.ask_all(holders, lambda c: c.list_segments(camera, from_us, to_us),
+                                     api.node_client)
+        chosen = site_merge.merge_segments(results, prefer=server)
+        suffix = _token_suffix(request)
+        # vod_playlist hands back the very objects it was given: map each to its holder's URL.
+        holder_url = {id(h.segment): h.url for h in chosen}
+
+        def uri_for(segment: SegmentInfo) -> str:
+            return f"{holder_url[id(segment)]}/api/v1/segments/{segment.segment_id}/file{suffix}"
+
+        text = vod_playlist([h.segment for h in chosen], uri_for)
+        partial = [r.node for r in results if not r.ok]
+        headers = {"Cache-Control": "no-cache"}
+        if partial:
+            headers["Hotspare-Partial"] = ",".join(partial)
+        return Response(text, media_type=MPEGURL, headers=headers)
+
+    @router.get("/site/cameras/{camera}/live.m3u8", status_code=307, response_class=Response,
+                responses={**CAMERA_RESPONSES, **_UNAVAILABLE,
+                           307: {"description": "to the live playlist of the node serving the "
+                                                "camera now (its server, or the covering spare)"}},
+                summary="Redirect to the camera's live playlist on its current owner")
+    def live(request: Request, camera: CameraParam) -> Response:
+        applied = api.applied()
+        server = _camera_server(applied, camera)
+        with _etcd():
+            snap = site_state.read_snapshot(api.coord)
+        _node, url = site_state.owner_of(server, applied.config, snap)
+        target = f"{url}/api/v1/cameras/{camera}/live.m3u8{_token_suffix(request)}"
+        return RedirectResponse(target, status_code=307, headers={"Cache-Control": "no-store"})
+
+    return router

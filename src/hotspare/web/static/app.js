@@ -1,0 +1,379 @@
+// hotspare web UI: plain ES module, no framework. It polls the master's site API
+// (docs/site-api.md) once a second and draws what it gets; the token the operator types is kept
+// in sessionStorage (this tab only) and sent as a bearer header on every data call. Playlists are
+// loaded with ?token= because a video player cannot add headers to the segment requests.
+
+const TOKEN_KEY = "hotspare-token";
+const ENDPOINTS_KEY = "hotspare-endpoints";
+const CALL_TIMEOUT_MS = 2500;
+
+const $ = (sel) => document.querySelector(sel);
+const state = {
+  base: location.origin,            // the node we talk to: the master, or whoever serves it now
+  token: sessionStorage.getItem(TOKEN_KEY) || "",
+  endpoints: JSON.parse(sessionStorage.getItem(ENDPOINTS_KEY) || "null"),
+  lastEvent: null,
+  cameras: [],
+  timelines: new Map(),
+  hls: null,
+  hlsLoaded: null,
+  polling: false,
+  servers: new Map(),
+  serverNames: [],
+  spareNames: [],
+};
+
+class AuthError extends Error {}
+
+async function call(path, base = state.base) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), CALL_TIMEOUT_MS);
+  try {
+    const res = await fetch(base + path, {
+      headers: { Authorization: `Bearer ${state.token}` }, signal: ctl.signal, cache: "no-store",
+    });
+    if (res.status === 401) throw new AuthError("the token was refused");
+    if (!res.ok) {
+      const body = await res.json().catch(() => ({}));
+      throw new Error(body.detail || `HTTP ${res.status}`);
+    }
+    return await res.json();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// The master may move (a spare assumes its identity): when our node stops answering, ask every
+// node we know for the endpoint list and follow its master URL.
+async function api(path) {
+  try {
+    const data = await call(path);
+    setConn(`connected to ${state.base}`, false);
+    return data;
+  } catch (err) {
+    if (err instanceof AuthError) throw err;
+    if (await findMaster()) return call(path);
+    setConn(`lost ${state.base}: ${err.message}; retrying`, true);
+    throw err;
+  }
+}
+
+async function findMaster() {
+  const known = state.endpoints;
+  if (!known) return false;
+  const urls = [known.master.url, ...known.nodes.map((n) => n.url)];
+  for (const url of [...new Set(urls)]) {
+    if (url === state.base) continue;
+    try {
+      const list = await call("/api/v1/site/endpoints", url);
+      const master = list.master.url;
+      await call("/api/v1/site/endpoints", master);
+      state.base = master;
+      saveEndpoints(list);
+      return true;
+    } catch (err) {
+      if (err instanceof AuthError) throw err;
+    }
+  }
+  return false;
+}
+
+function saveEndpoints(list) {
+  state.endpoints = list;
+  sessionStorage.setItem(ENDPOINTS_KEY, JSON.stringify(list));
+}
+
+function setConn(text, lost) {
+  const el = $("#conn");
+  el.textContent = text;
+  el.classList.toggle("lost", lost);
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("data-")) node.setAttribute(k, v);
+    else node[k] = v;
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
+  return node;
+}
+
+const stateClass = (s) => "state state-" + String(s).replace(/-by-.*$/, "");
+const stateText = (s) => String(s).replace(/^covered-by-/, "covered by ");
+
+// ---------------------------------------------------------------- overview
+
+function drawServers(data) {
+  $("#site-id").textContent = `· site ${data.site_id} · master ${data.master}`;
+  state.serverNames = data.servers.map((s) => s.name);
+  state.spareNames = data.spares.map((s) => s.name);
+  state.servers = new Map(data.servers.map((s) => [s.name, s]));
+  const rows = data.servers.map((s) => {
+    const prot = s.protection
+      ? (s.protection.protected ? "protected"
+        : "unprotected: " + s.protection.reasons.map((r) => r.message).join("; "))
+      : "unknown";
+    const reinsert = s.reinsert.map((r) => {
+      const bar = el("progress", { max: r.total || 1, value: r.done || 0 });
+      return el("span", {}, bar, ` ${r.done}/${r.total} from ${r.spare}`);
+    });
+    return el("tr", { "data-server": s.name, "data-state": s.state },
+      el("td", {}, s.name), el("td", {}, s.role),
+      el("td", { class: stateClass(s.state) }, stateText(s.state)),
+      el("td", {}, `${s.owner.node} (${s.owner.url})`),
+      el("td", { class: s.protection && !s.protection.protected ? "error" : "" }, prot),
+      el("td", {}, ...reinsert));
+  });
+  $("#servers tbody").replaceChildren(...rows);
+  const spares = data.spares.map((s) => el("tr", { "data-spare": s.name, "data-state": s.state },
+    el("td", {}, s.name),
+    el("td", { class: stateClass(s.state) },
+      stateText(s.state) + (s.covering ? ` ${s.covering}` : "") + (s.leftover ? ` (leftover ${s.leftover})` : "")),
+    el("td", {}, s.licensed ? "yes" : "no"),
+    el("td", {}, `${s.allotment} cameras`)));
+  $("#spares tbody").replaceChildren(...spares);
+}
+
+// ---------------------------------------------------------------- cameras and timelines
+
+// Recording servers in cool colours, spares in warm ones, each fixed by its place in the site
+// configuration, so a spare's stretch stands out on a server's timeline.
+const SERVER_COLOURS = ["#1e88e5", "#3949ab", "#00897b", "#5e35b1", "#039be5", "#43a047"];
+const SPARE_COLOURS = ["#fb8c00", "#e53935", "#d81b60", "#f4511e", "#c0ca33"];
+
+function colour(node) {
+  const spare = state.spareNames.indexOf(node);
+  if (spare >= 0) return SPARE_COLOURS[spare % SPARE_COLOURS.length];
+  const server = state.serverNames.indexOf(node);
+  if (server >= 0) return SERVER_COLOURS[server % SERVER_COLOURS.length];
+  return "#757575";
+}
+
+function drawCameras() {
+  const box = $("#cameras");
+  const have = new Set([...box.querySelectorAll(".camera")].map((c) => c.dataset.camera));
+  const want = state.cameras.map((c) => c.id);
+  if (want.join() !== [...have].join()) {
+    box.replaceChildren(...state.cameras.map((c) => {
+      const bar = el("div", { class: "timeline", "data-camera": c.id, title: "click to play from here" });
+      bar.addEventListener("click", (ev) => playFromClick(c.id, bar, ev));
+      const live = el("button", { class: "small", type: "button" }, "live");
+      live.addEventListener("click", () => playLive(c.id));
+      return el("div", { class: "camera", "data-camera": c.id },
+        el("div", { class: "name" }, `${c.id} `, live, el("small", { class: "where" })), bar);
+    }));
+  }
+  drawCameraLabels();
+}
+
+// Labels follow the server list polled every second, not the slower camera list.
+function drawCameraLabels() {
+  for (const c of state.cameras) {
+    const row = document.querySelector(`.camera[data-camera="${c.id}"]`);
+    if (!row) continue;
+    const server = state.servers.get(c.server);
+    const now = server ? stateText(server.state) : stateText(c.server_state);
+    const owner = server ? server.owner.node : c.owner.node;
+    const tl = state.timelines.get(c.id);
+    const missing = tl && tl.partial
+      ? ` · not answering: ${tl.sources.filter((s) => !s.ok).map((s) => s.node).join(", ")}` +
+        " (its video is not shown)"
+      : "";
+    row.querySelector(".where").textContent = `${c.server}: ${now}; served by ${owner}${missing}`;
+  }
+}
+
+function drawTimeline(camera, tl) {
+  const bar = document.querySelector(`.timeline[data-camera="${camera}"]`);
+  if (!bar) return;
+  const span = tl.to_wall_us - tl.from_wall_us;
+  const pct = (t) => Math.max(0, Math.min(100, ((t - tl.from_wall_us) / span) * 100));
+  const parts = [];
+  for (const run of tl.runs) {
+    const left = pct(run.start_wall_us), width = pct(run.end_wall_us) - left;
+    parts.push(el("div", {
+      class: "run", "data-recorded-by": run.recorded_by, "data-held-by": run.held_by,
+      title: `${run.recorded_by} (held by ${run.held_by}): ${fmt(run.start_wall_us)} – ${fmt(run.end_wall_us)}`,
+    }));
+    Object.assign(parts.at(-1).style, { left: `${left}%`, width: `${Math.max(width, 0.2)}%`,
+      background: colour(run.recorded_by) });
+  }
+  for (const gap of tl.gaps) {
+    const left = pct(gap.start_wall_us), width = pct(gap.end_wall_us) - left;
+    const g = el("div", { class: "gap", title: `gap ${(gap.length_us / 1e6).toFixed(1)} s` });
+    Object.assign(g.style, { left: `${left}%`, width: `${width}%` });
+    parts.push(g);
+  }
+  bar.replaceChildren(...parts);
+  bar.classList.toggle("partial", tl.partial);
+  bar.title = tl.partial
+    ? "partial: " + tl.sources.filter((s) => !s.ok).map((s) => `${s.node} ${s.error}`).join("; ")
+    : "click to play from here";
+  bar.dataset.from = tl.from_wall_us;
+  bar.dataset.to = tl.to_wall_us;
+  drawLegend();
+}
+
+function drawLegend() {
+  const names = new Set();
+  for (const tl of state.timelines.values()) for (const r of tl.runs) names.add(r.recorded_by);
+  $("#legend").replaceChildren(...[...names].sort().map((n) => {
+    const swatch = el("i");
+    swatch.style.background = colour(n);
+    return el("span", {}, swatch, `recorded by ${n}`);
+  }), el("span", {}, el("i", { class: "gap-swatch" }), "hatched: no video"));
+}
+
+const fmt = (us) => new Date(us / 1000).toLocaleTimeString();
+
+async function refreshTimelines() {
+  const seconds = Number($("#range").value);
+  const to = Date.now() * 1000;
+  const from = to - seconds * 1e6;
+  await Promise.all(state.cameras.map(async (c) => {
+    try {
+      const tl = await api(`/api/v1/site/cameras/${c.id}/timeline?from=${from}&to=${to}`);
+      state.timelines.set(c.id, tl);
+      drawTimeline(c.id, tl);
+    } catch (err) {
+      if (err instanceof AuthError) throw err;
+    }
+  }));
+}
+
+// ---------------------------------------------------------------- playback
+
+function loadHls() {
+  if (!state.hlsLoaded) {
+    state.hlsLoaded = new Promise((resolve) => {
+      const s = el("script", { src: "vendor/hls.min.js" });
+      s.onload = () => resolve(window.Hls && window.Hls.isSupported() ? window.Hls : null);
+      s.onerror = () => resolve(null);
+      document.head.append(s);
+    });
+  }
+  return state.hlsLoaded;
+}
+
+async function play(url, label) {
+  const video = $("#player");
+  $("#playing").textContent = label;
+  if (state.hls) { state.hls.destroy(); state.hls = null; }
+  const Hls = await loadHls();
+  const note = $("#hls-note");
+  if (Hls) {
+    note.hidden = true;
+    state.hls = new Hls({ maxBufferLength: 10 });
+    state.hls.loadSource(url);
+    state.hls.attachMedia(video);
+    state.hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
+    state.hls.on(Hls.Events.ERROR, (_e, data) => {
+      if (data.fatal) { note.hidden = false; note.textContent = `playback error: ${data.details}`; }
+    });
+  } else {
+    note.hidden = false;
+    note.textContent = "hls.js is not installed on this server (run scripts/setup); " +
+      "using the browser's own HLS player, which many browsers lack.";
+    video.src = url;
+  }
+  video.play().catch(() => {});
+}
+
+function withToken(path) {
+  const sep = path.includes("?") ? "&" : "?";
+  return `${state.base}${path}${sep}token=${encodeURIComponent(state.token)}`;
+}
+
+function playFromClick(camera, bar, ev) {
+  const rect = bar.getBoundingClientRect();
+  const from = Number(bar.dataset.from), to = Number(bar.dataset.to);
+  if (!from || !to) return;
+  const at = Math.round(from + ((ev.clientX - rect.left) / rect.width) * (to - from));
+  const end = Date.now() * 1000;
+  const cursor = el("div", { class: "cursor" });
+  cursor.style.left = `${((ev.clientX - rect.left) / rect.width) * 100}%`;
+  bar.querySelector(".cursor")?.remove();
+  bar.append(cursor);
+  play(withToken(`/api/v1/site/cameras/${camera}/playback.m3u8?from=${at}&to=${end}`),
+    `${camera} from ${fmt(at)}`);
+}
+
+function playLive(camera) {
+  play(withToken(`/api/v1/site/cameras/${camera}/live.m3u8`), `${camera} live`);
+}
+
+// ---------------------------------------------------------------- events
+
+function drawEvents(data) {
+  const list = $("#events");
+  for (const e of data.events) {
+    list.prepend(el("li", { "data-kind": e.kind },
+      `${new Date(e.wall_us / 1000).toLocaleTimeString()} ${e.node} ${e.kind}` +
+      `${e.server ? " " + e.server : ""}: ${e.message}`));
+  }
+  while (list.children.length > 200) list.lastChild.remove();
+  if (data.last_wall_us) state.lastEvent = data.last_wall_us;
+}
+
+// ---------------------------------------------------------------- loops and login
+
+async function tick(n) {
+  saveEndpoints(await api("/api/v1/site/endpoints"));
+  drawServers(await api("/api/v1/site/servers"));
+  const after = state.lastEvent ? `?after=${state.lastEvent}` : "?limit=50";
+  drawEvents(await api(`/api/v1/site/events${after}`));
+  if (n % 5 === 0 || !state.cameras.length) {
+    state.cameras = (await api("/api/v1/site/cameras")).cameras;
+    drawCameras();
+  }
+  if (n % 2 === 0) await refreshTimelines();
+  drawCameraLabels();
+}
+
+async function run() {
+  if (state.polling) return;
+  state.polling = true;
+  for (let n = 0; state.polling; n++) {
+    try {
+      await tick(n);
+    } catch (err) {
+      if (err instanceof AuthError) { logout(err.message); return; }
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+function showApp(on) {
+  $("#login").hidden = on;
+  $("#app").hidden = !on;
+  $("#logout").hidden = !on;
+}
+
+function logout(message = "") {
+  state.polling = false;
+  state.token = "";
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("#login-error").textContent = message;
+  showApp(false);
+}
+
+$("#login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  state.token = $("#token").value.trim();
+  try {
+    saveEndpoints(await call("/api/v1/site/endpoints"));
+  } catch (err) {
+    $("#login-error").textContent = err instanceof AuthError ? "wrong token" : err.message;
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, state.token);
+  $("#login-error").textContent = "";
+  showApp(true);
+  run();
+});
+$("#logout").addEventListener("click", () => logout());
+$("#range").addEventListener("change", () => refreshTimelines().catch(() => {}));
+
+if (state.token) { showApp(true); run(); }

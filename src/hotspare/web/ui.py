@@ -1,0 +1,77 @@
+"""Serves the web UI's static files at `/ui/`, in front of the node's token check.
+
+The page, its CSS and JavaScript hold no site data, so they are served without the token (a
+browser cannot send a bearer header when it opens a page); every call the page makes for data
+goes to `/api/v1/...` with the token the operator typed, kept in sessionStorage. hls.js comes
+from `web/node_modules` (installed by `scripts/setup` with `npm ci` from `web/package-lock.json`)
+and is served at `/ui/vendor/hls.min.js`; when it is missing that path answers 404 and the page
+falls back to the browser's native HLS, saying so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+WEB_DIR = Path(__file__).resolve().parent
+STATIC_DIR = WEB_DIR / "static"
+HLS_JS = WEB_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+PREFIX = "/ui"
+
+_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class WebUiMiddleware:
+    """Answers `/ui` and `/ui/...` itself; passes everything else on to the API unchanged."""
+
+    def __init__(self, app: ASGIApp, static_dir: Path = STATIC_DIR, hls_js: Path = HLS_JS) -> None:
+        self.app = app
+        self.hls_js = hls_js
+        self.static = StaticFiles(directory=static_dir, html=True)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path != PREFIX and not path.startswith(PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
+        response: Response | None = None
+        if scope.get("method") not in ("GET", "HEAD"):
+            response = PlainTextResponse("the web UI is read-only", status_code=405)
+        elif path == PREFIX:
+            response = RedirectResponse(PREFIX + "/", status_code=307)
+        elif path == PREFIX + "/vendor/hls.min.js":
+            if self.hls_js.is_file():
+                response = FileResponse(self.hls_js, media_type="text/javascript",
+                                        headers=_HEADERS)
+            else:
+                response = PlainTextResponse("hls.js is not installed (run scripts/setup)",
+                                             status_code=404)
+        if response is not None:
+            await response(scope, receive, send)
+            return
+        inner = dict(scope)
+        inner["path"] = path[len(PREFIX):] or "/"
+        inner["raw_path"] = inner["path"].encode("utf-8")
+        inner["root_path"] = ""
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(k.lower().encode(), v.encode()) for k, v in _HEADERS.items()]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.static(inner, receive, send_with_headers)
+
+
+def mount_web_ui(app: ASGIApp) -> None:
+    """Add to a FastAPI/Starlette app last, so it sits outside the bearer-token middleware."""
+    app.add_middleware(WebUiMiddleware)  # type: ignore[attr-defined]

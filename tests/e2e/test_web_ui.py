@@ -1,0 +1,123 @@
+"""The master's web UI in headless Chromium (Debian's package, driven by Playwright).
+
+One site (two recording servers with one camera each, one spare), one browser, one story: the
+overview shows the site; rec-2 is SIGKILLed and the open page shows it covered by the spare
+without a reload; rec-2 comes back and the camera's timeline shows its own video and the spare's,
+coloured by who recorded them; a click on the timeline plays video; the master is SIGKILLed and
+the page reconnects to the spare now serving it, via the endpoint list. Screenshots of each step
+go to test-artifacts/web-ui/.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.support.site import TOKEN, FailoverSite
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-ui"
+
+
+@pytest.mark.timeout(150)
+def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (scripts/setup --test installs it)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with FailoverSite(tmp_path, servers={"rec-1": 1, "rec-2": 1}, spares=["spare-1"]) as site, \
+            sync_api.sync_playwright() as pw:
+        site.start_all()
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=CHROMIUM_ARGS)
+        console: list[str] = []
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+            page.goto(f"http://127.0.0.1:{site.nodes['rec-1'].port}/ui/")
+            page.fill("#token", "wrong-token")
+            page.click("#login-form button")
+            page.wait_for_selector("#login-error:has-text('wrong token')", timeout=5000)
+            page.fill("#token", TOKEN)
+            page.click("#login-form button")
+
+            # The overview shows the site.
+            page.wait_for_selector('tr[data-server="rec-1"][data-state="recording"]',
+                                   timeout=10_000)
+            page.wait_for_selector('tr[data-server="rec-2"][data-state="recording"]',
+                                   timeout=10_000)
+            page.wait_for_selector('tr[data-spare="spare-1"][data-state="idle"]', timeout=10_000)
+            page.wait_for_selector('.timeline[data-camera="rec-2-c1"] '
+                                   '.run[data-recorded-by="rec-2"]', timeout=15_000)
+            page.select_option("#range", "120")
+            page.screenshot(path=str(ARTIFACTS / "1-overview.png"), full_page=True)
+
+            # SIGKILL rec-2: the open page shows it covered by the spare, without a reload.
+            time.sleep(2.0)
+            killed = time.monotonic()
+            site.node("rec-2").kill()
+            page.wait_for_selector('tr[data-server="rec-2"][data-state="covered-by-spare-1"]',
+                                   timeout=10_000)
+            shown_after = time.monotonic() - killed
+            page.wait_for_selector('tr[data-spare="spare-1"][data-state="covering"]',
+                                   timeout=5000)
+            page.wait_for_selector('.timeline[data-camera="rec-2-c1"] '
+                                   '.run[data-recorded-by="spare-1"]', timeout=15_000)
+            page.screenshot(path=str(ARTIFACTS / "2-covered-by-spare.png"), full_page=True)
+            print(f"rec-2 shown covered by spare-1 {shown_after:.1f} s after SIGKILL")
+            assert shown_after < 6.0
+
+            # rec-2 returns: its timeline shows its own video and the spare's stretch.
+            time.sleep(2.0)
+            site.start("rec-2")
+            bar = '.timeline[data-camera="rec-2-c1"]'
+            page.wait_for_selector('tr[data-server="rec-2"][data-state="recording"]',
+                                   timeout=40_000)
+            page.wait_for_selector(f'{bar} .run[data-recorded-by="rec-2"]', timeout=10_000)
+            page.wait_for_selector(f'{bar} .run[data-recorded-by="spare-1"]', timeout=10_000)
+            recorded_by = page.eval_on_selector_all(
+                f"{bar} .run", "runs => runs.map(r => r.dataset.recordedBy)")
+            assert "spare-1" in recorded_by and "rec-2" in recorded_by, recorded_by
+            page.screenshot(path=str(ARTIFACTS / "3-timeline-takeover.png"), full_page=True)
+
+            # Click the timeline on rec-2's first run: the <video> plays.
+            run = page.locator(f'{bar} .run[data-recorded-by="rec-2"]').first
+            box = run.bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.wait_for_function("document.querySelector('#player').currentTime > 1.5",
+                                   timeout=20_000)
+            assert page.is_hidden("#hls-note"), page.inner_text("#hls-note")
+            page.screenshot(path=str(ARTIFACTS / "4-playback.png"), full_page=True)
+
+            # The master dies: the spare covers it, and the open page finds it through the
+            # endpoint list (asking rec-2) and carries on from the spare's address.
+            spare_url = f"http://127.0.0.1:{site.nodes['spare-1'].port}"
+            page.wait_for_selector('tr[data-spare="spare-1"][data-state="idle"]', timeout=15_000)
+            site.node("rec-1").kill()
+            page.wait_for_selector(f"#conn:has-text('connected to {spare_url}')", timeout=20_000)
+            page.wait_for_selector('tr[data-server="rec-1"][data-state="covered-by-spare-1"]',
+                                   timeout=10_000)
+            page.screenshot(path=str(ARTIFACTS / "5-master-covered.png"), full_page=True)
+        except Exception:
+            try:
+                page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            except Exception:
+                pass
+            print("browser console:\n" + "\n".join(console[-50:]))
+            print("site events:\n" + site.event_lines())
+            raise
+        finally:
+            browser.close()
+    assert time.monotonic() - started < 120

@@ -1,0 +1,332 @@
+"""The master's site API over a fake etcd and three real node APIs (in process).
+
+rec-2 is down and covered by spare-1: rec-2's store holds cam-1's video up to the crash, the
+spare's buffer holds what it recorded since. The site API must merge both, route playback to the
+node holding each segment, and say so plainly when a node does not answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from test_api_support import AUTH, T0, TOKEN, record_run
+
+from hotspare.api.app import API_PREFIX, create_app
+from hotspare.api.site_cors import allow_site_cors
+from hotspare.api.site_routes import SiteApi, site_router
+from hotspare.client.node_client import NodeClient
+from hotspare.coordination.errors import CoordinationError
+from hotspare.coordination.models import GetResult, KeyValue
+from hotspare.failover import keys
+from hotspare.failover.site_config import AppliedSite
+from hotspare.site.model import SiteConfig
+from hotspare.site.pool import LicenceMerge
+from hotspare.store.segment_store import SegmentStore
+from hotspare.web.ui import mount_web_ui
+
+REC1, REC2, SPARE = "http://rec-1.test:8600", "http://rec-2.test:8600", "http://spare-1.test:8600"
+SEG_US = 400_000  # test_api_support's segments: 10 frames at 25 fps
+CAMERA_PASSWORD = "s3cret-camera-pass"
+
+
+@dataclass
+class FakeCoord:
+    """Just enough of Coordinator for reads: keys relative to the site prefix, JSON values."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    down: bool = False
+
+    def get_prefix(self, prefix: str = "", *, revision: int | None = None) -> GetResult:
+        if self.down:
+            raise CoordinationError("etcd is down (test)")
+        kvs = [KeyValue(k, json.dumps(v).encode(), 1, 1, 1)
+               for k, v in sorted(self.values.items()) if k.startswith(prefix)]
+        return GetResult(kvs, revision or 7)
+
+
+def site_config() -> SiteConfig:
+    return SiteConfig.model_validate({
+        "site": {"id": "t"},
+        "etcd": {"endpoints": ["http://127.0.0.1:2379"]},
+        "recording_servers": [
+            {"name": "rec-1", "address": "rec-1.test:8600", "role": "master",
+             "cameras": [{"id": "cam-m", "url": "rtsp://10.0.0.9/m"}]},
+            {"name": "rec-2", "address": "rec-2.test:8600",
+             "cameras": [{"id": "cam-1", "name": "gate", "url": "rtsp://10.0.0.8/s",
+                          "username": "admin", "password": CAMERA_PASSWORD}]},
+        ],
+        "failover_servers": [{"name": "spare-1", "address": "spare-1.test:8600"}],
+    })
+
+
+@dataclass
+class Site:
+    coord: FakeCoord
+    master: TestClient
+    nodes: dict[str, TestClient]
+    unreachable: set[str]
+
+
+def _node_app(store: SegmentStore, name: str, cameras: set[str]) -> FastAPI:
+    return create_app(store, health=dict, token=TOKEN, server_name=name,
+                      known_cameras=lambda: cameras, clock=lambda: T0 + 60_000_000)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    rec1 = SegmentStore.open(tmp_path / "rec-1", "rec-1")
+    rec2 = SegmentStore.open(tmp_path / "rec-2", "rec-2")
+    spare = SegmentStore.open(tmp_path / "spare-1", "spare-1")
+    record_run(rec2, "cam-1", T0, 3)
+    record_run(spare, "cam-1", T0 + 3 * SEG_US, 3, recorded_as="rec-2", end=False)
+    coord = FakeCoord({
+        keys.alive("rec-1"): {"url": REC1, "confirmed": True},
+        keys.claim("rec-2"): {"spare": "spare-1", "url": SPARE},
+        keys.owner("rec-2"): {"node": "spare-1", "url": SPARE, "token": 5},
+        keys.owner("rec-1"): {"node": "rec-1", "url": REC1},
+        keys.spare("spare-1"): {"state": "covering", "covering": "rec-2", "url": SPARE},
+        keys.event(T0, "spare-1", "ab12"): {"wall_us": T0, "node": "spare-1", "kind": "claimed",
+                                             "server": "rec-2", "message": "claimed", "data": {}},
+        keys.event(T0 + 5, "spare-1", "cd34"): {"wall_us": T0 + 5, "node": "spare-1",
+                                                 "kind": "recording", "server": "rec-2",
+                                                 "message": "recording", "data": {}},
+    })
+    applied = AppliedSite(site_config(), 3, LicenceMerge((), (), ()))
+    nodes: dict[str, TestClient] = {}
+    unreachable: set[str] = set()
+
+    def client(url: str) -> NodeClient:
+        if url in unreachable:
+            def refuse(request: httpx.Request) -> httpx.Response:
+                raise httpx.ConnectError("connection refused", request=request)
+            return NodeClient(url, TOKEN, http=httpx.Client(transport=httpx.MockTransport(refuse),
+                                                            base_url=url))
+        return NodeClient(url, TOKEN, http=nodes[url])
+
+    master_app = _node_app(rec1, "rec-1", {"cam-m"})
+    api = SiteApi(coord, lambda: applied, TOKEN, client=client,  # type: ignore[arg-type]
+                  clock=lambda: T0 + 10_000_000)
+    master_app.include_router(site_router(api), prefix=API_PREFIX)
+    allow_site_cors(master_app)
+    mount_web_ui(master_app)
+    with TestClient(master_app, base_url=REC1) as master, \
+            TestClient(_node_app(rec2, "rec-2", {"cam-1"}), base_url=REC2) as n2, \
+            TestClient(_node_app(spare, "spare-1", {"cam-1"}), base_url=SPARE) as ns:
+        nodes.update({REC1: master, REC2: n2, SPARE: ns})
+        yield Site(coord, master, nodes, unreachable)
+    for store in (rec1, rec2, spare):
+        store.close()
+
+
+def get(site: Site, path: str, **params: Any) -> httpx.Response:
+    return site.master.get(API_PREFIX + path, params=params, headers=AUTH)
+
+
+def test_servers_show_state_owner_and_spares(site: Site) -> None:
+    data = get(site, "/site/servers").json()
+    servers = {s["name"]: s for s in data["servers"]}
+    assert servers["rec-1"]["state"] == "recording"
+    assert servers["rec-1"]["role"] == "master"
+    assert servers["rec-2"]["state"] == "covered-by-spare-1"
+    assert servers["rec-2"]["owner"] == {"node": "spare-1", "url": SPARE}
+    assert data["spares"] == [{"name": "spare-1", "address": SPARE, "state": "covering",
+                               "covering": "rec-2", "leftover": None, "licensed": False,
+                               "allotment": 0, "limit": None}]
+
+
+def test_server_states_down_and_returning(site: Site) -> None:
+    del site.coord.values[keys.claim("rec-2")]
+    assert {s["name"]: s["state"] for s in get(site, "/site/servers").json()["servers"]} == {
+        "rec-1": "recording", "rec-2": "down"}
+    site.coord.values[keys.alive("rec-2")] = {"url": REC2, "confirmed": True}
+    site.coord.values[keys.reinsert("rec-2", "spare-1")] = {"total": 9, "done": 4, "bytes": 10,
+                                                           "url": SPARE}
+    rec2 = get(site, "/site/servers").json()["servers"][1]
+    assert rec2["state"] == "returning"
+    assert rec2["owner"] == {"node": "rec-2", "url": REC2}
+    assert rec2["reinsert"] == [{"spare": "spare-1", "total": 9, "done": 4, "bytes": 10}]
+
+
+def test_cameras_route_to_owner_and_never_show_camera_credentials(site: Site) -> None:
+    response = get(site, "/site/cameras")
+    cams = {c["id"]: c for c in response.json()["cameras"]}
+    assert cams["cam-1"] == {"id": "cam-1", "name": "gate", "server": "rec-2",
+                             "server_state": "covered-by-spare-1",
+                             "owner": {"node": "spare-1", "url": SPARE}}
+    assert cams["cam-m"]["owner"]["url"] == REC1
+    for path in ("/site/cameras", "/site/servers", "/site/endpoints"):
+        text = get(site, path).text
+        assert CAMERA_PASSWORD not in text and "rtsp://" not in text and "admin" not in text
+
+
+def test_timeline_merges_server_and_spare(site: Site) -> None:
+    data = get(site, "/site/cameras/cam-1/timeline", **{"from": T0, "to": T0 + 3_000_000}).json()
+    assert not data["partial"]
+    assert [(r["recorded_by"], r["held_by"]) for r in data["runs"]] == [
+        ("rec-2", "rec-2"), ("spare-1", "spare-1")]
+    assert data["runs"][1]["recorded_as"] == "rec-2"
+    assert [(g["start_wall_us"], g["end_wall_us"]) for g in data["gaps"]] == [
+        (T0 + 6 * SEG_US, T0 + 3_000_000)]
+
+
+def test_timeline_is_partial_when_a_holder_is_unreachable(site: Site) -> None:
+    site.unreachable.add(REC2)
+    data = get(site, "/site/cameras/cam-1/timeline", **{"from": T0, "to": T0 + 3_000_000}).json()
+    assert data["partial"]
+    bad = [s for s in data["sources"] if not s["ok"]]
+    assert [s["node"] for s in bad] == ["rec-2"] and "unreachable" in bad[0]["error"]
+    assert [r["recorded_by"] for r in data["runs"]] == ["spare-1"]
+    assert data["gaps"][0]["start_wall_us"] == T0
+
+
+def test_playback_points_each_segment_at_its_holder(site: Site) -> None:
+    response = site.master.get(API_PREFIX + "/site/cameras/cam-1/playback.m3u8",
+                               params={"from": T0, "to": T0 + 3_000_000, "token": TOKEN})
+    assert response.status_code == 200
+    uris = [line for line in response.text.splitlines() if line and not line.startswith("#")]
+    assert len(uris) == 6
+    assert all(u.startswith(REC2 + "/api/v1/segments/") for u in uris[:3])
+    assert all(u.startswith(SPARE + "/api/v1/segments/") for u in uris[3:])
+    assert all(u.endswith(f"/file?token={TOKEN}") for u in uris)
+    assert response.text.count("#EXT-X-DISCONTINUITY") == 1
+    # Every URI answers on its node with the token it carries.
+    for uri in uris:
+        base, _, rest = uri.partition("/api/")
+        assert site.nodes[base].get("/api/" + rest).status_code == 200
+
+
+def test_playback_without_query_token_carries_none_and_reports_partial(site: Site) -> None:
+    site.unreachable.add(SPARE)
+    response = get(site, "/site/cameras/cam-1/playback.m3u8", **{"from": T0, "to": T0 + 3_000_000})
+    assert "token=" not in response.text
+    assert response.headers["Hotspare-Partial"] == "spare-1"
+    assert response.text.count("#EXTINF") == 3
+
+
+def test_live_redirects_to_current_owner(site: Site) -> None:
+    response = site.master.get(API_PREFIX + "/site/cameras/cam-1/live.m3u8",
+                               params={"token": TOKEN}, follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == f"{SPARE}/api/v1/cameras/cam-1/live.m3u8?token={TOKEN}"
+    response = site.master.get(API_PREFIX + "/site/cameras/cam-m/live.m3u8", headers=AUTH,
+                               follow_redirects=False)
+    assert response.headers["location"] == f"{REC1}/api/v1/cameras/cam-m/live.m3u8"
+
+
+def test_endpoints_follow_the_master_owner(site: Site) -> None:
+    data = get(site, "/site/endpoints").json()
+    assert data["master"] == {"name": "rec-1", "node": "rec-1", "url": REC1}
+    assert [(n["name"], n["role"], n["url"]) for n in data["nodes"]] == [
+        ("rec-1", "master", REC1), ("rec-2", "recording", REC2), ("spare-1", "spare", SPARE)]
+    site.coord.values[keys.claim("rec-1")] = {"spare": "spare-1", "url": SPARE}
+    site.coord.values[keys.owner("rec-1")] = {"node": "spare-1", "url": SPARE}
+    assert get(site, "/site/endpoints").json()["master"] == {"name": "rec-1", "node": "spare-1",
+                                                            "url": SPARE}
+
+
+def test_events_after(site: Site) -> None:
+    data = get(site, "/site/events").json()
+    assert [e["kind"] for e in data["events"]] == ["claimed", "recording"]
+    assert data["last_wall_us"] == T0 + 5
+    data = get(site, "/site/events", after=T0).json()
+    assert [e["kind"] for e in data["events"]] == ["recording"]
+    assert get(site, "/site/events", after=T0 + 5).json() == {"events": [],
+                                                              "last_wall_us": T0 + 5}
+
+
+@pytest.mark.parametrize(("path", "status", "error"), [
+    ("/site/cameras/nope/timeline", 404, "unknown_camera"),
+    ("/site/cameras/Bad.Id/playback.m3u8", 400, "bad_camera_id"),
+    ("/site/cameras/nope/live.m3u8", 404, "unknown_camera"),
+])
+def test_camera_refusals(site: Site, path: str, status: int, error: str) -> None:
+    response = get(site, path)
+    assert (response.status_code, response.json()["error"]) == (status, error)
+
+
+def test_bad_range_and_etcd_down(site: Site) -> None:
+    response = get(site, "/site/cameras/cam-1/timeline", **{"from": T0 + 5, "to": T0})
+    assert response.json()["error"] == "bad_range"
+    site.coord.down = True
+    for path in ("/site/servers", "/site/cameras", "/site/endpoints", "/site/events"):
+        response = get(site, path)
+        assert (response.status_code, response.json()["error"]) == (503, "etcd_unavailable")
+
+
+def test_web_ui_static_without_token_data_with_token_and_cors(site: Site) -> None:
+    page = site.master.get("/ui/")
+    assert page.status_code == 200 and "<title>hotspare</title>" in page.text
+    assert site.master.get("/ui/app.js").status_code == 200
+    assert site.master.get("/ui", follow_redirects=False).headers["location"] == "/ui/"
+    assert site.master.post("/ui/").status_code == 405
+    assert site.master.get(API_PREFIX + "/site/servers").status_code == 401
+    assert site.master.get("/uix").status_code == 401  # only /ui/ is open
+    preflight = site.master.options(API_PREFIX + "/site/servers", headers={
+        "Origin": "http://elsewhere.test", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    answer = site.master.get(API_PREFIX + "/site/servers",
+                             headers={**AUTH, "Origin": "http://elsewhere.test"})
+    assert answer.headers["access-control-allow-origin"] == "*"
+
+
+def test_hls_js_is_served_when_installed(site: Site) -> None:
+    from hotspare.web.ui import HLS_JS
+
+    response = site.master.get("/ui/vendor/hls.min.js")
+    assert response.status_code == (200 if HLS_JS.is_file() else 404)
+
+
+
+def test_holders_include_reinserting_and_leftover_spares() -> None:
+    from hotspare.api.site_state import SiteSnapshot, holders
+
+    config = site_config()
+    snap = SiteSnapshot(
+        alive={"rec-2": {}},
+        spares={"spare-1": {"state": "idle", "leftover": "rec-2", "url": SPARE}},
+    )
+    assert holders("rec-2", config, snap) == {"rec-2": REC2, "spare-1": SPARE}
+    snap = SiteSnapshot(reinsert={"rec-2": {"spare-1": {"url": "http://moved.test:1"}}})
+    assert holders("rec-2", config, snap) == {"rec-2": REC2, "spare-1": "http://moved.test:1"}
+    assert holders("rec-1", config, SiteSnapshot()) == {"rec-1": REC1}
+
+
+def test_merge_prefers_the_servers_copy_and_drops_covered_duplicates(site: Site) -> None:
+    from hotspare.api.schemas import SegmentList
+    from hotspare.api.site_merge import SourceResult, merge_segments
+
+    rec2 = SegmentList.model_validate(site.nodes[REC2].get(
+        API_PREFIX + "/cameras/cam-1/segments", headers=AUTH).json())
+    spare = SegmentList.model_validate(site.nodes[SPARE].get(
+        API_PREFIX + "/cameras/cam-1/segments", headers=AUTH).json())
+    # The spare also still holds a copy of rec-2's first segment (same run and seq).
+    spare.segments.insert(0, rec2.segments[0].model_copy(update={"segment_id": 999}))
+    # And a split-brain recording of the same moment in a run of its own: not played twice.
+    spare.segments.insert(1, rec2.segments[1].model_copy(
+        update={"segment_id": 1000, "run_id": "split-brain", "recorded_by": "spare-1"}))
+    chosen = merge_segments([SourceResult("spare-1", SPARE, True, None, spare),
+                             SourceResult("rec-2", REC2, True, None, rec2)], prefer="rec-2")
+    assert [(h.node, h.segment.seq) for h in chosen] == [
+        ("rec-2", 0), ("rec-2", 1), ("rec-2", 2), ("spare-1", 0), ("spare-1", 1), ("spare-1", 2)]
+
+
+def test_hls_js_missing_answers_404_and_the_page_still_loads(tmp_path: Path) -> None:
+    from hotspare.web.ui import WebUiMiddleware
+
+    app = FastAPI()
+    app.add_middleware(WebUiMiddleware, hls_js=tmp_path / "missing.js")  # type: ignore[arg-type]
+    with TestClient(app) as client:
+        assert client.get("/ui/vendor/hls.min.js").status_code == 404
+        page = client.get("/ui/")
+        assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
+        assert client.get("/ui/../pyproject.toml").status_code == 404
