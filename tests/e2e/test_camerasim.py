@@ -32,7 +32,8 @@ class ClientResult:
     frames: list[int] = field(default_factory=list)
     camera_ids: set[str] = field(default_factory=set)
     wall_error_us: list[float] = field(default_factory=list)  # RTCP-derived minus SEI wall time
-    untagged: int = 0
+    untagged: int = 0  # after the first tagged frame
+    untagged_at_join: int = 0  # before it: a UDP client can join in the middle of an access unit
     ended: str = ""
     open_s: float = 0.0
 
@@ -50,7 +51,10 @@ def read_camera(url: str, transport: str, max_frames: int, max_seconds: float) -
                 continue
             tags = find_tags(bytes(packet))
             if not tags:
-                out.untagged += 1
+                if out.frames:
+                    out.untagged += 1
+                else:
+                    out.untagged_at_join += 1
                 continue
             tag = tags[0]
             out.frames.append(tag.frame_no)
@@ -96,6 +100,9 @@ def test_tcp_and_udp_clients_share_one_live_stream(camera_sim: CameraSim) -> Non
         )
         assert res.ended == "enough", res.ended
         assert res.untagged == 0
+        # Over UDP the first RTP packets of the access unit in flight at SETUP can be missed, so
+        # FFmpeg hands out a partial first frame without its tag; TCP joins on a boundary.
+        assert res.untagged_at_join <= (1 if transport == "udp" else 0), res.untagged_at_join
         assert res.camera_ids == {"cam-1"}
         assert len(res.frames) == 100 and consecutive(res.frames), res.frames
         # RTCP sender reports and the SEI tag agree on wall time to within one frame interval.

@@ -271,7 +271,10 @@ def test_joining_a_stream_another_client_plays_times_the_first_frame_exactly(
                 first = stored_frames(store, segments[0])
                 # The run's first frame is exactly where the camera says it was captured.
                 assert abs(segments[0].start_wall_us - first[0].tag.capture_wall_us) <= 1_000, (
-                    run.run_id, segments[0].start_wall_us, first[0].tag)
+                    run.run_id,
+                    segments[0].start_wall_us,
+                    first[0].tag,
+                )
                 for segment in segments:
                     frames = stored_frames(store, segment)
                     assert segment.duration_90k == len(frames) * frame_us * 9 // 100, segment

@@ -224,7 +224,9 @@ def test_first_keyframe_without_pts_is_timed_from_the_frames_after_it(
     for _, run_id, seq, start, duration, frames, _ in commits:
         info = mp4.parse_path(store.segment_path("cam-1", str(run_id), int(seq)))  # type: ignore[arg-type]
         assert (info.start_media_90k, info.duration_90k, info.frame_count) == (
-            start, duration, frames
+            start,
+            duration,
+            frames,
         )
 
 

@@ -316,8 +316,11 @@ class _Run:
             try:
                 self._start_pending(*(found or self._fallback_first_ts()))
             except Exception:
-                log.exception("camera %s: could not record the last %d frames of a connection",
-                              self._w.camera.id, len(self._pending))
+                log.exception(
+                    "camera %s: could not record the last %d frames of a connection",
+                    self._w.camera.id,
+                    len(self._pending),
+                )
         if self._writer is not None:
             self._close_segment(self._clock.end_media_90k())
         if self.run_id is not None:
