@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +14,7 @@ import pytest
 
 from hotspare.api.routes_import import store_meta
 from hotspare.api.schemas import ImportMetaIn, ImportOut
+from hotspare.client.node_client import NodeApiError
 from hotspare.coordination.errors import FencingError
 from hotspare.failover import keys
 from hotspare.failover.reinsert import Fence, NotYet, RateLimiter, Reinserter, buffered_segments
@@ -78,9 +81,40 @@ def stores(tmp_path: Path) -> Iterator[tuple[SegmentStore, SegmentStore]]:
 
 
 def _reinserter(spare: SegmentStore, target: FakeOriginal, etcd: FakeEtcd,
-                token: int = 7) -> Reinserter:
+                token: int = 7, limiter: RateLimiter | None = None, **kw: int) -> Reinserter:
     return Reinserter(etcd, spare, "rs1", "spare1", "http://spare", target,  # type: ignore[arg-type]
-                      Fence(keys.claim("rs1"), token), RateLimiter(10**9))
+                      Fence(keys.claim("rs1"), token), limiter or RateLimiter(10**9), **kw)
+
+
+class SlowOriginal(FakeOriginal):
+    """Holds each import a moment and counts how many are in flight at once; `fail` maps a seq
+    to the error its import raises."""
+
+    def __init__(self, store: SegmentStore, reach: int,
+                 fail: dict[int, Exception] | None = None) -> None:
+        super().__init__(store, reach)
+        self.fail = fail or {}
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def import_segment(self, camera: str, meta: ImportMetaIn, path: Path) -> ImportOut:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.05)
+            if meta.seq in self.fail:
+                self.uploads.append((meta.run_id, meta.seq))
+                raise self.fail[meta.seq]
+            return super().import_segment(camera, meta, path)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def _seqs(spare: SegmentStore) -> list[int]:
+    return [s.seq for s in buffered_segments(spare, "rs1")]
 
 
 def test_oldest_first_resumable_and_buffer_emptied(
@@ -88,11 +122,11 @@ def test_oldest_first_resumable_and_buffer_emptied(
     spare, origin = stores
     etcd = FakeEtcd({keys.claim("rs1"): 7})
     target = FakeOriginal(origin, reach=2**62)
-    first = _reinserter(spare, target, etcd)
+    first = _reinserter(spare, target, etcd, step_segments=1)
     first.start()
     assert first.step() is not None and first.step() is not None
     # The spare "crashes" here; a new run resumes from the buffer and the stored counts.
-    second = _reinserter(spare, target, etcd)
+    second = _reinserter(spare, target, etcd, window=1)  # one at a time: arrival order = sent
     assert (second.progress.done, second.progress.total) == (2, 4)
     while second.step() is not None:
         pass
@@ -123,3 +157,77 @@ def test_stale_token_stops_before_any_upload(
     with pytest.raises(FencingError):
         r.step()
     assert target.uploads == [] and len(buffered_segments(spare, "rs1")) == 4
+
+
+def test_window_keeps_several_in_flight_and_returns_the_newest(
+        stores: tuple[SegmentStore, SegmentStore]) -> None:
+    spare, origin = stores
+    target = SlowOriginal(origin, reach=2**62)
+    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}), window=2)
+    r.start()
+    newest = r.step()
+    assert newest is not None and newest.seq == 3
+    assert target.most == 2  # never more than the window, and really concurrent
+    assert sorted(seq for _run, seq in target.uploads) == [0, 1, 2, 3]
+    assert _seqs(spare) == [] and r.step() is None
+    assert (r.progress.done, r.progress.total) == (4, 4)
+    assert len(origin.list_segments("cam1", 0, 2**62)) == 4
+
+
+def test_a_failure_stops_the_window_and_keeps_what_was_not_acknowledged(
+        stores: tuple[SegmentStore, SegmentStore]) -> None:
+    spare, origin = stores
+    broken = NodeApiError(500, "internal", "disk full")
+    target = SlowOriginal(origin, reach=2**62, fail={1: broken})
+    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}), window=4)
+    r.start()
+    with pytest.raises(NodeApiError) as raised:
+        r.step()
+    assert raised.value is broken
+    # 0, 2 and 3 were acknowledged (each deletes only its own copy); 1 was not and stays.
+    assert _seqs(spare) == [1]
+    assert r.progress.done == 3 and len(origin.list_segments("cam1", 0, 2**62)) == 3
+    # Resume: only what is left goes again.
+    target.fail.clear()
+    target.uploads.clear()
+    assert r.step() is not None and _seqs(spare) == []
+    assert [seq for _run, seq in target.uploads] == [1]
+    assert r.progress.done == 4
+
+
+def test_stale_token_answer_stands_down_and_deletes_nothing_unacknowledged(
+        stores: tuple[SegmentStore, SegmentStore]) -> None:
+    spare, origin = stores
+    stale = NodeApiError(409, "stale_fencing_token", "the claim now has token 9")
+    target = SlowOriginal(origin, reach=2**62, fail={0: stale, 1: stale, 2: stale, 3: stale})
+    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}), window=4)
+    with pytest.raises(FencingError):
+        r.step()
+    assert _seqs(spare) == [0, 1, 2, 3] and r.progress.done == 0
+
+
+def test_sends_only_what_the_original_recorded_past(
+        stores: tuple[SegmentStore, SegmentStore]) -> None:
+    spare, origin = stores
+    segments = buffered_segments(spare, "rs1")
+    target = FakeOriginal(origin, reach=segments[1].end_wall_us)
+    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}))
+    newest = r.step()
+    assert newest is not None and newest.seq == 1 and _seqs(spare) == [2, 3]
+    with pytest.raises(NotYet):
+        r.step()
+    assert sorted(seq for _run, seq in target.uploads) == [0, 1]
+
+
+def test_rate_limit_applies_to_every_segment_of_the_window(
+        stores: tuple[SegmentStore, SegmentStore]) -> None:
+    spare, origin = stores
+    sizes = [s.bytes for s in buffered_segments(spare, "rs1")]
+    slept: list[float] = []
+    # A clock that never moves: every byte beyond the first second's allowance is paid in sleep.
+    limiter = RateLimiter(max(sizes), clock=lambda: 0.0, sleep=slept.append)
+    target = FakeOriginal(origin, reach=2**62)
+    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}), limiter=limiter)
+    assert r.step() is not None and _seqs(spare) == []
+    assert sum(slept) == pytest.approx((sum(sizes) - max(sizes)) / max(sizes))
+    assert len(slept) == 3

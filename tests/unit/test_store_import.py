@@ -87,6 +87,43 @@ def test_upload_staged_in_incoming_is_renamed(origin: SegmentStore, spare: Segme
     assert not staged.exists()
 
 
+def test_received_hash_is_trusted_only_for_a_staged_upload(
+        origin: SegmentStore, spare: SegmentStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API's already-computed hash and fsync are not redone for its own staged file; a file
+    the importer copies (not staged by the caller) is hashed and synced again regardless."""
+    from hotspare.store import layout
+
+    meta, data, seg = _spare_segment(spare)
+    meta2, data2, seg2 = _spare_segment(spare, seq=1, start_media=36_000)
+    hashed: list[Path] = []
+    synced: list[Path] = []
+    real_sha, real_sync = layout.sha256_file, layout.fsync_file
+    monkeypatch.setattr(layout, "sha256_file",
+                        lambda path, limit=None: hashed.append(path) or real_sha(path, limit))
+    monkeypatch.setattr(layout, "fsync_file", lambda path: synced.append(path) or real_sync(path))
+    staged = origin.incoming_path()
+    staged.write_bytes(data.read_bytes())
+    done = importer.Received(sha256=seg.sha256, synced=True)
+    assert origin.import_segment(meta, staged, received=done).status == "inserted"
+    assert hashed == [] and synced == []
+    claimed = importer.Received(sha256=seg2.sha256, synced=True)
+    assert origin.import_segment(meta2, data2, received=claimed).status == "inserted"
+    assert len(hashed) == 1 and len(synced) == 1  # a copy: its own bytes, checked and synced
+
+
+def test_received_hash_must_still_match_the_metadata(origin: SegmentStore,
+                                                     spare: SegmentStore) -> None:
+    meta, data, _ = _spare_segment(spare)
+    staged = origin.incoming_path()
+    staged.write_bytes(data.read_bytes())
+    before = _state(origin)
+    with pytest.raises(ImportRejected, match="SHA-256 mismatch"):
+        origin.import_segment(meta, staged, received=importer.Received("0" * 64, synced=True))
+    after = _state(origin)
+    assert after[:2] == before[:2] == (0, [])  # no row, nothing in segments/
+    staged.unlink()  # the caller's file: the API removes it (routes_import's finally)
+
+
 def _rejected(origin: SegmentStore, meta: ImportMeta, data: Path, status: int, match: str,
               **kw: object) -> None:
     before = _state(origin)

@@ -3,8 +3,10 @@
 Protocol: the segment's metadata travels as one JSON header, the file as the raw request body.
 A raw body streams from disk on the client and to disk here with no multipart parsing and no
 buffering, and the metadata is known before the first body byte, so a bad upload is refused early.
-The order is fixed: validate metadata → stream to a temp file in the store's folder → check length
-and SHA-256 → hand the file to the store, which verifies the MP4 and indexes it in one step. Every
+The order is fixed: validate metadata → stream to a temp file in the store's folder (hashed as it
+arrives, fsynced once) → check length and SHA-256 → hand the file, its hash and "synced" to the
+store, which parses the MP4, checks it against the metadata and indexes it in one step — without
+hashing or syncing the same bytes a second time. Every
 refusal removes the temp file, so nothing is ever half-written (DESIGN invariants).
 """
 
@@ -142,7 +144,10 @@ async def import_segment(
                 f"{meta.sha256}; the file changed or was damaged in transit: re-read "
                 "it on the sending node and retry",
             )
-        result = await run_in_threadpool(_import, ctx, store_meta(camera, meta), received.path)
+        # The body was hashed while it streamed and fsynced once; the store only parses it.
+        done = importer.Received(sha256=received.sha256, synced=True)
+        result = await run_in_threadpool(_import, ctx, store_meta(camera, meta), received.path,
+                                         done)
     finally:
         received.path.unlink(missing_ok=True)
     return JSONResponse(result.model_dump())
@@ -165,10 +170,12 @@ _REFUSALS = {
 }
 
 
-def _import(ctx: NodeContext, meta: importer.ImportMeta, path: Path) -> ImportOut:
+def _import(ctx: NodeContext, meta: importer.ImportMeta, path: Path,
+            received: importer.Received) -> ImportOut:
     configured = ctx.known_cameras()
     try:
-        result = ctx.store.import_segment(meta, path, known_camera=configured.__contains__)
+        result = ctx.store.import_segment(meta, path, known_camera=configured.__contains__,
+                                          received=received)
     except importer.ImportRejected as exc:
         code, advice = _REFUSALS.get(exc.status, ("import_refused", "see the node's log"))
         raise ApiError(exc.status, code, f"{exc.reason}; nothing was written. {advice}") from None

@@ -42,7 +42,8 @@ class NodeApiError(RuntimeError):
         self.detail = detail
 
 
-def _raise_for_problem(response: httpx.Response) -> None:
+def raise_for_problem(response: httpx.Response) -> None:
+    """Turn a refusal into `NodeApiError` with the node's own code and operator text."""
     if response.is_success:
         return
     if not response.is_stream_consumed:
@@ -88,7 +89,7 @@ class NodeClient:
 
     def _get(self, path: str, model: type[_Model], params: dict[str, Any] | None = None) -> _Model:
         response = self._http.get(API_PREFIX + path, params=params)
-        _raise_for_problem(response)
+        raise_for_problem(response)
         return model.model_validate(response.json())
 
     @staticmethod
@@ -138,7 +139,7 @@ class NodeClient:
         digest = hashlib.sha256()
         try:
             with self._http.stream("GET", f"{API_PREFIX}/segments/{segment_id}/file") as response:
-                _raise_for_problem(response)
+                raise_for_problem(response)
                 with partial.open("wb") as out:
                     for chunk in response.iter_bytes(_CHUNK):
                         out.write(chunk)
@@ -168,5 +169,5 @@ class NodeClient:
             content=_file_chunks(path),
             headers=headers,
         )
-        _raise_for_problem(response)
+        raise_for_problem(response)
         return ImportOut.model_validate(response.json())

@@ -114,6 +114,22 @@ ImportStatus = Literal["inserted", "duplicate", "trimmed"]
 
 
 @dataclass(frozen=True)
+class Received:
+    """What the caller already did to the bytes it hands over, so the import does not redo it.
+
+    The API streams an upload into `store.incoming_path()`, hashing every chunk and fsyncing the
+    file before it calls the importer; hashing and syncing the same megabyte again doubled the
+    per-segment cost of re-insert (docs/failover.md). Trusted only for a file the importer renames
+    in place (one under `incoming/`): a copy it makes itself is new bytes, hashed and synced anew.
+    """
+
+    sha256: str
+    """Lower-case hex SHA-256 of exactly the bytes now at the path, computed as they arrived."""
+    synced: bool
+    """The file's data was fsynced after its last write (its directory entry need not be)."""
+
+
+@dataclass(frozen=True)
 class ImportResult:
     """`segment` is the stored row ('inserted'/'trimmed'), or the existing identical row
     ('duplicate' by id or hash); None for a duplicate fully covered by other segments, listed in
@@ -158,8 +174,9 @@ def _validate_meta(meta: ImportMeta, store: SegmentStore,
         raise ImportRejected(f"unknown camera {meta.camera_id!r}", 404)
 
 
-def _verify_file(meta: ImportMeta, path: Path) -> mp4.Mp4Info:
-    sha = layout.sha256_file(path)
+def _verify_file(meta: ImportMeta, path: Path, known_sha256: str | None = None) -> mp4.Mp4Info:
+    """Hash (unless the caller hashed these very bytes), parse and compare with the metadata."""
+    sha = known_sha256 if known_sha256 is not None else layout.sha256_file(path)
     if sha != meta.sha256:
         raise ImportRejected(f"SHA-256 mismatch: metadata says {meta.sha256}, received file "
                              f"hashes to {sha} (corrupt or truncated upload)")
@@ -237,13 +254,26 @@ def _coverage(db: sqlite3.Connection, meta: ImportMeta,
 
 def import_segment(store: SegmentStore, meta: ImportMeta, data: Path, *,
                    known_camera: Callable[[str], bool] | None = None,
-                   imported_from: str | None = None) -> ImportResult:
+                   imported_from: str | None = None,
+                   received: Received | None = None) -> ImportResult:
+    """Verify and index one segment, all or nothing (module docstring, docs/store.md).
+
+    `received` says the bytes at `data` were already hashed (and maybe fsynced) by the caller;
+    the hash is still compared with the metadata and the file still parsed, only the repeated
+    work is skipped.
+    """
     _validate_meta(meta, store, known_camera)
     if not data.is_file():
         raise ImportRejected(f"no data at {data}", 400)
     staged, ours = _stage(store, data)
+    if ours:
+        received = None  # our own copy: its bytes were neither hashed nor synced by anyone
     try:
-        info = _verify_file(meta, staged)
+        info = _verify_file(meta, staged, received.sha256 if received is not None else None)
+        if received is None or not received.synced:
+            # Outside the writer lock, so one import's fsync does not hold up another's commit.
+            # Done for duplicates too (rare, and cheap next to losing an acknowledged file).
+            layout.fsync_file(staged)
         with store.index.locked():
             return _commit(store, meta, info, staged, imported_from or meta.recorded_by)
     finally:
@@ -290,7 +320,8 @@ def _commit(store: SegmentStore, meta: ImportMeta, info: mp4.Mp4Info, staged: Pa
     if final.exists():
         raise ImportRejected(f"{relpath} exists on disk without an index row; refusing to "
                              "overwrite (reconcile at next start will look at it)", 409)
-    layout.fsync_file(staged)
+    # The staged file's data is already durable (import_segment synced it, or the caller did,
+    # before the lock); what remains is its name in the final directory, then the row.
     layout.make_dirs_durable(store.root, final.parent)
     os.replace(staged, final)
     layout.fsync_dir(final.parent)
@@ -330,7 +361,7 @@ def _restore(store: SegmentStore, seg: SegmentInfo, staged: Path) -> ImportResul
     """The row is here but reconcile found its file missing or damaged: put the verified bytes
     back (the hash matches the row) and clear the mark."""
     final = layout.to_path(store.root, seg.relpath)
-    layout.fsync_file(staged)
+    # The staged file's data was synced before the lock (import_segment).
     layout.make_dirs_durable(store.root, final.parent)
     os.replace(staged, final)
     layout.fsync_dir(final.parent)

@@ -31,7 +31,7 @@ from hotspare.store.lockfile import StoreLock
 from hotspare.store.models import RunInfo, SegmentInfo, WallSource, media_to_wall_us, ticks_to_us
 
 if TYPE_CHECKING:
-    from hotspare.store.importer import ImportMeta, ImportResult
+    from hotspare.store.importer import ImportMeta, ImportResult, Received
     from hotspare.store.reconcile import ReconcileReport
     from hotspare.store.retention import RetentionReport
     from hotspare.store.timeline import Timeline
@@ -339,11 +339,12 @@ class SegmentStore:
 
     def import_segment(self, meta: ImportMeta, data: Path, *,
                        known_camera: Callable[[str], bool] | None = None,
-                       imported_from: str | None = None) -> ImportResult:
+                       imported_from: str | None = None,
+                       received: Received | None = None) -> ImportResult:
         from hotspare.store.importer import import_segment
 
         return import_segment(self, meta, data, known_camera=known_camera,
-                              imported_from=imported_from)
+                              imported_from=imported_from, received=received)
 
     def apply_retention(self, max_age_us: int | None, min_free_bytes: int,
                         now_wall_us: int) -> RetentionReport:
