@@ -61,6 +61,23 @@ def test_status_follows_the_master_through_its_failover(tmp_path: Path) -> None:
         assert rec1["covered_by"] == "spare-1"
         assert rec1["owner"]["node"] == "spare-1"
 
+        # The merged timeline of the dead master's camera, through whichever node is master now:
+        # rec-1's own video cannot be asked (it is down, and said so); the spare's is there.
+        def site_timeline() -> dict | None:  # type: ignore[type-arg]
+            result = subprocess.run(
+                [sys.executable, "-m", "hotspare", "timeline", "rec-1-c1", "--site", "--json",
+                 "--node", master_url, "--node", other_url, "--token-file", str(token_file),
+                 "--from", "-2m"], capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+            answer = dict(json.loads(result.stdout))
+            return answer if any(r["recorded_by"] == "spare-1" for r in answer["runs"]) else None
+
+        merged = wait_for("spare-1's video in the merged timeline", site_timeline, 30,
+                          interval=0.5)
+        assert {r["recorded_as"] for r in merged["runs"]} == {"rec-1"}
+        down = [src for src in merged["sources"] if not src["ok"]]
+        assert [src["node"] for src in down] == ["rec-1"], merged["sources"]
+
         # Only the dead master's address: the CLI says clearly that nothing answered.
         dead = subprocess.run([sys.executable, "-m", "hotspare", "status", "--node", master_url,
                                "--token-file", str(token_file)],

@@ -34,7 +34,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--to", default="now", metavar="T", help="end, same formats (default: now)")
     parser.add_argument(
-        "--node", required=True, metavar="URL", help="the node's API, e.g. http://127.0.0.1:8600"
+        "--node", required=True, action="append", metavar="URL",
+        help="the node's API, e.g. http://127.0.0.1:8600; with --site, any nodes of the site "
+        "(repeatable): the master is found and followed",
+    )
+    parser.add_argument(
+        "--site", action="store_true",
+        help="the site's merged timeline from the master: video on the camera's own server and "
+        "on any spare (during a takeover or re-insert), each run naming who recorded it",
     )
     parser.add_argument(
         "--token-file",
@@ -134,17 +141,48 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.site:
+        return _site_timeline(args, token, from_us, to_us)
+    node = args.node[0]
     try:
-        with NodeClient(args.node, token, timeout=args.timeout) as client:
+        with NodeClient(node, token, timeout=args.timeout) as client:
             timeline = client.timeline(args.camera, from_us, to_us)
     except NodeApiError as exc:
         print(f"hotspare timeline: the node refused: {exc.detail} ({exc.error})", file=sys.stderr)
         return 1
     except httpx.HTTPError as exc:  # say which node, not a traceback
-        print(f"hotspare timeline: can't reach {args.node}: {exc}", file=sys.stderr)
+        print(f"hotspare timeline: can't reach {node}: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(timeline.model_dump(), indent=2))
     else:
         print(render(timeline))
+    return 0
+
+
+def _site_timeline(args: argparse.Namespace, token: str, from_us: int, to_us: int) -> int:
+    from hotspare.api.schemas import TimelineOut
+    from hotspare.client.node_client import NodeApiError
+    from hotspare.client.site_client import SiteClient, SiteUnreachable
+
+    client = SiteClient([u for v in args.node for u in v.split(",") if u], token,
+                        timeout=args.timeout)
+    try:
+        answer = client.get(f"/site/cameras/{args.camera}/timeline",
+                            {"from": from_us, "to": to_us})
+    except NodeApiError as exc:
+        print(f"hotspare timeline: the master refused: {exc.detail} ({exc.error})",
+              file=sys.stderr)
+        return 1
+    except SiteUnreachable as exc:
+        print(f"hotspare timeline: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    print(render(TimelineOut.model_validate(answer)))
+    for source in answer.get("sources", []):
+        if not source.get("ok"):
+            print(f"\nwarning: {source.get('node')} did not answer ({source.get('error')}); "
+                  "its video is missing from this view", file=sys.stderr)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 from collections.abc import Sequence
 
@@ -31,9 +32,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_RELATIVE_TIME = re.compile(r"^-\d+(\.\d+)?[smhd]$")
+_TIME_OPTIONS = ("--from", "--to")
+
+
+def join_relative_times(argv: Sequence[str]) -> list[str]:
+    """`--from -5m` would be read by argparse as an unknown option `-5m`; glue such a relative
+    time to its option (`--from=-5m`) so the form the docs show works as typed."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in _TIME_OPTIONS and _RELATIVE_TIME.match(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_relative_times(sys.argv[1:] if argv is None else argv))
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
