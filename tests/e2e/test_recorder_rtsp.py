@@ -11,13 +11,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import pytest
 
-from hotspare.camerasim.sei import FrameTag, find_tags
 from hotspare.config.models import CameraConfig, RecordingSettings
 from hotspare.recorder import CameraState, Recorder
 from hotspare.store.models import SegmentInfo, WallSource
@@ -27,38 +25,10 @@ if __package__ in (None, ""):  # pytest's rootdir-less import mode: make `tests`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.support.camsim import CameraSim, now_us
+from tests.support.frames import StoredFrame, all_segments, stored_frames
 
 FRAME_US = 40_000  # 25 fps
 GOP_US = 1_000_000
-
-
-@dataclass(frozen=True)
-class StoredFrame:
-    tag: FrameTag
-    wall_us: int  # where the store puts this frame: segment start_wall_us + packet offset
-    keyframe: bool
-
-
-def stored_frames(store: SegmentStore, segment: SegmentInfo) -> list[StoredFrame]:
-    """Demux (no decode) one stored segment and read each packet's SEI tag."""
-    out: list[StoredFrame] = []
-    with av.open(str(store.segment_file(segment))) as container:
-        stream = container.streams.video[0]
-        assert stream.time_base is not None
-        for packet in container.demux(stream):
-            if not packet.size:
-                continue
-            assert packet.pts is not None
-            media_90k = int(packet.pts * stream.time_base * 90_000)
-            offset_us = (media_90k - segment.start_media_90k) * 1_000_000 // 90_000
-            tags = find_tags(bytes(packet))
-            assert len(tags) == 1, f"packet at {media_90k} carries {len(tags)} tags"
-            out.append(StoredFrame(tags[0], segment.start_wall_us + offset_us, packet.is_keyframe))
-    return out
-
-
-def all_segments(store: SegmentStore, camera_id: str) -> list[SegmentInfo]:
-    return sorted(store.list_segments(camera_id, 0, 2**62), key=lambda s: (s.start_wall_us, s.seq))
 
 
 def check_camera(store: SegmentStore, sim: CameraSim, camera_id: str) -> list[StoredFrame]:

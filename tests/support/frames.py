@@ -46,6 +46,11 @@ def frames_in_file(path: Path, segment: SegmentInfo) -> list[StoredFrame]:
     return out
 
 
+def stored_frames(store: SegmentStore, segment: SegmentInfo) -> list[StoredFrame]:
+    """Every frame in one indexed segment's file, skipped duplicates included."""
+    return frames_in_file(store.segment_file(segment), segment)
+
+
 def all_segments(store: SegmentStore, camera_id: str) -> list[SegmentInfo]:
     return sorted(store.list_segments(camera_id, 0, 2**62), key=lambda s: (s.start_wall_us, s.seq))
 

@@ -24,7 +24,7 @@ from typing import Any
 import av
 import tomli_w
 
-from hotspare.camerasim.sei import FrameTag, find_tags
+from hotspare.camerasim.sei import FrameTag
 from hotspare.cli.main import main as cli_main
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.etcd_process import EtcdCluster
@@ -36,6 +36,7 @@ from hotspare.store.models import SegmentInfo
 from hotspare.store.segment_store import SegmentStore
 from tests.support.camsim import CameraSim
 from tests.support.etcd import start_etcd_cluster
+from tests.support.frames import counted_frames
 from tests.support.node import NodeProcess
 
 TOKEN = "site-test-token-0123456789"
@@ -93,6 +94,7 @@ class FailoverSite:
                         for name, count in servers.items()}
         self.server_options = server_options or {}
         self.shared_paths = shared_paths or {}
+        self.hold_streams = False  # one extra reader per camera (see RtspHolders); off by default
         self.etcd: EtcdCluster | None = None
         self.sim: CameraSim | None = None
         self.nodes: dict[str, SiteNode] = {}
@@ -111,7 +113,9 @@ class FailoverSite:
                                  fps=self.fps, gop="1s", bitrate_kbps=300).start()
             self.coord = Coordinator(self.etcd.endpoints, keys.site_prefix(self.site_id),
                                      timeout=1.0, deadline=5.0)
-            self.holders = RtspHolders([self.sim.rtsp_url(c) for c in all_cameras]).__enter__()
+            if self.hold_streams:
+                self.holders = RtspHolders([self.sim.rtsp_url(c) for c in all_cameras])
+                self.holders.__enter__()
             self._write_site()
             assert cli_main(["site", "apply", str(self.tmp / "site.toml")]) == 0
         except BaseException:
@@ -280,16 +284,7 @@ class FailoverSite:
 
 def stored_tags(store: SegmentStore, segment: SegmentInfo) -> list[FrameTag]:
     """The frames a segment contributes to the timeline (skipped head/tail frames left out)."""
-    tags: list[FrameTag] = []
-    with av.open(str(store.segment_file(segment))) as container:
-        stream = container.streams.video[0]
-        for packet in container.demux(stream):
-            if packet.size:
-                found = find_tags(bytes(packet))
-                assert len(found) == 1, f"a packet carries {len(found)} frame tags"
-                tags.append(found[0])
-    end = len(tags) - segment.tail_skip_frames
-    return tags[segment.head_skip_frames:end]
+    return [frame.tag for frame in counted_frames(store, segment)]
 
 
 def camera_frames(store: SegmentStore, camera_id: str) -> list[FrameTag]:
@@ -316,12 +311,12 @@ def iter_missing_windows(missing: list[int]) -> Iterator[tuple[int, int]]:
 
 
 class RtspHolders:
-    """One extra RTSP client per camera for the length of a test.
+    """One extra RTSP client per camera for the length of a test or benchmark.
 
-    Works around a camera-sim problem seen here: when a SIGKILLed recorder was a camera's last
-    client, the sim's shared media is torn down and a client connecting meanwhile can be refused
-    for many seconds ("Invalid data found when processing input"). Real cameras serve each client
-    its own session; keeping one reader attached keeps the sim's media prepared.
+    Written as a workaround for a camera-sim bug (a reconnect right after the last client left was
+    refused), since fixed in the sim (docs/camera-sim.md). Off by default (`hold_streams`); still
+    useful to make every recorder connection a join of a stream already playing, as when a
+    spare keeps a camera's stream open.
     """
 
     def __init__(self, urls: list[str]) -> None:
