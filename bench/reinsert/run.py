@@ -6,7 +6,8 @@
 
 What runs, all on loopback:
 
-- a single-member etcd (the product's launcher): re-insert writes its progress there (fenced, at most every 0.5 s);
+- a single-member etcd (the product's launcher): re-insert writes its progress there (at most
+  every 0.5 s);
 - segments: a base run of 10 two-second fragmented-MP4 segments (640x360 H.264, 25 fps, GOP 1 s,
   ~4.4 Mbit/s of encoded noise so the bytes do not compress away) is encoded once; the buffer
   store of `spare-1` then gets as many *runs* as needed to reach the size, each run a copy of the

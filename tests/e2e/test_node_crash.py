@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hotspare.client.node_client import NodeClient
@@ -74,6 +75,12 @@ def test_sigkill_node_mid_segment_then_restart(tmp_path: Path) -> None:
                 30,
                 "a segment of the new run per camera",
             )
+            # The live node's Prometheus metrics count what its recorder committed.
+            scraped = httpx.get(f"{node.url}/metrics",
+                                headers={"Authorization": f"Bearer {node.token}"}, timeout=10)
+            assert scraped.status_code == 200
+            assert 'hotspare_cameras{state="recording"} 2.0' in scraped.text
+            assert 'hotspare_segments_committed_total{camera="cam-1"}' in scraped.text
             timelines = {}
             for camera in sim.camera_ids:
                 result = subprocess.run(

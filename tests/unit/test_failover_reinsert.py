@@ -231,3 +231,16 @@ def test_rate_limit_applies_to_every_segment_of_the_window(
     assert r.step() is not None and _seqs(spare) == []
     assert sum(slept) == pytest.approx((sum(sizes) - max(sizes)) / max(sizes))
     assert len(slept) == 3
+
+
+def test_a_step_stops_submitting_after_its_time_budget(
+        stores: tuple[SegmentStore, SegmentStore], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow rate limit must not make one step last seconds: the spare's loop needs control."""
+    from hotspare.failover import reinsert
+
+    spare, origin = stores
+    monkeypatch.setattr(reinsert, "STEP_SECONDS", 0.0)
+    target = FakeOriginal(origin, reach=2**62)
+    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}))
+    newest = r.step()
+    assert newest is not None and newest.seq == 0 and _seqs(spare) == [1, 2, 3]

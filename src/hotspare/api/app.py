@@ -15,7 +15,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 import hotspare
-from hotspare.api import routes_health, routes_hls, routes_import, routes_read
+from hotspare.api import routes_health, routes_hls, routes_import, routes_metrics, routes_read
 from hotspare.api.auth import (
     TOKEN_QUERY_PARAM,
     BearerAuthMiddleware,
@@ -73,6 +73,7 @@ def create_app(
     _document_import_meta(app)
     for module in (routes_health, routes_read, routes_hls, routes_import):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(routes_metrics.router)  # /metrics, where Prometheus looks by default
     app.add_middleware(BearerAuthMiddleware, token=token)
     return app
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from hotspare import metrics
 from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.models import KeyValue
@@ -63,6 +64,7 @@ class EventLog:
         body = {"wall_us": wall_us, "node": self._node, "kind": kind, "server": server,
                 "message": message, "data": data}
         log.info("event %s %s: %s", kind, server or "-", message)
+        metrics.EVENTS.labels(kind).inc()
         try:
             self._coord.put(keys.event(wall_us, self._node, secrets.token_hex(2)),
                             json.dumps(body))

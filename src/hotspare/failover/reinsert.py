@@ -50,6 +50,10 @@ STEP_SEGMENTS = 32
 """Most segments one `step()` sends (~16 MB at 1 MB segments, tens of ms unthrottled): enough to
 keep the window full, few enough that the spare's loop regains control often (it checks the
 original's alive key and its own lease between steps)."""
+STEP_SECONDS = 0.25
+"""A step submits nothing new after this long (it still waits for what is in flight). At a low
+`reinsert_bytes_per_second` the rate limiter, not the segment count, would otherwise make a step
+last seconds; this keeps it within the spare loop's 0.5 s slice (REINSERT_SLICE_SECONDS)."""
 
 
 class NotYet(Exception):
@@ -201,11 +205,14 @@ class Reinserter:
         error: BaseException | None = None
         in_flight: deque[tuple[SegmentInfo, Future[ImportOut]]] = deque()
         todo = iter(sendable)
+        started = time.monotonic()
+        submitted = 0
         with ThreadPoolExecutor(max_workers=self.window,
                                 thread_name_prefix="reinsert") as pool:
             try:
                 while True:
-                    while error is None and len(in_flight) < self.window:
+                    while error is None and len(in_flight) < self.window and (
+                            submitted == 0 or time.monotonic() - started < STEP_SECONDS):
                         segment = next(todo, None)
                         if segment is None:
                             break
@@ -214,6 +221,7 @@ class Reinserter:
                         # Taken here, in submission order, so the bucket paces the whole window.
                         self.limiter.take(segment.bytes)
                         in_flight.append((segment, pool.submit(self._upload, segment)))
+                        submitted += 1
                     if len(acked) >= self.window:
                         # After refilling, so the uploads go on while the spare deletes.
                         last = self._delete_acknowledged(acked) or last

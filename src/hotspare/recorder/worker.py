@@ -16,6 +16,7 @@ import av
 import av.container
 import av.packet
 
+from hotspare import metrics
 from hotspare.config.models import CameraConfig, RecordingSettings
 from hotspare.recorder.backoff import Backoff
 from hotspare.recorder.clock import (
@@ -175,6 +176,7 @@ class CameraWorker:
 
     def _commit_async(self, run_id: str, seq: int, written: WrittenSegment) -> None:
         def job() -> None:
+            started = time.monotonic()
             info = self._store.commit_segment(
                 run_id,
                 seq,
@@ -183,6 +185,10 @@ class CameraWorker:
                 written.frame_count,
                 written.init_bytes,
             )
+            camera = self.camera.id
+            metrics.SEGMENT_COMMIT_SECONDS.labels(camera).observe(time.monotonic() - started)
+            metrics.SEGMENTS_COMMITTED.labels(camera).inc()
+            metrics.BYTES_COMMITTED.labels(camera).inc(info.bytes)
             self._health.update(last_commit_wall_us=now_wall_us())
             self._health.add(segments=1, frames=written.frame_count)
             if self._on_segment is not None:
