@@ -28,6 +28,13 @@ def test_parse_wall_time_formats() -> None:
             parse_wall_time(bad)
 
 
+def test_unicode_digits_are_not_a_time() -> None:
+    """Found by fuzzing: '²'.isdigit() is true, int('²') raises, and the API answered 500."""
+    for bad in ["²", "٣", "１２３", "1²"]:
+        with pytest.raises(TimeFormatError):
+            parse_wall_time(bad)
+
+
 def test_timeline_command_table_and_json(
     node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -74,6 +74,8 @@ def test_bad_times_and_cameras_are_clear_4xx(node: Node) -> None:
         ({"from": "yesterday"}, "bad_time"),
         ({"from": "2025-11-25T21:00:00"}, "bad_time"),
         ({"from": "99999999999999999999"}, "bad_time"),
+        ({"from": "²"}, "bad_time"),  # found by fuzzing: was a 500
+        ({"to": "٣"}, "bad_time"),
         ({"from": str(T0 + 10), "to": str(T0)}, "bad_range"),
     ]:
         response = node.client.get(url, params=params, headers=AUTH)
@@ -125,6 +127,20 @@ def test_segment_metadata_and_download_with_range(node: Node) -> None:
     for bad in ["0", "-1", "abc", str(2**70)]:
         response = node.client.get(f"{API}/segments/{bad}/file", headers=AUTH)
         assert response.status_code == 422, bad
+
+
+def test_bad_range_answers_in_the_problem_shape(node: Node) -> None:
+    """Found by fuzzing: FileResponse's own text/plain 400 and empty 416 broke the error shape."""
+    segment = node.segments[0]
+    url = f"{API}/segments/{segment.segment_id}/file"
+    for bad in ["bytes=", "items=0-9", "bytes=9-3", "nonsense"]:
+        response = node.client.get(url, headers={**AUTH, "Range": bad})
+        assert response.status_code == 400, bad
+        assert response.json()["error"] == "bad_range_header", bad
+    response = node.client.get(url, headers={**AUTH, "Range": f"bytes={segment.bytes}-"})
+    assert response.status_code == 416
+    assert response.json()["error"] == "range_not_satisfiable"
+    assert response.headers["content-range"] == f"bytes */{segment.bytes}"
 
 
 def test_missing_file_is_404_not_500(node: Node) -> None:

@@ -79,6 +79,24 @@ def test_import_then_again_gives_one_row(origin: SegmentStore, spare: SegmentSto
         assert again_open.last_reconcile is not None and again_open.last_reconcile.clean
 
 
+def test_equal_bytes_of_another_camera_or_time_are_not_a_duplicate(
+        origin: SegmentStore, spare: SegmentStore) -> None:
+    """Identical files (a lens cap: black frames) from another camera, or from the same camera at
+    another time, are new video: answering "duplicate" would let the sender delete the only copy."""
+    meta, data, _ = _spare_segment(spare)
+    assert origin.import_segment(meta, data).status == "inserted"
+    other_camera = dataclasses.replace(meta, camera_id="cam2", run_id=meta.run_id + "b")
+    result = origin.import_segment(other_camera, data)
+    assert result.status == "inserted", result
+    assert result.segment is not None and result.segment.camera_id == "cam2"
+    later = dataclasses.replace(meta, run_id=meta.run_id + "c",
+                                start_wall_us=meta.start_wall_us + 60_000_000,
+                                anchor_wall_us=meta.anchor_wall_us + 60_000_000)
+    result = origin.import_segment(later, data)
+    assert result.status == "inserted", result
+    assert _state(origin)[0] == 3
+
+
 def test_upload_staged_in_incoming_is_renamed(origin: SegmentStore, spare: SegmentStore) -> None:
     meta, data, _ = _spare_segment(spare)
     staged = origin.incoming_path()

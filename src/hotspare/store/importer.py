@@ -281,6 +281,10 @@ def import_segment(store: SegmentStore, meta: ImportMeta, data: Path, *,
             staged.unlink()
 
 
+SAME_TIME_TOLERANCE_US = 1_000
+"""Two rows with equal bytes whose starts differ by less than this are one recording."""
+
+
 def _commit(store: SegmentStore, meta: ImportMeta, info: mp4.Mp4Info, staged: Path,
             imported_from: str) -> ImportResult:
     db = store.index.read()
@@ -295,8 +299,13 @@ def _commit(store: SegmentStore, meta: ImportMeta, info: mp4.Mp4Info, staged: Pa
         raise ImportRejected(f"run {meta.run_id} seq {meta.seq} is already stored with other "
                              f"content (sha256 {seg.sha256})", 409)
     # Only a row whose file is really here may answer "duplicate": the sender deletes its copy.
+    # Equal bytes are the same video only for the same camera at the same time: two cameras (or
+    # one camera at two times) can produce identical files, e.g. black frames behind a lens cap.
     twin = db.execute(f"select {SEGMENT_COLUMNS} from segment where sha256 = ? "
-                      "and file_problem is null limit 1", (meta.sha256,)).fetchone()
+                      "and camera_id = ? and abs(start_wall_us - ?) <= ? "
+                      "and file_problem is null limit 1",
+                      (meta.sha256, meta.camera_id, meta.start_wall_us,
+                       SAME_TIME_TOLERANCE_US)).fetchone()
     if twin is not None:
         return ImportResult("duplicate", row_to_segment(twin), message="already stored (same hash)")
     run_row = db.execute(f"select {RUN_COLUMNS} from run where run_id = ?",
