@@ -12,7 +12,6 @@ Ports are picked up front because the site configuration names every node's addr
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.etcd_process import EtcdCluster
 from hotspare.failover import keys
 from hotspare.failover.events import Event, read_events
+from hotspare.ports import free_port
 from hotspare.site.keys import generate_keypair, public_key_pem, read_private_key
 from hotspare.site.licences import issue_licence
 from hotspare.store.models import SegmentInfo
@@ -40,12 +40,6 @@ from tests.support.frames import counted_frames
 from tests.support.node import NodeProcess
 
 TOKEN = "site-test-token-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:

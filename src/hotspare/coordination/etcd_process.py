@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from hotspare.ports import pick_free_ports as pick_free_ports  # re-exported for tests and tools
 
 ENV_BINARY = "HOTSPARE_ETCD_BINARY"
 
@@ -67,25 +68,6 @@ def find_etcd_binary(explicit: str | os.PathLike[str] | None = None) -> Path:
         if sys.platform != "win32" and fallback.is_file() and os.access(fallback, os.X_OK):
             return fallback
     raise EtcdBinaryNotFound("no etcd executable found on PATH; " + _INSTALL_HINT)
-
-
-def pick_free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Ask the OS for `count` distinct free TCP ports on `host`.
-
-    All sockets stay open until every port is chosen so the OS cannot hand out the same one twice.
-    A race with another process grabbing a port before etcd binds it is possible but rare; callers
-    that care retry the start (see `EtcdCluster.start`).
-    """
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass(frozen=True)

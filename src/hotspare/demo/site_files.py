@@ -6,7 +6,6 @@ exactly like the one a newcomer runs.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,15 +13,9 @@ from typing import Any
 
 import tomli_w
 
+from hotspare.ports import free_port
 from hotspare.site.keys import generate_keypair, public_key_pem, read_private_key
 from hotspare.site.licences import issue_licence
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free now; the site file must name every node's address before the nodes start."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
