@@ -15,7 +15,6 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,11 +26,9 @@ from hotspare.camerasim.sei import FrameTag
 from hotspare.cli.main import main as cli_main
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.etcd_process import EtcdCluster
+from hotspare.demo.site_files import ServerPlan, SitePlan, SparePlan, write_site
 from hotspare.failover import keys
 from hotspare.failover.events import Event, read_events
-from hotspare.ports import free_port
-from hotspare.site.keys import generate_keypair, public_key_pem, read_private_key
-from hotspare.site.licences import issue_licence
 from hotspare.store.models import SegmentInfo
 from hotspare.store.segment_store import SegmentStore
 from tests.support.camsim import CameraSim
@@ -140,45 +137,33 @@ class FailoverSite:
             self.etcd.stop()
 
     def _write_site(self) -> None:
+        """Lay the site out with the demo's own writer (hotspare.demo.site_files)."""
         assert self.etcd is not None and self.sim is not None
-        keydir = self.tmp / "keys"
-        private_path, public_path, _ = generate_keypair(keydir)
-        now = datetime.now(UTC)
-        licence = issue_licence(read_private_key(private_path), self.site_id,
-                                self.spare_licences, self.camera_licences,
-                                now - timedelta(days=1), now + timedelta(days=30))
-        recording: list[dict[str, Any]] = []
-        for index, (name, cams) in enumerate(self.cameras.items()):
-            port = free_port()
-            recording.append({
-                "name": name, "address": f"127.0.0.1:{port}",
-                "role": "master" if index == 0 else "recording",
-                "recording": {"segment_seconds": self.segment_seconds,
-                              "reconnect_initial_seconds": 0.2, "reconnect_max_seconds": 1.0,
-                              "open_timeout_seconds": 3.0},
-                "cameras": [{"id": c, "url": self.sim.rtsp_url(self.sim_camera(c))}
-                            for c in cams],
-                **self.server_options.get(name, {}),
-            })
-            self.nodes[name] = SiteNode(self._node_file(name, port), port, "recording")
-        failover = []
-        for name in self.spares:
-            port = free_port()
-            failover.append({"name": name, "address": f"127.0.0.1:{port}"})
-            self.nodes[name] = SiteNode(self._node_file(name, port), port, "spare")
-        site = {
-            "site": {"id": self.site_id},
-            "etcd": {"endpoints": [f"http://{e}" if "://" not in e else e
-                                   for e in self.etcd.endpoints]},
-            "recording_servers": recording,
-            "failover_servers": failover,
-            "licences": [{"text": licence}],
-            "trusted_keys": [{"public_key": public_key_pem(
-                read_private_key(private_path).public_key())}],
-        }
-        del public_path
-        self.site_doc = site
-        (self.tmp / "site.toml").write_bytes(tomli_w.dumps(site).encode())
+        sim = self.sim
+        plan = SitePlan(
+            site_id=self.site_id, etcd_endpoints=self.etcd.endpoints, token=TOKEN,
+            servers=[ServerPlan(name, {c: sim.rtsp_url(self.sim_camera(c)) for c in cams},
+                                role="master" if index == 0 else "recording",
+                                extra=dict(self.server_options.get(name, {})))
+                     for index, (name, cams) in enumerate(self.cameras.items())],
+            spares=[SparePlan(name) for name in self.spares],
+            spare_licences=self.spare_licences, camera_licences=self.camera_licences,
+            recording={"segment_seconds": self.segment_seconds,
+                       "reconnect_initial_seconds": 0.2, "reconnect_max_seconds": 1.0,
+                       "open_timeout_seconds": 3.0},
+            membership={"lease_ttl_seconds": self.lease_ttl, "probe_interval_seconds": 0.2,
+                        "probe_timeout_seconds": 0.5,
+                        "startup_grace_seconds": self.startup_grace,
+                        "reinsert_bytes_per_second": self.reinsert_rate},
+        )
+        files = write_site(self.tmp, plan)
+        ports = {n.name: n.port for n in [*plan.servers, *plan.spares]}
+        for name, path in files.node_tomls.items():
+            process = NodeProcess(name=name, config_path=path, data_dir=path.parent / "data",
+                                  token=TOKEN, log_path=path.parent / "node.log")
+            role = "recording" if name in self.servers else "spare"
+            self.nodes[name] = SiteNode(process, ports[name], role)
+        self.site_doc = files.document
 
     def sim_camera(self, camera: str) -> str:
         """The sim camera (RTSP path) serving `camera` (itself unless its server shares paths)."""
@@ -193,27 +178,6 @@ class FailoverSite:
         mutate(self.site_doc)
         (self.tmp / "site.toml").write_bytes(tomli_w.dumps(self.site_doc).encode())
         assert cli_main(["site", "apply", str(self.tmp / "site.toml")]) == 0
-
-    def _node_file(self, name: str, port: int) -> NodeProcess:
-        assert self.etcd is not None
-        base = self.tmp / name
-        base.mkdir(parents=True, exist_ok=True)
-        config = {
-            "name": name, "data_dir": str(base / "data"),
-            "api": {"host": "127.0.0.1", "port": port, "token": TOKEN},
-            "retention": {"max_age_days": 30, "min_free_bytes": 0},
-            "site": {"id": self.site_id,
-                     "etcd_endpoints": [f"http://{e}" if "://" not in e else e
-                                        for e in self.etcd.endpoints],
-                     "lease_ttl_seconds": self.lease_ttl, "probe_interval_seconds": 0.2,
-                     "probe_timeout_seconds": 0.5,
-                     "startup_grace_seconds": self.startup_grace,
-                     "reinsert_bytes_per_second": self.reinsert_rate},
-        }
-        path = base / "node.toml"
-        path.write_bytes(tomli_w.dumps(config).encode())
-        return NodeProcess(name=name, config_path=path, data_dir=base / "data", token=TOKEN,
-                           log_path=base / "node.log")
 
     # ------------------------------------------------------------------ running
 

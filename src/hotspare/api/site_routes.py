@@ -101,6 +101,21 @@ def _camera_server(applied: AppliedSite, camera: str) -> str:
     return server
 
 
+def _ask_holders(api: SiteApi, camera: str, from_: str | None, to: str | None,
+                 call: Callable[[NodeClient, int, int], Any],
+                 ) -> tuple[str, int, int, list[site_merge.SourceResult]]:
+    """Ask every node that may hold `camera`'s video (its server, a covering or re-inserting
+    spare) the same question over the same range, in parallel."""
+    applied = api.applied()
+    server = _camera_server(applied, camera)
+    from_us, to_us = _range(api, from_, to)
+    with _etcd():
+        snap = site_state.read_snapshot(api.coord)
+    holders = site_state.holders(server, applied.config, snap)
+    results = site_merge.ask_all(holders, lambda c: call(c, from_us, to_us), api.node_client)
+    return server, from_us, to_us, results
+
+
 def _token_suffix(request: Request) -> str:
     """Copy a `?token=` into URIs we hand out (players can't send headers); never a header's."""
     token, source = token_from_scope(request.scope)
@@ -163,14 +178,8 @@ def site_router(api: SiteApi) -> APIRouter:
                 summary="A camera's timeline merged across its server and the spares holding video")
     def timeline(camera: CameraParam, from_: FromParam = None, to: ToParam = None,
                  max_gap_us: MaxGapParam = None) -> dict[str, Any]:
-        applied = api.applied()
-        server = _camera_server(applied, camera)
-        from_us, to_us = _range(api, from_, to)
-        with _etcd():
-            snap = site_state.read_snapshot(api.coord)
-        holders = site_state.holders(server, applied.config, snap)
-        results = site_merge.ask_all(holders, lambda c: c.timeline(camera, from_us, to_us),
-                                     api.node_client)
+        server, from_us, to_us, results = _ask_holders(
+            api, camera, from_, to, lambda c, f, t: c.timeline(camera, f, t))
         gap = site_merge.DEFAULT_MAX_GAP_US if max_gap_us is None else max_gap_us
         return site_merge.merge_timeline(camera, server, from_us, to_us, results, gap)
 
@@ -179,14 +188,8 @@ def site_router(api: SiteApi) -> APIRouter:
                 summary="HLS VOD playlist whose segments point at whichever node holds each")
     def playback(request: Request, camera: CameraParam, from_: FromParam = None,
                  to: ToParam = None) -> Response:
-        applied = api.applied()
-        server = _camera_server(applied, camera)
-        from_us, to_us = _range(api, from_, to)
-        with _etcd():
-            snap = site_state.read_snapshot(api.coord)
-        holders = site_state.holders(server, applied.config, snap)
-        results = site_merge.ask_all(holders, lambda c: c.list_segments(camera, from_us, to_us),
-                                     api.node_client)
+        server, _, _, results = _ask_holders(
+            api, camera, from_, to, lambda c, f, t: c.list_segments(camera, f, t))
         chosen = site_merge.merge_segments(results, prefer=server)
         suffix = _token_suffix(request)
         # vod_playlist hands back the very objects it was given: map each to its holder's URL.

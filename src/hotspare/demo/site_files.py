@@ -26,6 +26,7 @@ class ServerPlan:
     platform: str = "linux"
     frame_grabber_inputs: int = 0
     port: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # more site-file fields, as written
 
 
 @dataclass
@@ -82,6 +83,7 @@ def site_document(plan: SitePlan, licence: str, public_pem: str) -> dict[str, An
             "frame_grabber_inputs": server.frame_grabber_inputs,
             "recording": dict(plan.recording),
             "cameras": [{"id": cid, "url": url} for cid, url in server.cameras.items()],
+            **server.extra,
         }
         for server in plan.servers
     ]
