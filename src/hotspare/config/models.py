@@ -7,6 +7,7 @@ ignored. `hotspare.config.load` turns pydantic's errors into one operator-readab
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -32,6 +33,20 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ProtectionMode(StrEnum):
+    """How a camera is protected when its recording server fails (docs/failover.md, "Gapless").
+
+    `gapless`: a designated spare keeps its own session to the camera open before any failure and
+    writes its pre-buffer from the failed server's commit watermark, so no frame is lost.
+    `standard`: the spare connects after the claim; the takeover window (claim + one GOP) is lost.
+    `none`: the camera is not failed over (and uses no failover camera licence).
+    """
+
+    GAPLESS = "gapless"
+    STANDARD = "standard"
+    NONE = "none"
+
+
 class CameraConfig(StrictModel):
     """One IP camera as a recording server records it."""
 
@@ -41,6 +56,13 @@ class CameraConfig(StrictModel):
     transport: Literal["tcp", "udp"] = "tcp"
     username: str | None = None
     password: SecretStr | None = None
+    protection: ProtectionMode | None = Field(
+        None, description="gapless, standard or none; unset = the recording server's default"
+    )
+    mbps: float | None = Field(
+        None, gt=0, le=1000,
+        description="expected stream bitrate in Mbit/s, for gapless placement (unset: 4)",
+    )
 
     @field_validator("url")
     @classmethod

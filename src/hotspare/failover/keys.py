@@ -18,6 +18,8 @@ COVERING_PREFIX = "covering/"
 REINSERT_PREFIX = "reinsert/"
 EVENTS_PREFIX = "events/"
 PROTECTION_PREFIX = "protection/"
+WATERMARKS_PREFIX = "watermarks/"
+STANDBY_PREFIX = "standby/"
 
 
 def site_prefix(site_id: str) -> str:
@@ -37,6 +39,20 @@ def spare(name: str) -> str:
 def protection(server: str) -> str:
     """No lease; the last announced protection state, swapped by compare-and-set."""
     return PROTECTION_PREFIX + server
+
+
+def watermarks(server: str) -> str:
+    """No lease (it must outlive a crash): per camera, the wall time (µs) up to which the server
+    has durably committed video; written at most once a second, batched for all cameras.
+    Value: {"cameras": {camera_id: until_wall_us}, "at_us": wall µs of the write}."""
+    return WATERMARKS_PREFIX + server
+
+
+def standby(spare_name: str) -> str:
+    """Lease-bound; the spare's hot-standby sessions for gapless cameras. Value:
+    {"cameras": {camera_id: {"server", "state" (buffering|connecting|refused), "buffered_s",
+    "kbps", "error"}}}."""
+    return STANDBY_PREFIX + spare_name
 
 
 def claim(server: str) -> str:

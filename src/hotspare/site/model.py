@@ -13,7 +13,13 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from hotspare.config.models import CameraConfig, Identifier, RecordingSettings, StrictModel
+from hotspare.config.models import (
+    CameraConfig,
+    Identifier,
+    ProtectionMode,
+    RecordingSettings,
+    StrictModel,
+)
 
 
 class Role(StrEnum):
@@ -80,11 +86,26 @@ class RecordingServerConfig(StrictModel):
     recording: RecordingSettings = Field(
         default_factory=lambda: RecordingSettings.model_validate({})
     )
+    protection: ProtectionMode = Field(
+        ProtectionMode.STANDARD,
+        description="default protection mode of this server's cameras (a camera may override it)",
+    )
 
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
         return _check_host_port(value)
+
+    def camera_protection(self, camera: CameraConfig) -> ProtectionMode:
+        """The camera's effective mode: its own setting, else this server's default."""
+        return camera.protection or self.protection
+
+    def failover_cameras(self) -> list[CameraConfig]:
+        """The cameras a spare records when it takes this server over (mode `none` left out)."""
+        return [c for c in self.cameras if self.camera_protection(c) is not ProtectionMode.NONE]
+
+    def gapless_cameras(self) -> list[CameraConfig]:
+        return [c for c in self.cameras if self.camera_protection(c) is ProtectionMode.GAPLESS]
 
 
 class FailoverServerConfig(StrictModel):
