@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from hotspare.config.models import CameraConfig, RecordingSettings
 from hotspare.recorder.health import CameraHealth
@@ -34,7 +34,13 @@ class Recorder:
         store: RecorderStore,
         settings: RecordingSettings,
         on_segment: Callable[[SegmentInfo], None] | None = None,
+        standby: Mapping[str, CameraWorker] | None = None,
+        watermarks: Mapping[str, int] | None = None,
     ) -> None:
+        """`standby`: hot-standby workers (a spare's, for gapless cameras) to adopt at start
+        instead of connecting anew; each is activated from its camera's `watermarks` entry (the
+        failed server's commit watermark, wall µs; absent = the whole pre-buffer). The caller
+        must have built them with this recorder's identity, store and `on_segment`."""
         self.identity = identity
         self._store = store
         self._settings = settings
@@ -45,6 +51,8 @@ class Recorder:
                 raise ValueError(f"camera id {camera.id!r} appears twice")
             self._cameras[camera.id] = camera
         self._workers: dict[str, CameraWorker] = {}
+        self._standby = dict(standby or {})
+        self._watermarks = dict(watermarks or {})
         self._lock = threading.Lock()
         self._started = False
 
@@ -53,9 +61,22 @@ class Recorder:
             if self._started:
                 return
             self._started = True
+            leftover: list[CameraWorker] = []
+            for cid, worker in self._standby.items():
+                camera = self._cameras.get(cid)
+                if camera is not None and same_recording(camera, worker.camera):
+                    self._workers[cid] = worker
+                    worker.activate(self._watermarks.get(cid))
+                else:
+                    leftover.append(worker)
+            self._standby.clear()
+            adopted = len(self._workers)
             for camera in self._cameras.values():
-                self._spawn(camera)
-        log.info("recording %d cameras as %s", len(self._cameras), self.identity)
+                if camera.id not in self._workers:
+                    self._spawn(camera)
+        _stop_all(leftover, self._settings.open_timeout_seconds + 5.0)
+        log.info("recording %d cameras as %s (%d from hot standby)", len(self._cameras),
+                 self.identity, adopted)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what was written and end every run with reason 'stopped'.
@@ -81,7 +102,7 @@ class Recorder:
             to_stop = [
                 w
                 for cid, w in self._workers.items()
-                if cid not in wanted or wanted[cid] != w.camera
+                if cid not in wanted or not same_recording(wanted[cid], w.camera)
             ]
             for worker in to_stop:
                 del self._workers[worker.camera.id]
@@ -97,10 +118,21 @@ class Recorder:
                 "cameras changed: restarted or removed %s", ", ".join(w.camera.id for w in to_stop)
             )
 
+    def workers(self) -> dict[str, CameraWorker]:
+        with self._lock:
+            return dict(self._workers)
+
     def _spawn(self, camera: CameraConfig) -> None:
         worker = CameraWorker(camera, self.identity, self._store, self._settings, self._on_segment)
         self._workers[camera.id] = worker
         worker.start()
+
+
+def same_recording(a: CameraConfig, b: CameraConfig) -> bool:
+    """True when two configs record the same way: changing only how a camera is protected must not
+    restart (and so interrupt) its recording."""
+    ignored = {"protection", "mbps", "name"}
+    return a.model_dump(exclude=ignored) == b.model_dump(exclude=ignored)
 
 
 def _stop_all(workers: list[CameraWorker], timeout: float) -> None:

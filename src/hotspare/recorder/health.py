@@ -18,6 +18,9 @@ class CameraState(StrEnum):
     CONNECTING = "connecting"
     RECORDING = "recording"
     FAILING = "failing"
+    STANDBY = "standby"
+    """A spare's hot-standby session for a gapless camera: connected and pre-buffering, not
+    writing (nothing is lost while in this state: the camera's own server records it)."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class CameraHealth:
     state: CameraState
     last_frame_wall_us: int | None = None
     last_commit_wall_us: int | None = None
+    committed_until_wall_us: int | None = None
+    """End of the last committed segment (the commit watermark a server publishes for spares)."""
     run_id: str | None = None
     error: str | None = None
     consecutive_failures: int = 0

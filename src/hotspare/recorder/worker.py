@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import av
 import av.container
@@ -29,6 +30,7 @@ from hotspare.recorder.clock import (
 from hotspare.recorder.committer import Committer
 from hotspare.recorder.health import CameraHealth, CameraState, HealthCell
 from hotspare.recorder.ports import RecorderStore
+from hotspare.recorder.prebuffer import PreBuffer, StandbySettings
 from hotspare.recorder.segment_writer import TIME_BASE_90K, SegmentWriter, WrittenSegment
 from hotspare.recorder.source import CameraSource, SourceError
 from hotspare.store.models import SegmentInfo, WallSource
@@ -39,6 +41,27 @@ STOPPED = "stopped"
 
 STOP_DRAIN_SECONDS = 0.3
 """After stop(), keep writing for this long so frames already on the wire are not lost."""
+
+STANDBY_RETRY_MAX_SECONDS = 30.0
+"""A standby session the camera refuses is retried at most this often: the camera's own server
+must never be crowded out of a small camera's session limit by a spare's retries."""
+
+ACTIVATION_MARGIN_US = 1_000_000
+"""Start writing this much before the watermark: the failed server's clock and ours may differ
+by NTP's error; the extra frames are dropped by re-insert's overlap rule, a missing one is lost."""
+
+
+@dataclass(frozen=True)
+class Activation:
+    """What a standby worker wrote when it was switched to recording (for events and tests)."""
+
+    from_wall_us: int | None
+    first_wall_us: int | None
+    """Wall time of the first frame written from the pre-buffer (None: nothing was buffered)."""
+    covered: bool
+    """True when the pre-buffer reached back to the watermark: no frame lost to the takeover."""
+    frames: int
+    """Frames written from the pre-buffer."""
 
 
 class _RunEnded(Exception):
@@ -55,7 +78,10 @@ class CameraWorker:
         store: RecorderStore,
         settings: RecordingSettings,
         on_segment: Callable[[SegmentInfo], None] | None = None,
+        standby: StandbySettings | None = None,
     ) -> None:
+        """With `standby`, the worker connects and pre-buffers without writing until
+        `activate()` (a spare's hot standby for a gapless camera)."""
         self.camera = camera
         self._identity = identity
         self._store = store
@@ -63,6 +89,14 @@ class CameraWorker:
         self._on_segment = on_segment
         self._source = CameraSource.from_config(camera)
         self._stop = threading.Event()
+        self._wake = threading.Event()  # cuts a reconnect wait short (stop or activation)
+        self._standby = standby
+        self._activate_lock = threading.Lock()
+        self._activate_from: tuple[int | None] | None = None  # set once, by activate()
+        self.activation: Activation | None = None
+        self._prebuffer_seconds = 0.0
+        self._prebuffer_bytes = 0
+        self._standby_kbps = 0.0
         self._run_began = False  # set by the demux thread when the current connection began a run
         self._health = HealthCell(camera.id)
         self._committer = Committer(camera.id, log)
@@ -77,6 +111,27 @@ class CameraWorker:
 
     def request_stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+
+    @property
+    def in_standby(self) -> bool:
+        return self._standby is not None and self._activate_from is None
+
+    def activate(self, from_wall_us: int | None) -> None:
+        """Switch a standby worker to recording: write the pre-buffer from the last keyframe at or
+        before `from_wall_us` (the failed server's watermark; None = all of it), then go live.
+
+        Called from the spare's agent thread; the demux thread makes the switch at its next
+        packet, or connects at once if it was waiting to retry.
+        """
+        with self._activate_lock:
+            if self._activate_from is None:
+                self._activate_from = (from_wall_us,)
+        self._wake.set()
+
+    def standby_info(self) -> tuple[float, int, float]:
+        """(seconds pre-buffered, bytes held, received kbit/s) of a standby session."""
+        return self._prebuffer_seconds, self._prebuffer_bytes, self._standby_kbps
 
     def join(self, timeout: float | None) -> bool:
         """Wait for the demux thread and then the committer; True when both finished."""
@@ -91,6 +146,10 @@ class CameraWorker:
     def _main(self) -> None:
         backoff = Backoff(
             self._settings.reconnect_initial_seconds, self._settings.reconnect_max_seconds
+        )
+        standby_backoff = Backoff(
+            self._settings.reconnect_initial_seconds,
+            max(self._settings.reconnect_max_seconds, STANDBY_RETRY_MAX_SECONDS),
         )
         failures = 0
         try:
@@ -110,7 +169,7 @@ class CameraWorker:
                 if self._stop.is_set():
                     break
                 failures = 1 if self._run_began else failures + 1
-                delay = backoff.next_delay()
+                delay = (standby_backoff if self.in_standby else backoff).next_delay()
                 self._health.update(
                     state=CameraState.FAILING,
                     error=reason,
@@ -118,8 +177,11 @@ class CameraWorker:
                     run_id=None,
                 )
                 level = logging.WARNING if failures <= 3 or failures % 20 == 0 else logging.DEBUG
-                log.log(level, "%s Retrying in %.1f s (attempt %d).", reason, delay, failures + 1)
-                self._stop.wait(delay)
+                what = " (hot-standby session)" if self.in_standby else ""
+                log.log(level, "%s%s Retrying in %.1f s (attempt %d).", reason, what, delay,
+                        failures + 1)
+                self._wake.wait(delay)
+                self._wake.clear()
         finally:
             if not self._committer.close(timeout=30.0):
                 log.error("camera %s: store writes did not finish within 30 s", self.camera.id)
@@ -138,11 +200,17 @@ class CameraWorker:
                     "video. "
                     "Check the URL names a video profile/channel."
                 )
-            log.info("camera %s: connected to %s", self.camera.id, self._source.display_url)
+            log.info("camera %s: connected to %s%s", self.camera.id, self._source.display_url,
+                     " (hot standby)" if self.in_standby else "")
             run = _Run(self, container)
             reason = f"camera {self.camera.id}: internal recorder error"
             stop_at: float | None = None
             try:
+                if self.in_standby:
+                    ended = self._standby_until_activated(container, run)
+                    if ended is not None:
+                        reason = ended
+                        return ended
                 for packet in container.demux(container.streams.video[0]):
                     # Write first, then look at the flag: the packet in hand is already paid for.
                     if packet.size and run.on_packet(packet):
@@ -172,6 +240,62 @@ class CameraWorker:
             except av.FFmpegError:
                 pass
 
+    def _standby_until_activated(
+        self, container: av.container.InputContainer, run: _Run
+    ) -> str | None:
+        """Pre-buffer until activated (then replay the buffer into `run`; None: go on live) or
+        until the session ends (the reason)."""
+        assert self._standby is not None
+        buffer = PreBuffer(self._standby)
+        self._health.update(state=CameraState.STANDBY, error=None, consecutive_failures=0)
+        self._run_began = True  # the session is proven: a later drop retries from the start
+        window_start, window_bytes = now_wall_us(), 0
+        for packet in container.demux(container.streams.video[0]):
+            if self._stop.is_set():
+                return STOPPED
+            now = now_wall_us()
+            if packet.size:
+                buffer.add(packet, now)
+                window_bytes += packet.size
+                self._health.last_frame(now)
+            if now - window_start >= 2_000_000:
+                self._standby_kbps = window_bytes * 8 / ((now - window_start) / 1000)
+                window_start, window_bytes = now, 0
+            self._prebuffer_seconds = buffer.seconds(now)
+            self._prebuffer_bytes = buffer.bytes
+            if self._activate_from is not None:
+                self._replay(container, run, buffer, self._activate_from[0])
+                return None
+        return (f"camera {self.camera.id} ({self._source.display_url}) ended the hot-standby "
+                "stream. It may have rebooted or dropped this client.")
+
+    def _replay(self, container: av.container.InputContainer, run: _Run, buffer: PreBuffer,
+                from_wall_us: int | None) -> None:
+        stream = container.streams.video[0]
+        tb = stream.time_base or TIME_BASE_90K
+        realtime = container.start_time_realtime  # wall µs of stream time 0, once RTCP arrived
+
+        def keyframe_wall(packet: av.packet.Packet, recv_us: int) -> int:
+            if realtime is not None and packet.pts is not None:
+                return min(recv_us, realtime + round(packet.pts * tb * 1_000_000))
+            return recv_us
+
+        wanted = None if from_wall_us is None else from_wall_us - ACTIVATION_MARGIN_US
+        packets, covered = buffer.take_from(keyframe_wall, wanted)
+        first_wall = keyframe_wall(*packets[0]) if packets else None
+        for packet, recv_us in packets:
+            if run.on_packet(packet, recv_us):
+                self._run_began = True
+        self.activation = Activation(from_wall_us, first_wall, covered, len(packets))
+        self._prebuffer_seconds, self._prebuffer_bytes = 0.0, 0
+        level = logging.INFO if covered else logging.WARNING
+        log.log(level, "camera %s: hot standby activated: %d pre-buffered frames written from "
+                "%s%s", self.camera.id, len(packets),
+                "the start of the buffer" if first_wall is None or from_wall_us is None else
+                f"{(first_wall - from_wall_us) / 1e6:+.2f} s of the failed server's watermark",
+                "" if covered else "; the buffer did not reach back to the watermark, so video "
+                "between them is lost (raise the pre-buffer horizon or memory cap)")
+
     # ---------------------------------------------------------------- used by _Run (same thread)
 
     def _commit_async(self, run_id: str, seq: int, written: WrittenSegment) -> None:
@@ -189,7 +313,10 @@ class CameraWorker:
             metrics.SEGMENT_COMMIT_SECONDS.labels(camera).observe(time.monotonic() - started)
             metrics.SEGMENTS_COMMITTED.labels(camera).inc()
             metrics.BYTES_COMMITTED.labels(camera).inc(info.bytes)
-            self._health.update(last_commit_wall_us=now_wall_us())
+            self._health.update(
+                last_commit_wall_us=now_wall_us(),
+                committed_until_wall_us=info.end_wall_us,
+            )
             self._health.add(segments=1, frames=written.frame_count)
             if self._on_segment is not None:
                 try:
@@ -227,9 +354,10 @@ class _Run:
         self._local_anchor_us = 0  # best local-clock estimate of media 0's wall time
         self._stored_anchor_us = 0  # what the store holds now
 
-    def on_packet(self, packet: av.packet.Packet) -> bool:
-        """Handle one packet; True when it began the run (the connection is proven)."""
-        now = now_wall_us()
+    def on_packet(self, packet: av.packet.Packet, now: int | None = None) -> bool:
+        """Handle one packet (received at `now`, wall µs); True when it began the run."""
+        if now is None:
+            now = now_wall_us()
         if self._clock.started:
             self._write(packet, self._clock.stream_ts(packet.pts), now)
             return False
