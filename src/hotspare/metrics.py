@@ -1,8 +1,9 @@
 """Prometheus metrics of one node process.
 
-Counters and histograms are observed where the work happens (the recorder's commit, the event log);
-per-camera state is read from the health source at scrape time, so a scrape always shows the state
-of now rather than of the last change. One registry per process: a node is one process.
+Counters, histograms and the lease gauge are updated where the work happens (the recorder's
+commit, the event log, the re-insert's acknowledgements, the lease keeper); per-camera state is
+read from the health source at scrape time, so a scrape always shows the state of now rather than
+of the last change. One registry per process: a node is one process.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -37,9 +38,26 @@ EVENTS = Counter(
     "done = re-inserts completed, refused = takeovers refused, ...).", ["kind"],
     registry=REGISTRY,
 )
+TAKEOVERS = Counter(
+    "hotspare_takeovers", "Steps of takeovers this node took part in, by event kind and the "
+    "recording server concerned (claimed = takeover won, handback, done = re-insert complete, "
+    "stood_down, lost_claim, refused).", ["kind", "server"], registry=REGISTRY,
+)
+TAKEOVER_KINDS = frozenset({"claimed", "handback", "done", "stood_down", "lost_claim", "refused"})
+"""The event kinds that mark a takeover's start or end; the others describe states on the way."""
 REINSERT_BYTES = Counter(
-    "hotspare_reinsert_bytes", "Bytes this node re-inserted into recording servers.",
+    "hotspare_reinsert_bytes", "Bytes of segments this node re-inserted that a recording "
+    "server's index acknowledged (duplicates included), by that server.", ["server"],
     registry=REGISTRY,
+)
+REINSERT_SEGMENTS = Counter(
+    "hotspare_reinsert_segments", "Segments this node re-inserted that a recording server "
+    "acknowledged, by that server and its answer (inserted, trimmed, duplicate).",
+    ["server", "status"], registry=REGISTRY,
+)
+LEASE_HELD = Gauge(
+    "hotspare_lease_held", "1 while this node holds its etcd lease (liveness or registration), "
+    "0 once it is lost or given up, by the role the lease serves.", ["role"], registry=REGISTRY,
 )
 
 _STATES = ("recording", "connecting", "failing")

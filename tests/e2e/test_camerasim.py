@@ -21,8 +21,14 @@ import pytest
 if __package__ in (None, ""):  # pytest's rootdir-less import mode: make `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from hotspare.camerasim.options import parse_max_sessions
 from hotspare.camerasim.sei import find_tags
-from tests.support.camsim import CameraSim, camera_sim_fixture  # noqa: F401  (fixture camera_sim)
+from tests.support.camsim import (  # noqa: F401  (fixture camera_sim)
+    CameraSim,
+    CameraSimError,
+    camera_sim_fixture,
+    now_us,
+)
 
 FRAME_US = 40_000  # 25 fps
 
@@ -73,6 +79,17 @@ def read_camera(url: str, transport: str, max_frames: int, max_seconds: float) -
     finally:
         container.close()
     return out
+
+
+def read_in_background(
+    url: str, box: dict[str, ClientResult], key: str, seconds: float
+) -> threading.Thread:
+    """A TCP client for `seconds` that runs while the test acts; its result lands in box[key]."""
+    thread = threading.Thread(
+        target=lambda: box.setdefault(key, read_camera(url, "tcp", 10_000, seconds)), daemon=True
+    )
+    thread.start()
+    return thread
 
 
 def consecutive(frames: list[int]) -> bool:
@@ -130,10 +147,7 @@ def test_tcp_and_udp_clients_share_one_live_stream(camera_sim: CameraSim) -> Non
 def test_offline_drops_sessions_refuses_and_comes_back(camera_sim: CameraSim) -> None:
     url = camera_sim.rtsp_url("cam-1")
     box: dict[str, ClientResult] = {}
-    reader = threading.Thread(
-        target=lambda: box.setdefault("r", read_camera(url, "tcp", 10_000, 20)), daemon=True
-    )
-    reader.start()
+    reader = read_in_background(url, box, "r", 20)
     camera_sim.wait_clients("cam-1", 1, timeout=10)
     time.sleep(1.0)
     status = camera_sim.offline("cam-1", seconds=2)
@@ -197,10 +211,7 @@ def test_back_to_back_reconnects_are_served(camera_sim: CameraSim) -> None:
 def test_churning_clients_do_not_disturb_a_steady_one(camera_sim: CameraSim) -> None:
     url = camera_sim.rtsp_url("cam-1")
     box: dict[str, ClientResult] = {}
-    steady = threading.Thread(
-        target=lambda: box.setdefault("r", read_camera(url, "tcp", 10_000, 8)), daemon=True
-    )
-    steady.start()
+    steady = read_in_background(url, box, "r", 8)
     camera_sim.wait_clients("cam-1", 1, timeout=10)
     for i in range(6):
         res = read_camera(url, "udp" if i % 2 else "tcp", max_frames=3, max_seconds=5)
@@ -220,10 +231,87 @@ def test_offline_until_told_and_unknown_camera(camera_sim: CameraSim) -> None:
     assert res.ended == "enough" and res.camera_ids == {"cam-2"}
     with pytest.raises(av.error.FFmpegError):
         av.open(camera_sim.rtsp_url("nope"), options={"timeout": "3000000"}).close()
-    from tests.support.camsim import CameraSimError
-
     with pytest.raises(CameraSimError):
         camera_sim.offline("nope", 1)
+
+
+def test_session_limit_refuses_a_second_client_until_the_first_leaves(tmp_path: Path) -> None:
+    """Issue 6 needs a camera that, like real ones with a small session limit, answers 503."""
+    with CameraSim(tmp_path / "sim", cameras=2, max_sessions={"cam-1": 1}) as sim:
+        url = sim.rtsp_url("cam-1")
+        box: dict[str, ClientResult] = {}
+        first = read_in_background(url, box, "first", 6)
+        sim.wait_sessions("cam-1", 1, timeout=10)
+        for transport in ("tcp", "udp"):
+            with pytest.raises(av.error.HTTPServerError, match="5XX Server Error") as refused:
+                av.open(url, options={"rtsp_transport": transport, "timeout": "3000000"}).close()
+            assert refused.value.errno == 1482175992  # AVERROR_HTTP_SERVER_ERROR
+        refused_us = now_us()
+        status = sim.camera_status("cam-1")
+        assert status["sessions"] == 1 and status["sessions_refused"] == 2, status
+        # Other cameras have no limit: two clients of cam-2 at once, while cam-1 is full.
+        others: dict[int, ClientResult] = {}
+        readers = [
+            threading.Thread(
+                target=lambda i=i: others.setdefault(
+                    i, read_camera(sim.rtsp_url("cam-2"), "tcp", 10, 10)
+                )
+            )
+            for i in range(2)
+        ]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join(20)
+        assert [others[i].ended for i in range(2)] == ["enough", "enough"]
+        assert sim.camera_status("cam-2")["sessions_refused"] == 0
+        # The first client was not disturbed and kept receiving well after the refusals.
+        first.join(20)
+        r = box["first"]
+        assert r.ended == "enough" and consecutive(r.frames), r.ended
+        start_us = status["start_wall_us"]  # cam-1 is the first camera: no phase offset
+        assert start_us + r.frames[-1] * FRAME_US > refused_us + 2_000_000
+        # Its session is freed (TEARDOWN or disconnect) and the next client gets in promptly.
+        t_closed = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                again = read_camera(url, "tcp", max_frames=10, max_seconds=10)
+                break
+            except av.error.HTTPServerError:
+                # FFmpeg sends TEARDOWN without awaiting the reply, so a DESCRIBE racing it on a
+                # new connection can still find the session taken.
+                assert time.monotonic() - t_closed < 5, "session never freed"
+                time.sleep(0.1)
+        print(f"\nre-accepted after {attempts} attempt(s), {again.open_s:.2f} s to open")
+        assert again.ended == "enough" and again.camera_ids == {"cam-1"}
+        assert again.frames[0] > r.frames[-1]
+        # The limit can change at runtime: with 2, a second client joins one that holds a session.
+        holder = read_in_background(url, box, "holder", 5)
+        sim.wait_sessions("cam-1", 1, timeout=10)
+        assert sim.set_max_sessions("cam-1", 2)["max_sessions"] == 2
+        assert read_camera(url, "tcp", max_frames=10, max_seconds=10).ended == "enough"
+        holder.join(20)
+        assert box["holder"].ended == "enough" and consecutive(box["holder"].frames)
+        assert sim.set_max_sessions("cam-1", None)["max_sessions"] is None
+        with pytest.raises(CameraSimError, match="400"):
+            sim.set_max_sessions("cam-1", -1)
+
+
+def test_max_sessions_option_is_checked_before_the_sim_starts() -> None:
+    assert parse_max_sessions(["cam-1=1", "door=2,yard=0"]) == {"cam-1": 1, "door": 2, "yard": 0}
+    for bad in ("cam-1", "=1", "cam-1=x", "cam-1=-1"):
+        with pytest.raises(ValueError):
+            parse_max_sessions([bad])
+    hotspare_bin = Path(sys.executable).with_name("hotspare")
+    proc = subprocess.run(
+        [str(hotspare_bin), "camera-sim", "--max-sessions", "cam-1=x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "N must be a whole number" in proc.stderr, proc.stderr
 
 
 def test_sigterm_exits_cleanly_and_logs_are_complete(tmp_path: Path) -> None:

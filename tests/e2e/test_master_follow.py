@@ -1,5 +1,6 @@
-"""The CLI follows the master: given the old master's address and another node's, `hotspare status`
-reports the site from whichever node serves the master now, also after the master was killed."""
+"""The CLI follows the master: given the old master's address and another node's, `hotspare status`,
+`events` and `timeline --site` report the site from whichever node serves the master now, also
+after the master was killed."""
 
 from __future__ import annotations
 
@@ -60,6 +61,23 @@ def test_status_follows_the_master_through_its_failover(tmp_path: Path) -> None:
         rec1 = next(s for s in after["servers"] if s["name"] == "rec-1")
         assert rec1["covered_by"] == "spare-1"
         assert rec1["owner"]["node"] == "spare-1"
+
+        # The site's events through whichever node is master now: the takeover of the master is
+        # among them, told by the spare that made it.
+        def takeover_event() -> dict | None:  # type: ignore[type-arg]
+            result = subprocess.run(
+                [sys.executable, "-m", "hotspare", "events", "--json", "--node", master_url,
+                 "--node", other_url, "--token-file", str(token_file)],
+                capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+            events = [json.loads(line) for line in result.stdout.splitlines()]
+            assert [e["wall_us"] for e in events] == sorted(e["wall_us"] for e in events)
+            return next((e for e in events if e["kind"] == "claimed" and e["server"] == "rec-1"),
+                        None)
+
+        claimed = wait_for("the master's takeover in `hotspare events`", takeover_event, 30,
+                           interval=0.5)
+        assert claimed["node"] == "spare-1"
 
         # The merged timeline of the dead master's camera, through whichever node is master now:
         # rec-1's own video cannot be asked (it is down, and said so); the spare's is there.

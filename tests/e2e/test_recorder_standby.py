@@ -9,6 +9,7 @@ be contiguous and stored once.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -81,7 +82,7 @@ def test_standby_activated_from_a_lagging_watermark_fills_the_gap_exactly(tmp_pa
                                             buffer.segment_file(seg), imported_from="spare-1")
                 frames = store_frames(original, camera.id, frame_us=FRAME_US)
                 numbers = [f.tag.frame_no for f in frames]
-                gaps = [(a, b) for a, b in zip(numbers, numbers[1:], strict=False) if b != a + 1]
+                gaps = [(a, b) for a, b in itertools.pairwise(numbers) if b != a + 1]
                 assert not gaps, f"{camera.id}: frames missing between {gaps}"
                 delivered = {r.frame for r in sim.frames(camera.id)
                              if r.delivered and numbers[0] <= r.frame <= numbers[-1]}

@@ -13,6 +13,11 @@ Use it like this::
         with CameraSim(tmp_path / "sim", cameras=8, width=1920, height=1080) as sim:
             ...
 
+    def test_busy_camera(tmp_path: Path) -> None:   # cam-1 answers a second session with 503
+        with CameraSim(tmp_path / "sim", cameras=2, max_sessions={"cam-1": 1}) as sim:
+            sim.wait_sessions("cam-1", 1)            # ... once something holds its session
+            sim.set_max_sessions("cam-1", None)      # no limit from now on
+
 The simulator runs under Debian's python with GStreamer (HOTSPARE_SIM_PYTHON overrides); when that
 is missing the test is skipped with the install hint. The clip cache is shared across tests (system
 temp dir), so only the first start with a new parameter set pays for encoding (~7 s at 1080p).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import tomli_w
@@ -20,14 +20,16 @@ def make_node(
     segment_seconds: float = 2.0,
     transport: str = "tcp",
     token: str = "test-token-0123456789",
+    api_extra: Mapping[str, str] | None = None,
 ) -> NodeProcess:
-    """Write a node config for `cameras` [(id, rtsp url)] under tmp/name; return the node."""
+    """Write a node config for `cameras` [(id, rtsp url)] under tmp/name; return the node.
+    `api_extra` adds `[api]` fields (e.g. tls_cert_file/tls_key_file for an HTTPS node)."""
     base = tmp / name
     base.mkdir(parents=True, exist_ok=True)
     config = {
         "name": name,
         "data_dir": str(base / "data"),
-        "api": {"host": "127.0.0.1", "port": 0, "token": token},
+        "api": {"host": "127.0.0.1", "port": 0, "token": token, **(api_extra or {})},
         "recording": {
             "segment_seconds": segment_seconds,
             "reconnect_initial_seconds": 0.2,

@@ -41,7 +41,9 @@ def test_timeline_command_table_and_json(
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n", encoding="utf-8")
 
-    def in_process(base_url: str, token: str, timeout: float = 10.0) -> NodeClient:
+    def in_process(
+        base_url: str, token: str, timeout: float = 10.0, verify: object = True
+    ) -> NodeClient:
         return NodeClient(base_url, token, timeout, http=node.client)
 
     monkeypatch.setattr("hotspare.client.node_client.NodeClient", in_process)

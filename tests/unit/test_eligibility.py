@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from hotspare.config.models import CameraConfig
+from hotspare.config.models import CameraConfig, ProtectionMode
 from hotspare.site.allotment import allot
 from hotspare.site.eligibility import (
     DOWN,
@@ -15,6 +15,7 @@ from hotspare.site.eligibility import (
     SpareState,
     SpareStatus,
     can_spare_take,
+    describe_state,
     evaluate_server,
 )
 from hotspare.site.model import FailoverServerConfig, Platform, RecordingServerConfig
@@ -167,3 +168,51 @@ def test_can_spare_take(
 def test_every_reason_has_operator_text() -> None:
     for reason in Reason:
         assert reason.text.strip()
+
+
+def with_modes(gapless: int = 0, standard: int = 0, none: int = 0) -> RecordingServerConfig:
+    """A server whose cameras carry explicit protection modes, in that order."""
+    modes = (
+        [ProtectionMode.GAPLESS] * gapless
+        + [ProtectionMode.STANDARD] * standard
+        + [ProtectionMode.NONE] * none
+    )
+    return RecordingServerConfig(
+        name="rec-1",
+        address="10.0.0.1:8600",
+        cameras=[
+            CameraConfig(id=f"c{i}", url=f"rtsp://10.1.0.1/{i}", protection=mode)
+            for i, mode in enumerate(modes)
+        ],
+    )
+
+
+def test_cameras_with_protection_none_do_not_count_against_the_allotment() -> None:
+    rec = with_modes(gapless=10, standard=10, none=5)  # 25 cameras, 20 of them failed over
+    assert evaluate_server(rec, ONE, {"s1": IDLE}, LicencePool(1, 20)).protected
+    allotment = allot(LicencePool(1, 20), ["s1"])
+    assert can_spare_take(spare("s1"), rec, allotment, IDLE).allowed
+    assert not can_spare_take(spare("s1", max_cameras=19), rec, allotment, IDLE).allowed
+
+
+def test_too_many_cameras_message_names_the_cameras_left_out() -> None:
+    rec = with_modes(standard=21, none=3)
+    protection = evaluate_server(rec, ONE, {"s1": IDLE}, LicencePool(1, 20))
+    assert protection.reasons == (Reason.TOO_MANY_CAMERAS,)
+    assert protection.findings[0].message == (
+        "rec-1 has 21 cameras to fail over (and 3 with protection none, not counted); "
+        "the most any licensed spare may take is 20"
+    )
+    decision = can_spare_take(spare("s1"), rec, allot(LicencePool(1, 20), ["s1"]), IDLE)
+    assert decision.findings[0].message.endswith("s1 may take at most 20")
+
+
+def test_a_server_default_of_none_is_inherited() -> None:
+    rec = server(cameras=30).model_copy(update={"protection": ProtectionMode.NONE})
+    assert rec.failover_cameras() == []
+    assert evaluate_server(rec, ONE, {"s1": IDLE}, LicencePool(1, 20)).protected
+
+
+def test_describe_state() -> None:
+    assert describe_state(covering("rec-2")) == "covering rec-2"
+    assert describe_state(DOWN) == "down"

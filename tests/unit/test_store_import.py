@@ -312,3 +312,18 @@ def test_import_restores_a_missing_file(origin: SegmentStore, spare: SegmentStor
         assert res.segment.file_problem is None
         assert again.segment_file(res.segment).read_bytes() == data.read_bytes()
         assert len(again.list_segments("cam1", 0, 2**62)) == 1
+
+
+def test_frames_in_a_hole_of_a_stored_segment_are_not_held(origin: SegmentStore,
+                                                             spare: SegmentStore) -> None:
+    """A recorder frozen (SIGSTOP) while its camera dropped the backlog keeps one segment across
+    the hole; the spare's recording of the hole must be stored, not judged already held."""
+    run = origin.begin_run("cam1", "rs1", T0, WallSource.CAMERA)
+    step = 90_000 // 25
+    # Origin holds frames 0-9, then (a hole of 10 frames) frames 20-29 of camera time.
+    record_segment(origin, run, 0, 0, 20, gop=5, hole=(10, 10 * step))
+    meta, data, _ = _spare_segment(spare, frames=30)
+    result = origin.import_segment(meta, data)
+    assert result.status == "trimmed", result
+    assert result.segment is not None
+    assert (result.segment.head_skip_frames, result.segment.tail_skip_frames) == (10, 10)

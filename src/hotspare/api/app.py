@@ -6,7 +6,7 @@ serves a recording server, a spare's buffer store, and tests with no camera at a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -23,9 +23,11 @@ from hotspare.api.auth import (
     token_from_scope,
 )
 from hotspare.api.context import HealthSource, NodeContext
-from hotspare.api.problems import install_problem_handlers
+from hotspare.api.problems import Problem, install_problem_handlers
+from hotspare.api.roles import ROUTE_ROLES
 from hotspare.api.schemas import ImportMetaIn
 from hotspare.client.times import wall_now_us
+from hotspare.config.models import ApiUser
 from hotspare.store.segment_store import SegmentStore
 
 API_PREFIX = "/api/v1"
@@ -42,10 +44,12 @@ def create_app(
     max_import_bytes: int = DEFAULT_MAX_IMPORT_BYTES,
     clock: Callable[[], int] = wall_now_us,
     live_segments: int = 6,
+    users: Sequence[ApiUser] = (),
 ) -> FastAPI:
     """`health` returns camera id → object/dict with state, last_frame_wall_us, last_commit_wall_us,
     run_id and error (Recorder.health fits); `known_cameras` returns the cameras this node records
     (or, on a spare, the identity it has assumed) — asked on every request, so it may change live.
+    `token` is the node credential (role `node`, all rights); `users` hold the other tokens.
     """
     if max_import_bytes < 1:
         raise ValueError("max_import_bytes must be positive")
@@ -53,7 +57,8 @@ def create_app(
         title="hotspare node API",
         version=hotspare.__version__,
         description="A recording node's API: health, segments, timeline, HLS playback, import. "
-        "Every route needs the node's bearer token. See docs/api.md.",
+        "Every route needs a bearer token whose role is at least the operation's "
+        "`x-hotspare-role`. See docs/api.md.",
         dependencies=[Depends(declare_auth)],
         docs_url=None,  # our own below, so a ?token= reaches the spec fetch too
         redoc_url=None,
@@ -70,30 +75,40 @@ def create_app(
     )
     install_problem_handlers(app)
     _add_docs(app)
-    _document_import_meta(app)
+    _document_spec_extras(app)
     for module in (routes_health, routes_read, routes_hls, routes_import):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(routes_metrics.router)  # /metrics, where Prometheus looks by default
-    app.add_middleware(BearerAuthMiddleware, token=token)
+    app.add_middleware(BearerAuthMiddleware, token=token, users=users)
     return app
 
 
 def _add_docs(app: FastAPI) -> None:
-    """Interactive docs: a browser sends no header, so a `?token=` is passed on to the spec URL."""
+    """Interactive docs: a browser sends no header, so a `?token=` is passed on to the spec URL
+    and to swagger-ui's own files, which come from the project's npm lockfile (not a CDN) so that
+    an offline site renders the page too."""
+    from hotspare.web.ui import swagger_ui_routes
 
     async def docs(request: Request) -> HTMLResponse:
         token, source = token_from_scope(request.scope)
-        spec_url = "openapi.json"
+        suffix = ""
         if token and source == "query":
-            spec_url += f"?{TOKEN_QUERY_PARAM}={quote(token, safe='')}"
-        return get_swagger_ui_html(openapi_url=spec_url, title="hotspare node API")
+            suffix = f"?{TOKEN_QUERY_PARAM}={quote(token, safe='')}"
+        return get_swagger_ui_html(
+            openapi_url=f"openapi.json{suffix}", title="hotspare node API",
+            swagger_js_url=f"docs/swagger-ui-bundle.js{suffix}",
+            swagger_css_url=f"docs/swagger-ui.css{suffix}",
+            swagger_favicon_url=f"docs/favicon-32x32.png{suffix}")
 
     app.add_route("/docs", docs, include_in_schema=False)
+    app.router.routes.extend(swagger_ui_routes("/docs"))
 
 
-def _document_import_meta(app: FastAPI) -> None:
+def _document_spec_extras(app: FastAPI) -> None:
     """The import's metadata travels in a header as JSON, which FastAPI can't describe by itself;
-    publishing its schema lets clients in other languages build the header from the spec."""
+    publishing its schema lets clients in other languages build the header from the spec. Each
+    operation also states the role it needs (`x-hotspare-role`, from the one table the middleware
+    enforces) and its 403, so clients can tell what a token may do without trying."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -101,7 +116,22 @@ def _document_import_meta(app: FastAPI) -> None:
             spec = generate()
             schema = ImportMetaIn.model_json_schema(ref_template="#/components/schemas/{model}")
             spec.setdefault("components", {}).setdefault("schemas", {})["ImportMetaIn"] = schema
+            _document_roles(spec)
             app.openapi_schema = spec
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_roles(spec: dict[str, Any]) -> None:
+    forbidden = {
+        "description": "the token is valid but its role is below the one this operation needs",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    spec["components"]["schemas"].setdefault("Problem", Problem.model_json_schema())
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            role = ROUTE_ROLES.get((method.upper(), path))
+            if role is not None:  # an undeclared route stays unmarked, and unreachable
+                operation["x-hotspare-role"] = role.value
+                operation.setdefault("responses", {}).setdefault("403", forbidden)

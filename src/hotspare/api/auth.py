@@ -1,24 +1,52 @@
-"""Bearer-token authentication for every request the node answers (DESIGN decision 10).
+"""Who is asking (authentication) and may they (authorization), for every request a node answers.
 
 It is an ASGI middleware rather than a route dependency so that nothing escapes it: the OpenAPI
-document, the interactive docs, unknown paths and routes added later are all behind the token.
-The route-level security declarations below exist only so the spec tells clients what to send.
+document, the interactive docs, unknown paths and routes added later are all behind a token, and
+a route whose role is not declared in `hotspare.api.roles.ROUTE_ROLES` is refused with 500 instead
+of served to anyone. The route-level security declarations below exist only so the spec tells
+clients what to send.
+
+Two kinds of credential: the node credential (`[api] token`/`token_file`, the site token every
+node of a site shares; role `node`, all rights) and user tokens (`[[api.users]]`, stored as salted
+hashes, each with a role). Tokens are compared in constant time and never appear in an answer or
+a log line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-from typing import Annotated
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
+import anyio
 from fastapi import Security
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hotspare.api.problems import problem_response
+from hotspare.api.roles import Role, requirement
+from hotspare.api.tokens import token_user, verify_token
+from hotspare.config.models import ApiUser
+
+log = logging.getLogger("hotspare.api.auth")
 
 REALM = 'Bearer realm="hotspare"'
 TOKEN_QUERY_PARAM = "token"
+NODE_PRINCIPAL = "node"
+PRINCIPAL_KEY = "hotspare.principal"  # in the ASGI scope, for routes that want to know who asks
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request comes from: a user's name, or `node` for the node credential."""
+
+    name: str
+    role: Role
 
 
 def token_from_scope(scope: Scope) -> tuple[str | None, str]:
@@ -36,45 +64,112 @@ def token_from_scope(scope: Scope) -> tuple[str | None, str]:
     return None, "none"
 
 
-class BearerAuthMiddleware:
-    """Refuses any HTTP request that does not carry the node's token, in a header or `?token=`."""
+class Credentials:
+    """The node credential and the configured users; remembers the tokens it has verified, so a
+    user's scrypt hash is computed once per process, not on every segment an HLS player fetches.
+    Only successes are remembered: at most one entry per user."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        if not token:
+    def __init__(self, node_token: str, users: Sequence[ApiUser] = ()) -> None:
+        if not node_token:
             raise ValueError("the API token must not be empty: every route is authenticated")
+        self._node = node_token.encode("utf-8")
+        self._users = {u.name: u for u in users}
+        self._verified: dict[bytes, Principal] = {}
+
+    async def principal(self, presented: str) -> Principal | None:
+        if hmac.compare_digest(presented.encode("utf-8"), self._node):
+            return Principal(NODE_PRINCIPAL, Role.NODE)
+        key = hashlib.sha256(presented.encode("utf-8")).digest()
+        known = self._verified.get(key)
+        if known is not None:
+            return known
+        user = self._users.get(token_user(presented))
+        if user is None:
+            return None
+        if not await anyio.to_thread.run_sync(verify_token, presented, user.token_hash):
+            return None
+        self._verified[key] = Principal(user.name, Role(user.role))
+        return self._verified[key]
+
+
+def _route_path(scope: Scope) -> str:
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root):
+        return path[len(root):] or "/"
+    return path
+
+
+class BearerAuthMiddleware:
+    """Refuses a request without a known token (401), or whose token's role is below the role
+    its route needs (403); passes the rest on with the `Principal` in the scope."""
+
+    def __init__(self, app: ASGIApp, token: str, users: Sequence[ApiUser] = ()) -> None:
         self.app = app
-        self._token = token.encode("utf-8")
+        self.credentials = Credentials(token, users)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
             return
-        presented, _ = token_from_scope(scope)
-        if presented is None:
-            response = problem_response(
-                401,
-                "unauthorized",
-                "this node needs its API token: send 'Authorization: Bearer <token>' "
-                "(or ?token=<token> where headers can't be set, e.g. HLS players)",
-                headers={"WWW-Authenticate": REALM},
-            )
-        elif not hmac.compare_digest(presented.encode("utf-8"), self._token):
-            response = problem_response(
-                401,
-                "unauthorized",
-                "wrong API token; check the token file this client uses against the node's config",
-                headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
-            )
-        else:
+        response = await self._refusal(scope)
+        if response is None:
             await self.app(scope, receive, send)
-            return
-        if scope["type"] == "http":
+        elif scope["type"] == "http":
             await response(scope, receive, send)
         else:  # websocket: refuse the handshake
             await send({"type": "websocket.close", "code": 1008})
 
+    async def _refusal(self, scope: Scope) -> Response | None:
+        presented, _ = token_from_scope(scope)
+        if presented is None:
+            return problem_response(
+                401,
+                "unauthorized",
+                "this node needs an API token: send 'Authorization: Bearer <token>' "
+                "(or ?token=<token> where headers can't be set, e.g. HLS players)",
+                headers={"WWW-Authenticate": REALM},
+            )
+        principal = await self.credentials.principal(presented)
+        if principal is None:
+            return problem_response(
+                401,
+                "unauthorized",
+                "wrong API token; check the token this client uses against the node's "
+                "config ([api] token or an [[api.users]] entry)",
+                headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
+            )
+        scope[PRINCIPAL_KEY] = principal
+        return _forbidden(scope, principal)
 
-_bearer = HTTPBearer(auto_error=False, description="the node's API token")
+
+def _forbidden(scope: Scope, principal: Principal) -> Response | None:
+    app: Any = scope.get("app")
+    routes = app.router.routes if app is not None else ()
+    method = str(scope.get("method", "GET")) if scope["type"] == "http" else "GET"
+    needed = requirement(routes, method, _route_path(scope))
+    if needed.undeclared:
+        log.error("%s %s has no role in hotspare.api.roles.ROUTE_ROLES; refused", method,
+                  needed.path)
+        return problem_response(
+            500,
+            "route_without_role",
+            f"{method} {needed.path} declares no role, so nobody may call it; "
+            "add it to hotspare.api.roles.ROUTE_ROLES",
+        )
+    if needed.role is None or principal.role.allows(needed.role):
+        return None
+    log.info("refused %s %s to %s (role %s): needs role %s", method, needed.path,
+             principal.name, principal.role, needed.role)
+    return problem_response(
+        403,
+        "forbidden",
+        f"{method} {needed.path} needs role {needed.role.value!r} or higher; "
+        f"{principal.name!r} holds role {principal.role.value!r}",
+    )
+
+
+_bearer = HTTPBearer(auto_error=False, description="a user's token or the node credential")
 _query = APIKeyQuery(
     name=TOKEN_QUERY_PARAM,
     auto_error=False,

@@ -4,7 +4,8 @@ Every site node mounts it (see `hotspare.node.site_node`), because it needs noth
 the other nodes' APIs: so the spare that assumes the master's identity serves it at the master's
 published address without any role transfer, and clients follow `GET /site/endpoints` to find
 that address. Clients should still talk to the master (docs/site-api.md). Authentication is the
-node's bearer-token middleware, in front of these routes like all others.
+node's bearer-token middleware, in front of these routes like all others; each route's role (all
+`viewer`: they only read) is declared in `hotspare.api.roles.ROUTE_ROLES`.
 """
 
 from __future__ import annotations

@@ -27,11 +27,13 @@ from hotspare.coordination.models import KeyValue
 from hotspare.failover import keys
 from hotspare.failover.site_config import AppliedSite
 from hotspare.site.model import SiteConfig
+from hotspare.tls import node_url
 
 
-def address_url(address: str) -> str:
-    """A node's `host:port` from site.toml as the URL its API answers on (plain HTTP for now)."""
-    return f"http://{address}"
+def address_url(address: str, config: SiteConfig) -> str:
+    """A node's `host:port` from site.toml as the URL its API answers on (https when the site
+    says `tls = true`)."""
+    return node_url(address, config.site.tls)
 
 
 def _json(kv: KeyValue) -> dict[str, Any]:
@@ -101,7 +103,7 @@ def owner_of(server: str, config: SiteConfig, snap: SiteSnapshot) -> tuple[str, 
             return spare, str(claim["url"])
     me = config.recording_server(server)
     if me is not None:
-        return server, address_url(me.address)
+        return server, address_url(me.address, config)
     return str(owner.get("node", server)), str(owner.get("url", ""))
 
 
@@ -110,7 +112,7 @@ def spare_url(name: str, config: SiteConfig, snap: SiteSnapshot) -> str:
     if registered:
         return str(registered)
     spare = config.failover_server(name)
-    return address_url(spare.address) if spare is not None else ""
+    return address_url(spare.address, config) if spare is not None else ""
 
 
 def holders(server: str, config: SiteConfig, snap: SiteSnapshot) -> dict[str, str]:
@@ -122,7 +124,7 @@ def holders(server: str, config: SiteConfig, snap: SiteSnapshot) -> dict[str, st
     found: dict[str, str] = {}
     me = config.recording_server(server)
     if me is not None:
-        found[server] = address_url(me.address)
+        found[server] = address_url(me.address, config)
     claim = snap.claims.get(server)
     if claim is not None and claim.get("spare"):
         found[str(claim["spare"])] = spare_url(str(claim["spare"]), config, snap)
@@ -152,7 +154,7 @@ def servers_view(applied: AppliedSite, snap: SiteSnapshot,
         servers.append({
             "name": server.name,
             "role": server.role.value,
-            "address": address_url(server.address),
+            "address": address_url(server.address, config),
             "state": server_state(server.name, snap),
             "covered_by": str(claim.get("spare")) if claim is not None else None,
             "owner": {"node": node, "url": url},
@@ -168,7 +170,7 @@ def servers_view(applied: AppliedSite, snap: SiteSnapshot,
         value = snap.spares.get(spare.name)
         spares.append({
             "name": spare.name,
-            "address": address_url(spare.address),
+            "address": address_url(spare.address, config),
             "state": "down" if value is None else str(value.get("state", "idle")),
             "covering": None if value is None else value.get("covering"),
             "leftover": None if value is None else value.get("leftover"),
@@ -208,7 +210,7 @@ def endpoints_view(config: SiteConfig, snap: SiteSnapshot) -> dict[str, Any]:
     """
     master = config.master
     node, url = owner_of(master.name, config, snap)
-    nodes = [{"name": s.name, "role": s.role.value, "url": address_url(s.address)}
+    nodes = [{"name": s.name, "role": s.role.value, "url": address_url(s.address, config)}
              for s in config.recording_servers]
     nodes += [{"name": s.name, "role": "spare", "url": spare_url(s.name, config, snap)}
               for s in config.failover_servers]

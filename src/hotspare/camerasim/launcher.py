@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,9 +47,11 @@ class CameraSim:
         rtsp_port: int = 0,
         control_port: int = 0,
         cache_dir: Path | None = None,
+        max_sessions: Mapping[str, int] | None = None,
         extra_args: Sequence[str] = (),
         ready_timeout: float = 120.0,
     ) -> None:
+        """max_sessions: camera id -> most concurrent RTSP sessions it serves (more get 503)."""
         self.work_dir = work_dir
         self.log_dir = work_dir / "frames"
         if isinstance(cameras, int):
@@ -64,6 +66,8 @@ class CameraSim:
             "--rtsp-port", str(rtsp_port), "--control-port", str(control_port),
             "--log-dir", str(self.log_dir),
             *(["--cache-dir", str(cache_dir)] if cache_dir is not None else []),
+            *(a for cid, n in (max_sessions or {}).items()
+              for a in ("--max-sessions", f"{cid}={n}")),
             *extra_args,
         ]  # fmt: skip
         self.ready_timeout = ready_timeout
@@ -193,11 +197,23 @@ class CameraSim:
     def online(self, camera_id: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/cameras/{camera_id}/online"))
 
+    def set_max_sessions(self, camera_id: str, limit: int | None) -> dict[str, Any]:
+        """Change the camera's session limit now (None: no limit); open sessions are kept."""
+        query = "" if limit is None else f"?limit={limit}"
+        return dict(self._call("POST", f"/cameras/{camera_id}/max_sessions{query}"))
+
+    def wait_sessions(self, camera_id: str, count: int, timeout: float = 10.0) -> None:
+        """Block until the camera holds `count` RTSP sessions (SETUP done, no TEARDOWN yet)."""
+        self._wait_count(camera_id, "sessions", count, timeout)
+
     def wait_clients(self, camera_id: str, count: int, timeout: float = 10.0) -> None:
+        self._wait_count(camera_id, "clients", count, timeout)
+
+    def _wait_count(self, camera_id: str, key: str, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while self.camera_status(camera_id)["clients"] != count:
+        while self.camera_status(camera_id)[key] != count:
             if time.monotonic() > deadline:
-                raise CameraSimError(f"{camera_id}: never had {count} clients")
+                raise CameraSimError(f"{camera_id}: never had {count} {key}")
             time.sleep(0.05)
 
     # ---------------------------------------------------------------------------- frame log

@@ -7,6 +7,7 @@ validates the options before handing them over, so that `--help` and typos behav
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,40 @@ READY_PREFIX = "HOTSPARE_CAMSIM_READY "
 def _opt(p: argparse.ArgumentParser, flag: str, **kw: Any) -> None:
     """Prefix dests so that these options cannot collide with `hotspare`'s own parser's."""
     name = flag.lstrip("-")
-    p.add_argument(
-        flag,
-        dest=_SIM_DEST_PREFIX + name.replace("-", "_"),
-        metavar=name.upper().replace("-", "_"),
-        **kw,
-    )
+    kw.setdefault("metavar", name.upper().replace("-", "_"))
+    p.add_argument(flag, dest=_SIM_DEST_PREFIX + name.replace("-", "_"), **kw)
+
+
+def _session_limits(text: str) -> str:
+    """Check `ID=N[,ID=N]` here, so that `hotspare camera-sim` rejects a typo before the sim starts.
+
+    The text itself is kept (not the parsed pairs) so that to_argv hands it on unchanged.
+    """
+    try:
+        parse_max_sessions([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
+
+
+def parse_max_sessions(values: Sequence[str] | None) -> dict[str, int]:
+    """`["cam-1=1", "door=2,yard=0"]` -> `{"cam-1": 1, "door": 2, "yard": 0}`; ValueError if bad."""
+    limits: dict[str, int] = {}
+    for value in values or ():
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            cid, sep, num = part.strip().rpartition("=")
+            if not sep or not cid:
+                raise ValueError(f"session limit {part!r} is not CAMERA_ID=N")
+            try:
+                limit = int(num)
+            except ValueError:
+                raise ValueError(f"session limit {part!r}: N must be a whole number") from None
+            if limit < 0:
+                raise ValueError(f"session limit {part!r}: N must not be negative")
+            limits[cid] = limit
+    return limits
 
 
 def add_sim_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,6 +102,16 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="encoded clip cache (default: <tmp>/hotspare-camsim-cache)",
     )
+    _opt(
+        p,
+        "--max-sessions",
+        action="append",
+        type=_session_limits,
+        default=None,
+        metavar="ID=N",
+        help="at most N concurrent RTSP sessions on camera ID, more get 503 (repeatable; "
+        "ID=N,ID=N also works; default: no limit)",
+    )
 
 
 def to_argv(ns: argparse.Namespace) -> list[str]:
@@ -81,7 +120,9 @@ def to_argv(ns: argparse.Namespace) -> list[str]:
     for dest, value in vars(ns).items():
         if not dest.startswith(_SIM_DEST_PREFIX) or value is None:
             continue
-        argv += ["--" + dest[len(_SIM_DEST_PREFIX) :].replace("_", "-"), str(value)]
+        flag = "--" + dest[len(_SIM_DEST_PREFIX) :].replace("_", "-")
+        for item in value if isinstance(value, list) else [value]:  # append-options repeat
+            argv += [flag, str(item)]
     return argv
 
 

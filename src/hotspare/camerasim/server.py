@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import gi
@@ -38,10 +38,15 @@ from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 from hotspare.camerasim.clip import Clip, ClipParams, default_cache_dir, load_or_encode  # noqa: E402
 from hotspare.camerasim.framelog import FrameLogWriter, log_path  # noqa: E402
-from hotspare.camerasim.options import READY_PREFIX, build_parser  # noqa: E402
+from hotspare.camerasim.options import (  # noqa: E402
+    READY_PREFIX,
+    build_parser,
+    parse_max_sessions,
+)
 from hotspare.camerasim.sei import build_sei_annexb  # noqa: E402
 
 _SECOND_NS = 1_000_000_000
+_Num = TypeVar("_Num", int, float)
 
 
 @dataclass
@@ -64,6 +69,8 @@ class Camera:
     generation: int = 0  # bumped to keep new clients away from a dying media
     last_pts: int = -1
     delivered: int = 0
+    max_sessions: int | None = None  # None: as many RTSP sessions as clients ask for
+    refused: int = 0  # requests answered 503 because the session limit was reached
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wall_ns_of(self, frame_no: int) -> int:
@@ -131,7 +138,12 @@ class Simulator:
         self.clock_offset_ns = self.clock.get_time() - time.monotonic_ns()
         self._stop = threading.Event()
         self._client_cams: dict[int, tuple[GstRtspServer.RTSPClient, set[str]]] = {}
+        # Per camera, the clients (id of the wrapper kept alive in _client_cams) that hold one of
+        # its sessions: taken at SETUP, given back at TEARDOWN or when the connection closes.
+        self._sessions: dict[str, set[int]] = {cid: set() for cid in camera_ids}
         self._client_lock = threading.Lock()
+        for cid, limit in args.max_sessions.items():
+            self.cameras[cid].max_sessions = limit
         self.server = GstRtspServer.RTSPServer()
         self.server.set_address(args.bind)
         self.server.set_service(str(args.rtsp_port))
@@ -217,7 +229,8 @@ class Simulator:
         with self._client_lock:
             self._client_cams[id(client)] = (client, set())
         for name in ("pre-describe-request", "pre-setup-request", "pre-play-request"):
-            client.connect(name, self._on_pre_request)
+            client.connect(name, self._on_pre_request, name == "pre-setup-request")
+        client.connect("teardown-request", self._on_teardown)
         client.connect("closed", self._on_client_closed)
 
     def _camera_of(self, ctx: GstRtspServer.RTSPContext) -> Camera | None:
@@ -228,23 +241,55 @@ class Simulator:
         return self.cameras.get(first)
 
     def _on_pre_request(
-        self, client: GstRtspServer.RTSPClient, ctx: GstRtspServer.RTSPContext
+        self, client: GstRtspServer.RTSPClient, ctx: GstRtspServer.RTSPContext, is_setup: bool
     ) -> GstRtsp.RTSPStatusCode:
-        """Refuse offline cameras like a camera that does not answer would; note who plays what."""
+        """Refuse offline cameras and cameras at their session limit; note who plays what.
+
+        GstRTSPSessionPool's max-sessions counts the whole server, not one camera, so the limit
+        is kept here. A full camera refuses DESCRIBE already (what FFmpeg sees first, as with
+        real cameras), and SETUP claims the session under the same lock, so two clients that
+        both got past DESCRIBE cannot both get the last one.
+        """
         cam = self._camera_of(ctx)
         if cam is None:
             return GstRtsp.RTSPStatusCode.OK  # the mount points answer 404 themselves
         if not cam.online:
             return GstRtsp.RTSPStatusCode.SERVICE_UNAVAILABLE
+        key = id(client)
         with self._client_lock:
-            entry = self._client_cams.get(id(client))
+            holders = self._sessions[cam.camera_id]
+            if key not in holders:
+                limit = cam.max_sessions
+                if limit is not None and len(holders) >= limit:
+                    cam.refused += 1
+                    return GstRtsp.RTSPStatusCode.SERVICE_UNAVAILABLE
+                if is_setup:
+                    holders.add(key)
+            entry = self._client_cams.get(key)
             if entry is not None:
                 entry[1].add(cam.camera_id)
         return GstRtsp.RTSPStatusCode.OK
 
-    def _on_client_closed(self, client: GstRtspServer.RTSPClient) -> None:
+    def _on_teardown(
+        self, client: GstRtspServer.RTSPClient, ctx: GstRtspServer.RTSPContext
+    ) -> None:
+        """Free the session at TEARDOWN too: a client may keep its connection for the next one."""
+        cam = self._camera_of(ctx)
+        if cam is None:
+            return
+        key = id(client)
         with self._client_lock:
-            self._client_cams.pop(id(client), None)
+            self._sessions[cam.camera_id].discard(key)
+            entry = self._client_cams.get(key)
+            if entry is not None:
+                entry[1].discard(cam.camera_id)
+
+    def _on_client_closed(self, client: GstRtspServer.RTSPClient) -> None:
+        key = id(client)
+        with self._client_lock:
+            self._client_cams.pop(key, None)
+            for holders in self._sessions.values():
+                holders.discard(key)
 
     def clients_of(self, camera_id: str) -> list[GstRtspServer.RTSPClient]:
         with self._client_lock:
@@ -339,6 +384,15 @@ class Simulator:
         cam.offline_until = None
         cam.online = True
 
+    def set_max_sessions(self, camera_id: str, limit: int | None) -> None:
+        """Sessions already open are kept, like a camera reconfigured while streaming."""
+        with self._client_lock:
+            self.cameras[camera_id].max_sessions = limit
+
+    def session_count(self, camera_id: str) -> int:
+        with self._client_lock:
+            return len(self._sessions[camera_id])
+
     def status(self) -> list[dict[str, Any]]:
         out = []
         for cam in self.cameras.values():
@@ -354,6 +408,9 @@ class Simulator:
                     "frames_produced": cam.frame_no,
                     "frames_delivered": cam.delivered,
                     "clients": len(self.clients_of(cam.camera_id)),
+                    "sessions": self.session_count(cam.camera_id),
+                    "max_sessions": cam.max_sessions,
+                    "sessions_refused": cam.refused,
                     "streaming": cam.appsrc is not None,
                     "start_wall_us": cam.start_wall_ns // 1000,
                 }
@@ -399,30 +456,43 @@ class _ControlHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         parts = urlsplit(self.path)
         segs = [s for s in parts.path.split("/") if s]
-        if len(segs) != 3 or segs[0] != "cameras" or segs[2] not in ("offline", "online"):
+        actions = ("offline", "online", "max_sessions")
+        if len(segs) != 3 or segs[0] != "cameras" or segs[2] not in actions:
             self._send(404, {"error": "not found"})
             return
         cid = segs[1]
         if cid not in self.sim.cameras:
             self._send(404, {"error": f"unknown camera {cid!r}"})
             return
+        try:
+            limit = _non_negative(parts.query, "limit", int)
+            seconds = _non_negative(parts.query, "seconds", float)
+        except ValueError as exc:
+            self._send(400, {"error": str(exc)})
+            return
         if segs[2] == "online":
             self.sim.set_online(cid)
+        elif segs[2] == "max_sessions":
+            self.sim.set_max_sessions(cid, limit)
         else:
-            query = parse_qs(parts.query)
-            seconds: float | None = None
-            if "seconds" in query:
-                try:
-                    seconds = float(query["seconds"][0])
-                except ValueError:
-                    self._send(400, {"error": "seconds must be a number"})
-                    return
-                if seconds < 0:
-                    self._send(400, {"error": "seconds must not be negative"})
-                    return
             self.sim.set_offline(cid, seconds)
         found = [c for c in self.sim.status() if c["id"] == cid]
         self._send(200, found[0])
+
+
+def _non_negative(query: str, name: str, parse: type[_Num]) -> _Num | None:
+    """A query parameter that may be left out (None: no limit, no end); bad ones are a 400."""
+    values = parse_qs(query).get(name)
+    if not values:
+        return None
+    try:
+        value = parse(values[0])
+    except ValueError:
+        kind = "a whole number" if parse is int else "a number"
+        raise ValueError(f"{name} must be {kind}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative")
+    return value
 
 
 def serve_control(sim: Simulator, bind: str, port: int) -> ThreadingHTTPServer:
@@ -463,6 +533,15 @@ def main(argv: list[str] | None = None) -> int:
     bad = [c for c in camera_ids if "/" in c or not c.isprintable() or " " in c]
     if bad:
         print(f"camera-sim: camera ids must be single path segments: {bad}", file=sys.stderr)
+        return 2
+    try:
+        args.max_sessions = parse_max_sessions(args.max_sessions)
+    except ValueError as exc:
+        print(f"camera-sim: {exc}", file=sys.stderr)
+        return 2
+    unknown = sorted(set(args.max_sessions) - set(camera_ids))
+    if unknown:
+        print(f"camera-sim: --max-sessions names unknown cameras: {unknown}", file=sys.stderr)
         return 2
     gop = _gop_frames(args.gop, args.fps)
     clip_frames = max(1, round(args.clip_seconds * args.fps / gop)) * gop

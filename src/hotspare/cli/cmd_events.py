@@ -1,4 +1,10 @@
-"""`hotspare events [--follow]`: the site's failover events, oldest first, from etcd."""
+"""`hotspare events [--follow]`: the site's failover events, oldest first.
+
+Two ways to reach them. `--node URL …` asks the site API of whichever node is master now and
+follows the master through its own failover (as `hotspare status` does): what an operator with
+the API's token uses. `--config NODE.toml` or `--etcd URL --site ID` reads etcd directly: what
+works when no node is running at all, e.g. to see why none started.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import argparse
 import json
 import queue
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from hotspare.config.load import ConfigError, load_node_config
 from hotspare.coordination.errors import CoordinationError
@@ -14,6 +22,13 @@ from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.models import EventType, WatchBatch
 from hotspare.failover import keys
 from hotspare.failover.events import Event, read_events
+
+SITE_LIMIT = 1000
+"""The most events the site API hands out per request."""
+LOOKBACK_US = 5_000_000
+"""Each poll asks again for this much before the newest event seen: events carry their own
+node's wall time, so one from a node whose clock is a little behind can arrive after a newer one
+was printed. Events already printed are recognised and skipped."""
 
 
 def _coordinator(args: argparse.Namespace) -> Coordinator:
@@ -23,7 +38,8 @@ def _coordinator(args: argparse.Namespace) -> Coordinator:
             raise ConfigError(f"{args.config}: has no [site] table; pass --etcd and --site")
         return Coordinator(node.site.etcd_endpoints, keys.site_prefix(node.site.id))
     if not args.etcd or not args.site:
-        raise ConfigError("name the site: --config NODE.toml, or --etcd URL --site ID")
+        raise ConfigError("name the site: --node URL --token-file FILE, --config NODE.toml, "
+                          "or --etcd URL --site ID")
     return Coordinator(args.etcd, keys.site_prefix(args.site))
 
 
@@ -35,6 +51,16 @@ def _show(event: Event, as_json: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.node:
+        if args.config is not None or args.etcd:
+            print("hotspare events: give either --node (the site API) or --config/--etcd "
+                  "(etcd directly), not both", file=sys.stderr)
+            return 2
+        return _run_site(args)
+    return _run_etcd(args)
+
+
+def _run_etcd(args: argparse.Namespace) -> int:
     try:
         coord = _coordinator(args)
     except ConfigError as exc:
@@ -65,12 +91,94 @@ def _run(args: argparse.Namespace) -> int:
         coord.close()
 
 
+class _Printed:
+    """Events already shown, kept for LOOKBACK_US behind the newest, so a re-asked window
+    prints nothing twice."""
+
+    def __init__(self) -> None:
+        self.newest_us: int | None = None
+        self._seen: set[tuple[int, str, str, str | None, str]] = set()
+
+    def new(self, events: list[Event]) -> list[Event]:
+        fresh = []
+        for event in events:
+            key = (event.wall_us, event.node, event.kind, event.server, event.message)
+            if key not in self._seen:
+                self._seen.add(key)
+                fresh.append(event)
+        if events:
+            self.newest_us = max(self.newest_us or 0, events[-1].wall_us)
+        if self.newest_us is not None:
+            horizon = self.newest_us - LOOKBACK_US
+            self._seen = {k for k in self._seen if k[0] > horizon}
+        return fresh
+
+    def after(self) -> int | None:
+        return None if self.newest_us is None else max(0, self.newest_us - LOOKBACK_US)
+
+
+def _run_site(args: argparse.Namespace) -> int:
+    from hotspare.cli.cmd_status import node_urls
+    from hotspare.client.node_client import NodeApiError
+    from hotspare.client.site_client import SiteClient, SiteUnreachable
+
+    if args.token_file is None:
+        print("hotspare events: --node needs --token-file", file=sys.stderr)
+        return 2
+    try:
+        token = args.token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        print(f"hotspare events: cannot read the token file: {exc}", file=sys.stderr)
+        return 2
+    client = SiteClient(node_urls(args.node), token, timeout=args.timeout)
+    printed = _Printed()
+    limit = min(args.limit or SITE_LIMIT, SITE_LIMIT)
+    warned = False
+    try:
+        while True:
+            params: dict[str, Any] = {"limit": limit}
+            if printed.after() is not None:
+                params["after"] = printed.after()
+            try:
+                answer = client.get("/site/events", params)
+            except (SiteUnreachable, NodeApiError) as exc:
+                if not args.follow:
+                    print(f"hotspare events: {exc}", file=sys.stderr)
+                    return 1
+                # Following: a master failover leaves a second or so with no master; say so
+                # once and keep asking, as an operator watching a failover expects.
+                if not warned:
+                    warned = True
+                    print(f"hotspare events: {exc}; still trying", file=sys.stderr)
+                time.sleep(args.interval)
+                continue
+            warned = False
+            for event in printed.new([Event.from_dict(raw) for raw in answer.get("events", [])]):
+                _show(event, args.json)
+            if not args.follow:
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("events", help="show the site's failover events")
+    parser = subparsers.add_parser(
+        "events", help="show the site's failover events (follows the master with --node)",
+        description="Show the site's events, oldest first. With --node (repeatable), from the "
+                    "master's site API, found and followed through a failover of the master; "
+                    "with --config or --etcd/--site, read from etcd directly.")
+    parser.add_argument("--node", action="append", metavar="URL",
+                        help="a node's API URL; repeat or separate with commas")
+    parser.add_argument("--token-file", type=Path, metavar="FILE", help="with --node")
     parser.add_argument("--config", type=Path, help="a node's TOML file with a [site] table")
     parser.add_argument("--etcd", action="append", metavar="URL", help="etcd endpoint (repeatable)")
     parser.add_argument("--site", help="site id (with --etcd)")
-    parser.add_argument("--limit", type=int, default=None, help="only the newest N stored events")
+    parser.add_argument("--limit", type=int, default=None,
+                        help=f"only the newest N stored events (with --node at most {SITE_LIMIT})")
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    parser.add_argument("--interval", type=float, default=1.0,
+                        help="with --node --follow: seconds between polls (default: 1)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="with --node: seconds")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.set_defaults(handler=_run)

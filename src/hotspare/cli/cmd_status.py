@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hotspare.cli.tls_option import add_ca_option, client_verify
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
@@ -19,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--token-file", type=Path, required=True, metavar="FILE")
     parser.add_argument("--json", action="store_true", help="print the API's JSON answer")
     parser.add_argument("--timeout", type=float, default=5.0)
+    add_ca_option(parser)
     parser.set_defaults(handler=_run)
 
 
@@ -55,10 +58,11 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         token = args.token_file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        print(f"hotspare status: cannot read the token file: {exc}", file=sys.stderr)
+        verify = client_verify(args)
+    except (OSError, ValueError) as exc:
+        print(f"hotspare status: cannot read the token or CA file: {exc}", file=sys.stderr)
         return 2
-    client = SiteClient(node_urls(args.node), token, timeout=args.timeout)
+    client = SiteClient(node_urls(args.node), token, timeout=args.timeout, verify=verify)
     try:
         servers = client.get("/site/servers")
     except SiteUnreachable as exc:

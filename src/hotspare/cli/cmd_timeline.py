@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
 
+from hotspare.cli.tls_option import add_ca_option, client_verify
 from hotspare.client.times import TimeFormatError, parse_wall_time, wall_now_us, wall_us_to_datetime
 
 DEFAULT_LOOKBACK = "-1h"
@@ -52,6 +54,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the API's JSON answer")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+    add_ca_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -125,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     import httpx
 
     from hotspare.client.node_client import NodeApiError, NodeClient
+    from hotspare.tls import explain
 
     now = wall_now_us()
     try:
@@ -141,17 +145,22 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        verify = client_verify(args)
+    except ValueError as exc:
+        print(f"hotspare timeline: {exc}", file=sys.stderr)
+        return 2
     if args.site:
-        return _site_timeline(args, token, from_us, to_us)
+        return _site_timeline(args, token, from_us, to_us, verify)
     node = args.node[0]
     try:
-        with NodeClient(node, token, timeout=args.timeout) as client:
+        with NodeClient(node, token, timeout=args.timeout, verify=verify) as client:
             timeline = client.timeline(args.camera, from_us, to_us)
     except NodeApiError as exc:
         print(f"hotspare timeline: the node refused: {exc.detail} ({exc.error})", file=sys.stderr)
         return 1
     except httpx.HTTPError as exc:  # say which node, not a traceback
-        print(f"hotspare timeline: can't reach {node}: {exc}", file=sys.stderr)
+        print(f"hotspare timeline: can't reach {node}: {explain(exc)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(timeline.model_dump(), indent=2))
@@ -160,13 +169,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _site_timeline(args: argparse.Namespace, token: str, from_us: int, to_us: int) -> int:
+def _site_timeline(args: argparse.Namespace, token: str, from_us: int, to_us: int,
+                   verify: ssl.SSLContext) -> int:
     from hotspare.api.schemas import TimelineOut
     from hotspare.client.node_client import NodeApiError
     from hotspare.client.site_client import SiteClient, SiteUnreachable
 
     client = SiteClient([u for v in args.node for u in v.split(",") if u], token,
-                        timeout=args.timeout)
+                        timeout=args.timeout, verify=verify)
     try:
         answer = client.get(f"/site/cameras/{args.camera}/timeline",
                             {"from": from_us, "to": to_us})

@@ -8,6 +8,7 @@ both directions: a segment is never held whole in memory.
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +27,7 @@ from hotspare.api.schemas import (
     SegmentOut,
     TimelineOut,
 )
+from hotspare.tls import PeerTls
 
 API_PREFIX = "/api/v1"
 _CHUNK = 1 << 20
@@ -66,11 +68,20 @@ class NodeClient:
     """One node's API. `http` lets tests pass an in-process client (e.g. Starlette's TestClient)."""
 
     def __init__(
-        self, base_url: str, token: str, timeout: float = 10.0, *, http: httpx.Client | None = None
+        self, base_url: str, token: str, timeout: float = 10.0, *, http: httpx.Client | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
+        """`verify` is the trust for https URLs (see `hotspare.tls.client_context`)."""
         self._owns_http = http is None
-        self._http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        self._http = http or httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout, verify=verify
+        )
         self._http.headers["Authorization"] = f"Bearer {token}"
+
+    @classmethod
+    def for_peer(cls, peers: PeerTls, address: str, token: str, timeout: float) -> NodeClient:
+        """A client to another node of the site, by its site.toml `address`."""
+        return cls(peers.url(address), token, timeout, verify=peers.verify)
 
     def close(self) -> None:
         if self._owns_http:

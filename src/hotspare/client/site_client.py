@@ -9,12 +9,14 @@ whichever answers, goes to the master it names, and starts over when the master 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from hotspare.client.node_client import API_PREFIX, NodeApiError, raise_for_problem
+from hotspare.tls import explain
 
 log = logging.getLogger("hotspare.client.site")
 
@@ -24,18 +26,21 @@ class SiteUnreachable(RuntimeError):
 
 
 class SiteClient:
-    def __init__(self, endpoints: Sequence[str], token: str, timeout: float = 5.0) -> None:
+    def __init__(self, endpoints: Sequence[str], token: str, timeout: float = 5.0, *,
+                 verify: ssl.SSLContext | bool = True) -> None:
+        """`verify` is the trust for https nodes (see `hotspare.tls.client_context`)."""
         if not endpoints:
             raise ValueError("give at least one node URL of the site")
         self._known = [e.rstrip("/") for e in endpoints]
         self._timeout = timeout
+        self._verify = verify
         self._headers = {"Authorization": f"Bearer {token}"}
         self.master_url: str | None = None
         self.master_name: str | None = None
 
     def _request(self, base: str, path: str, params: dict[str, Any] | None) -> Any:
         response = httpx.get(base + API_PREFIX + path, params=params, headers=self._headers,
-                             timeout=self._timeout)
+                             timeout=self._timeout, verify=self._verify)
         raise_for_problem(response)
         return response.json()
 
@@ -46,7 +51,7 @@ class SiteClient:
             try:
                 listing = self._request(base, "/site/endpoints", None)
             except (httpx.HTTPError, NodeApiError) as exc:
-                failures.append(f"{base}: {exc}")
+                failures.append(f"{base}: {explain(exc)}")
                 continue
             master = listing["master"]
             self.master_url = str(master["url"]).rstrip("/")

@@ -39,7 +39,7 @@ def load_node_config(path: Path) -> NodeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:
-        config = NodeConfig.model_validate(raw)
+        config = NodeConfig.model_validate(raw, context={"base_dir": path.parent})
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(str(path), exc)) from exc
     base = path.parent

@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from hotspare.tls import check_server_files, client_context
 
 # Ids end up in file paths, URLs and etcd keys: keep them to a portable, unambiguous alphabet.
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -31,6 +41,15 @@ def is_identifier(value: str) -> bool:
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def beside_config(path: Path | None, info: ValidationInfo) -> Path | None:
+    """A relative path resolves against node.toml's folder (`load_node_config` passes it as
+    context `base_dir`), so files can be checked during validation, before anything starts."""
+    base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+    if path is None or path.is_absolute() or base is None:
+        return path
+    return (Path(base) / path).resolve()
 
 
 class ProtectionMode(StrEnum):
@@ -111,12 +130,52 @@ class RetentionSettings(StrictModel):
     interval_seconds: float = Field(60.0, gt=0)
 
 
+# The stored form of a user's token (see hotspare.api.tokens, which makes and checks it).
+TOKEN_HASH_PATTERN = r"^scrypt\$\d{1,8}\$\d{1,3}\$\d{1,3}\$[A-Za-z0-9_-]{16,}\$[A-Za-z0-9_-]{32,}$"
+
+
+class ApiUser(StrictModel):
+    """A person or an API client (e.g. Prometheus) with its own token and role.
+
+    Only a salted hash of the token is stored, so reading the config does not let anyone in;
+    `hotspare user new-token NAME --role ROLE` prints a token and the lines to paste here.
+    Users are per node: give every node of a site the same list, because the master's UI and
+    site playlists send the user's token on to whichever node holds the video.
+    """
+
+    name: Identifier
+    role: Literal["viewer", "operator", "admin"] = Field(
+        description="viewer reads, operator acts on recording, admin configures (docs/api.md)"
+    )
+    token_hash: str = Field(
+        pattern=TOKEN_HASH_PATTERN, description="from `hotspare user new-token`; never the token"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_node(cls, value: str) -> str:
+        if value == "node":
+            raise ValueError("`node` is reserved for the node credential ([api] token)")
+        return value
+
+
 class ApiSettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8600, ge=0, le=65535, description="0 picks a free port (tests)")
     token: SecretStr | None = Field(None, description="bearer token every request must carry")
     token_file: Path | None = Field(
         None, description="file holding the bearer token (preferred over `token`)"
+    )
+    users: list[ApiUser] = Field(
+        default_factory=list,
+        description="users and API clients, each with a role; the token above is the node "
+        "credential (all rights), shared by the nodes of a site",
+    )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate (chain) to serve HTTPS with; needs tls_key_file"
+    )
+    tls_key_file: Path | None = Field(
+        None, description="unencrypted PEM private key of tls_cert_file"
     )
 
     @model_validator(mode="after")
@@ -125,7 +184,32 @@ class ApiSettings(StrictModel):
             raise ValueError("set `token` or `token_file`: every route is authenticated")
         if self.token is not None and self.token_file is not None:
             raise ValueError("set only one of `token` and `token_file`")
+        names = [u.name for u in self.users]
+        if len(set(names)) != len(names):
+            raise ValueError(f"user names must be unique: {sorted(names)}")
         return self
+
+    @field_validator("tls_cert_file", "tls_key_file")
+    @classmethod
+    def _tls_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return beside_config(value, info)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSettings:
+        """Loaded here, as the server will load them, so a wrong file stops `config check` and
+        the node's start with the field's name instead of failing every client's handshake."""
+        if self.tls_cert_file is None and self.tls_key_file is None:
+            return self
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            raise ValueError("set both `tls_cert_file` and `tls_key_file` to serve HTTPS, "
+                             "or neither for plain HTTP")
+        check_server_files(self.tls_cert_file, self.tls_key_file)
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """True when the API serves HTTPS."""
+        return self.tls_cert_file is not None
 
     def bearer_token(self) -> str:
         if self.token_file is not None:
@@ -165,6 +249,20 @@ class SiteMembership(StrictModel):
         50_000_000, ge=10_000, description="re-insert rate limit, so recording is not starved"
     )
     events_keep: int = Field(1000, ge=10, le=100_000, description="newest site events kept in etcd")
+    tls_ca_file: Path | None = Field(
+        None,
+        description="PEM bundle of the CA that signed the other nodes' certificates, trusted for "
+        "node-to-node HTTPS when the site has `tls = true` (unset: the system's trust store)",
+    )
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        """Loaded now: a bad bundle found at the first takeover would be found too late."""
+        path = beside_config(value, info)
+        if path is not None:
+            client_context(path)
+        return path
 
     @model_validator(mode="after")
     def _timings(self) -> SiteMembership:

@@ -39,6 +39,7 @@ import requests
 from etcd3gw import exceptions as gw_exc
 from etcd3gw.client import Etcd3Client
 
+from hotspare import metrics
 from hotspare.coordination.errors import (
     CompactedError,
     CoordinationError,
@@ -541,11 +542,14 @@ class Coordinator:
         *,
         on_lost: Callable[[str], None] | None = None,
         interval: float | None = None,
+        role: str = "node",
     ) -> LeaseKeeper:
-        """Grant a lease and keep it alive in a background thread until `stop()`."""
+        """Grant a lease and keep it alive in a background thread until `stop()`; `role` labels
+        its `hotspare_lease_held` gauge."""
         asked_at = time.monotonic()
         lease = self.grant_lease(ttl)
-        keeper = LeaseKeeper(self, lease, on_lost=on_lost, interval=interval, granted_at=asked_at)
+        keeper = LeaseKeeper(self, lease, on_lost=on_lost, interval=interval, granted_at=asked_at,
+                             role=role)
         self._track(keeper)
         keeper.start()
         return keeper
@@ -709,9 +713,11 @@ class LeaseKeeper:
         interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         granted_at: float | None = None,
+        role: str = "node",
     ) -> None:
         self.coordinator = coordinator
         self.lease = lease
+        self._held = metrics.LEASE_HELD.labels(role)
         self._on_lost = on_lost
         self._clock = clock
         self.interval = interval if interval is not None else max(0.2, lease.ttl / 3.0)
@@ -728,6 +734,7 @@ class LeaseKeeper:
         return self.lease.id
 
     def start(self) -> None:
+        self._held.set(1)
         self._thread.start()
 
     def alive(self) -> bool:
@@ -747,6 +754,7 @@ class LeaseKeeper:
             return
         self.lost_reason = reason
         self.lost.set()
+        self._held.set(0)
         log.warning("lease %x lost: %s", self.lease.id, reason)
         if self._on_lost is not None:
             try:
@@ -790,6 +798,7 @@ class LeaseKeeper:
     def stop(self, *, revoke: bool = True) -> None:
         """Stop refreshing; with `revoke`, also delete the lease (and its keys) now."""
         self._stop.set()
+        self._held.set(0)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(self.coordinator.timeout + 1.0)
         if revoke:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hotspare.api.tokens import hash_token, new_token
 from hotspare.camerasim.launcher import CameraSim
 from hotspare.cli.main import main as cli_main
 from hotspare.coordination.etcd_adapter import Coordinator
@@ -75,6 +76,7 @@ class DemoSite:
         self.token = secrets.token_urlsafe(24)
         token_file = self.base / "token"
         token_file.write_text(self.token + "\n", encoding="utf-8")
+        users = self._write_user_tokens()
 
         self.say("starting etcd (one member on loopback)")
         self.etcd = EtcdCluster(self.base / "etcd", 1)
@@ -112,6 +114,7 @@ class DemoSite:
             camera_licences=16,
             recording={"segment_seconds": 2.0},
             membership={"lease_ttl_seconds": 3.0},
+            users=users,
         )
         files = write_site(self.base, plan)
         self.say(f"applying the site configuration {files.site_toml}")
@@ -136,6 +139,16 @@ class DemoSite:
                 self._wait(f"{name} to record every camera", lambda n=name: self._alive(n), 60.0)
         self._print_guide(files.node_tomls, token_file)
 
+    def _write_user_tokens(self) -> list[dict[str, str]]:
+        """A viewer and an admin, so the UI can be tried with a read-only login; the node
+        files get only the hashes, as `hotspare user new-token` would print them."""
+        users = []
+        for role in ("viewer", "admin"):
+            token = new_token(role)
+            (self.base / f"{role}.token").write_text(token + "\n", encoding="utf-8")
+            users.append({"name": role, "role": role, "token_hash": hash_token(token)})
+        return users
+
     def _alive(self, server: str) -> bool:
         assert self.coord is not None
         kv = self.coord.get(keys.alive(server))
@@ -157,10 +170,12 @@ class DemoSite:
             "",
             "The demo site is running:",
             *(f"  {name:<8} {node.url}/api/v1/health" for name, node in self.nodes.items()),
-            f"  API token: {token_file}   (send it as 'Authorization: Bearer <token>')",
+            f"  node credential: {token_file}   (send it as 'Authorization: Bearer <token>';",
+            "  all rights, shared by the nodes; people and scripts should use a user token)",
             "",
             f"Web UI (served by the master, rec-1): {self.nodes['rec-1'].url}/ui/",
-            f"  log in with the API token: the contents of {token_file}",
+            f"  log in read-only with the viewer token in {self.base / 'viewer.token'},",
+            f"  or with the admin token in {self.base / 'admin.token'}",
             "",
             "Try, in another terminal:",
             f"  {hs} events --config {node_tomls['rec-1']} --follow",

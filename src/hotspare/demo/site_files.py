@@ -50,6 +50,9 @@ class SitePlan:
     recording: dict[str, Any] = field(default_factory=dict)
     membership: dict[str, Any] = field(default_factory=dict)  # [site] timings for node files
     host: str = "127.0.0.1"
+    # [[api.users]] of every node: {"name", "role", "token_hash"}; the same on each, because the
+    # master's UI sends a user's token on to the node holding the video.
+    users: list[dict[str, str]] = field(default_factory=list)
 
 
 def _endpoint_urls(endpoints: list[str]) -> list[str]:
@@ -107,7 +110,8 @@ def node_document(plan: SitePlan, name: str, port: int, data_dir: Path) -> dict[
     return {
         "name": name,
         "data_dir": str(data_dir),
-        "api": {"host": plan.host, "port": port, "token": plan.token},
+        "api": {"host": plan.host, "port": port, "token": plan.token,
+                **({"users": plan.users} if plan.users else {})},
         "retention": {"max_age_days": 30, "min_free_bytes": 0},
         "site": {
             "id": plan.site_id,

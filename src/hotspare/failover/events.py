@@ -25,6 +25,8 @@ log = logging.getLogger("hotspare.failover.events")
 
 KINDS = ("suspected", "claimed", "recording", "returned", "handback", "reinserting", "done",
          "refused", "stood_down", "lost_claim", "not_recording", "config", "protection")
+for _kind in KINDS:  # exported as 0 from the start, so increase() sees the first event
+    metrics.EVENTS.labels(_kind)
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,13 @@ class Event:
 
     @classmethod
     def from_kv(cls, kv: KeyValue) -> Event:
-        raw = kv.json()
+        return cls.from_dict(kv.json())
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Event:
+        """From the stored JSON, which is also the site API's shape of an event."""
         return cls(int(raw["wall_us"]), str(raw["node"]), str(raw["kind"]), raw.get("server"),
-                   str(raw.get("message", "")), dict(raw.get("data", {})))
+                   str(raw.get("message", "")), dict(raw.get("data") or {}))
 
     def line(self) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.wall_us / 1e6))
@@ -65,6 +71,8 @@ class EventLog:
                 "message": message, "data": data}
         log.info("event %s %s: %s", kind, server or "-", message)
         metrics.EVENTS.labels(kind).inc()
+        if kind in metrics.TAKEOVER_KINDS:
+            metrics.TAKEOVERS.labels(kind, server or "").inc()
         try:
             self._coord.put(keys.event(wall_us, self._node, secrets.token_hex(2)),
                             json.dumps(body))

@@ -1,8 +1,9 @@
 """The protection report, live: configuration + licences + the spares' states in etcd.
 
 `hotspare.site.report.protection_report` is pure; this module feeds it what the running site says:
-each spare's registration (`spares/<name>`, lease-bound, so a dead spare's key is gone: *down*)
-and the claims (`claims/<server>`: the spare holding one is *covering* that server). The same
+each spare's registration (`spares/<name>`, lease-bound, so a dead spare's key is gone: *down*),
+the claims (`claims/<server>`: the spare holding one is *covering* that server) and the spares'
+hot-standby sessions for gapless cameras (`standby/<spare>`), all from one snapshot. The same
 function backs `hotspare protection`, `GET /api/v1/site/protection` on every site node, and the
 `ProtectionMonitor` that raises an event when a server's protection changes, so the three can
 never disagree with each other or with the spares' takeover decisions (`site/eligibility.py`).
@@ -37,7 +38,12 @@ from hotspare.failover.site_config import AppliedSite
 from hotspare.site.eligibility import DOWN, SpareState, SpareStatus
 from hotspare.site.model import SiteConfig
 from hotspare.site.protection_change import ServerProtectionState, describe_change
-from hotspare.site.report import ProtectionReport, protection_report
+from hotspare.site.report import (
+    ProtectionReport,
+    StandbySession,
+    parse_standby,
+    protection_report,
+)
 
 log = logging.getLogger("hotspare.failover.protection")
 
@@ -62,13 +68,14 @@ def _spare_value(kv: KeyValue) -> SpareStatus:
     return SpareStatus(SpareState.IDLE)
 
 
-def live_spare_states(coord: Coordinator, site: SiteConfig) -> dict[str, SpareStatus]:
-    """Each configured spare's state from one consistent etcd snapshot.
+def live_spare_states(coord: Coordinator, site: SiteConfig,
+                      revision: int | None = None) -> dict[str, SpareStatus]:
+    """Each configured spare's state from one consistent etcd snapshot (at `revision`, if given).
 
     No registration: down. A claim held by a registered spare makes it covering that server even
     if its own key lags behind (it is published after the claim is won).
     """
-    spares = coord.get_prefix(keys.SPARES_PREFIX)
+    spares = coord.get_prefix(keys.SPARES_PREFIX, revision=revision)
     claims = coord.get_prefix(keys.CLAIMS_PREFIX, revision=spares.revision)
     registered = spares.by_key()
     states: dict[str, SpareStatus] = {}
@@ -87,10 +94,30 @@ def live_spare_states(coord: Coordinator, site: SiteConfig) -> dict[str, SpareSt
     return states
 
 
+def live_standby(coord: Coordinator, site: SiteConfig,
+                 revision: int | None = None) -> tuple[dict[str, dict[str, StandbySession]], int]:
+    """What each configured spare publishes under `standby/<spare>` (lease-bound: a spare that is
+    down has none), and the revision read at, so spare states can be read in the same snapshot."""
+    result = coord.get_prefix(keys.STANDBY_PREFIX, revision=revision)
+    published = result.by_key()
+    standby: dict[str, dict[str, StandbySession]] = {}
+    for spare in site.failover_servers:
+        kv = published.get(keys.standby(spare.name))
+        if kv is None:
+            continue
+        try:
+            standby[spare.name] = parse_standby(kv.json())
+        except ValueError:
+            standby[spare.name] = {}  # unreadable: its sessions show as not running
+    return standby, result.revision
+
+
 def live_report(coord: Coordinator, applied: AppliedSite,
                 now: datetime | None = None) -> ProtectionReport:
-    return protection_report(applied.config, live_spare_states(coord, applied.config),
-                             applied.licences.licences, now or datetime.now(UTC))
+    """Spare states, claims and standby sessions from one etcd snapshot."""
+    standby, revision = live_standby(coord, applied.config)
+    return protection_report(applied.config, live_spare_states(coord, applied.config, revision),
+                             applied.licences.licences, now or datetime.now(UTC), standby)
 
 
 def report_json(report: ProtectionReport, applied: AppliedSite) -> dict[str, Any]:

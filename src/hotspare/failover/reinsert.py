@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from hotspare import metrics
 from hotspare.api.schemas import ImportMetaIn, ImportOut
 from hotspare.client.node_client import NodeApiError, NodeClient
 from hotspare.coordination.errors import FencingError
@@ -302,6 +303,8 @@ class Reinserter:
             self.progress.last = f"{segment.camera_id}/{segment.run_id}/{segment.seq}"
             if result.status == "duplicate":
                 self.progress.duplicates += 1
+            metrics.REINSERT_BYTES.labels(self.server).inc(segment.bytes)
+            metrics.REINSERT_SEGMENTS.labels(self.server, result.status).inc()
         newest = acked[-1][0]
         acked.clear()
         return newest

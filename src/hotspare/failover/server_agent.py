@@ -7,6 +7,10 @@ re-grants a lease when etcd is back.
 
 The value carries `confirmed`: true once every camera committed a segment in this process's life.
 A covering spare waits for that before it stops recording (decision 7, handback order).
+
+It also publishes the commit watermarks (`watermarks/<server>`, no lease so they outlive a crash):
+per camera, the wall time up to which video is durably committed. A spare holding a gapless
+camera's pre-buffer writes from there on a takeover. One batched write per second at most.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from hotspare.recorder.health import CameraHealth, CameraState
 
 log = logging.getLogger("hotspare.failover.server")
 
+WATERMARK_INTERVAL_SECONDS = 1.0
+
 
 class ServerAgent:
     """Runs on its own thread beside the recorder; never raises into it."""
@@ -45,6 +51,8 @@ class ServerAgent:
         self._keeper: LeaseKeeper | None = None
         self._published: str | None = None
         self._returned_announced = False
+        self._watermarks_at = 0.0
+        self._watermarks: dict[str, int] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="server-agent", daemon=True)
@@ -90,7 +98,22 @@ class ServerAgent:
             self._keeper = self.coord.hold_lease(self.lease_ttl)
         return self._keeper
 
+    def publish_watermarks(self) -> None:
+        """Per camera, the end of the last committed segment; only when one moved, ≤ 1/s."""
+        now = time.monotonic()
+        if now - self._watermarks_at < WATERMARK_INTERVAL_SECONDS:
+            return
+        marks = {cid: h.committed_until_wall_us for cid, h in self.health().items()
+                 if h.committed_until_wall_us is not None}
+        if not marks or marks == self._watermarks:
+            return
+        self.coord.put(keys.watermarks(self.name),
+                       json.dumps({"cameras": marks, "at_us": time.time_ns() // 1000},
+                                  sort_keys=True))
+        self._watermarks, self._watermarks_at = marks, now
+
     def tick(self) -> None:
+        self.publish_watermarks()
         recording, confirmed = self.state()
         if not recording:
             if self._published is not None:

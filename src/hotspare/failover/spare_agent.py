@@ -45,10 +45,13 @@ from hotspare.failover.reinsert import (
     buffered_segments,
 )
 from hotspare.failover.site_view import SiteView
+from hotspare.failover.standby_pool import DESIGNATED_GRACE_SECONDS, StandbyPool, status_json
 from hotspare.recorder.engine import Recorder
 from hotspare.recorder.health import CameraState
-from hotspare.site.eligibility import SpareState, SpareStatus, can_spare_take
+from hotspare.site.eligibility import DOWN, SpareState, SpareStatus, can_spare_take
 from hotspare.site.model import RecordingServerConfig
+from hotspare.site.standby_plan import StandbyPlan, plan_standby
+from hotspare.store.models import SegmentInfo
 from hotspare.store.segment_store import SegmentStore
 
 log = logging.getLogger("hotspare.failover.spare")
@@ -71,6 +74,7 @@ class Coverage:
     reinserter: Reinserter | None = None
     last_report: float = 0.0
     cameras: tuple[Any, ...] = ()
+    gapless_wanted: tuple[str, ...] = ()
     data: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,7 +118,8 @@ class SpareAgent:
         self.site = site
         self.events = events
         self.view = view
-        self.prober = HealthProber(token, settings.probe_timeout_seconds)
+        self.prober = HealthProber(token, settings.probe_timeout_seconds, settings.tls_ca_file,
+                                   lambda: bool(site.current and site.current.config.site.tls))
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
         self.limiter = RateLimiter(settings.reinsert_bytes_per_second)
         self.tracks: dict[str, ServerTrack] = {}
@@ -124,6 +129,8 @@ class SpareAgent:
         self._published: str | None = None
         self._stores: dict[str, SegmentStore] = {}
         self._retry_at = 0.0
+        self._failed_at: dict[str, float] = {}  # server -> when first judged failed (grace)
+        self.standby = StandbyPool(settings, self._store, _reinsert_flagger)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spare-agent", daemon=True)
@@ -143,6 +150,7 @@ class SpareAgent:
         cov = self.coverage
         if cov is not None and cov.recorder is not None:
             cov.recorder.stop()
+        self.standby.stop_all()
         for store in self._stores.values():
             store.close()
         self._probes.shutdown(wait=False)
@@ -181,10 +189,12 @@ class SpareAgent:
                 self._keeper.stop(revoke=False)
                 self._keeper = None
                 self._published = None
+                self.standby.forget_published()
                 if self.coverage is not None:
                     self.coverage.last_heartbeat = 0.0  # prove the claim at the next tick
             self._keeper = self.coord.hold_lease(self.settings.lease_ttl_seconds)
             self._published = None
+            self.standby.forget_published()
         return self._keeper
 
     def _publish(self, keeper: LeaseKeeper) -> None:
@@ -198,6 +208,9 @@ class SpareAgent:
         if value != self._published:
             self.coord.put(keys.spare(self.name), value, lease=keeper.lease)
             self._published = value
+        standby = self.standby.due_for_publish()
+        if standby is not None:
+            self.coord.put(keys.standby(self.name), status_json(standby), lease=keeper.lease)
 
     def _status(self) -> SpareStatus:
         if self.coverage is not None and self.coverage.token is not None:
@@ -227,6 +240,7 @@ class SpareAgent:
         self.site.maybe_reload()
         applied = self.site.current
         if applied is None or applied.config.failover_server(self.name) is None:
+            self.standby.reconcile([])
             self._publish(keeper)
             return False
         if self.mode == "covering":
@@ -266,6 +280,8 @@ class SpareAgent:
         allotment = applied.allotment()
         me = applied.config.failover_server(self.name)
         assert me is not None
+        plan = plan_standby(applied.config, allotment, states)
+        self._reconcile_standby(plan)
         servers = sorted(applied.config.recording_servers, key=lambda s: s.name)
         unclaimed = [s for s in servers if keys.claim(s.name) not in claims]
         claimed = False
@@ -286,7 +302,14 @@ class SpareAgent:
                 track.announced = True
                 self.events.emit("suspected", server.name, verdict.reason)
             if not verdict.failed:
+                self._failed_at.pop(server.name, None)
                 continue
+            failed_at = self._failed_at.setdefault(server.name, now)
+            designated = plan.designated(server.name)
+            if (designated not in (None, self.name)
+                    and states.get(designated, DOWN).state is SpareState.IDLE
+                    and now - failed_at < DESIGNATED_GRACE_SECONDS):
+                continue  # its gapless cameras' pre-buffer is there: let it claim first
             decision = can_spare_take(me, server, allotment, states[self.name])
             if not decision.allowed:
                 text = "; ".join(f.message for f in decision.findings)
@@ -296,6 +319,7 @@ class SpareAgent:
                                      f"{text}", reasons=[r.value for r in decision.reasons])
                 continue
             if self._claim(server, keeper, verdict.reason, track):
+                self._failed_at.pop(server.name, None)
                 # Go on through the list: other servers that failed together are now refused
                 # with "spare not free", so the operator learns of them at once.
                 claimed = True
@@ -337,18 +361,50 @@ class SpareAgent:
         self._publish(keeper)
         return True
 
+    def _reconcile_standby(self, plan: StandbyPlan) -> None:
+        """Hold exactly the hot-standby sessions the placement gives this spare."""
+        applied = self.site.current
+        assert applied is not None
+        wanted = []
+        for assignment in plan.for_spare(self.name):
+            server = applied.config.recording_server(assignment.server)
+            camera = next((c for c in server.cameras if c.id == assignment.camera), None) \
+                if server is not None else None
+            if server is not None and camera is not None:
+                wanted.append((server, camera))
+        self.standby.reconcile(wanted)
+
+    def _watermarks(self, server: str) -> dict[str, int]:
+        """The failed server's last published commit watermarks (wall µs per camera)."""
+        try:
+            kv = self.coord.get(keys.watermarks(server))
+            raw = kv.json().get("cameras", {}) if kv is not None else {}
+            return {str(c): int(v) for c, v in raw.items()}
+        except (CoordinationError, ValueError, TypeError, AttributeError) as exc:
+            log.warning("no commit watermarks for %s (%s): gapless cameras write their whole "
+                        "pre-buffer", server, exc)
+            return {}
+
     def _start_recorder(self, cov: Coverage, server: RecordingServerConfig) -> None:
         store = cov.store
-
-        def flag(segment: Any) -> None:
-            store.set_reinsert_pending([segment.segment_id], True)
-
-        cov.recorder = Recorder(server.name, server.cameras, store, server.recording,
-                                on_segment=flag)
-        cov.cameras = tuple(server.cameras)
+        cameras = server.failover_cameras()
+        standby = self.standby.take(server.name)
+        marks = self._watermarks(server.name) if standby else {}
+        cov.recorder = Recorder(server.name, cameras, store, server.recording,
+                                on_segment=_reinsert_flagger(store), standby=standby,
+                                watermarks=marks)
+        cov.cameras = tuple(cameras)
         cov.recording_announced = False
+        cov.gapless_wanted = tuple(c.id for c in server.gapless_cameras())
         cov.recorder.start()
-        self.view.show(store, cov.recorder, {c.id for c in server.cameras})
+        missing = [c for c in cov.gapless_wanted if c not in standby]
+        if missing:
+            self.events.emit("gapless_fallback", server.name,
+                             f"{self.name} had no pre-buffer for gapless camera(s) "
+                             f"{', '.join(missing)} of {server.name}: they lose the takeover "
+                             "window like standard cameras (see `hotspare protection`)",
+                             cameras=missing)
+        self.view.show(store, cov.recorder, {c.id for c in cameras})
 
     # ------------------------------------------------------------------ covering
 
@@ -367,19 +423,22 @@ class SpareAgent:
                 self._stand_down(f"fenced write refused: {exc}", refused=True)
                 return
             cov.last_heartbeat = now
+        self.standby.reconcile([])  # covering: this spare cannot take a second server
         applied = self.site.current
         server = applied.config.recording_server(cov.server) if applied else None
-        if server is not None and tuple(server.cameras) != cov.cameras:
-            cov.recorder.update_cameras(server.cameras)
-            cov.cameras = tuple(server.cameras)
-            self.view.show(cov.store, cov.recorder, {c.id for c in server.cameras})
+        if server is not None and tuple(server.failover_cameras()) != cov.cameras:
+            cameras = server.failover_cameras()
+            cov.recorder.update_cameras(cameras)
+            cov.cameras = tuple(cameras)
+            self.view.show(cov.store, cov.recorder, {c.id for c in cameras})
         health = cov.recorder.health()
         if (not cov.recording_announced and health
                 and all(h.state is CameraState.RECORDING for h in health.values())):
             cov.recording_announced = True
             self.events.emit("recording", cov.server,
-                             f"{self.name} records {len(health)} camera(s) as {cov.server}",
-                             after_claim_s=round(now - cov.claimed_at, 3))
+                             f"{self.name} records {len(health)} camera(s) as {cov.server}"
+                             + _gapless_summary(cov), after_claim_s=round(now - cov.claimed_at, 3),
+                             gapless=_gapless_data(cov))
         kv = self.coord.get(keys.alive(cov.server))
         # Only a liveness value written after our claim counts: a crashed server's key outlives
         # the process until its lease runs out, still saying `confirmed`.
@@ -426,7 +485,7 @@ class SpareAgent:
             self._retry_at = time.monotonic() + 30
             return
         headers = {} if token is None else {FENCING_HEADER: f"{keys.claim(server)}:{token}"}
-        client = NodeClient(f"http://{target_cfg.address}", self.token, timeout=30.0)
+        client = NodeClient.for_peer(self.prober.peers, target_cfg.address, self.token, 30.0)
         client._http.headers.update(headers)
         cov = self.coverage if self.coverage is not None and self.coverage.server == server \
             else Coverage(server, token, store)
@@ -504,6 +563,40 @@ class SpareAgent:
         self.coverage = None
         self.mode = "idle"
         self.view.show(None, None, set())
+
+
+def _reinsert_flagger(store: SegmentStore) -> Callable[[SegmentInfo], None]:
+    """A spare's segments are owed to the server they were recorded for: flag each at commit so
+    retention keeps it until re-insert has delivered it."""
+
+    def flag(segment: SegmentInfo) -> None:
+        store.set_reinsert_pending([segment.segment_id], True)
+
+    return flag
+
+
+def _gapless_data(cov: Coverage) -> dict[str, Any]:
+    """Per gapless camera, what its hot standby wrote at the takeover (for events and tests)."""
+    workers = cov.recorder.workers() if cov.recorder is not None else {}
+    out: dict[str, Any] = {}
+    for camera_id in cov.gapless_wanted:
+        act = workers[camera_id].activation if camera_id in workers else None
+        out[camera_id] = {
+            "prebuffered": act is not None,
+            "covered": bool(act and act.covered),
+            "frames": act.frames if act else 0,
+            "lead_s": (round((act.from_wall_us - act.first_wall_us) / 1e6, 3)
+                       if act and act.from_wall_us and act.first_wall_us else None),
+        }
+    return out
+
+
+def _gapless_summary(cov: Coverage) -> str:
+    if not cov.gapless_wanted:
+        return ""
+    data = _gapless_data(cov)
+    covered = sum(1 for v in data.values() if v["covered"])
+    return f"; gapless: {covered}/{len(data)} camera(s) written from the commit watermark"
 
 
 def _confirmed(kv: KeyValue) -> bool:

@@ -21,9 +21,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from hotspare.api.app import create_app
-from hotspare.config.models import NodeConfig
+from hotspare.config.models import ApiSettings, NodeConfig
 from hotspare.recorder.engine import Recorder
 from hotspare.store.segment_store import SegmentStore
+from hotspare.tls import node_url
 
 log = logging.getLogger("hotspare.node")
 
@@ -87,6 +88,24 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def own_url(api: ApiSettings, host: str, port: int) -> str:
+    """The URL this node announces (READY line, node.json, etcd): the scheme it really serves,
+    so a peer or tool never has to guess it."""
+    return node_url(f"[{host}]:{port}" if ":" in host else f"{host}:{port}", api.tls)
+
+
+def serve(app: FastAPI, api: ApiSettings, sock: socket.socket) -> None:
+    """Serve on the bound socket, over TLS when `[api]` names a certificate (already loaded once
+    by config validation, so a bad file never gets this far)."""
+    tls: dict[str, Any] = {}
+    if api.tls_cert_file is not None and api.tls_key_file is not None:
+        tls = {"ssl_certfile": str(api.tls_cert_file), "ssl_keyfile": str(api.tls_key_file)}
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5, **tls)
+    )
+    server.run(sockets=[sock])
+
+
 def write_node_file(config: NodeConfig, url: str) -> Path:
     """`data_dir/node.json` tells local tools where this node listens (port 0 = chosen at start)."""
     path = config.data_dir / "node.json"
@@ -108,7 +127,7 @@ def run_node(config: NodeConfig) -> int:
 
     sock = bind_socket(config.api.host, config.api.port)
     host, port = sock.getsockname()[:2]
-    url = f"http://{host}:{port}"
+    url = own_url(config.api, host, port)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -126,22 +145,12 @@ def run_node(config: NodeConfig) -> int:
             store.close()
 
     app = create_app(
-        store, recorder.health, config.api.bearer_token(), config.name, lambda: set(camera_ids)
+        store, recorder.health, config.api.bearer_token(), config.name, lambda: set(camera_ids),
+        users=config.api.users,
     )
     app.router.lifespan_context = lifespan
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
-    )
-    server.run(sockets=[sock])
+    serve(app, config.api, sock)
     return 0
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """One line per event, with the logger name so an operator sees which part spoke."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def describe(config: NodeConfig) -> dict[str, Any]:
@@ -150,6 +159,7 @@ def describe(config: NodeConfig) -> dict[str, Any]:
         "name": config.name,
         "data_dir": str(config.data_dir),
         "api": f"{config.api.host}:{config.api.port}",
+        "https": config.api.tls,
         "cameras": [{"id": c.id, "url": c.url, "transport": c.transport} for c in config.cameras],
         "segment_seconds": config.recording.segment_seconds,
     }

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 
 from hotspare.api.app import API_PREFIX, create_app
 from hotspare.api.site_cors import allow_site_cors
+from hotspare.api.site_merge import NODE_TIMEOUT_SECONDS
 from hotspare.api.site_routes import SiteApi, site_router
+from hotspare.client.node_client import NodeClient
 from hotspare.config.models import NodeConfig, SiteMembership
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.failover import keys
@@ -35,10 +36,18 @@ from hotspare.failover.protection import (
 from hotspare.failover.server_agent import ServerAgent
 from hotspare.failover.site_view import SiteView
 from hotspare.failover.spare_agent import SpareAgent, SpareView
-from hotspare.node.runtime import READY_PREFIX, RetentionLoop, bind_socket, write_node_file
+from hotspare.node.runtime import (
+    READY_PREFIX,
+    RetentionLoop,
+    bind_socket,
+    own_url,
+    serve,
+    write_node_file,
+)
 from hotspare.recorder.engine import Recorder
 from hotspare.site.model import SiteConfig
 from hotspare.store.segment_store import SegmentStore
+from hotspare.tls import PeerTls
 from hotspare.web.ui import mount_web_ui
 
 log = logging.getLogger("hotspare.node.site")
@@ -56,6 +65,19 @@ def _role(config: SiteConfig, name: str) -> str | None:
     if config.failover_server(name) is not None:
         return "spare"
     return None
+
+
+def tls_mismatch(config: NodeConfig, site: SiteConfig) -> str | None:
+    """Why this node's own TLS and the site's `tls` flag disagree, or None. Peers pick the scheme
+    from the flag: a plain-HTTP probe of a TLS port looks like a dead process to a spare."""
+    if config.api.tls == site.site.tls:
+        return None
+    if site.site.tls:
+        return (f"site {site.site.id!r} has `tls = true` but {config.name!r} serves plain HTTP; "
+                "set [api] tls_cert_file and tls_key_file in its node.toml")
+    return (f"{config.name!r} serves HTTPS ([api] tls_cert_file) but site {site.site.id!r} does "
+            "not set `tls = true`, so its peers would speak plain HTTP to it; set [site] tls = "
+            "true in site.toml and apply it, or remove the certificate")
 
 
 def run_site_node(config: NodeConfig) -> int:
@@ -81,17 +103,22 @@ def run_site_node(config: NodeConfig) -> int:
             file=sys.stderr,
         )
         return 2
+    mismatch = tls_mismatch(config, applied.config)
+    if mismatch is not None:
+        print(f"hotspare node: {mismatch}", file=sys.stderr)
+        return 2
+    view.on_change(lambda changed: _warn_tls_change(config, changed.config))
     events = EventLog(coord, config.name, site.events_keep)
     sock = bind_socket(config.api.host, config.api.port)
     host, port = sock.getsockname()[:2]
-    url = f"http://{host}:{port}"
+    url = own_url(config.api, host, port)
     token = config.api.bearer_token()
     if role == "recording":
         app, start, stop = _recording_server(config, coord, view, events, url)
     else:
         app, start, stop = _spare(config, coord, view, events, url, token)
     monitor = _protection(app, coord, view, events, config.name, site)
-    _site_api_and_ui(app, coord, view, token)
+    _site_api_and_ui(app, coord, view, token, PeerTls(site.tls_ca_file, lambda: _site_tls(view)))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -112,11 +139,21 @@ def run_site_node(config: NodeConfig) -> int:
             coord.close()
 
     app.router.lifespan_context = lifespan
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
-    )
-    server.run(sockets=[sock])
+    serve(app, config.api, sock)
     return 0
+
+
+def _site_tls(view: SiteView) -> bool:
+    applied = view.current
+    return applied is not None and applied.config.site.tls
+
+
+def _warn_tls_change(config: NodeConfig, site: SiteConfig) -> None:
+    """A changed `tls` flag takes effect only when every node is restarted with matching [api]
+    certificates; until then say so loudly rather than fail probes silently."""
+    mismatch = tls_mismatch(config, site)
+    if mismatch is not None:
+        log.error("%s; restart the nodes once their certificates match the site", mismatch)
 
 
 def _protection(app: FastAPI, coord: Coordinator, view: SiteView, events: EventLog, name: str,
@@ -137,7 +174,8 @@ def _protection(app: FastAPI, coord: Coordinator, view: SiteView, events: EventL
     return monitor
 
 
-def _site_api_and_ui(app: FastAPI, coord: Coordinator, view: SiteView, token: str) -> None:
+def _site_api_and_ui(app: FastAPI, coord: Coordinator, view: SiteView, token: str,
+                     peers: PeerTls) -> None:
     """The site API and web UI (issue 5) on every node, not the master alone: they need only etcd
     and the other nodes' APIs, so the spare that assumes the master's identity serves them at the
     master's published address with no role transfer. Clients use the master, found through
@@ -150,7 +188,10 @@ def _site_api_and_ui(app: FastAPI, coord: Coordinator, view: SiteView, token: st
             raise LookupError("this node has no site configuration yet")
         return report_json(live_report(coord, applied), applied)
 
-    app.include_router(site_router(SiteApi(coord, lambda: view.current, token, report)),
+    def client(url: str) -> NodeClient:  # URLs from site_state: https when the site says so
+        return NodeClient(url, token, timeout=NODE_TIMEOUT_SECONDS, verify=peers.verify)
+
+    app.include_router(site_router(SiteApi(coord, lambda: view.current, token, report, client)),
                        prefix=API_PREFIX)
     allow_site_cors(app)
     mount_web_ui(app)
@@ -199,7 +240,8 @@ def _recording_server(
         store.close()
 
     app = create_app(
-        store, recorder.health, config.api.bearer_token(), config.name, lambda: set(cameras)
+        store, recorder.health, config.api.bearer_token(), config.name, lambda: set(cameras),
+        users=config.api.users,
     )
     app.add_middleware(
         FencingMiddleware, coord=coord, server=config.name, token=config.api.bearer_token()
@@ -236,6 +278,7 @@ def _spare(
         agent.stop()
         idle_store.close()
 
-    app = create_app(idle_store, spare_view.health, token, config.name, spare_view.known_cameras)
+    app = create_app(idle_store, spare_view.health, token, config.name, spare_view.known_cameras,
+                     users=config.api.users)
     holder["app"] = app
     return app, start, stop

@@ -283,10 +283,11 @@ class CameraWorker:
         wanted = None if from_wall_us is None else from_wall_us - ACTIVATION_MARGIN_US
         packets, covered = buffer.take_from(keyframe_wall, wanted)
         first_wall = keyframe_wall(*packets[0]) if packets else None
+        # Known before the first frame is written, so whoever sees this camera `recording` sees it.
+        self.activation = Activation(from_wall_us, first_wall, covered, len(packets))
         for packet, recv_us in packets:
             if run.on_packet(packet, recv_us):
                 self._run_began = True
-        self.activation = Activation(from_wall_us, first_wall, covered, len(packets))
         self._prebuffer_seconds, self._prebuffer_bytes = 0.0, 0
         level = logging.INFO if covered else logging.WARNING
         log.log(level, "camera %s: hot standby activated: %d pre-buffered frames written from "

@@ -125,6 +125,19 @@ def _server_findings(server: RecordingServerConfig) -> list[Finding]:
     return findings
 
 
+def _has_cameras(server: RecordingServerConfig) -> str:
+    """The camera count a spare's limit is held against, naming those left out (mode `none`):
+    they are not failed over, so they use no failover camera licence."""
+    counted = len(server.failover_cameras())
+    left_out = len(server.cameras) - counted
+    if not left_out:
+        return f"{server.name} has {counted} cameras"
+    return (
+        f"{server.name} has {counted} cameras to fail over "
+        f"(and {left_out} with protection none, not counted)"
+    )
+
+
 def _state(states: Mapping[str, SpareStatus], name: str) -> SpareStatus:
     return states.get(name, DOWN)
 
@@ -152,12 +165,12 @@ def can_spare_take(
         )
     else:
         limit = spare_limit(spare, allotment)
-        cameras = len(server.cameras)
+        cameras = len(server.failover_cameras())
         if cameras > limit:
             findings.append(
                 Finding(
                     Reason.TOO_MANY_CAMERAS,
-                    f"{server.name} has {cameras} cameras; {spare.name} may take at most {limit}",
+                    f"{_has_cameras(server)}; {spare.name} may take at most {limit}",
                 )
             )
     if not _is_free_for(status, server.name):
@@ -179,7 +192,7 @@ def evaluate_server(
     """
     allotment = allot(pool, (spare.name for spare in spares))
     findings = _server_findings(server)
-    cameras = len(server.cameras)
+    cameras = len(server.failover_cameras())
     licensed = [spare for spare in spares if allotment.is_licensed(spare.name)]
     fitting = [spare for spare in licensed if cameras <= spare_limit(spare, allotment)]
     if not spares:
@@ -196,8 +209,7 @@ def evaluate_server(
         findings.append(
             Finding(
                 Reason.TOO_MANY_CAMERAS,
-                f"{server.name} has {cameras} cameras; "
-                f"the most any licensed spare may take is {largest}",
+                f"{_has_cameras(server)}; the most any licensed spare may take is {largest}",
             )
         )
     covered_by = next(
@@ -214,7 +226,8 @@ def evaluate_server(
     ]
     if fitting and not free:
         busy = ", ".join(
-            f"{spare.name} ({_describe(_state(spare_states, spare.name))})" for spare in fitting
+            f"{spare.name} ({describe_state(_state(spare_states, spare.name))})"
+            for spare in fitting
         )
         findings.append(Finding(Reason.NO_FREE_SPARE, f"{Reason.NO_FREE_SPARE.text}: {busy}"))
     # The candidates come from the takeover decision itself, so report and behaviour cannot drift.
@@ -240,7 +253,8 @@ def evaluate_server(
     )
 
 
-def _describe(status: SpareStatus) -> str:
+def describe_state(status: SpareStatus) -> str:
+    """A spare's state in the operator's words: idle, down, covering <server>."""
     if status.state is SpareState.COVERING:
         return f"covering {status.covering}"
     return status.state.value

@@ -21,6 +21,16 @@ from hotspare.config.models import (
     StrictModel,
 )
 
+DEFAULT_CAMERA_MBPS = 4.0
+"""Mbit/s assumed for a camera whose `mbps` is unset (a 1080p H.264 stream, roughly)."""
+DEFAULT_STANDBY_SESSIONS = 16
+DEFAULT_STANDBY_MBPS = 100.0
+
+
+def camera_mbps(camera: CameraConfig) -> float:
+    """The bitrate gapless placement budgets for a camera: its stated `mbps`, else the default."""
+    return camera.mbps if camera.mbps is not None else DEFAULT_CAMERA_MBPS
+
 
 class Role(StrEnum):
     RECORDING = "recording"
@@ -51,6 +61,11 @@ def _check_host_port(value: str) -> str:
 class SiteInfo(StrictModel):
     id: Identifier = Field(description="the site's id; every licence names it")
     name: str = ""
+    tls: bool = Field(
+        False,
+        description="every node's API speaks HTTPS at its `address` (each node sets "
+        "[api] tls_cert_file/tls_key_file); one flag for the site, so an address needs no scheme",
+    )
 
 
 class EtcdSettings(StrictModel):
@@ -117,6 +132,24 @@ class FailoverServerConfig(StrictModel):
         None,
         ge=0,
         description="capacity hint; a spare never takes more cameras than this or its allotment",
+    )
+    # Standby capacity is stated rather than measured so that every node plans the same placement
+    # from the same file. 16 sessions: one typical recording server's cameras, and most cameras
+    # allow only a few concurrent RTSP sessions, so a spare should not ask for many more by
+    # default. 100 Mbit/s: 16 cameras at the default 4 Mbit/s (64) with headroom, and a tenth of a
+    # gigabit link, leaving the rest for recording a failed server and re-insert.
+    standby_sessions: int = Field(
+        DEFAULT_STANDBY_SESSIONS,
+        ge=0,
+        description=(
+            "most hot-standby camera sessions (one RTSP session per gapless camera) this spare "
+            "holds open at once, in sessions; 0 = it pre-buffers nothing"
+        ),
+    )
+    standby_mbps: float = Field(
+        DEFAULT_STANDBY_MBPS,
+        ge=0,
+        description="most total bitrate of the standby streams this spare holds, in Mbit/s",
     )
 
     @field_validator("address")

@@ -9,12 +9,14 @@ The overlap rule is in docs/store.md.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 import os
 import re
 import shutil
 import sqlite3
+import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,19 +208,26 @@ def _stage(store: SegmentStore, data: Path) -> tuple[Path, bool]:
     return staged, True
 
 
-def _coverage(db: sqlite3.Connection, meta: ImportMeta,
+def _coverage(store: SegmentStore, db: sqlite3.Connection, meta: ImportMeta,
               info: mp4.Mp4Info) -> tuple[int, int, int, int, tuple[int, ...]]:
     """(head frames, head 90k, tail frames, tail 90k, covering segment ids) of this segment's
-    frames that existing segments of the camera already hold. A frame counts as held when its
-    midpoint falls inside another segment's recorded interval: servers' wall times agree to well
-    under half a frame when both anchor on the camera's RTCP clock."""
+    frames that existing segments of the camera already hold.
+
+    Frame by frame: a frame counts as held when its midpoint falls inside a frame some existing
+    segment really holds (times from each fragment's `tfdt`). Servers' wall times agree to well
+    under half a frame when both anchor on the camera's RTCP clock. Segment intervals are not
+    enough: a segment whose recorder froze and lost its camera's backlog spans a hole, and judging
+    by its interval would drop a spare's recording of that hole as "held" (issue 6, SIGSTOP).
+    """
     durations = info.frame_durations_90k()
     if WallSource(meta.wall_source) is not WallSource.CAMERA:
         # A server clock can be off by more than a frame: trimming on it could hide real video.
         # Split brain may cost duplicates, never gaps, so such segments are stored whole.
         return 0, 0, 0, 0, ()
     start = meta.start_wall_us
-    end = start + ticks_to_us(info.duration_90k)
+    frames = [(start + ticks_to_us(s - info.start_media_90k), ticks_to_us(d))
+              for s, d in info.frame_times_90k()]
+    end = max(a + d for a, d in frames)
     cols = ", ".join(f"segment.{c.strip()}" for c in SEGMENT_COLUMNS.split(","))
     rows = db.execute(
         f"select {cols} from segment join run on run.run_id = segment.run_id "
@@ -227,19 +236,17 @@ def _coverage(db: sqlite3.Connection, meta: ImportMeta,
         "and segment.file_problem is null and run.wall_source = 'camera'",
         (meta.camera_id, end, start - MAX_SEGMENT_US, start),
     ).fetchall()
-    existing = [row_to_segment(r) for r in rows]
-    intervals = [(s.recorded_start_wall_us, s.recorded_end_wall_us, s.segment_id) for s in existing
-                 if s.recorded_frames > 0]
+    held = _held_frames(store, [row_to_segment(r) for r in rows], start)
+    starts = [a for a, _, _ in held]
     covered: list[bool] = []
     used: set[int] = set()
-    t = 0
-    for d in durations:
-        mid = start + ticks_to_us(t) + (ticks_to_us(t + d) - ticks_to_us(t)) // 2
-        hit = next((i for a, b, i in intervals if a <= mid < b), None)
+    for a, d in frames:
+        mid = a + d // 2
+        i = bisect.bisect_right(starts, mid) - 1
+        hit = held[i][2] if i >= 0 and held[i][0] <= mid < held[i][1] else None
         covered.append(hit is not None)
         if hit is not None:
             used.add(hit)
-        t += d
     head = 0
     while head < len(covered) and covered[head]:
         head += 1
@@ -250,6 +257,36 @@ def _coverage(db: sqlite3.Connection, meta: ImportMeta,
         tail += 1
     return (head, sum(durations[:head]), tail, sum(durations[len(durations) - tail:]),
             tuple(sorted(used)))
+
+
+def _held_frames(store: SegmentStore, segments: list[SegmentInfo],
+                 since_us: int) -> list[tuple[int, int, int]]:
+    """(start, end, segment id) in wall µs of every counted frame of `segments` ending after
+    `since_us`, sorted and without overlaps between neighbours' starts (first wins).
+
+    A file that cannot be parsed holds nothing here: storing the import then costs a duplicate,
+    while trusting the row could cost the only copy of that video.
+    """
+    out: list[tuple[int, int, int]] = []
+    for seg in segments:
+        try:
+            info = mp4.parse_path(store.segment_file(seg))
+        except (OSError, mp4.Mp4Error) as exc:
+            log.warning("import overlap check: cannot read %s (%s); not counted as held",
+                        seg.relpath, exc)
+            continue
+        times = info.frame_times_90k()
+        counted = times[seg.head_skip_frames:len(times) - seg.tail_skip_frames]
+        # The muxer stretches the last frame before a hole over the hole (sample duration = next
+        # sample's time minus its own): a frame holds at most 1.5 typical frame lengths.
+        typical = statistics.median_low(d for _, d in times) if times else 0
+        for s, d in counted:
+            a = seg.start_wall_us + ticks_to_us(s - info.start_media_90k)
+            b = a + ticks_to_us(min(d, typical + typical // 2))
+            if b > since_us:
+                out.append((a, b, seg.segment_id))
+    out.sort()
+    return out
 
 
 def import_segment(store: SegmentStore, meta: ImportMeta, data: Path, *,
@@ -320,7 +357,7 @@ def _commit(store: SegmentStore, meta: ImportMeta, info: mp4.Mp4Info, staged: Pa
             raise ImportRejected(f"run {meta.run_id} is stored as (camera, recorded_by, "
                                  f"recorded_as, anchor, wall_source)={theirs}, segment says "
                                  f"{said}", 409)
-    head, head_90k, tail, tail_90k, covering = _coverage(db, meta, info)
+    head, head_90k, tail, tail_90k, covering = _coverage(store, db, meta, info)
     if head == info.frame_count:
         return ImportResult("duplicate", None, covering,
                             "every frame is already stored in other segments")

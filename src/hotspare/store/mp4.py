@@ -124,6 +124,20 @@ class Mp4Info:
     def duration_90k(self) -> int:
         return self.to_90k(self.start_media + self.duration) - self.start_media_90k
 
+    def frame_times_90k(self) -> list[tuple[int, int]]:
+        """(start, duration) of every frame in 90 kHz media time, placed by each fragment's own
+        decode time: unlike `frame_durations_90k` this stays true across a hole in delivery (a
+        frozen recorder whose camera dropped its backlog), where the next fragment's `tfdt`
+        jumps ahead of the previous one's last sample."""
+        out: list[tuple[int, int]] = []
+        for frag in self.fragments:
+            t = frag.base_media_decode_time
+            for d in frag.sample_durations:
+                start = self.to_90k(t)
+                t += d
+                out.append((start, self.to_90k(t) - start))
+        return out
+
     def frame_durations_90k(self) -> list[int]:
         """Per-frame 90 kHz durations summing exactly to `duration_90k` (cumulative rounding)."""
         out: list[int] = []

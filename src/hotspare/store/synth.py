@@ -58,10 +58,13 @@ def _encoded(frames: int, gop: int, fps: int,
 
 def write_segment(path: Path, start_media_90k: int = 0, frames: int = 10, *, gop: int = 5,
                   fps: int = 25, size: int = 32, timescale: int = 90_000,
-                  movflags: str = MOVFLAGS, options: dict[str, str] | None = None) -> None:
+                  movflags: str = MOVFLAGS, options: dict[str, str] | None = None,
+                  hole: tuple[int, int] | None = None) -> None:
     """Write a segment of `frames` frames starting (on a keyframe) at `start_media_90k`.
 
-    Each `gop` frames make one fragment. Frame duration is 90000 // fps ticks.
+    Each `gop` frames make one fragment. Frame duration is 90000 // fps ticks. `hole=(n, ticks)`
+    shifts every frame from the n-th on by `ticks` (n a multiple of `gop`): frames a frozen
+    recorder never received.
     """
     extradata, packets = _encoded(frames, gop, fps, size)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,9 +75,10 @@ def write_segment(path: Path, start_media_90k: int = 0, frames: int = 10, *, gop
         stream.height = size
         stream.time_base = fractions.Fraction(1, timescale)
         stream.codec_context.extradata = extradata
-        for payload, pts, key in packets:
+        for index, (payload, pts, key) in enumerate(packets):
             pkt = av.Packet(payload)
-            pkt.pts = pkt.dts = pts + start_media_90k
+            shift = hole[1] if hole is not None and index >= hole[0] else 0
+            pkt.pts = pkt.dts = pts + start_media_90k + shift
             pkt.time_base = _TB
             pkt.is_keyframe = key
             pkt.stream = stream
@@ -88,9 +92,11 @@ def decode_count(path: Path) -> int:
 
 
 def record_segment(store: SegmentStore, run: RunInfo, seq: int, start_media_90k: int,
-                   frames: int = 10, *, gop: int = 5, fps: int = 25) -> SegmentInfo:
-    """What the recorder does for one segment: write the file at segment_path(), then commit."""
+                   frames: int = 10, *, gop: int = 5, fps: int = 25,
+                   hole: tuple[int, int] | None = None) -> SegmentInfo:
+    """What the recorder does for one segment: write the file at segment_path(), then commit
+    (the duration spans the `hole`, as the recorder's does)."""
     path = store.segment_path(run.camera_id, run.run_id, seq)
-    write_segment(path, start_media_90k, frames, gop=gop, fps=fps)
-    return store.commit_segment(run.run_id, seq, start_media_90k, frames * (90_000 // fps),
-                                frames, 0)
+    write_segment(path, start_media_90k, frames, gop=gop, fps=fps, hole=hole)
+    span = frames * (90_000 // fps) + (hole[1] if hole is not None else 0)
+    return store.commit_segment(run.run_id, seq, start_media_90k, span, frames, 0)

@@ -6,19 +6,31 @@ goes to `/api/v1/...` with the token the operator typed, kept in sessionStorage.
 from `web/node_modules` (installed by `scripts/setup` with `npm ci` from `web/package-lock.json`)
 and is served at `/ui/vendor/hls.min.js`; when it is missing that path answers 404 and the page
 falls back to the browser's native HLS, saying so.
+
+swagger-ui for the API's `/docs` page comes from the same lockfile (`swagger-ui-dist`), so an
+offline site can render it; its files are served by the API itself, behind the token like every
+API path (`swagger_ui_routes`), since the page they belong to is.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
 HLS_JS = WEB_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+SWAGGER_UI_DIR = WEB_DIR / "node_modules" / "swagger-ui-dist"
+SWAGGER_UI_FILES = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+}
 PREFIX = "/ui"
 
 _HEADERS = {
@@ -48,12 +60,7 @@ class WebUiMiddleware:
         elif path == PREFIX:
             response = RedirectResponse(PREFIX + "/", status_code=307)
         elif path == PREFIX + "/vendor/hls.min.js":
-            if self.hls_js.is_file():
-                response = FileResponse(self.hls_js, media_type="text/javascript",
-                                        headers=_HEADERS)
-            else:
-                response = PlainTextResponse("hls.js is not installed (run scripts/setup)",
-                                             status_code=404)
+            response = vendor_file(self.hls_js, "text/javascript", "hls.js")
         if response is not None:
             await response(scope, receive, send)
             return
@@ -70,6 +77,25 @@ class WebUiMiddleware:
             await send(message)
 
         await self.static(inner, receive, send_with_headers)
+
+
+def vendor_file(path: Path, media_type: str, package: str) -> Response:
+    """A file of an npm package from the lockfile; 404 saying how to install it when absent."""
+    if path.is_file():
+        return FileResponse(path, media_type=media_type, headers=_HEADERS)
+    return PlainTextResponse(f"{package} is not installed (run scripts/setup)", status_code=404)
+
+
+def swagger_ui_routes(prefix: str, folder: Path = SWAGGER_UI_DIR) -> list[Route]:
+    """`prefix/<file>` for each file the docs page loads, to add to the API app."""
+
+    def serve(name: str, media_type: str) -> Route:
+        async def endpoint(request: Request) -> Response:
+            return vendor_file(folder / name, media_type, "swagger-ui-dist")
+
+        return Route(f"{prefix}/{name}", endpoint, methods=["GET"], include_in_schema=False)
+
+    return [serve(name, media_type) for name, media_type in SWAGGER_UI_FILES.items()]
 
 
 def mount_web_ui(app: ASGIApp) -> None:
