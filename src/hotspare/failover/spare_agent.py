@@ -192,7 +192,7 @@ class SpareAgent:
                 self.standby.forget_published()
                 if self.coverage is not None:
                     self.coverage.last_heartbeat = 0.0  # prove the claim at the next tick
-            self._keeper = self.coord.hold_lease(self.settings.lease_ttl_seconds)
+            self._keeper = self.coord.hold_lease(self.settings.lease_ttl_seconds, role="spare")
             self._published = None
             self.standby.forget_published()
         return self._keeper
