@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.failover                    # 5 trials, 8 cameras
     .venv/bin/python -m bench.failover --quick            # 2 trials, shorter covering time
-    .venv/bin/python -m bench.failover --trials 3 --cameras 4
+    .venv/bin/python -m bench.failover --trials 3 --cameras 4 --gapless 2
 
 One site, built with the end-to-end tests' FailoverSite (real single-member etcd, the camera
 simulator as a separate process speaking RTSP, `site apply`, and `hotspare node` processes started
@@ -15,6 +15,12 @@ GOP 1 s, 1 Mbit/s, 1 s segments) and one spare `spare-1`. Each trial:
 3. the spare records for `--cover-seconds`; restart rec-1; wait for `handback` and `done`
    (re-insert finished, claim released, spare idle) and rec-1 confirmed again;
 4. a few seconds of normal recording before the next crash.
+
+Half the cameras (`--gapless`) are in gapless mode, the rest standard, on the same server in the
+same trials, so the two columns compare like with like. Before the trials the bench measures the
+standing cost of gapless on the spare: its CPU and resident memory over a quiet window with the
+standby sessions held, against the same spare with every camera standard (the baseline, same run),
+plus the bitrate the spare receives per standby session.
 
 After the last trial rec-1 is stopped and its store is read back: every stored frame's SEI tag
 (camera frame number, capture time) against the simulator's frame log gives, per camera and trial,
@@ -44,6 +50,7 @@ if __package__ in (None, ""):  # run as a script: make `bench`, `tests` and `hot
     sys.path[:0] = [str(REPO), str(REPO / "src")]
 
 from bench.failover.machine import LoadSampler, machine_facts, median, percentile  # noqa: E402
+from bench.recording.procstat import cpu_seconds, rss_bytes  # noqa: E402
 from hotspare.camerasim.launcher import CameraSim  # noqa: E402
 from hotspare.cli.main import main as cli_main  # noqa: E402
 from hotspare.coordination.etcd_adapter import Coordinator  # noqa: E402
@@ -62,7 +69,8 @@ ANCHORS: dict[str, dict[str, str]] = {
     "crash_to_claim_s": {"Milestone": "5 (detect)", "Nx": "~60 (failover)"},
     "crash_to_spare_recording_s": {"Milestone": "5 + svc start", "Nx": "~60"},
     "crash_to_first_spare_frame_s": {"Milestone": "5 + svc start", "Nx": "~60"},
-    "missing_takeover_s": {"Milestone": "window lost", "Nx": "~30 gap"},
+    "missing_takeover_s_standard": {"Milestone": "window lost", "Nx": "~30 gap"},
+    "missing_takeover_frames_gapless": {"Milestone": "window lost", "Nx": "~30 gap"},
     "missing_handback_frames": {"Milestone": "-", "Nx": "-"},
     "frames_twice": {"Milestone": "-", "Nx": "-"},
     "restart_to_reinsert_done_s": {"Milestone": "merge; n/p", "Nx": "n/p"},
@@ -162,7 +170,12 @@ class Trial:
         return (self.done_us - self.restart_us) / 1e6
 
 
-def run_trial(site: BenchSite, index: int, cover_seconds: float, settle_seconds: float) -> Trial:
+def run_trial(site: BenchSite, index: int, cover_seconds: float, settle_seconds: float,
+              gapless: frozenset[str] = frozenset()) -> Trial:
+    if gapless:  # the standby sessions restart after each re-insert: let them fill again
+        wait_for("pre-buffers ready", lambda: all(
+            float(_standby_sessions(site).get(c, {}).get("buffered_s") or 0) >= 6.0
+            for c in gapless), 60)
     crash_us = now_us()
     site.node(SERVER).kill()
     trial = Trial(index, crash_us)
@@ -201,6 +214,92 @@ def run_trial(site: BenchSite, index: int, cover_seconds: float, settle_seconds:
     )
     time.sleep(settle_seconds)
     return trial
+
+
+def set_modes(site: BenchSite, gapless: frozenset[str]) -> None:
+    """`site apply` with exactly `gapless` cameras in gapless mode (the rest standard)."""
+
+    def mutate(doc: dict[str, Any]) -> None:
+        for camera in doc["recording_servers"][0]["cameras"]:
+            camera["protection"] = "gapless" if camera["id"] in gapless else "standard"
+
+    site.reapply(mutate)
+
+
+def _standby_sessions(site: BenchSite) -> dict[str, Any]:
+    return dict((site.get(keys.standby(SPARE)) or {}).get("cameras", {}))
+
+
+def standing_cost(site: BenchSite, gapless: frozenset[str], cameras: int,
+                  seconds: float) -> dict[str, Any]:
+    """What holding the gapless cameras' standby costs the spare, against the same spare with
+    every camera standard (baseline, measured in the same run just before); the recording
+    server's CPU per camera over the first window is printed beside it for scale."""
+    spare = site.node(SPARE).process
+    server = site.node(SERVER).process
+    assert spare is not None and server is not None
+
+    def buffering() -> bool:
+        sessions = _standby_sessions(site)
+        return all(sessions.get(c, {}).get("state") == "buffering" for c in gapless)
+
+    def window() -> tuple[float, float, float]:
+        """(spare CPU s/min, spare RSS MB at the end, server CPU s/min) over `seconds`."""
+        spare0, server0, t0 = cpu_seconds(spare.pid), cpu_seconds(server.pid), time.monotonic()
+        time.sleep(seconds)
+        minutes = (time.monotonic() - t0) / 60
+        return ((cpu_seconds(spare.pid) - spare0) / minutes, rss_bytes(spare.pid) / 1e6,
+                (cpu_seconds(server.pid) - server0) / minutes)
+
+    # Baseline first: memory a process has touched is rarely given back, so measuring after the
+    # standby sessions closed would understate their cost.
+    assert not _standby_sessions(site), "start the site with every camera standard"
+    time.sleep(2.0)
+    without_cpu, without_rss, _ = window()
+    set_modes(site, gapless)
+    wait_for("standby sessions buffering", buffering, 60)
+
+    def full() -> bool:  # pre-buffers grown to their horizon (they stop growing there)
+        sessions = _standby_sessions(site)
+        return all(float(sessions[c].get("buffered_s") or 0) >= 8.0 for c in gapless)
+
+    wait_for("pre-buffers full", full, 60)
+    with_cpu, with_rss, server_cpu = window()
+    sessions = _standby_sessions(site)
+    kbps = [float(sessions[c].get("kbps") or 0) for c in gapless]
+    buffered = [float(sessions[c].get("buffered_s") or 0) for c in gapless]
+    n = max(1, len(gapless))
+    return {
+        "gapless_cameras": len(gapless),
+        "window_s": seconds,
+        "spare_cpu_s_per_min_with_standby": round(with_cpu, 3),
+        "spare_cpu_s_per_min_baseline": round(without_cpu, 3),
+        "cpu_s_per_camera_min": round((with_cpu - without_cpu) / n, 4),
+        "server_recording_cpu_s_per_camera_min": round(server_cpu / max(1, cameras), 4),
+        "spare_rss_mb_with_standby": round(with_rss, 1),
+        "spare_rss_mb_baseline": round(without_rss, 1),
+        "rss_mb_per_camera": round((with_rss - without_rss) / n, 2),
+        "mbit_s_per_camera": round(median(kbps) / 1000, 3) if kbps else None,
+        "prebuffer_s_median": median(buffered) if buffered else None,
+    }
+
+
+def cost_table(cost: dict[str, Any]) -> str:
+    if not cost:
+        return "standing cost of gapless: not measured (no gapless cameras)"
+    return "\n".join([
+        f"standing cost of gapless on the spare ({cost['gapless_cameras']} standby sessions, "
+        f"{cost['window_s']:.0f} s windows; baseline = the same spare, every camera standard):",
+        f"  CPU   {cost['spare_cpu_s_per_min_with_standby']:.3f} vs "
+        f"{cost['spare_cpu_s_per_min_baseline']:.3f} s/min  -> "
+        f"{cost['cpu_s_per_camera_min']:.4f} s per camera-minute",
+        f"  RSS   {cost['spare_rss_mb_with_standby']:.1f} vs {cost['spare_rss_mb_baseline']:.1f} MB"
+        f"  -> {cost['rss_mb_per_camera']:.2f} MB per camera "
+        f"(pre-buffer median {cost['prebuffer_s_median']} s)",
+        f"  net   {cost['mbit_s_per_camera']} Mbit/s received per standby session",
+        f"  scale: recording the same cameras costs the server "
+        f"{cost['server_recording_cpu_s_per_camera_min']:.4f} s per camera-minute",
+    ])
 
 
 def analyse(site: BenchSite, trials: list[Trial], end_us: int) -> dict[str, Any]:
@@ -299,12 +398,15 @@ class Row:
         }
 
 
-def build_rows(trials: list[Trial], fps: int) -> list[Row]:
+def build_rows(trials: list[Trial], fps: int, gapless: frozenset[str] = frozenset()) -> list[Row]:
     claim = [t.crash_to_claim_s for t in trials]
     claim_value = [v for t in trials if (v := t.crash_to_claim_value_s) is not None]
     rec = [t.crash_to_recording_s for t in trials]
     first = [v for t in trials for v in t.first_spare_frame_s.values() if v is not None]
-    missing_s = [n / fps for t in trials for n in t.missing_takeover_frames.values()]
+    missing_s = [n / fps for t in trials for c, n in t.missing_takeover_frames.items()
+                 if c not in gapless]
+    missing_gapless = [float(n) for t in trials for c, n in t.missing_takeover_frames.items()
+                       if c in gapless]
     edge = [float(n) for t in trials for n in t.missing_handback_frames.values()]
     twice = [float(n) for t in trials for n in t.frames_twice.values()]
     done = [t.restart_to_done_s for t in trials]
@@ -314,15 +416,19 @@ def build_rows(trials: list[Trial], fps: int) -> list[Row]:
     budget_ok = sum(
         n / fps <= t.crash_to_claim_s + GOP_S
         for t in trials
-        for n in t.missing_takeover_frames.values()
+        for c, n in t.missing_takeover_frames.items()
+        if c not in gapless
     )
-    budget_n = sum(len(t.missing_takeover_frames) for t in trials)
+    budget_n = len(missing_s)
     return [
         Row("crash_to_claim_s", "s", claim, "<= 1 s", f"{within_claim}/{len(claim)}"),
         Row("crash_to_claim_value_s", "s", claim_value),
         Row("crash_to_spare_recording_s", "s", rec),
         Row("crash_to_first_spare_frame_s", "s", first),
-        Row("missing_takeover_s", "s", missing_s, "<= claim + 1 GOP", f"{budget_ok}/{budget_n}"),
+        Row("missing_takeover_s_standard", "s", missing_s, "<= claim + 1 GOP",
+            f"{budget_ok}/{budget_n}"),
+        Row("missing_takeover_frames_gapless", "frames", missing_gapless, "0",
+            f"{sum(v == 0 for v in missing_gapless)}/{len(missing_gapless)}"),
         Row(
             "missing_handback_frames",
             "frames",
@@ -337,7 +443,7 @@ def build_rows(trials: list[Trial], fps: int) -> list[Row]:
 
 def table(rows: list[Row]) -> str:
     head = (
-        f"{'metric':<30} {'n':>3} {'median':>8} {'p95':>8} {'max':>8}  {'goal':<17}"
+        f"{'metric':<32} {'n':>3} {'median':>8} {'p95':>8} {'max':>8}  {'goal':<17}"
         f"{'met':>6}  | {'Milestone (published)':<22} {'Nx (published)':<15}"
     )
     lines = [head, "-" * len(head)]
@@ -349,7 +455,7 @@ def table(rows: list[Row]) -> str:
 
         anchors = ANCHORS.get(r.metric, {})
         lines.append(
-            f"{r.metric:<30} {s['n']:>3} {fmt(s['median']):>8} {fmt(s['p95']):>8} "
+            f"{r.metric:<32} {s['n']:>3} {fmt(s['median']):>8} {fmt(s['p95']):>8} "
             f"{fmt(s['max']):>8}  {r.goal:<17}{r.goal_met:>6}  | "
             f"{anchors.get('Milestone', ''):<22} {anchors.get('Nx', ''):<15}"
         )
@@ -364,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--trials", type=int, default=None, help="crash trials (default 5, quick 2)")
     p.add_argument("--cameras", type=int, default=8)
+    p.add_argument("--gapless", type=int, default=None,
+                   help="how many of the cameras are gapless (default: half)")
+    p.add_argument("--cost-seconds", type=float, default=None,
+                   help="window for the standing cost of gapless (default 20, quick 10)")
     p.add_argument("--quick", action="store_true", help="2 trials, 4 s covering time")
     p.add_argument(
         "--cover-seconds",
@@ -392,6 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     trials_n = args.trials or (2 if args.quick else 5)
     cover = args.cover_seconds or (4.0 if args.quick else 8.0)
+    n_gapless = args.cameras // 2 if args.gapless is None else min(args.gapless, args.cameras)
+    gapless = frozenset(f"{SERVER}-c{i}" for i in range(1, n_gapless + 1))
+    cost_window = args.cost_seconds or (10.0 if args.quick else 20.0)
+    cost: dict[str, Any] = {}
 
     sampler = LoadSampler().__enter__()
     print(
@@ -419,9 +533,13 @@ def main(argv: list[str] | None = None) -> int:
             site.start_all()
             wait_for(f"{SERVER} confirmed", lambda: site.alive(SERVER, confirmed=True), 60)
             time.sleep(args.settle_seconds)
+            if gapless:
+                print(f"   standing cost of {len(gapless)} gapless camera(s) on the spare",
+                      flush=True)
+                cost = standing_cost(site, gapless, args.cameras, cost_window)
             for i in range(1, trials_n + 1):
                 try:
-                    trials.append(run_trial(site, i, cover, args.settle_seconds))
+                    trials.append(run_trial(site, i, cover, args.settle_seconds, gapless))
                 except AssertionError as exc:  # a wait timed out: report what we have
                     error = f"trial {i}: {exc}"
                     print(error, flush=True)
@@ -440,9 +558,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"site files kept in {work}")
-    rows = build_rows(trials, args.fps)
+    rows = build_rows(trials, args.fps, gapless)
     print()
     print(table(rows))
+    print()
+    print(cost_table(cost))
     print(
         f"\nMilestone/Nx columns: vendors' published figures (not measured here); "
         f"n/p = not published. Load: before {load['loadavg_before']}, after "
@@ -476,7 +596,9 @@ def main(argv: list[str] | None = None) -> int:
             "cover_seconds": cover,
             "reinsert_bytes_per_second": args.reinsert_rate,
             "trials": trials_n,
+            "gapless_cameras": sorted(gapless),
         },
+        "standing_cost_gapless": cost,
         "error": error,
         "summary": [r.stats() for r in rows],
         "anchors_source": "/work/shared/notes/measured-facts.md (vendors' published figures)",

@@ -59,7 +59,9 @@ def test_ineligible_servers_unprotected_and_refused(
                     servers[name]
         spare = _report(site, "rec-1")["spares"][0]
         assert spare == {"name": "spare-1", "licensed": True, "allotment": 20, "limit": 20,
-                         "state": "idle", "covering": None}
+                         "state": "idle", "covering": None,
+                         "standby": {"sessions": 0, "mbps": 0.0, "max_sessions": 16,
+                                     "max_mbps": 100.0}}
         capsys.readouterr()
         assert cli_main(["protection", "--config", str(site.node("rec-1").config_path)]) == 0
         out = capsys.readouterr().out

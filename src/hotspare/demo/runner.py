@@ -107,6 +107,9 @@ class DemoSite:
                     name,
                     {c: self.sim.rtsp_url(c) for c in camera_ids[name]},
                     role="master" if name == "rec-1" else "recording",
+                    # rec-2 (the one the crash scenario kills) shows gapless takeover: the spare
+                    # pre-buffers its cameras, so its takeover loses no frame.
+                    extra={"protection": "gapless"} if name == "rec-2" else {},
                 )
                 for name in self.servers
             ],
