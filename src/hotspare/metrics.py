@@ -60,7 +60,7 @@ LEASE_HELD = Gauge(
     "0 once it is lost or given up, by the role the lease serves.", ["role"], registry=REGISTRY,
 )
 
-_STATES = ("recording", "connecting", "failing")
+_STATES = ("recording", "connecting", "failing", "standby")
 
 
 def _field(entry: Any, name: str) -> Any:

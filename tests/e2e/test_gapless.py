@@ -44,6 +44,18 @@ def protection(site: FailoverSite) -> dict[str, Any]:
     return dict(answer.json())
 
 
+def restart_and_reinsert(site: FailoverSite) -> int:
+    """Bring rec-1 back, wait until the spare's buffer is re-inserted, stop rec-1 (so its store can
+    be read); returns the end of the checked window."""
+    back_us = now_us()
+    site.start("rec-1")
+    site.wait_event("done", "rec-1", timeout=60, after_us=back_us)
+    time.sleep(2.0)
+    end_us = now_us()
+    site.node("rec-1").stop()
+    return end_us
+
+
 def gapless_rows(report: dict[str, Any], server: str) -> dict[str, dict[str, Any]]:
     row = next(s for s in report["servers"] if s["name"] == server)
     return {c["camera"]: c for c in row["gapless_cameras"]}
@@ -109,12 +121,7 @@ def test_mixed_site_only_standard_cameras_show_the_gap(tmp_path: Path) -> None:
         site.node("rec-1").kill()
         recording = site.wait_event("recording", "rec-1", timeout=20, after_us=crash_us)
         time.sleep(3.0)
-        back_us = now_us()
-        site.start("rec-1")
-        site.wait_event("done", "rec-1", timeout=60, after_us=back_us)
-        time.sleep(2.0)
-        end_us = now_us()
-        site.node("rec-1").stop()
+        end_us = restart_and_reinsert(site)
         window = (crash_us - 1_500_000, recording.wall_us)
         missing = check_exact(site, "rec-1", [window], end_us)
         for camera in gapless:
@@ -155,12 +162,44 @@ def test_camera_refusing_a_second_session_falls_back_to_standard(tmp_path: Path)
         # holds it; lift the limit so the handback can happen (docs/failover.md, "Gapless").
         site.sim.set_max_sessions("rec-1-c1", None)
         time.sleep(2.0)
-        back_us = now_us()
-        site.start("rec-1")
-        site.wait_event("done", "rec-1", timeout=60, after_us=back_us)
-        time.sleep(2.0)
-        end_us = now_us()
-        site.node("rec-1").stop()
+        end_us = restart_and_reinsert(site)
         missing = check_exact(site, "rec-1", [(crash_us - 1_500_000, recording.wall_us)], end_us)
         assert not missing["rec-1-c2"], missing
         assert missing["rec-1-c1"], "the refused camera should show the standard takeover gap"
+
+
+def test_designated_spare_claims_first_and_a_hung_one_means_fallback(tmp_path: Path) -> None:
+    """Two spares: the one pre-buffering wins the claim (the other waits its grace second). When
+    that spare hangs, the other takes over after the grace, and reports the fallback."""
+    with FailoverSite(tmp_path, servers={"rec-1": 2}, spares=["spare-1", "spare-2"],
+                      server_options={"rec-1": {"protection": "gapless"}}) as site:
+        cameras = site.cameras["rec-1"]
+        site.start_all()
+        report = protection(site)
+        designated = next(s for s in report["servers"] if s["name"] == "rec-1")["standby_spare"]
+        other = "spare-2" if designated == "spare-1" else "spare-1"
+        assert designated in ("spare-1", "spare-2")
+        wait_for("standby buffering", lambda: standby_ready(site, designated, cameras, 4.0), 40)
+        assert not (site.get(keys.standby(other)) or {}).get("cameras")
+        crash_us = now_us()
+        site.node("rec-1").kill()
+        claimed = site.wait_event("claimed", "rec-1", timeout=15, after_us=crash_us)
+        assert claimed.node == designated
+        recording = site.wait_event("recording", "rec-1", timeout=20, after_us=crash_us)
+        assert all(v["covered"] for v in recording.data["gapless"].values()), recording.data
+        back_us = now_us()
+        site.start("rec-1")
+        site.wait_event("done", "rec-1", timeout=60, after_us=back_us)
+        wait_for("standby buffering again",
+                 lambda: standby_ready(site, designated, cameras, 4.0), 40)
+        # The designated spare hangs; its lease still says idle for up to a TTL.
+        site.node(designated).freeze()
+        crash_us = now_us()
+        site.node("rec-1").kill()
+        claimed = site.wait_event("claimed", "rec-1", timeout=20, after_us=crash_us)
+        assert claimed.node == other
+        fallback = site.wait_event("gapless_fallback", "rec-1", timeout=15, after_us=crash_us)
+        assert sorted(fallback.data["cameras"]) == sorted(cameras)
+        print(f"hung designated spare: {other} claimed {(claimed.wall_us - crash_us) / 1e6:.2f} s "
+              "after the crash")
+        site.node(designated).thaw()

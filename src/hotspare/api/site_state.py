@@ -177,6 +177,7 @@ def servers_view(applied: AppliedSite, snap: SiteSnapshot,
             "licensed": allotment.is_licensed(spare.name),
             "allotment": allotment.of(spare.name),
             "limit": by_spare.get(spare.name, {}).get("limit"),
+            "standby": by_spare.get(spare.name, {}).get("standby"),
         })
     return {"site_id": config.site.id, "revision": snap.revision,
             "master": config.master.name, "servers": servers, "spares": spares}

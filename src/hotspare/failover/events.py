@@ -24,7 +24,8 @@ from hotspare.failover import keys
 log = logging.getLogger("hotspare.failover.events")
 
 KINDS = ("suspected", "claimed", "recording", "returned", "handback", "reinserting", "done",
-         "refused", "stood_down", "lost_claim", "not_recording", "config", "protection")
+         "refused", "stood_down", "lost_claim", "not_recording", "config", "protection",
+         "gapless_fallback")
 for _kind in KINDS:  # exported as 0 from the start, so increase() sees the first event
     metrics.EVENTS.labels(_kind)
 

@@ -397,13 +397,6 @@ class SpareAgent:
         cov.recording_announced = False
         cov.gapless_wanted = tuple(c.id for c in server.gapless_cameras())
         cov.recorder.start()
-        missing = [c for c in cov.gapless_wanted if c not in standby]
-        if missing:
-            self.events.emit("gapless_fallback", server.name,
-                             f"{self.name} had no pre-buffer for gapless camera(s) "
-                             f"{', '.join(missing)} of {server.name}: they lose the takeover "
-                             "window like standard cameras (see `hotspare protection`)",
-                             cameras=missing)
         self.view.show(store, cov.recorder, {c.id for c in cameras})
 
     # ------------------------------------------------------------------ covering
@@ -435,10 +428,21 @@ class SpareAgent:
         if (not cov.recording_announced and health
                 and all(h.state is CameraState.RECORDING for h in health.values())):
             cov.recording_announced = True
+            gapless = _gapless_data(cov)
             self.events.emit("recording", cov.server,
                              f"{self.name} records {len(health)} camera(s) as {cov.server}"
-                             + _gapless_summary(cov), after_claim_s=round(now - cov.claimed_at, 3),
-                             gapless=_gapless_data(cov))
+                             + _gapless_summary(gapless),
+                             after_claim_s=round(now - cov.claimed_at, 3), gapless=gapless)
+            short = {c: ("no standby session" if not v["prebuffered"] else
+                         "pre-buffer did not reach back to the watermark")
+                     for c, v in gapless.items() if not v["covered"]}
+            if short:
+                self.events.emit("gapless_fallback", cov.server,
+                                 f"{self.name}: gapless camera(s) of {cov.server} lost part of "
+                                 "the takeover window like standard cameras: "
+                                 + "; ".join(f"{c} ({why})" for c, why in sorted(short.items()))
+                                 + " (see `hotspare protection`)",
+                                 cameras=sorted(short), reasons=short)
         kv = self.coord.get(keys.alive(cov.server))
         # Only a liveness value written after our claim counts: a crashed server's key outlives
         # the process until its lease runs out, still saying `confirmed`.
@@ -591,10 +595,9 @@ def _gapless_data(cov: Coverage) -> dict[str, Any]:
     return out
 
 
-def _gapless_summary(cov: Coverage) -> str:
-    if not cov.gapless_wanted:
+def _gapless_summary(data: dict[str, Any]) -> str:
+    if not data:
         return ""
-    data = _gapless_data(cov)
     covered = sum(1 for v in data.values() if v["covered"])
     return f"; gapless: {covered}/{len(data)} camera(s) written from the commit watermark"
 

@@ -114,6 +114,7 @@ function drawServers(data) {
     const prot = s.protection
       ? (s.protection.protected ? "protected"
         : "unprotected: " + s.protection.reasons.map((r) => r.message).join("; "))
+        + gaplessText(s.protection)
       : "unknown";
     const reinsert = s.reinsert.map((r) => {
       const bar = el("progress", { max: r.total || 1, value: r.done || 0 });
@@ -132,8 +133,23 @@ function drawServers(data) {
     el("td", { class: stateClass(s.state) },
       stateText(s.state) + (s.covering ? ` ${s.covering}` : "") + (s.leftover ? ` (leftover ${s.leftover})` : "")),
     el("td", {}, s.licensed ? "yes" : "no"),
-    el("td", {}, `${s.allotment} cameras`)));
+    el("td", {}, `${s.allotment} cameras` + (s.standby && s.standby.sessions
+      ? ` · standby ${s.standby.sessions}/${s.standby.max_sessions} sessions,`
+        + ` ${s.standby.mbps}/${s.standby.max_mbps} Mbit/s` : ""))));
   $("#spares tbody").replaceChildren(...spares);
+}
+
+// Gapless cameras: how many are pre-buffered, where, and which fall back (with why, on hover).
+function gaplessText(p) {
+  const cams = p.gapless_cameras || [];
+  if (!cams.length) return "";
+  const back = cams.filter((c) => c.fallback);
+  let text = ` · gapless ${cams.length - back.length}/${cams.length}`
+    + (p.standby_spare ? ` on ${p.standby_spare}` : "");
+  if (back.length) {
+    text += ` (standard: ${back.map((c) => `${c.camera} – ${c.fallback.code}`).join(", ")})`;
+  }
+  return text;
 }
 
 // ---------------------------------------------------------------- cameras and timelines
