@@ -34,7 +34,11 @@ pytestmark = pytest.mark.slow
 FRAME_US = 40_000
 
 
-def test_standby_activated_from_a_lagging_watermark_fills_the_gap_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spill", [False, True], ids=["memory", "spilled"])
+def test_standby_activated_from_a_lagging_watermark_fills_the_gap_exactly(tmp_path: Path,
+                                                                          spill: bool) -> None:
+    """`spilled`: a memory cap far below the horizon (~0.2 s of this 1 Mbit/s stream), so most of
+    the pre-buffer goes through spill files and back."""
     with CameraSim(tmp_path / "sim", cameras=2) as sim:
         settings = RecordingSettings(segment_seconds=1.0)
         cameras = [CameraConfig(id=c, url=sim.rtsp_url(c)) for c in sim.camera_ids]
@@ -42,9 +46,11 @@ def test_standby_activated_from_a_lagging_watermark_fills_the_gap_exactly(tmp_pa
         buffer = SegmentStore.open(tmp_path / "buffer", "spare-1")
         committed: list[SegmentInfo] = []
         recorder = Recorder("server-a", cameras, original, settings, committed.append)
-        standby = {c.id: CameraWorker(c, "server-a", buffer, settings,
-                                      standby=StandbySettings(horizon_s=6.0, max_bytes=8 << 20))
-                   for c in cameras}
+        standby = {
+            c.id: CameraWorker(c, "server-a", buffer, settings, standby=StandbySettings(
+                horizon_s=6.0, max_bytes=25_000 if spill else 8 << 20,
+                max_spill_bytes=8 << 20 if spill else 0, spill_dir=tmp_path / "spill" / c.id))
+            for c in cameras}
         try:
             recorder.start()
             for worker in standby.values():
@@ -54,6 +60,8 @@ def test_standby_activated_from_a_lagging_watermark_fills_the_gap_exactly(tmp_pa
             assert not buffer.list_segments(cameras[0].id, 0, 2**62), "standby wrote segments"
             seconds = [w.standby_info()[0] for w in standby.values()]
             assert all(s >= 3.0 for s in seconds), seconds
+            if spill:
+                assert all(list((tmp_path / "spill" / c.id).iterdir()) for c in cameras)
             # The watermark a server would have published a while before it died.
             lagging = {c.id: max(s.end_wall_us for s in committed if s.camera_id == c.id)
                        for c in cameras}
@@ -68,6 +76,8 @@ def test_standby_activated_from_a_lagging_watermark_fills_the_gap_exactly(tmp_pa
                 assert act is not None and act.covered, (cid, act)
                 assert act.first_wall_us is not None and act.first_wall_us <= lagging[cid]
                 assert worker.health().state is CameraState.RECORDING
+                if spill:
+                    assert not list((tmp_path / "spill" / cid).iterdir()), "spill files left"
             end_us = now_us()
             taken_over.stop()
             for c in sim.camera_ids:

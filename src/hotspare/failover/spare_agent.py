@@ -130,7 +130,8 @@ class SpareAgent:
         self._stores: dict[str, SegmentStore] = {}
         self._retry_at = 0.0
         self._failed_at: dict[str, float] = {}  # server -> when first judged failed (grace)
-        self.standby = StandbyPool(settings, self._store, _reinsert_flagger)
+        self.standby = StandbyPool(settings, self._store, _reinsert_flagger,
+                                   data_dir / "standby")
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spare-agent", daemon=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from hotspare.config.models import CameraConfig, SiteMembership
@@ -45,26 +47,33 @@ _STATE_NAMES = {
 
 
 def standby_settings(server: RecordingServerConfig, camera: CameraConfig,
-                     membership: SiteMembership) -> StandbySettings:
+                     membership: SiteMembership, spill_root: Path) -> StandbySettings:
     """The pre-buffer must reach back from the moment of the claim to the watermark: the
     watermark trails the last frame by up to a segment plus its publishing interval, and the claim
     comes up to a lease (hung server) plus a probe round and the designated spare's grace after it.
-    Memory: twice that horizon at the camera's bitrate, so a burst does not cut it short."""
+    Memory: twice that horizon at the camera's configured bitrate, so a burst does not cut it
+    short; disk beyond that: four times more, for a camera sending far above its `mbps`."""
     horizon = (server.recording.segment_seconds + WATERMARK_INTERVAL_SECONDS
                + membership.lease_ttl_seconds + membership.probe_interval_seconds
                + membership.probe_timeout_seconds + DESIGNATED_GRACE_SECONDS
                + HORIZON_MARGIN_SECONDS)
     mbps = camera.mbps or DEFAULT_MBPS
     max_bytes = max(8 << 20, int(2 * horizon * mbps * 1_000_000 / 8))
-    return StandbySettings(horizon_s=horizon, max_bytes=max_bytes)
+    return StandbySettings(horizon_s=horizon, max_bytes=max_bytes, max_spill_bytes=4 * max_bytes,
+                           spill_dir=spill_root / server.name / camera.id)
 
 
 class StandbyPool:
     """Owned by the spare agent's thread; not thread-safe by itself."""
 
     def __init__(self, membership: SiteMembership, store_for: Callable[[str], SegmentStore],
-                 on_segment_for: Callable[[SegmentStore], Callable[[SegmentInfo], None]]) -> None:
+                 on_segment_for: Callable[[SegmentStore], Callable[[SegmentInfo], None]],
+                 spill_root: Path) -> None:
+        """`spill_root`: where pre-buffers spill GOPs beyond their memory cap; emptied here, as
+        what an earlier process left there is worthless."""
         self._membership = membership
+        self._spill_root = spill_root
+        shutil.rmtree(spill_root, ignore_errors=True)
         self._store_for = store_for
         self._on_segment_for = on_segment_for
         self._workers: dict[tuple[str, str], CameraWorker] = {}
@@ -85,7 +94,7 @@ class StandbyPool:
             if key in self._workers:
                 continue
             store = self._store_for(server.name)
-            settings = standby_settings(server, camera, self._membership)
+            settings = standby_settings(server, camera, self._membership, self._spill_root)
             worker = CameraWorker(camera, server.name, store, server.recording,
                                   self._on_segment_for(store), standby=settings)
             self._workers[key] = worker

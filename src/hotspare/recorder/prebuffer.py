@@ -4,17 +4,22 @@ The spare keeps its own RTSP session to the camera open before any failure and h
 `horizon` of packets here, whole GOPs only, so that on a takeover it can write every frame after the
 failed server's commit watermark — frames the failed server received but never made durable.
 
-Packets stay PyAV packets (no copy): a 4 Mbit/s camera costs ~0.5 MB per second held. Memory is
-bounded by `max_bytes`; when the cap bites before the horizon is reached the buffer is shorter than
-planned and says so (`short_by_cap`), because the operator must learn that a crash may then lose
-video. Spilling to disk instead of dropping is not built (docs/failover.md, "Gapless").
+Packets stay PyAV packets in memory (no copy): a 4 Mbit/s camera costs ~0.5 MB per second held.
+Memory is bounded by `max_bytes`. When the horizon needs more (a camera sending far above its
+configured bitrate), the oldest GOPs spill to files in `spill_dir`, up to `max_spill_bytes`; only
+beyond that is video dropped before the horizon, and the buffer then says so (`short_by_cap`),
+because the operator must learn that a crash may lose video. Spill files are a volatile cache:
+never fsynced, deleted as they age out, and worthless after a restart.
 """
 
 from __future__ import annotations
 
+import itertools
+import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import av.packet
 
@@ -26,16 +31,47 @@ class StandbySettings:
     horizon_s: float
     """Keep at least this much video before now (detection bound + watermark lag + margin)."""
     max_bytes: int
-    """Memory cap for this camera; the horizon yields to it."""
+    """Memory cap for this camera; the horizon yields to it (and to the spill cap)."""
+    max_spill_bytes: int = 0
+    """Disk for GOPs pushed out of memory before the horizon; 0 = drop them instead."""
+    spill_dir: Path | None = None
+    """Where this camera's spilled GOPs go (one file each); needed when max_spill_bytes > 0."""
+
+
+_RECORD = struct.Struct("<qqBqI")  # pts, dts, keyframe, receive wall µs, payload size
+_NONE_TS = -(2**63)  # stands for a missing pts/dts in a spill record
+
+Packet = tuple[av.packet.Packet, int]
+"""A packet and its receive wall time (µs)."""
 
 
 @dataclass
 class _Gop:
-    """One keyframe and the packets after it, up to the next keyframe."""
+    """One keyframe and the packets after it, up to the next keyframe; in memory or on disk."""
 
     start_recv_us: int
-    packets: list[tuple[av.packet.Packet, int]] = field(default_factory=list)
+    first_pts: int | None
+    packets: list[Packet] = field(default_factory=list)
     bytes: int = 0
+    spilled: Path | None = None
+
+    def load(self) -> list[Packet]:
+        """The GOP's packets, read back from its spill file if it has one."""
+        if self.spilled is None:
+            return self.packets
+        out: list[Packet] = []
+        data = self.spilled.read_bytes()
+        offset = 0
+        while offset < len(data):
+            pts, dts, key, recv_us, size = _RECORD.unpack_from(data, offset)
+            offset += _RECORD.size
+            packet = av.packet.Packet(data[offset:offset + size])
+            offset += size
+            packet.pts = None if pts == _NONE_TS else pts
+            packet.dts = None if dts == _NONE_TS else dts
+            packet.is_keyframe = bool(key)
+            out.append((packet, recv_us))
+        return out
 
 
 class PreBuffer:
@@ -44,16 +80,20 @@ class PreBuffer:
     def __init__(self, settings: StandbySettings) -> None:
         self._settings = settings
         self._horizon_us = int(settings.horizon_s * 1_000_000)
+        self._spill_dir = settings.spill_dir if settings.max_spill_bytes > 0 else None
+        self._names = itertools.count()
         self._gops: deque[_Gop] = deque()
         self.bytes = 0
+        """Bytes held in memory."""
+        self.spilled_bytes = 0
         self.skipped_before_keyframe = 0
         self.short_by_cap = False
-        """True when the memory cap, not the horizon, last decided what was dropped."""
+        """True when the caps, not the horizon, last decided what was dropped."""
 
     def add(self, packet: av.packet.Packet, recv_us: int) -> None:
         size = packet.size
         if packet.is_keyframe:
-            self._gops.append(_Gop(recv_us))
+            self._gops.append(_Gop(recv_us, packet.pts))
         elif not self._gops:
             self.skipped_before_keyframe += 1  # undecodable without its keyframe
             return
@@ -64,17 +104,50 @@ class PreBuffer:
         self._trim(recv_us)
 
     def _trim(self, now_us: int) -> None:
-        """Drop the oldest GOP while the next one alone still reaches back `horizon` (or while over
-        the memory cap); the newest GOP is never dropped."""
+        """Drop the oldest GOP while the next one alone still reaches back `horizon`; then, while
+        memory is over its cap, spill the oldest in-memory GOP (or drop, when the disk cap is
+        reached too). The newest GOP is never dropped or spilled."""
         gops = self._gops
-        while len(gops) >= 2:
-            old_enough = gops[1].start_recv_us <= now_us - self._horizon_us
-            over_cap = self.bytes > self._settings.max_bytes
-            if not (old_enough or over_cap):
+        while len(gops) >= 2 and gops[1].start_recv_us <= now_us - self._horizon_us:
+            self._drop_oldest()
+        while self.bytes > self._settings.max_bytes and len(gops) >= 2:
+            oldest_in_memory = next(g for g in gops if g.spilled is None)
+            if oldest_in_memory is gops[-1]:
                 return
-            self.short_by_cap = over_cap and not old_enough
-            dropped = gops.popleft()
-            self.bytes -= dropped.bytes
+            if not self._spill(oldest_in_memory):
+                # No room on disk either: lose the oldest video, spilled or not, up to and
+                # including this GOP (a hole in the middle would be worse than a shorter buffer).
+                self.short_by_cap = True
+                while gops[0] is not oldest_in_memory:
+                    self._drop_oldest()
+                self._drop_oldest()
+
+    def _spill(self, gop: _Gop) -> bool:
+        if self._spill_dir is None:
+            return False
+        if self.spilled_bytes + gop.bytes > self._settings.max_spill_bytes:
+            return False
+        self._spill_dir.mkdir(parents=True, exist_ok=True)
+        path = self._spill_dir / f"{next(self._names):08d}.gop"
+        with path.open("wb") as f:
+            for packet, recv_us in gop.packets:
+                pts = _NONE_TS if packet.pts is None else packet.pts
+                dts = _NONE_TS if packet.dts is None else packet.dts
+                f.write(_RECORD.pack(pts, dts, 1 if packet.is_keyframe else 0, recv_us,
+                                     packet.size))
+                f.write(bytes(packet))
+        gop.spilled, gop.packets = path, []
+        self.bytes -= gop.bytes
+        self.spilled_bytes += gop.bytes
+        return True
+
+    def _drop_oldest(self) -> None:
+        gop = self._gops.popleft()
+        if gop.spilled is not None:
+            self.spilled_bytes -= gop.bytes
+            gop.spilled.unlink(missing_ok=True)
+        else:
+            self.bytes -= gop.bytes
 
     def seconds(self, now_us: int) -> float:
         """How far back the buffer reaches from `now_us` (0 when empty)."""
@@ -83,25 +156,34 @@ class PreBuffer:
         return max(0.0, (now_us - self._gops[0].start_recv_us) / 1_000_000)
 
     def take_from(
-        self, keyframe_wall: Callable[[av.packet.Packet, int], int], from_wall_us: int | None
-    ) -> tuple[list[tuple[av.packet.Packet, int]], bool]:
+        self, keyframe_wall: Callable[[int | None, int], int], from_wall_us: int | None
+    ) -> tuple[list[Packet], bool]:
         """Empty the buffer, returning the packets from the last keyframe at or before
         `from_wall_us` (all of them when None), and whether that keyframe reaches back that far.
 
-        `keyframe_wall(packet, recv_us)` gives a keyframe's wall time (the camera's capture time
+        `keyframe_wall(pts, recv_us)` gives a keyframe's wall time (the camera's capture time
         when RTCP timed the session, else its receive time: never later than the capture).
         """
         gops = list(self._gops)
         self._gops.clear()
         self.bytes = 0
-        if not gops:
-            return [], from_wall_us is None
         start = 0
         covered = from_wall_us is None
         if from_wall_us is not None:
             for index, gop in enumerate(gops):
-                packet, recv_us = gop.packets[0]
-                if keyframe_wall(packet, recv_us) <= from_wall_us:
+                if keyframe_wall(gop.first_pts, gop.start_recv_us) <= from_wall_us:
                     start = index
                     covered = True
-        return [p for gop in gops[start:] for p in gop.packets], covered
+        packets = [p for gop in gops[start:] for p in gop.load()]
+        self.close(gops)
+        return packets, covered
+
+    def close(self, gops: list[_Gop] | None = None) -> None:
+        """Delete spill files (of `gops`, or of everything still held)."""
+        for gop in self._gops if gops is None else gops:
+            if gop.spilled is not None:
+                gop.spilled.unlink(missing_ok=True)
+        if gops is None:
+            self._gops.clear()
+            self.bytes = 0
+        self.spilled_bytes = 0

@@ -247,6 +247,13 @@ class CameraWorker:
         until the session ends (the reason)."""
         assert self._standby is not None
         buffer = PreBuffer(self._standby)
+        try:
+            return self._prebuffer(container, run, buffer)
+        finally:
+            buffer.close()  # spill files of a session that ended, or left over by the replay
+
+    def _prebuffer(self, container: av.container.InputContainer, run: _Run,
+                   buffer: PreBuffer) -> str | None:
         self._health.update(state=CameraState.STANDBY, error=None, consecutive_failures=0)
         self._run_began = True  # the session is proven: a later drop retries from the start
         window_start, window_bytes = now_wall_us(), 0
@@ -275,14 +282,14 @@ class CameraWorker:
         tb = stream.time_base or TIME_BASE_90K
         realtime = container.start_time_realtime  # wall µs of stream time 0, once RTCP arrived
 
-        def keyframe_wall(packet: av.packet.Packet, recv_us: int) -> int:
-            if realtime is not None and packet.pts is not None:
-                return min(recv_us, realtime + round(packet.pts * tb * 1_000_000))
+        def keyframe_wall(pts: int | None, recv_us: int) -> int:
+            if realtime is not None and pts is not None:
+                return min(recv_us, realtime + round(pts * tb * 1_000_000))
             return recv_us
 
         wanted = None if from_wall_us is None else from_wall_us - ACTIVATION_MARGIN_US
         packets, covered = buffer.take_from(keyframe_wall, wanted)
-        first_wall = keyframe_wall(*packets[0]) if packets else None
+        first_wall = keyframe_wall(packets[0][0].pts, packets[0][1]) if packets else None
         # Known before the first frame is written, so whoever sees this camera `recording` sees it.
         self.activation = Activation(from_wall_us, first_wall, covered, len(packets))
         for packet, recv_us in packets:
