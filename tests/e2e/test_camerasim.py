@@ -33,6 +33,11 @@ from tests.support.camsim import (  # noqa: F401  (fixture camera_sim)
 FRAME_US = 40_000  # 25 fps
 
 
+CLIENT_TIMEOUT_S = 10.0
+"""PyAV's own read deadline for test clients: FFmpeg's socket timeout never fires while RTCP
+alone keeps arriving (a client the sim stalls would otherwise hang the whole run)."""
+
+
 @dataclass
 class ClientResult:
     frames: list[int] = field(default_factory=list)
@@ -48,7 +53,8 @@ def read_camera(url: str, transport: str, max_frames: int, max_seconds: float) -
     """Read like the recorder does: copy packets, wall time = start_time_realtime + packet time."""
     out = ClientResult()
     t0 = time.monotonic()
-    container = av.open(url, options={"rtsp_transport": transport, "timeout": "3000000"})
+    container = av.open(url, options={"rtsp_transport": transport, "timeout": "3000000"},
+                        timeout=CLIENT_TIMEOUT_S)
     out.open_s = time.monotonic() - t0
     try:
         stream = container.streams.video[0]
@@ -162,7 +168,8 @@ def test_offline_drops_sessions_refuses_and_comes_back(camera_sim: CameraSim) ->
     assert dropped_after < 5
     # While offline, a new connection is refused outright.
     with pytest.raises(av.error.FFmpegError):
-        av.open(url, options={"rtsp_transport": "tcp", "timeout": "3000000"}).close()
+        av.open(url, options={"rtsp_transport": "tcp", "timeout": "3000000"},
+                timeout=CLIENT_TIMEOUT_S).close()
     # Back after 2 s by itself; frame numbers carried on counting meanwhile.
     deadline = time.monotonic() + 5
     while not camera_sim.camera_status("cam-1")["online"]:
@@ -198,7 +205,8 @@ def test_back_to_back_reconnects_are_served(camera_sim: CameraSim) -> None:
             "probesize": "100000", "fpsprobesize": "1"}  # fmt: skip
     last_seen = -1
     for i in range(8):
-        container = av.open(url, options=dict(fast, rtsp_transport="udp" if i % 2 else "tcp"))
+        container = av.open(url, options=dict(fast, rtsp_transport="udp" if i % 2 else "tcp"),
+                            timeout=CLIENT_TIMEOUT_S)
         try:
             packet = next(p for p in container.demux(container.streams.video[0]) if p.size)
             frame = find_tags(bytes(packet))[0].frame_no
@@ -230,7 +238,8 @@ def test_offline_until_told_and_unknown_camera(camera_sim: CameraSim) -> None:
     res = read_camera(camera_sim.rtsp_url("cam-2"), "tcp", max_frames=10, max_seconds=10)
     assert res.ended == "enough" and res.camera_ids == {"cam-2"}
     with pytest.raises(av.error.FFmpegError):
-        av.open(camera_sim.rtsp_url("nope"), options={"timeout": "3000000"}).close()
+        av.open(camera_sim.rtsp_url("nope"), options={"timeout": "3000000"},
+                timeout=CLIENT_TIMEOUT_S).close()
     with pytest.raises(CameraSimError):
         camera_sim.offline("nope", 1)
 
@@ -244,7 +253,8 @@ def test_session_limit_refuses_a_second_client_until_the_first_leaves(tmp_path: 
         sim.wait_sessions("cam-1", 1, timeout=10)
         for transport in ("tcp", "udp"):
             with pytest.raises(av.error.HTTPServerError, match="5XX Server Error") as refused:
-                av.open(url, options={"rtsp_transport": transport, "timeout": "3000000"}).close()
+                av.open(url, options={"rtsp_transport": transport, "timeout": "3000000"},
+                        timeout=CLIENT_TIMEOUT_S).close()
             assert refused.value.errno == 1482175992  # AVERROR_HTTP_SERVER_ERROR
         refused_us = now_us()
         status = sim.camera_status("cam-1")

@@ -213,7 +213,8 @@ def test_joining_a_stream_another_client_plays_times_the_first_frame_exactly(
         done = threading.Event()
 
         def other_client() -> None:  # the spare, keeping the camera's shared stream playing
-            with av.open(url, options={"rtsp_transport": "tcp", "timeout": "5000000"}) as c:
+            with av.open(url, options={"rtsp_transport": "tcp", "timeout": "5000000"},
+                         timeout=10.0) as c:
                 for _ in c.demux(c.streams.video[0]):
                     if done.is_set():
                         return

@@ -114,3 +114,24 @@ def test_clock_tolerates_reordered_presentation_times() -> None:
         0, 10_800, 3600, 7200, 21_600
     ]  # fmt: skip
     assert clock.end_media_90k() == 21_600 + 10_800
+
+
+@pytest.mark.parametrize(("silent_s", "state"), [(2.0, "recording"), (12.0, "failing")])
+def test_a_session_open_without_video_for_stall_seconds_is_failing(silent_s: float,
+                                                                   state: str) -> None:
+    """RTCP alone can keep FFmpeg's read busy forever: health judges by the last frame's age."""
+    from hotspare.config.models import RecordingSettings
+    from hotspare.recorder.clock import now_wall_us
+    from hotspare.recorder.health import CameraState
+    from hotspare.recorder.worker import CameraWorker
+
+    camera = CameraConfig(id="cam-1", url="rtsp://10.0.0.9/live", password="s3cret")
+    worker = CameraWorker(camera, "rec-1", store=None,  # type: ignore[arg-type]  # never started
+                          settings=RecordingSettings(stall_seconds=10.0))
+    worker._health.update(state=CameraState.RECORDING)
+    worker._health.last_frame(now_wall_us() - int(silent_s * 1e6))
+    health = worker.health()
+    assert health.state.value == state
+    if state == "failing":
+        assert health.error is not None and "no video for 12 s" in health.error
+        assert "s3cret" not in health.error

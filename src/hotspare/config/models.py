@@ -110,6 +110,12 @@ class RecordingSettings(StrictModel):
     open_timeout_seconds: float = Field(
         5.0, gt=0, le=120, description="RTSP connect/read timeout before a camera counts as failing"
     )
+    stall_seconds: float = Field(
+        10.0, ge=1, le=600,
+        description="a connected camera that sends no video for this long counts as failing "
+        "(its session may stay alive on RTCP alone, which no socket timeout notices); raise it "
+        "for cameras that send less than a frame every few seconds",
+    )
 
     @model_validator(mode="after")
     def _backoff_order(self) -> RecordingSettings:

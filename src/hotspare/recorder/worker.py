@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import av
 import av.container
@@ -139,7 +139,20 @@ class CameraWorker:
         return not self._thread.is_alive()
 
     def health(self) -> CameraHealth:
-        return self._health.get()
+        """The health cell, with one judgement only a reader can make: a camera whose session is
+        open but that sent no video for `stall_seconds` is failing, whatever the demux thread
+        (blocked in FFmpeg, waiting for RTP that never comes while RTCP keeps the socket busy)
+        last said. Liveness then drops and a spare steps in; frames coming back undo it."""
+        health = self._health.get()
+        if health.state in (CameraState.RECORDING, CameraState.STANDBY) and \
+                health.last_frame_wall_us is not None:
+            silent_s = (now_wall_us() - health.last_frame_wall_us) / 1e6
+            if silent_s > self._settings.stall_seconds:
+                return replace(health, state=CameraState.FAILING, error=(
+                    f"camera {self.camera.id} ({self._source.display_url}): no video for "
+                    f"{silent_s:.0f} s although its session is open (it may send only RTCP). "
+                    "Check the camera's encoder; recording resumes by itself when frames return."))
+        return health
 
     # ------------------------------------------------------------------------------ the thread
 
