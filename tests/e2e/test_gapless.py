@@ -158,14 +158,27 @@ def test_camera_refusing_a_second_session_falls_back_to_standard(tmp_path: Path)
         recording = site.wait_event("recording", "rec-1", timeout=20, after_us=crash_us)
         assert recording.data["gapless"]["rec-1-c2"]["covered"] is True
         assert recording.data["gapless"]["rec-1-c1"]["prebuffered"] is False
-        # A one-session camera cannot be recorded by the returning server while the spare still
-        # holds it; lift the limit so the handback can happen (docs/failover.md, "Gapless").
-        site.sim.set_max_sessions("rec-1-c1", None)
         time.sleep(2.0)
-        end_us = restart_and_reinsert(site)
-        missing = check_exact(site, "rec-1", [(crash_us - 1_500_000, recording.wall_us)], end_us)
+        # The returning server is refused c1 while the spare holds its only session: it asks the
+        # spare to let go (`returning/`), gets the camera, and the handback goes on.
+        back_us = now_us()
+        site.start("rec-1")
+        blocked = site.wait_event("blocked", "rec-1", timeout=30, after_us=back_us)
+        released = site.wait_event("released", "rec-1", timeout=10, after_us=back_us)
+        assert blocked.data["cameras"] == released.data["cameras"] == ["rec-1-c1"]
+        site.wait_event("done", "rec-1", timeout=60, after_us=back_us)
+        time.sleep(2.0)
+        end_us = now_us()
+        site.node("rec-1").stop()
+        handover = (released.wall_us - 1_000_000, released.wall_us + 4_000_000)
+        missing = check_exact(site, "rec-1", [(crash_us - 1_500_000, recording.wall_us),
+                                              handover], end_us)
         assert not missing["rec-1-c2"], missing
         assert missing["rec-1-c1"], "the refused camera should show the standard takeover gap"
+        print("c1 missing (s after the crash):",
+              [(round(a - crash_us / 1e6, 2), round(b - crash_us / 1e6, 2))
+               for a, b in missing["rec-1-c1"]], "released at",
+              round((released.wall_us - crash_us) / 1e6, 2))
 
 
 def test_designated_spare_claims_first_and_a_hung_one_means_fallback(tmp_path: Path) -> None:

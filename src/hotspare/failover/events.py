@@ -25,7 +25,7 @@ log = logging.getLogger("hotspare.failover.events")
 
 KINDS = ("suspected", "claimed", "recording", "returned", "handback", "reinserting", "done",
          "refused", "stood_down", "lost_claim", "not_recording", "config", "protection",
-         "gapless_fallback")
+         "gapless_fallback", "blocked", "released")
 for _kind in KINDS:  # exported as 0 from the start, so increase() sees the first event
     metrics.EVENTS.labels(_kind)
 

@@ -19,6 +19,7 @@ REINSERT_PREFIX = "reinsert/"
 EVENTS_PREFIX = "events/"
 PROTECTION_PREFIX = "protection/"
 WATERMARKS_PREFIX = "watermarks/"
+RETURNING_PREFIX = "returning/"
 STANDBY_PREFIX = "standby/"
 
 
@@ -46,6 +47,12 @@ def watermarks(server: str) -> str:
     has durably committed video; written at most once a second, batched for all cameras.
     Value: {"cameras": {camera_id: until_wall_us}, "at_us": wall µs of the write}."""
     return WATERMARKS_PREFIX + server
+
+
+def returning(server: str) -> str:
+    """Lease-bound; a server back from a failure whose cameras refuse it a session while the
+    covering spare holds theirs. Value: {"blocked": [camera ids], "at_us"}."""
+    return RETURNING_PREFIX + server
 
 
 def standby(spare_name: str) -> str:

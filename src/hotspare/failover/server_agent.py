@@ -56,6 +56,7 @@ class ServerAgent:
         # after a lease was lost while this process lived (frozen or cut off), see `_lease`.
         self._confirm_base: dict[str, int] = {}
         self._confirm_need = 1
+        self._blocked: list[str] | None = None  # cameras named in our `returning/` key
         self._watermarks: dict[str, int] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -116,6 +117,39 @@ class ServerAgent:
             self._keeper = self.coord.hold_lease(self.lease_ttl, role="server")
         return self._keeper
 
+    def _ask_spare_to_let_go(self) -> None:
+        """Back from a failure, but some cameras answer 5xx (out of streaming sessions) while
+        everything else records: the covering spare holds their only session. Without this the
+        handback waits for ever — we never record every camera, the spare never stops. Ask it,
+        through `returning/<server>`, to release those cameras; we get them at our next retry."""
+        cameras = dict(self.health())
+        blocked = sorted(cid for cid, h in cameras.items()
+                         if h.state is CameraState.FAILING and h.error_kind == "server_error")
+        others_ok = all(h.state is CameraState.RECORDING
+                        for cid, h in cameras.items() if cid not in blocked)
+        if not blocked or not others_ok:
+            self._withdraw_request()
+            return
+        if blocked == self._blocked:
+            return
+        holder = self.coord.get(keys.claim(self.name))
+        if holder is None:
+            return  # nobody covers us: the sessions are someone else's (or the camera is busy)
+        keeper = self._lease()
+        self.coord.put(keys.returning(self.name),
+                       json.dumps({"blocked": blocked, "at_us": time.time_ns() // 1000}),
+                       lease=keeper.lease)
+        self._blocked = blocked
+        self.events.emit("blocked", self.name,
+                         f"back and recording, except camera(s) {', '.join(blocked)}: they refuse "
+                         f"another session while {holder.json().get('spare')} records them; "
+                         "asking it to let go", cameras=blocked)
+
+    def _withdraw_request(self) -> None:
+        if self._blocked is not None:
+            self.coord.delete(keys.returning(self.name))
+            self._blocked = None
+
     def publish_watermarks(self) -> None:
         """Per camera, the end of the last committed segment; only when one moved, ≤ 1/s."""
         now = time.monotonic()
@@ -139,7 +173,9 @@ class ServerAgent:
                 self._published = None
                 self.events.emit("not_recording", self.name,
                                  "not every camera is recording: liveness key dropped")
+            self._ask_spare_to_let_go()
             return
+        self._withdraw_request()
         keeper = self._lease()
         value: dict[str, Any] = {"url": self.url, "boot": self.boot, "confirmed": confirmed}
         text = json.dumps(value, sort_keys=True)

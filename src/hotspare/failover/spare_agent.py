@@ -75,6 +75,8 @@ class Coverage:
     last_report: float = 0.0
     cameras: tuple[Any, ...] = ()
     gapless_wanted: tuple[str, ...] = ()
+    released: set[str] = field(default_factory=set)
+    """Cameras let go because the returning server could not get a session for them."""
     data: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -396,6 +398,7 @@ class SpareAgent:
                                 watermarks=marks)
         cov.cameras = tuple(cameras)
         cov.recording_announced = False
+        cov.released = set()
         cov.gapless_wanted = tuple(c.id for c in server.gapless_cameras())
         cov.recorder.start()
         self.view.show(store, cov.recorder, {c.id for c in cameras})
@@ -420,11 +423,13 @@ class SpareAgent:
         self.standby.reconcile([])  # covering: this spare cannot take a second server
         applied = self.site.current
         server = applied.config.recording_server(cov.server) if applied else None
-        if server is not None and tuple(server.failover_cameras()) != cov.cameras:
-            cameras = server.failover_cameras()
-            cov.recorder.update_cameras(cameras)
-            cov.cameras = tuple(cameras)
-            self.view.show(cov.store, cov.recorder, {c.id for c in cameras})
+        self._release_blocked(cov)
+        wanted = [] if server is None else [c for c in server.failover_cameras()
+                                            if c.id not in cov.released]
+        if server is not None and tuple(wanted) != cov.cameras:
+            cov.recorder.update_cameras(wanted)
+            cov.cameras = tuple(wanted)
+            self.view.show(cov.store, cov.recorder, {c.id for c in wanted})
         health = cov.recorder.health()
         if (not cov.recording_announced and health
                 and all(h.state is CameraState.RECORDING for h in health.values())):
@@ -454,6 +459,25 @@ class SpareAgent:
             cov.recorder.stop()
             cov.recorder = None
             self._begin_reinsert(cov.server, cov.store, cov.token)
+
+    def _release_blocked(self, cov: Coverage) -> None:
+        """The returning server asks for cameras whose only session we hold (`returning/`): let
+        them go, so it can record them and the handback can happen. Their video from now until it
+        connects is lost — a few seconds, against a handback that would otherwise never come."""
+        kv = self.coord.get(keys.returning(cov.server))
+        if kv is None or cov.token is None or kv.mod_revision <= cov.token:
+            return
+        try:
+            asked = {str(c) for c in kv.json().get("blocked", [])}
+        except (ValueError, AttributeError):
+            return
+        new = (asked & {c.id for c in cov.cameras}) - cov.released
+        if new:
+            cov.released |= new
+            self.events.emit("released", cov.server,
+                             f"{self.name} stops recording {', '.join(sorted(new))} so that "
+                             f"{cov.server} can get their only session; the rest follows at the "
+                             "handback", cameras=sorted(new))
 
     def _stand_down(self, reason: str, refused: bool = False) -> None:
         """Stop acting for the server at once; the buffer stays for a later re-insert."""

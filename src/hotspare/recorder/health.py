@@ -36,6 +36,9 @@ class CameraHealth:
     run_id: str | None = None
     error: str | None = None
     consecutive_failures: int = 0
+    error_kind: str | None = None
+    """For programs: why the last connect failed (`server_error`: the camera answered 5xx, e.g.
+    out of streaming sessions; `unauthorized`; `other`); None once recording."""
     segments_committed: int = 0
     frames_recorded: int = 0
 

@@ -56,7 +56,7 @@ class CameraSource:
         try:
             return av.open(self._secret_url, options=self.ffmpeg_options(io_timeout_s))
         except av.FFmpegError as exc:
-            raise SourceError(self.explain(exc, io_timeout_s)) from None
+            raise SourceError(self.explain(exc, io_timeout_s), _kind(exc)) from None
 
     def scrub(self, text: str) -> str:
         """Replace the credential-bearing URL in any text with the display URL."""
@@ -71,7 +71,24 @@ class CameraSource:
 
 
 class SourceError(Exception):
-    """A camera could not be opened; the message is already scrubbed and operator-readable."""
+    """A camera could not be opened; the message is already scrubbed and operator-readable.
+
+    `kind` is for programs: `server_error` (the camera answered 5xx — busy, or out of streaming
+    sessions), `unauthorized`, `other`."""
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _kind(exc: BaseException) -> str:
+    server_error = getattr(av.error, "HTTPServerError", None)
+    unauthorized = getattr(av.error, "HTTPUnauthorizedError", None)
+    if server_error is not None and isinstance(exc, server_error):
+        return "server_error"
+    if unauthorized is not None and isinstance(exc, unauthorized):
+        return "unauthorized"
+    return "other"
 
 
 def _strip_errno(text: str) -> str:

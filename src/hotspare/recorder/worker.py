@@ -98,6 +98,7 @@ class CameraWorker:
         self._prebuffer_bytes = 0
         self._standby_kbps = 0.0
         self._run_began = False  # set by the demux thread when the current connection began a run
+        self._error_kind: str | None = None  # of the last connect that failed (SourceError.kind)
         self._health = HealthCell(camera.id)
         self._committer = Committer(camera.id, log)
         self._thread = threading.Thread(
@@ -186,6 +187,7 @@ class CameraWorker:
                 self._health.update(
                     state=CameraState.FAILING,
                     error=reason,
+                    error_kind=self._error_kind,
                     consecutive_failures=failures,
                     run_id=None,
                 )
@@ -205,7 +207,9 @@ class CameraWorker:
         try:
             container = self._source.open(timeout_s)
         except SourceError as exc:
+            self._error_kind = exc.kind
             return str(exc)
+        self._error_kind = None
         try:
             if not container.streams.video:
                 return (
@@ -267,7 +271,8 @@ class CameraWorker:
 
     def _prebuffer(self, container: av.container.InputContainer, run: _Run,
                    buffer: PreBuffer) -> str | None:
-        self._health.update(state=CameraState.STANDBY, error=None, consecutive_failures=0)
+        self._health.update(state=CameraState.STANDBY, error=None, error_kind=None,
+                            consecutive_failures=0)
         self._run_began = True  # the session is proven: a later drop retries from the start
         window_start, window_bytes = now_wall_us(), 0
         for packet in container.demux(container.streams.video[0]):
@@ -516,7 +521,8 @@ class _Run:
         run = w._store.begin_run(w.camera.id, w._identity, anchor, self._anchor_source)
         self.run_id = run.run_id
         w._health.update(
-            state=CameraState.RECORDING, run_id=run.run_id, error=None, consecutive_failures=0
+            state=CameraState.RECORDING, run_id=run.run_id, error=None, error_kind=None,
+            consecutive_failures=0,
         )
         log.info(
             "camera %s: recording run %s (wall clock from %s; %d frames before the first "
