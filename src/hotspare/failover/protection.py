@@ -35,6 +35,7 @@ from hotspare.coordination.models import KeyValue
 from hotspare.failover import keys
 from hotspare.failover.events import EventLog
 from hotspare.failover.site_config import AppliedSite
+from hotspare.failover.ticker import run_ticks
 from hotspare.site.eligibility import DOWN, SpareState, SpareStatus
 from hotspare.site.model import SiteConfig
 from hotspare.site.protection_change import ServerProtectionState, describe_change
@@ -196,15 +197,10 @@ class ProtectionMonitor:
         self._wake.set()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except CoordinationError as exc:
-                log.warning("protection check: etcd: %s", exc)
-            except Exception:
-                log.exception("protection check failed")
-            self._wake.wait(self.interval)
-            self._wake.clear()
+        def once() -> None:  # tick() returns what it announced, not "more to do"
+            self.tick()
+
+        run_ticks(once, self._stop, self._wake, self.interval, log, "protection check")
 
     def tick(self) -> list[str]:
         """One evaluation; returns the servers whose change this node announced."""

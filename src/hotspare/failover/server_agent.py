@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator, LeaseKeeper
 from hotspare.failover import keys
 from hotspare.failover.events import EventLog
+from hotspare.failover.ticker import run_ticks
 from hotspare.recorder.health import CameraHealth, CameraState
 
 log = logging.getLogger("hotspare.failover.server")
@@ -76,7 +76,7 @@ class ServerAgent:
         if self._keeper is not None:
             self._keeper.stop(revoke=True)
 
-    def state(self) -> tuple[bool, bool]:
+    def state(self, cameras: Mapping[str, CameraHealth]) -> tuple[bool, bool]:
         """(every camera recording, every camera committed enough segments to hand back)
 
         After a freeze (SIGSTOP, a hung host) the segment open at the freeze is committed at the
@@ -84,7 +84,6 @@ class ServerAgent:
         its backlog; only the segment after it proves recording resumed. So after a lease was
         lost while this process lived, two new commits per camera are needed, not one.
         """
-        cameras = dict(self.health())
         recording = all(h.state is CameraState.RECORDING for h in cameras.values())
         confirmed = recording and all(
             h.segments_committed >= self._confirm_base.get(cid, 0) + self._confirm_need
@@ -92,15 +91,8 @@ class ServerAgent:
         return recording, confirmed
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except CoordinationError as exc:
-                log.warning("liveness not published (etcd: %s); recording continues", exc)
-            except Exception:
-                log.exception("liveness tick failed; recording continues")
-            self._wake.wait(self.interval)
-            self._wake.clear()
+        run_ticks(self.tick, self._stop, self._wake, self.interval, log,
+                  f"liveness of {self.name} (recording continues)")
 
     def _lease(self) -> LeaseKeeper:
         if self._keeper is None or self._keeper.assumed_lost():
@@ -117,12 +109,11 @@ class ServerAgent:
             self._keeper = self.coord.hold_lease(self.lease_ttl, role="server")
         return self._keeper
 
-    def _ask_spare_to_let_go(self) -> None:
+    def _ask_spare_to_let_go(self, cameras: Mapping[str, CameraHealth]) -> None:
         """Back from a failure, but some cameras answer 5xx (out of streaming sessions) while
         everything else records: the covering spare holds their only session. Without this the
         handback waits for ever — we never record every camera, the spare never stops. Ask it,
         through `returning/<server>`, to release those cameras; we get them at our next retry."""
-        cameras = dict(self.health())
         blocked = sorted(cid for cid, h in cameras.items()
                          if h.state is CameraState.FAILING and h.error_kind == "server_error")
         others_ok = all(h.state is CameraState.RECORDING
@@ -150,12 +141,12 @@ class ServerAgent:
             self.coord.delete(keys.returning(self.name))
             self._blocked = None
 
-    def publish_watermarks(self) -> None:
+    def publish_watermarks(self, cameras: Mapping[str, CameraHealth]) -> None:
         """Per camera, the end of the last committed segment; only when one moved, ≤ 1/s."""
         now = time.monotonic()
         if now - self._watermarks_at < WATERMARK_INTERVAL_SECONDS:
             return
-        marks = {cid: h.committed_until_wall_us for cid, h in self.health().items()
+        marks = {cid: h.committed_until_wall_us for cid, h in cameras.items()
                  if h.committed_until_wall_us is not None}
         if not marks or marks == self._watermarks:
             return
@@ -165,15 +156,16 @@ class ServerAgent:
         self._watermarks, self._watermarks_at = marks, now
 
     def tick(self) -> None:
-        self.publish_watermarks()
-        recording, confirmed = self.state()
+        cameras = dict(self.health())  # one snapshot per tick, for every decision below
+        self.publish_watermarks(cameras)
+        recording, confirmed = self.state(cameras)
         if not recording:
             if self._published is not None:
                 self.coord.delete(keys.alive(self.name))
                 self._published = None
                 self.events.emit("not_recording", self.name,
                                  "not every camera is recording: liveness key dropped")
-            self._ask_spare_to_let_go()
+            self._ask_spare_to_let_go(cameras)
             return
         self._withdraw_request()
         keeper = self._lease()

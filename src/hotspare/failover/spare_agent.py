@@ -46,6 +46,7 @@ from hotspare.failover.reinsert import (
 )
 from hotspare.failover.site_view import SiteView
 from hotspare.failover.standby_pool import DESIGNATED_GRACE_SECONDS, StandbyPool, status_json
+from hotspare.failover.ticker import run_ticks
 from hotspare.recorder.engine import Recorder
 from hotspare.recorder.health import CameraState
 from hotspare.site.eligibility import DOWN, SpareState, SpareStatus, can_spare_take
@@ -164,17 +165,8 @@ class SpareAgent:
             self._keeper.stop(revoke=True)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            busy = False
-            try:
-                busy = self.tick()
-            except CoordinationError as exc:
-                log.warning("spare tick: etcd: %s", exc)
-            except Exception:
-                log.exception("spare tick failed")
-            if not busy:
-                self._wake.wait(self.settings.probe_interval_seconds)
-                self._wake.clear()
+        run_ticks(self.tick, self._stop, self._wake, self.settings.probe_interval_seconds, log,
+                  f"spare {self.name}")
 
     # ------------------------------------------------------------------ etcd state
 

@@ -119,7 +119,7 @@ class StandbyPool:
         cameras: dict[str, Any] = {}
         for (server, camera_id), worker in sorted(self._workers.items()):
             health = worker.health()
-            seconds, _held, kbps = worker.standby_info()
+            seconds, kbps = worker.standby_info()
             cameras[camera_id] = {
                 "server": server,
                 "state": _STATE_NAMES.get(health.state, health.state.value),

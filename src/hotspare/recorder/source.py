@@ -73,21 +73,35 @@ class CameraSource:
 class SourceError(Exception):
     """A camera could not be opened; the message is already scrubbed and operator-readable.
 
-    `kind` is for programs: `server_error` (the camera answered 5xx — busy, or out of streaming
-    sessions), `unauthorized`, `other`."""
+    `kind` is for programs (`_kind`): e.g. `server_error` (the camera answered 5xx — busy, or out
+    of streaming sessions), `unauthorized`, `timeout`, `other`."""
 
     def __init__(self, message: str, kind: str = "other") -> None:
         super().__init__(message)
         self.kind = kind
 
 
+# FFmpeg's HTTP-status errors (RTSP answers), by the kind programs see; checked in this order.
+_HTTP_KINDS = (
+    ("HTTPUnauthorizedError", "unauthorized"),
+    ("HTTPForbiddenError", "forbidden"),
+    ("HTTPNotFoundError", "not_found"),
+    ("HTTPServerError", "server_error"),
+)
+
+
 def _kind(exc: BaseException) -> str:
-    server_error = getattr(av.error, "HTTPServerError", None)
-    unauthorized = getattr(av.error, "HTTPUnauthorizedError", None)
-    if server_error is not None and isinstance(exc, server_error):
-        return "server_error"
-    if unauthorized is not None and isinstance(exc, unauthorized):
-        return "unauthorized"
+    """The one classification of a connect error; `_hint` words it for an operator."""
+    for name, kind in _HTTP_KINDS:
+        cls = getattr(av.error, name, None)
+        if cls is not None and isinstance(exc, cls):
+            return kind
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection_refused"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, EOFError):
+        return "ended"
     return "other"
 
 
@@ -96,35 +110,25 @@ def _strip_errno(text: str) -> str:
     return re.sub(r"^\[Errno -?\d+\] ", "", text)
 
 
+_HINTS = {
+    "unauthorized": "Check the camera's username and password in the configuration.",
+    "forbidden": "The camera refused this user; check its user rights for streaming.",
+    "not_found": "The camera does not know this stream path; check the URL's path.",
+    "server_error": "The camera answered with a server error: it may be starting, busy, or out "
+                    "of streaming sessions.",
+    "connection_refused": "Nothing listens on that address and port; check the camera is on and "
+                          "the port is right.",
+    "ended": "The camera ended the stream; it may have rebooted or dropped us for another client.",
+    "other": "Check that the camera is reachable and the URL opens in another RTSP client.",
+}
+
+
 def _hint(exc: BaseException, io_timeout_s: float) -> str:
-    status = getattr(av.error, "HTTPUnauthorizedError", None)
-    forbidden = getattr(av.error, "HTTPForbiddenError", None)
-    not_found = getattr(av.error, "HTTPNotFoundError", None)
-    if status is not None and isinstance(exc, status):
-        return "Check the camera's username and password in the configuration."
-    if forbidden is not None and isinstance(exc, forbidden):
-        return "The camera refused this user; check its user rights for streaming."
-    if not_found is not None and isinstance(exc, not_found):
-        return "The camera does not know this stream path; check the URL's path."
-    server_error = getattr(av.error, "HTTPServerError", None)
-    if server_error is not None and isinstance(exc, server_error):
-        return (
-            "The camera answered with a server error: it may be starting, busy, or out of "
-            "streaming sessions."
-        )
-    if isinstance(exc, ConnectionRefusedError):
-        return (
-            "Nothing listens on that address and port; check the camera is on and the port "
-            "is right."
-        )
-    if isinstance(exc, TimeoutError):
-        return (
-            f"No answer within {io_timeout_s:g} s; check power, network, firewall, or try the "
-            "other RTSP transport (tcp/udp)."
-        )
-    if isinstance(exc, EOFError):
-        return "The camera ended the stream; it may have rebooted or dropped us for another client."
-    return "Check that the camera is reachable and the URL opens in another RTSP client."
+    kind = _kind(exc)
+    if kind == "timeout":
+        return (f"No answer within {io_timeout_s:g} s; check power, network, firewall, or try the "
+                "other RTSP transport (tcp/udp).")
+    return _HINTS[kind]
 
 
 def _without_userinfo(url: str) -> str:

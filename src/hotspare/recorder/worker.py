@@ -95,7 +95,6 @@ class CameraWorker:
         self._activate_from: tuple[int | None] | None = None  # set once, by activate()
         self.activation: Activation | None = None
         self._prebuffer_seconds = 0.0
-        self._prebuffer_bytes = 0
         self._standby_kbps = 0.0
         self._run_began = False  # set by the demux thread when the current connection began a run
         self._error_kind: str | None = None  # of the last connect that failed (SourceError.kind)
@@ -130,9 +129,9 @@ class CameraWorker:
                 self._activate_from = (from_wall_us,)
         self._wake.set()
 
-    def standby_info(self) -> tuple[float, int, float]:
-        """(seconds pre-buffered, bytes held, received kbit/s) of a standby session."""
-        return self._prebuffer_seconds, self._prebuffer_bytes, self._standby_kbps
+    def standby_info(self) -> tuple[float, float]:
+        """(seconds pre-buffered, received kbit/s) of a standby session."""
+        return self._prebuffer_seconds, self._standby_kbps
 
     def join(self, timeout: float | None) -> bool:
         """Wait for the demux thread and then the committer; True when both finished."""
@@ -287,7 +286,6 @@ class CameraWorker:
                 self._standby_kbps = window_bytes * 8 / ((now - window_start) / 1000)
                 window_start, window_bytes = now, 0
             self._prebuffer_seconds = buffer.seconds(now)
-            self._prebuffer_bytes = buffer.bytes
             if self._activate_from is not None:
                 self._replay(container, run, buffer, self._activate_from[0])
                 return None
@@ -313,7 +311,7 @@ class CameraWorker:
         for packet, recv_us in packets:
             if run.on_packet(packet, recv_us):
                 self._run_began = True
-        self._prebuffer_seconds, self._prebuffer_bytes = 0.0, 0
+        self._prebuffer_seconds = 0.0
         level = logging.INFO if covered else logging.WARNING
         log.log(level, "camera %s: hot standby activated: %d pre-buffered frames written from "
                 "%s%s", self.camera.id, len(packets),
