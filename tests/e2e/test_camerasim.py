@@ -123,9 +123,11 @@ def test_tcp_and_udp_clients_share_one_live_stream(camera_sim: CameraSim) -> Non
         )
         assert res.ended == "enough", res.ended
         assert res.untagged == 0
-        # Over UDP the first RTP packets of the access unit in flight at SETUP can be missed, so
-        # FFmpeg hands out a partial first frame without its tag; TCP joins on a boundary.
-        assert res.untagged_at_join <= (1 if transport == "udp" else 0), res.untagged_at_join
+        # The first RTP packets of the access unit in flight when the client joins the shared
+        # media can be missed, so FFmpeg hands out a partial first frame without its tag. Seen
+        # mostly over UDP, and once over TCP in CI (a loaded machine, 2.1 s to open); never more
+        # than that one frame, and never after the first tagged one (`untagged == 0` above).
+        assert res.untagged_at_join <= 1, res.untagged_at_join
         assert res.camera_ids == {"cam-1"}
         assert len(res.frames) == 100 and consecutive(res.frames), res.frames
         # RTCP sender reports and the SEI tag agree on wall time to within one frame interval.
