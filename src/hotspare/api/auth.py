@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -28,9 +30,10 @@ from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBear
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hotspare.api.auth_guard import AuthGuard
 from hotspare.api.problems import problem_response
 from hotspare.api.roles import Requirement, Role, requirement
-from hotspare.api.tokens import token_user, verify_token
+from hotspare.api.tokens import is_user_shaped, token_user, verify_token
 from hotspare.config.models import ApiUser
 
 log = logging.getLogger("hotspare.api.auth")
@@ -64,32 +67,67 @@ def token_from_scope(scope: Scope) -> tuple[str | None, str]:
     return None, "none"
 
 
+@dataclass(frozen=True)
+class Throttled:
+    """This client address spent its failure budget: it is answered 429 until `retry_after`."""
+
+    retry_after: float
+
+
 class Credentials:
     """The node credential and the configured users; remembers the tokens it has verified, so a
     user's scrypt hash is computed once per process, not on every segment an HLS player fetches.
-    Only successes are remembered: at most one entry per user."""
+    Only successes are remembered: at most one entry per user. Failures are bounded by an
+    `AuthGuard` (see `hotspare.api.auth_guard` for why and how)."""
 
-    def __init__(self, node_token: str, users: Sequence[ApiUser] = ()) -> None:
+    def __init__(self, node_token: str, users: Sequence[ApiUser] = (),
+                 guard: AuthGuard | None = None) -> None:
         if not node_token:
             raise ValueError("the API token must not be empty: every route is authenticated")
         self._node = node_token.encode("utf-8")
         self._users = {u.name: u for u in users}
         self._verified: dict[bytes, Principal] = {}
+        self.guard = guard or AuthGuard()
 
-    async def principal(self, presented: str) -> Principal | None:
+    async def principal(self, presented: str,
+                        address: str = "unknown") -> Principal | Throttled | None:
         if hmac.compare_digest(presented.encode("utf-8"), self._node):
             return Principal(NODE_PRINCIPAL, Role.NODE)
         key = hashlib.sha256(presented.encode("utf-8")).digest()
         known = self._verified.get(key)
         if known is not None:
             return known
+        if not is_user_shaped(presented):
+            return None  # cannot be any user's token: refused at no cost, and says nothing
+        wait = self.guard.retry_after(address)
+        if wait is not None:
+            return Throttled(wait)
         user = self._users.get(token_user(presented))
         if user is None:
+            await self.guard.wait_like_a_hash()
+            self.guard.failed(address, "token for an unknown user")
             return None
-        if not await anyio.to_thread.run_sync(verify_token, presented, user.token_hash):
+        # Its own one-thread limiter, never the shared pool: a flood of wrong tokens queues
+        # behind itself while health answers and file reads go on.
+        ok, seconds = await anyio.to_thread.run_sync(_timed_verify, presented, user.token_hash,
+                                                     limiter=self.guard.hash_limiter)
+        self.guard.hashed(seconds)
+        if not ok:
+            self.guard.failed(address, f"wrong token for user {user.name!r}")
             return None
         self._verified[key] = Principal(user.name, Role(user.role))
         return self._verified[key]
+
+
+def _timed_verify(presented: str, token_hash: str) -> tuple[bool, float]:
+    started = time.monotonic()
+    ok = verify_token(presented, token_hash)
+    return ok, time.monotonic() - started
+
+
+def _client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _route_path(scope: Scope) -> str:
@@ -130,7 +168,16 @@ class BearerAuthMiddleware:
                 "(or ?token=<token> where headers can't be set, e.g. HLS players)",
                 headers={"WWW-Authenticate": REALM},
             )
-        principal = await self.credentials.principal(presented)
+        principal = await self.credentials.principal(presented, _client_address(scope))
+        if isinstance(principal, Throttled):
+            seconds = max(1, math.ceil(principal.retry_after))
+            return problem_response(
+                429,
+                "too_many_failures",
+                f"too many wrong tokens from this address; wait {seconds} s before trying again, "
+                "and check the token this client uses",
+                headers={"Retry-After": str(seconds)},
+            )
         if principal is None:
             return problem_response(
                 401,

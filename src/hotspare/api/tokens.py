@@ -42,6 +42,13 @@ def token_user(token: str) -> str:
     return token.partition(".")[0]
 
 
+def is_user_shaped(token: str) -> bool:
+    """Whether `token` could be a user's token at all (`<name>.<secret>`, both non-empty); only
+    such a token is worth a hash, so anything else is refused at no cost."""
+    name, dot, secret = token.partition(".")
+    return bool(name and dot and secret)
+
+
 def hash_token(token: str, *, salt: bytes | None = None) -> str:
     """The line to store in `[[api.users]] token_hash`: scheme, parameters, salt, digest."""
     salt = secrets.token_bytes(16) if salt is None else salt

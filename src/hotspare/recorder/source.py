@@ -14,6 +14,7 @@ import av
 import av.container
 
 from hotspare.config.models import CameraConfig
+from hotspare.redact import redact_url
 
 # Small probe: the RTSP SDP already names the codec, so FFmpeg only needs the first keyframe to
 # learn the picture size; default probing costs ~1.2 s per connect (measured-facts.md).
@@ -33,7 +34,7 @@ class CameraSource:
     def from_config(cls, camera: CameraConfig) -> CameraSource:
         return cls(
             camera_id=camera.id,
-            display_url=_without_userinfo(camera.url),
+            display_url=redact_url(camera.url),
             _secret_url=_with_credentials(camera),
             transport=camera.transport,
         )
@@ -129,15 +130,6 @@ def _hint(exc: BaseException, io_timeout_s: float) -> str:
         return (f"No answer within {io_timeout_s:g} s; check power, network, firewall, or try the "
                 "other RTSP transport (tcp/udp).")
     return _HINTS[kind]
-
-
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _with_credentials(camera: CameraConfig) -> str:

@@ -152,14 +152,22 @@ def issue_licence(
     return json.dumps(envelope, indent=2, ensure_ascii=False) + "\n"
 
 
+MAX_LICENCE_CHARS = 64 * 1024
+"""Far above any real licence (a few hundred bytes); a larger text is refused unread."""
+
+
 def _parse_envelope(text: str, source: str) -> tuple[dict[str, Any], bytes]:
     def malformed(detail: str) -> LicenceRefused:
         return LicenceRefused(RefusalReason.MALFORMED, detail, source)
 
+    if len(text) > MAX_LICENCE_CHARS:
+        raise malformed(f"{len(text)} characters; a licence file is at most {MAX_LICENCE_CHARS}")
     try:
         envelope = json.loads(text)
     except json.JSONDecodeError as exc:
         raise malformed(f"not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise malformed("nested too deeply to be a licence") from None
     if not isinstance(envelope, dict) or envelope.get("format") != FILE_FORMAT:
         raise malformed(f'expected a JSON object with "format": "{FILE_FORMAT}"')
     extra = set(envelope) - {"format", "document", "signature"}
