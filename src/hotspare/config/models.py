@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from hotspare.redact import redact_url
 from hotspare.tls import check_server_files, client_context
 
 # Ids end up in file paths, URLs and etcd keys: keep them to a portable, unambiguous alphabet.
@@ -88,9 +89,9 @@ class CameraConfig(StrictModel):
     def _rtsp_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("rtsp", "rtsps"):
-            raise ValueError(f"must start with rtsp:// or rtsps://, got {value!r}")
+            raise ValueError(f"must start with rtsp:// or rtsps://, got {redact_url(value)!r}")
         if not parts.hostname:
-            raise ValueError(f"has no host: {value!r}")
+            raise ValueError(f"has no host: {redact_url(value)!r}")
         if parts.password:
             raise ValueError("must not carry a password; put it in the camera's `password` field")
         return value
