@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -76,7 +77,14 @@ class WebUiMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.static(inner, receive, send_with_headers)
+        try:
+            await self.static(inner, receive, send_with_headers)
+        except HTTPException as exc:
+            # Outside the API app no exception handler turns StaticFiles' "not found" into an
+            # answer: without this, every probe of a missing /ui path was a logged 500.
+            missing = PlainTextResponse("no such page of the web UI", status_code=exc.status_code,
+                                        headers=_HEADERS)
+            await missing(scope, receive, send)
 
 
 def vendor_file(path: Path, media_type: str, package: str) -> Response:

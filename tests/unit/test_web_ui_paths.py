@@ -1,0 +1,33 @@
+"""Probing the web UI for pages that do not exist costs a 404, never a 500 or a traceback."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hotspare.api.app import create_app
+from hotspare.store.segment_store import SegmentStore
+from hotspare.web.ui import mount_web_ui
+
+
+@pytest.mark.parametrize("path", ["/ui/missing", "/ui/admin/.env", "/ui/x/y/z.js",
+                                  "/ui/%2e%2e/pyproject.toml"])
+def test_missing_ui_paths_answer_404_without_a_token_or_a_traceback(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, path: str) -> None:
+    store = SegmentStore.open(tmp_path / "store", "rec-1")
+    app = create_app(store, health=dict, token="node-token-for-ui-tests", server_name="rec-1",
+                     known_cameras=set)
+    mount_web_ui(app)
+    try:
+        with caplog.at_level(logging.WARNING), \
+                TestClient(app, raise_server_exceptions=False) as client:
+            response = client.get(path)
+        assert response.status_code == 404, response.text
+        assert "Traceback" not in caplog.text
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert client.get("/ui/").status_code == 200
+    finally:
+        store.close()
