@@ -27,18 +27,14 @@ After the last trial rec-1 is stopped and its store is read back: every stored f
 the frames missing around the crash, the frames missing at the handback edge, frames stored twice,
 and crash → the spare's first stored frame (capture time of the first frame recorded by spare-1
 that survived re-insert). The competitors' published numbers are printed beside ours as the
-reference: they are documentation figures, not measured here (see
-/work/shared/notes/measured-facts.md).
+reference: they are figures from the vendors' documentation, not measured here (ANCHORS).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -49,13 +45,24 @@ REPO = Path(__file__).resolve().parents[2]
 if __package__ in (None, ""):  # run as a script: make `bench`, `tests` and `hotspare` importable
     sys.path[:0] = [str(REPO), str(REPO / "src")]
 
-from bench.failover.machine import LoadSampler, machine_facts, median, percentile  # noqa: E402
-from bench.recording.procstat import cpu_seconds, rss_bytes  # noqa: E402
+from bench.common import (  # noqa: E402
+    LoadSampler,
+    cpu_seconds,
+    first_line,
+    median,
+    percentile,
+    remove_work_dir,
+    rss_bytes,
+    table,
+    work_dir,
+    write_result,
+)
 from hotspare.camerasim.launcher import CameraSim  # noqa: E402
 from hotspare.cli.main import main as cli_main  # noqa: E402
 from hotspare.coordination.etcd_adapter import Coordinator  # noqa: E402
 from hotspare.coordination.etcd_process import find_etcd_binary  # noqa: E402
-from hotspare.failover import keys  # noqa: E402
+from hotspare.sitestate import layout  # noqa: E402
+from tests.support.camsim import now_us  # noqa: E402
 from tests.support.etcd import start_etcd_cluster  # noqa: E402
 from tests.support.site import FailoverSite, RtspHolders, stored_tags, wait_for  # noqa: E402
 
@@ -63,8 +70,8 @@ SERVER = "rec-1"
 SPARE = "spare-1"
 GOP_S = 1.0
 
-# The competitors' published figures (measured-facts.md), as text: they are documentation
-# claims, not measurements, so they stay words beside our numbers.
+# The competitors' published figures, as text: they are documentation claims, not measurements,
+# so they stay words beside our numbers.
 ANCHORS: dict[str, dict[str, str]] = {
     "crash_to_claim_s": {"Milestone": "5 (detect)", "Nx": "~60 (failover)"},
     "crash_to_spare_recording_s": {"Milestone": "5 + svc start", "Nx": "~60"},
@@ -75,10 +82,11 @@ ANCHORS: dict[str, dict[str, str]] = {
     "frames_twice": {"Milestone": "-", "Nx": "-"},
     "restart_to_reinsert_done_s": {"Milestone": "merge; n/p", "Nx": "n/p"},
 }
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
+ANCHORS_SOURCE = (
+    "vendors' published documentation, not measured here: Milestone XProtect declares a "
+    "recording server down after 5 s without reply and loses the takeover window; Nx Witness "
+    "quotes ~1 min failover and 'may be a 30 second gap'; n/p = not published"
+)
 
 
 class BenchSite(FailoverSite):
@@ -121,7 +129,7 @@ class BenchSite(FailoverSite):
                 bitrate_kbps=self.bitrate_kbps,
             ).start()
             self.coord = Coordinator(
-                self.etcd.endpoints, keys.site_prefix(self.site_id), timeout=1.0, deadline=5.0
+                self.etcd.endpoints, layout.site_prefix(self.site_id), timeout=1.0, deadline=5.0
             )
             self.holders = RtspHolders([self.sim.rtsp_url(c) for c in all_cameras]).__enter__()
             self._write_site()
@@ -204,7 +212,7 @@ def run_trial(site: BenchSite, index: int, cover_seconds: float, settle_seconds:
     trial.done_us = done.wall_us
     trial.reinsert = dict(done.data)
     wait_for("claim released", lambda: site.claim(SERVER) is None, 20)
-    wait_for("spare idle", lambda: (site.get(keys.spare(SPARE)) or {}).get("state") == "idle", 20)
+    wait_for("spare idle", lambda: (site.get(layout.spare(SPARE)) or {}).get("state") == "idle", 20)
     wait_for(f"{SERVER} confirmed", lambda: site.alive(SERVER, confirmed=True), 30)
     print(
         f"   trial {index}: handback {(trial.handback_us - trial.restart_us) / 1e6:.2f} s, "
@@ -227,7 +235,7 @@ def set_modes(site: BenchSite, gapless: frozenset[str]) -> None:
 
 
 def _standby_sessions(site: BenchSite) -> dict[str, Any]:
-    return dict((site.get(keys.standby(SPARE)) or {}).get("cameras", {}))
+    return dict((site.get(layout.standby(SPARE)) or {}).get("cameras", {}))
 
 
 def standing_cost(site: BenchSite, gapless: frozenset[str], cameras: int,
@@ -315,7 +323,7 @@ def analyse(site: BenchSite, trials: list[Trial], end_us: int) -> dict[str, Any]
             )
             stored: list[tuple[int, int, str]] = []  # frame_no, capture wall, recorded_by
             for seg in segments:
-                for tag in stored_tags(store, seg):
+                for tag in stored_tags(store, seg, partial_join_ok=True):
                     stored.append((tag.frame_no, tag.capture_wall_us, seg.recorded_by))
             site.sim.wait_logged(camera, end_us, timeout=10)
             numbers = [n for n, _, _ in stored]
@@ -441,12 +449,9 @@ def build_rows(trials: list[Trial], fps: int, gapless: frozenset[str] = frozense
     ]
 
 
-def table(rows: list[Row]) -> str:
-    head = (
-        f"{'metric':<32} {'n':>3} {'median':>8} {'p95':>8} {'max':>8}  {'goal':<17}"
-        f"{'met':>6}  | {'Milestone (published)':<22} {'Nx (published)':<15}"
-    )
-    lines = [head, "-" * len(head)]
+def rows_table(rows: list[Row]) -> str:
+    """Median, p95 and max per metric, the goal, and the vendors' published figures beside."""
+    lines = []
     for r in rows:
         s = r.stats()
 
@@ -454,12 +459,10 @@ def table(rows: list[Row]) -> str:
             return "-" if v is None else f"{v:.3f}" if unit == "s" else f"{v:.0f}"
 
         anchors = ANCHORS.get(r.metric, {})
-        lines.append(
-            f"{r.metric:<32} {s['n']:>3} {fmt(s['median']):>8} {fmt(s['p95']):>8} "
-            f"{fmt(s['max']):>8}  {r.goal:<17}{r.goal_met:>6}  | "
-            f"{anchors.get('Milestone', ''):<22} {anchors.get('Nx', ''):<15}"
-        )
-    return "\n".join(lines)
+        lines.append([r.metric, s["n"], fmt(s["median"]), fmt(s["p95"]), fmt(s["max"]), r.goal,
+                      r.goal_met, "|", anchors.get("Milestone", ""), anchors.get("Nx", "")])
+    return table(["metric", "n", "median", "p95", "max", "goal", "met", "|",
+                  "Milestone (published)", "Nx (published)"], lines, align="lrrrrlrlll")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -507,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     cost_window = args.cost_seconds or (10.0 if args.quick else 20.0)
     cost: dict[str, Any] = {}
 
+    started = dt.datetime.now(dt.UTC)
     sampler = LoadSampler().__enter__()
     print(
         f"hotspare failover bench: {trials_n} trials, {args.cameras} cameras "
@@ -514,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         f"1 s segments, lease 2 s, probe 0.2 s; {sampler.line()}",
         flush=True,
     )
-    work = Path(tempfile.mkdtemp(prefix="hotspare-bench-failover-"))
+    work = work_dir("failover")
     trials: list[Trial] = []
     analysis: dict[str, Any] = {}
     error: str | None = None
@@ -554,13 +558,10 @@ def main(argv: list[str] | None = None) -> int:
             events = site.event_lines()
     finally:
         load = sampler.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"site files kept in {work}")
+        remove_work_dir(work, args.keep)
     rows = build_rows(trials, args.fps, gapless)
     print()
-    print(table(rows))
+    print(rows_table(rows))
     print()
     print(cost_table(cost))
     print(
@@ -572,50 +573,46 @@ def main(argv: list[str] | None = None) -> int:
     outside = analysis.get("outside_trials", {})
     if any(v["missing"] or v["twice"] for v in outside.values()):
         print(f"frames missing/twice outside any trial's window: {outside}")
-    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    suffix = "-quick" if args.quick else ""
-    out = args.out or REPO / "bench" / "results" / f"failover-{today}{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "benchmark": "failover",
-        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": machine_facts(str(find_etcd_binary())),
-        "load": load,
-        "setup": {
-            "cameras": args.cameras,
-            "width": args.width,
-            "height": args.height,
-            "fps": args.fps,
-            "gop_s": GOP_S,
-            "bitrate_kbps": args.bitrate,
-            "segment_seconds": 1.0,
-            "lease_ttl_s": 2.0,
-            "probe_interval_s": 0.2,
-            "probe_timeout_s": 0.5,
-            "etcd_members": 1,
-            "cover_seconds": cover,
-            "reinsert_bytes_per_second": args.reinsert_rate,
-            "trials": trials_n,
-            "gapless_cameras": sorted(gapless),
+    etcd = find_etcd_binary()
+    write_result(
+        "failover",
+        {
+            "setup": {
+                "cameras": args.cameras,
+                "width": args.width,
+                "height": args.height,
+                "fps": args.fps,
+                "gop_s": GOP_S,
+                "bitrate_kbps": args.bitrate,
+                "segment_seconds": 1.0,
+                "lease_ttl_s": 2.0,
+                "probe_interval_s": 0.2,
+                "probe_timeout_s": 0.5,
+                "etcd_members": 1,
+                "cover_seconds": cover,
+                "reinsert_bytes_per_second": args.reinsert_rate,
+                "trials": trials_n,
+                "gapless_cameras": sorted(gapless),
+            },
+            "standing_cost_gapless": cost,
+            "error": error,
+            "summary": [r.stats() for r in rows],
+            "anchors_source": ANCHORS_SOURCE,
+            "trials": [
+                dict(
+                    asdict(t),
+                    crash_to_claim_s=t.crash_to_claim_s,
+                    crash_to_claim_value_s=t.crash_to_claim_value_s,
+                    crash_to_recording_s=t.crash_to_recording_s,
+                    restart_to_done_s=t.restart_to_done_s,
+                )
+                for t in trials
+            ],
+            "outside_trials": outside,
         },
-        "standing_cost_gapless": cost,
-        "error": error,
-        "summary": [r.stats() for r in rows],
-        "anchors_source": "/work/shared/notes/measured-facts.md (vendors' published figures)",
-        "trials": [
-            dict(
-                asdict(t),
-                crash_to_claim_s=t.crash_to_claim_s,
-                crash_to_claim_value_s=t.crash_to_claim_value_s,
-                crash_to_recording_s=t.crash_to_recording_s,
-                restart_to_done_s=t.restart_to_done_s,
-            )
-            for t in trials
-        ],
-        "outside_trials": outside,
-    }
-    out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {out}")
+        started=started, load=load, quick=args.quick, out=args.out,
+        tools={"etcd": first_line([str(etcd), "--version"])},
+    )  # fmt: skip
     if error:
         print(f"events:\n{events}")
     return 1 if error or not trials else 0

@@ -17,15 +17,21 @@ from typing import cast
 
 from hotspare.config.models import CameraConfig, RecordingSettings
 from hotspare.recorder import Recorder
-from hotspare.recorder.ports import RecorderStore
-from hotspare.recorder.segment_writer import SegmentWriter
+from hotspare.recorder.store_protocol import RecorderStore
 from hotspare.store.segment_store import SegmentStore
 
-VARIANTS = ("default", "no-flush", "no-index", "frag200")
-"""default: the product as shipped. no-flush: FFmpeg's I/O buffer instead of a flush per frame
-(cheaper, but a crash loses more). no-index: commit_segment does nothing, to show what the store's
-fsync + SHA-256 + parse + SQLite cost. frag200: one fragment per 200 ms instead of per frame
-(a crash loses up to 200 ms + a frame instead of one frame)."""
+VARIANT_SETTINGS: dict[str, dict[str, object]] = {
+    "default": {},
+    "no-flush": {"flush_every_frame": False},
+    "no-index": {},
+    "frag200": {"fragment_seconds": 0.2},
+}
+"""[recording] settings per variant. default: the product as shipped. no-flush: FFmpeg's I/O
+buffer instead of a flush per frame (cheaper, but a crash loses more). no-index: commit_segment
+does nothing, to show what the store's fsync + SHA-256 + parse + SQLite cost (a bench-only store
+wrapper, not a setting). frag200: one fragment per 200 ms instead of per frame (a crash loses up
+to 200 ms + a frame instead of one frame)."""
+VARIANTS = tuple(VARIANT_SETTINGS)
 
 
 class _NoIndexStore:
@@ -51,12 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     cameras = [CameraConfig(id=u.split("=", 1)[0], url=u.split("=", 1)[1]) for u in args.urls]
     store = SegmentStore.open(args.store, "bench")
-    if args.variant == "no-flush":
-        SegmentWriter.FLUSH_PACKETS = "0"
-    if args.variant == "frag200":
-        SegmentWriter.FRAGMENT_SECONDS = 0.2
     target = cast(RecorderStore, _NoIndexStore(store) if args.variant == "no-index" else store)
-    settings = RecordingSettings(segment_seconds=args.segment_seconds)  # type: ignore[call-arg]
+    settings = RecordingSettings.model_validate(
+        {"segment_seconds": args.segment_seconds, **VARIANT_SETTINGS[args.variant]}
+    )
     recorder = Recorder("bench", cameras, target, settings)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -7,8 +7,9 @@
 For each camera count one simulator (1080p25, 4 Mbit/s, 1 s GOP) serves both contenders at once:
 (a) one hotspare recorder process (PyAV in process, one thread per camera) into a temporary
 SegmentStore, and (b) one `ffmpeg -c copy -f segment` process per camera — the alternative engine
-of DESIGN decision 1. CPU and peak RSS are read from /proc over the same window (Linux only);
-frames are counted from the SEI tags in the written files against the simulator's frame log.
+of design decision 1 (docs/design.md). CPU and peak RSS are read from /proc over the same window
+(Linux only); frames are counted from the SEI tags in the written files against the simulator's
+frame log.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -35,14 +34,23 @@ REPO = Path(__file__).resolve().parents[2]
 if __package__ in (None, ""):  # run as a script: make `bench` and `hotspare` importable
     sys.path[:0] = [str(REPO), str(REPO / "src")]
 
+from bench.common import (  # noqa: E402
+    MB,
+    LoadSampler,
+    first_line,
+    remove_work_dir,
+    table,
+    total_cpu_seconds,
+    total_peak_rss_bytes,
+    work_dir,
+    write_result,
+)
 from bench.recording.frames import frame_numbers  # noqa: E402
-from bench.recording.procstat import cpu_seconds, peak_rss_bytes  # noqa: E402
 from hotspare.camerasim.framelog import log_path, read_frame_log  # noqa: E402
+from hotspare.camerasim.interpreter import sim_command, sim_env  # noqa: E402
 from hotspare.camerasim.options import READY_PREFIX  # noqa: E402
-from hotspare.cli.cmd_camera_sim import sim_command, sim_env  # noqa: E402
 
 FFMPEG = os.environ.get("HOTSPARE_BENCH_FFMPEG", "/usr/bin/ffmpeg")
-MB = 1024 * 1024
 
 
 @dataclass
@@ -128,26 +136,6 @@ def _terminate(procs: list[subprocess.Popen[Any]], sig: int, timeout: float) -> 
             p.wait(5.0)
 
 
-def _cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            total += cpu_seconds(pid)
-        except (OSError, ValueError):
-            pass
-    return total
-
-
-def _peak(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            total += peak_rss_bytes(pid)
-        except OSError:
-            pass
-    return total
-
-
 # ------------------------------------------------------------------------------------ one scenario
 
 
@@ -200,13 +188,13 @@ def run_scenario(
         pids = {_name(v): [p.pid] for v, p in hs_procs.items()}
         pids["ffmpeg"] = ff_pids
         pids["sim"] = [sim.proc.pid]
-        cpu0 = {k: _cpu(v) for k, v in pids.items()}
+        cpu0 = {k: total_cpu_seconds(v) for k, v in pids.items()}
         print(f"   recording {seconds:g} s", flush=True)
         time.sleep(seconds)
-        cpu1 = {k: _cpu(v) for k, v in pids.items()}
+        cpu1 = {k: total_cpu_seconds(v) for k, v in pids.items()}
         window = time.monotonic() - t0
         t1_wall = time.time_ns() // 1000
-        peaks = {k: _peak(v) for k, v in pids.items()}
+        peaks = {k: total_peak_rss_bytes(v) for k, v in pids.items()}
         alive = {_name(v): int(p.poll() is None) for v, p in hs_procs.items()}
         alive["ffmpeg"] = sum(p.poll() is None for p in ffs)
         _terminate(list(hs_procs.values()), signal.SIGTERM, 40.0)
@@ -257,28 +245,19 @@ def run_scenario(
 # ------------------------------------------------------------------------------------------ report
 
 
-def table(results: list[ToolResult]) -> str:
-    head = (
-        f"{'cams':>4} {'tool':<12} {'CPU s/cam-min':>13} {'peak MB':>8} {'MB/cam':>7} "
-        f"{'frames rec/deliv':>17} {'dup':>4} {'CPU hs/ff':>9}"
-    )
-    lines = [head, "-" * len(head)]
-    by_n: dict[int, dict[str, ToolResult]] = {}
-    for r in results:
-        by_n.setdefault(r.cameras, {})[r.tool] = r
-    for n, tools in by_n.items():
-        ff = tools.get("ffmpeg")
-        for name, r in tools.items():
-            ratio = ""
-            if ff is not None and name != "ffmpeg" and ff.cpu_s > 0:
-                ratio = f"{r.cpu_s / ff.cpu_s:.2f}x"
-            frames = f"{r.frames_recorded}/{r.frames_delivered}"
-            lines.append(
-                f"{n:>4} {name:<12} {r.cpu_s_per_camera_minute:>13.3f} "
-                f"{r.peak_rss_mb_total:>8.1f} {r.peak_rss_mb_per_camera:>7.1f} {frames:>17} "
-                f"{r.frames_duplicated:>4} {ratio:>9}"
-            )
-    return "\n".join(lines)
+def results_table(results: list[ToolResult]) -> str:
+    """One row per camera count and contender; `CPU hs/ff` against ffmpeg at the same count."""
+    ffmpeg = {r.cameras: r for r in results if r.tool == "ffmpeg"}
+    rows = []
+    for r in sorted(results, key=lambda r: (r.cameras, r.tool == "ffmpeg")):
+        ff = ffmpeg.get(r.cameras)
+        ratio = (f"{r.cpu_s / ff.cpu_s:.2f}x"
+                 if ff is not None and r.tool != "ffmpeg" and ff.cpu_s > 0 else "")
+        rows.append([r.cameras, r.tool, f"{r.cpu_s_per_camera_minute:.3f}",
+                     f"{r.peak_rss_mb_total:.1f}", f"{r.peak_rss_mb_per_camera:.1f}",
+                     f"{r.frames_recorded}/{r.frames_delivered}", r.frames_duplicated, ratio])
+    return table(["cams", "tool", "CPU s/cam-min", "peak MB", "MB/cam", "frames rec/deliv",
+                  "dup", "CPU hs/ff"], rows, align="rl")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--variants",
         default="default",
-        help="comma-separated hotspare variants run side by side: default, no-flush, no-index",
+        help="comma-separated hotspare variants run side by side: default, no-flush, no-index, "
+        "frag200 ([recording] settings, see bench/recording/recorder_child.py)",
     )
     p.add_argument("--keep", action="store_true", help="keep recorded files (printed path)")
     p.add_argument("--debug-missing", action="store_true", help="print missing frame numbers")
@@ -309,37 +289,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     seconds = 20.0 if args.quick else args.seconds
     counts = [int(x) for x in args.cameras.split(",") if x.strip()]
-    work_root = Path(tempfile.mkdtemp(prefix="hotspare-bench-rec-"))
+    started = dt.datetime.now(dt.UTC)
+    sampler = LoadSampler().__enter__()
+    print(f"hotspare recording bench: {counts} cameras, {seconds:g} s windows, variants "
+          f"{','.join(args.variants)} vs ffmpeg; {sampler.line()}", flush=True)
+    work_root = work_dir("recording")
     results: list[ToolResult] = []
-    for n in counts:
-        results.extend(run_scenario(n, seconds, args.warmup, args, work_root / f"{n}cams"))
-        print(table(results), flush=True)
-    if not args.keep:
-        shutil.rmtree(work_root, ignore_errors=True)
-    else:
-        print(f"files kept in {work_root}")
-    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    suffix = "-quick" if args.quick else ""
-    out = args.out or REPO / "bench" / "results" / f"recording-{today}{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ffmpeg_version = subprocess.run([FFMPEG, "-version"], capture_output=True, text=True).stdout
-    import av  # only for the version string
-
-    payload = {
-        "benchmark": "recording",
-        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                 "python": platform.python_version()},
-        "pyav": av.__version__,
-        "pyav_ffmpeg": av.library_versions.get("libavformat"),
-        "ffmpeg": ffmpeg_version.splitlines()[0] if ffmpeg_version else None,
-        "stream": {"width": args.width, "height": args.height, "fps": 25, "gop_s": 1,
-                   "bitrate_kbps": args.bitrate},
-        "window_seconds": seconds,
-        "results": [asdict(r) for r in results],
-    }  # fmt: skip
-    out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {out}")
+    try:
+        for n in counts:
+            results.extend(run_scenario(n, seconds, args.warmup, args, work_root / f"{n}cams"))
+            print(results_table(results), flush=True)
+    finally:
+        load = sampler.stop()
+        remove_work_dir(work_root, args.keep)
+    print(f"\n{results_table(results)}\n\n{sampler.line()}")
+    write_result(
+        "recording",
+        {
+            "stream": {"width": args.width, "height": args.height, "fps": 25, "gop_s": 1,
+                       "bitrate_kbps": args.bitrate},
+            "window_seconds": seconds,
+            "warmup_seconds": args.warmup,
+            "segment_seconds": 4,
+            "variants": args.variants,
+            "baseline": "ffmpeg -c copy -f segment, one process per camera, same streams",
+            "results": [asdict(r) for r in results],
+        },
+        started=started, load=load, quick=args.quick, out=args.out,
+        tools={"ffmpeg": first_line([FFMPEG, "-version"])},
+    )  # fmt: skip
     return 0
 
 

@@ -38,13 +38,10 @@ import argparse
 import datetime as dt
 import fractions
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,11 +56,18 @@ import httpx  # noqa: E402
 import tomli_w  # noqa: E402
 from av.video.frame import VideoFrame  # noqa: E402
 
-from bench.failover.machine import LoadSampler, machine_facts  # noqa: E402
+from bench.common import (  # noqa: E402
+    LoadSampler,
+    first_line,
+    remove_work_dir,
+    table,
+    work_dir,
+    write_result,
+)
 from hotspare.client.node_client import NodeClient  # noqa: E402
+from hotspare.config.models import SiteMembership  # noqa: E402
 from hotspare.coordination.etcd_adapter import Coordinator  # noqa: E402
 from hotspare.coordination.etcd_process import EtcdCluster, find_etcd_binary  # noqa: E402
-from hotspare.failover import keys  # noqa: E402
 from hotspare.failover.reinsert import (  # noqa: E402
     NotYet,
     RateLimiter,
@@ -71,7 +75,8 @@ from hotspare.failover.reinsert import (  # noqa: E402
     buffered_segments,
 )
 from hotspare.node.process import NodeProcess  # noqa: E402
-from hotspare.node.runtime import READY_PREFIX  # noqa: E402
+from hotspare.sitestate import layout  # noqa: E402
+from hotspare.sitestate.access import EtcdSite  # noqa: E402
 from hotspare.store import mp4  # noqa: E402
 from hotspare.store.models import WallSource  # noqa: E402
 from hotspare.store.segment_store import SegmentStore  # noqa: E402
@@ -92,7 +97,7 @@ SEG_90K = SEG_FRAMES * FRAME_90K
 SEG_US = SEG_90K * 1_000_000 // 90_000
 MB = 1_000_000
 CHUNK = 1 << 20
-DEFAULT_LIMIT = 50_000_000  # SiteMembership.reinsert_bytes_per_second's default
+DEFAULT_LIMIT = int(SiteMembership.model_fields["reinsert_bytes_per_second"].default)
 OFF = 10**12
 # An SEI "user data unregistered" NAL put before each keyframe's slice: its 8 digits are rewritten
 # per copy, so every copy hashes differently (the importer answers `duplicate` for a hash it
@@ -281,46 +286,6 @@ def start_original(work: Path) -> NodeProcess:
     )
 
 
-def start_node(node: NodeProcess, patched: bool, timeout: float = 60.0) -> None:
-    """Start the original as shipped (NodeProcess) or through nodelay_node.py (same CLI, one
-    socket option different), waiting for its READY line either way."""
-    if not patched:
-        node.start(timeout=timeout)
-        return
-    log = node.log_path.open("a", encoding="utf-8")
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "src")]), PYTHONUNBUFFERED="1"
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.reinsert.nodelay_node",
-            "node",
-            "--config",
-            str(node.config_path),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    node.process = proc
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    for line in proc.stdout:
-        if line.startswith(READY_PREFIX):
-            node.url = json.loads(line[len(READY_PREFIX) :])["url"]
-            # keep draining stdout so the node never blocks on a full pipe
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return
-        if time.monotonic() > deadline:
-            break
-    node.kill()
-    raise RuntimeError(f"patched node did not start; see {node.log_path}")
-
-
 # ------------------------------------------------------------------------------ contenders
 
 
@@ -329,7 +294,6 @@ class Phase:
     name: str
     gigabytes: float
     limit: int
-    patched: bool  # against nodelay_node.py instead of the shipped `hotspare node`
 
 
 @dataclass
@@ -350,7 +314,7 @@ def run_reinsert(
     """Drive Reinserter exactly as the spare's loop does, minus the loop's other duties."""
     with NodeClient(target_url, TOKEN, timeout=60.0) as target:
         reinserter = Reinserter(
-            coord,
+            EtcdSite(coord),
             buffer_store,
             SERVER,
             SPARE,
@@ -525,12 +489,10 @@ def verify(store_root: Path, expected: dict[tuple[str, int], str]) -> dict[str, 
 # ------------------------------------------------------------------------------ main
 
 
-def table(results: list[Result], baseline: Result) -> str:
-    head = (
-        f"{'contender':<28} {'limit MB/s':>10} {'segments':>8} {'MB':>8} {'s':>8} "
-        f"{'MB/s':>8} {'vs raw':>7} {'goal':>7}"
-    )
-    lines = [head, "-" * len(head)]
+def results_table(results: list[Result], baseline: Result) -> str:
+    """The raw copy first (the baseline), then each re-insert phase with its ratio to it; the
+    goal (>= 0.7x the raw copy) applies to the unlimited run only."""
+    rows = []
     for r in [baseline, *results]:
         limit = "off" if r.limit_bytes_per_second is None else f"{r.limit_bytes_per_second / MB:g}"
         if r is baseline:
@@ -539,14 +501,13 @@ def table(results: list[Result], baseline: Result) -> str:
             ratio = f"{r.mb_per_s / baseline.mb_per_s:.2f}x"
             goal = (
                 "-"
-                if r.limit_bytes_per_second is not None or r.name.endswith("*")
+                if r.limit_bytes_per_second is not None
                 else ("met" if r.mb_per_s >= 0.7 * baseline.mb_per_s else "MISSED")
             )
-        lines.append(
-            f"{r.name:<28} {limit:>10} {r.segments:>8} {r.bytes / MB:>8.0f} "
-            f"{r.seconds:>8.1f} {r.mb_per_s:>8.1f} {ratio:>7} {goal:>7}"
-        )
-    return "\n".join(lines)
+        rows.append([r.name, limit, r.segments, f"{r.bytes / MB:.0f}", f"{r.seconds:.1f}",
+                     f"{r.mb_per_s:.1f}", ratio, goal])
+    return table(["contender", "limit MB/s", "segments", "MB", "s", "MB/s", "vs raw", "goal"],
+                 rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -568,27 +529,21 @@ def main(argv: list[str] | None = None) -> int:
         help="buffer size for the run at the default 50 MB/s limit (default 0.5, quick 0.25)",
     )
     p.add_argument("--no-limited", action="store_true", help="skip the run at the default limit")
-    p.add_argument(
-        "--no-patched",
-        action="store_true",
-        help="skip the rows against a node whose API sets TCP_NODELAY "
-        "(bench/reinsert/nodelay_node.py)",
-    )
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--quick", action="store_true", help="0.5 GB limit off, 0.25 GB limited")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--keep", action="store_true")
     args = p.parse_args(argv)
     gigabytes = args.gigabytes or (0.5 if args.quick else 2.0)
     limited_gb = args.limited_gigabytes or (0.25 if args.quick else 0.5)
 
+    started = dt.datetime.now(dt.UTC)
     sampler = LoadSampler().__enter__()
     plan = [f"{gigabytes:g} GB limit off"]
     if not args.no_limited:
-        plan.append(f"{limited_gb:g} GB at 50 MB/s")
-    if not args.no_patched:
-        plan.append("the same against the TCP_NODELAY node")
+        plan.append(f"{limited_gb:g} GB at {DEFAULT_LIMIT / MB:g} MB/s")
+    plan.append("against a raw HTTP PUT + fsync of the same files")
     print(f"hotspare re-insert bench: {', '.join(plan)}; {sampler.line()}", flush=True)
-    work = Path(tempfile.mkdtemp(prefix="hotspare-bench-reinsert-"))
+    work = work_dir("reinsert")
     etcd = EtcdCluster(work / "etcd", 1)
     node = start_original(work)
     results: list[Result] = []
@@ -600,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     try:
         etcd.start()
-        coord = Coordinator(etcd.endpoints, keys.site_prefix("bench"), timeout=2.0, deadline=10.0)
+        coord = Coordinator(etcd.endpoints, layout.site_prefix("bench"), timeout=2.0, deadline=10.0)
         base = encode_base(work / "base")
         seg_mb = sum(p.stat().st_size for p in base) / len(base) / MB
         print(
@@ -613,17 +568,13 @@ def main(argv: list[str] | None = None) -> int:
         # Buffered video lies in the past (older than the whole set needs), the original's own
         # segment after it.
         wall = now - 6 * 3600 * 1_000_000
-        phases: list[Phase] = [Phase("re-insert, limit off", gigabytes, OFF, False)]
+        phases: list[Phase] = [Phase("re-insert, limit off", gigabytes, OFF)]
         if not args.no_limited:
-            phases.append(Phase("re-insert, default limit", limited_gb, DEFAULT_LIMIT, False))
-        if not args.no_patched:
-            phases.append(Phase("  same, node TCP_NODELAY*", gigabytes, OFF, True))
-            if not args.no_limited:
-                phases.append(Phase("  same, default limit*", limited_gb, DEFAULT_LIMIT, True))
+            phases.append(Phase("re-insert, default limit", limited_gb, DEFAULT_LIMIT))
         expected_all: dict[tuple[str, int], str] = {}
         copies = 1  # copy 0 is the original's own seeded segment (the base bytes as encoded)
         seed_original(node.data_dir / "store", base, now - 60_000_000)
-        patched: bool | None = None
+        node.start(timeout=60.0)
         for phase in phases:
             # Each phase gets its own buffer, built only now: disk use stays ~2 sets at most.
             buf = fill_buffer(buffer_store, base, int(phase.gigabytes * 1e9), wall, copies)
@@ -653,10 +604,6 @@ def main(argv: list[str] | None = None) -> int:
                     "(re-insert calls it once per step of up to 16 segments)",
                     flush=True,
                 )
-            if patched != phase.patched:
-                node.stop(timeout=60)
-                start_node(node, phase.patched)
-                patched = phase.patched
             assert node.url is not None
             result = run_reinsert(coord, buffer_store, node.url, phase.limit, phase.name)
             results.append(result)
@@ -677,21 +624,12 @@ def main(argv: list[str] | None = None) -> int:
         node.kill()
         etcd.stop()
         load = sampler.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"files kept in {work}")
+        remove_work_dir(work, args.keep)
     print()
     if baseline is None:
         print("no baseline measured; see the errors above")
         return 1
-    print(table(results, baseline))
-    if any(r.name.endswith("*") for r in results):
-        print(
-            "* not the shipped product: the original started through "
-            "bench/reinsert/nodelay_node.py,\n  whose API socket gets TCP_NODELAY (see its "
-            "docstring); shows what the ~40 ms delayed-ACK stall costs."
-        )
+    print(results_table(results, baseline))
     print(f"\nstore check: {checks}")
     print(
         f"load average before {load['loadavg_before']}, after {load['loadavg_after']}, 1-min "
@@ -699,51 +637,38 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.monotonic() - t_start:.0f} s; segments {SEG_FRAMES / FPS:g} s of "
         f"{WIDTH}x{HEIGHT} at ~4.4 Mbit/s, {seg_mb:.2f} MB each"
     )
-    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    suffix = "-quick" if args.quick else ""
-    out = args.out or REPO / "bench" / "results" / f"reinsert-{today}{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     unlimited = next((r for r in results if r.limit_bytes_per_second is None), None)
-    patched_off = next(
-        (r for r in results if r.limit_bytes_per_second is None and r.name.endswith("*")), None
-    )
-    payload = {
-        "benchmark": "reinsert",
-        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": machine_facts(str(find_etcd_binary())),
-        "load": load,
-        "setup": {
-            "segment_seconds": SEG_FRAMES / FPS,
-            "segment_mb": round(seg_mb, 3),
-            "width": WIDTH,
-            "height": HEIGHT,
-            "fps": FPS,
-            "gop_frames": GOP,
-            "cameras": len(CAMERAS),
-            "base_segments_per_run": BASE_SEGMENTS,
-            "unlimited_gigabytes": gigabytes,
-            "limited_gigabytes": None if args.no_limited else limited_gb,
-            "buffer_build_seconds": builds,
-            "etcd_members": 1,
-            "original": "hotspare node, standalone, loopback",
-            "buffered_segments_call_ms": round(list_ms, 1),
+    write_result(
+        "reinsert",
+        {
+            "setup": {
+                "segment_seconds": SEG_FRAMES / FPS,
+                "segment_mb": round(seg_mb, 3),
+                "width": WIDTH,
+                "height": HEIGHT,
+                "fps": FPS,
+                "gop_frames": GOP,
+                "cameras": len(CAMERAS),
+                "base_segments_per_run": BASE_SEGMENTS,
+                "unlimited_gigabytes": gigabytes,
+                "limited_gigabytes": None if args.no_limited else limited_gb,
+                "buffer_build_seconds": builds,
+                "etcd_members": 1,
+                "original": "hotspare node, standalone, loopback",
+                "buffered_segments_call_ms": round(list_ms, 1),
+            },
+            "baseline": asdict(baseline),
+            "phases": [asdict(ph) for ph in phases],
+            "results": [asdict(r) for r in results],
+            "ratio_unlimited_vs_raw": (
+                None if unlimited is None else round(unlimited.mb_per_s / baseline.mb_per_s, 3)
+            ),
+            "goal": ">= 0.7x raw",
+            "store_check": checks,
         },
-        "baseline": asdict(baseline),
-        "phases": [asdict(ph) for ph in phases],
-        "results": [asdict(r) for r in results],
-        "ratio_unlimited_vs_raw": (
-            None if unlimited is None else round(unlimited.mb_per_s / baseline.mb_per_s, 3)
-        ),
-        "ratio_unlimited_nodelay_patched_vs_raw": (
-            None if patched_off is None else round(patched_off.mb_per_s / baseline.mb_per_s, 3)
-        ),
-        "patched_rows_note": "rows ending in * ran against bench/reinsert/nodelay_node.py (API "
-        "socket with TCP_NODELAY), not the shipped node",
-        "goal": ">= 0.7x raw",
-        "store_check": checks,
-    }
-    out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {out}")
+        started=started, load=load, quick=args.quick, out=args.out,
+        tools={"etcd": first_line([str(find_etcd_binary()), "--version"])},
+    )  # fmt: skip
     return 0 if checks.get("ok") else 1
 
 

@@ -18,17 +18,9 @@ from pathlib import Path
 import av
 import pytest
 
-if __package__ in (None, ""):  # pytest's rootdir-less import mode: make `tests` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from hotspare.camerasim.options import parse_max_sessions
 from hotspare.camerasim.sei import find_tags
-from tests.support.camsim import (  # noqa: F401  (fixture camera_sim)
-    CameraSim,
-    CameraSimError,
-    camera_sim_fixture,
-    now_us,
-)
+from tests.support.camsim import CameraSim, CameraSimError, now_us
 
 FRAME_US = 40_000  # 25 fps
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -11,21 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.camsim import require_gstreamer
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+from tests.support.etcd import require_etcd_binary
+from tests.support.processes import pid_alive
 
 
 @pytest.mark.slow
 def test_demo_crash_scenario_takes_over_hands_back_and_cleans_up(tmp_path: Path) -> None:
     require_gstreamer()
+    require_etcd_binary()
     result = subprocess.run(
         [
             sys.executable,

@@ -4,19 +4,14 @@ spares' buffers are re-inserted and the original's store is exact."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import httpx
-
-from hotspare.failover import keys
 from hotspare.failover.reinsert import FENCING_HEADER
+from hotspare.sitestate import layout
 from tests.support.camsim import now_us
 from tests.support.site import TOKEN, FailoverSite, check_exact, wait_for
 
@@ -68,7 +63,7 @@ def test_covering_spare_fails(tmp_path: Path, how: str) -> None:
         assert stale.status_code == 409 and stale.json()["error"] == "stale_fencing_token"
         for name in ("spare-1", "spare-2"):
             wait_for(f"{name} idle",
-                     lambda n=name: (site.get(keys.spare(n)) or {}).get("state") == "idle", 10)
+                     lambda n=name: (site.get(layout.spare(n)) or {}).get("state") == "idle", 10)
         time.sleep(1.5)
         end_us = now_us()
         site.node("rec-1").stop()

@@ -3,16 +3,12 @@ reason; `hotspare events` shows the story."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from hotspare.cli.main import main as cli_main
 from tests.support.site import TOKEN, FailoverSite, wait_for

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from hotspare.client.node_client import NodeClient
-from hotspare.failover import keys
+from hotspare.sitestate import layout
 from tests.support.camsim import now_us
 from tests.support.site import TOKEN, FailoverSite, check_exact, wait_for
 
@@ -33,7 +29,7 @@ def test_crash_takeover_handback_reinsert(tmp_path: Path) -> None:
         record_s = recording.wall_us / 1e6 - crash_us / 1e6
         claim = site.claim("rec-1")
         assert claim is not None and claim["spare"] == "spare-1"
-        owner = site.get(keys.owner("rec-1"))
+        owner = site.get(layout.owner("rec-1"))
         assert owner is not None and owner["node"] == "spare-1"
         time.sleep(4.0)  # the spare records a few segments
         # API clients follow owners/<server> to the spare, which serves the buffered video.
@@ -46,7 +42,7 @@ def test_crash_takeover_handback_reinsert(tmp_path: Path) -> None:
         site.wait_event("handback", "rec-1", timeout=30, after_us=restart_us)
         done = site.wait_event("done", "rec-1", timeout=60, after_us=restart_us)
         wait_for("claim released", lambda: site.claim("rec-1") is None, 10)
-        wait_for("spare idle", lambda: (site.get(keys.spare("spare-1")) or {}).get("state")
+        wait_for("spare idle", lambda: (site.get(layout.spare("spare-1")) or {}).get("state")
                  == "idle", 10)
         assert done.data["total"] >= 4 * 3, done.data
         time.sleep(2.0)

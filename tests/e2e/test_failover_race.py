@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from hotspare.coordination.models import EventType
-from hotspare.failover import keys
+from hotspare.coordination.models import ChangeType
+from hotspare.sitestate import layout
 from tests.support.site import FailoverSite
 
 pytestmark = pytest.mark.slow
@@ -34,11 +30,11 @@ def test_two_spares_two_failures_one_claim_each(tmp_path: Path) -> None:
         time.sleep(3.0)  # time for any late loser to (wrongly) claim
         holders = {s: (site.claim(s) or {}).get("spare") for s in ("rec-1", "rec-2")}
         assert set(holders.values()) == {"spare-1", "spare-2"}, holders
-        history = site.coord.events(keys.CLAIMS_PREFIX, from_revision=start_rev, prefix=True)
-        creates = [e.kv.key for e in history if e.type is EventType.PUT and e.kv.version == 1]
+        history = site.coord.history(layout.CLAIMS_PREFIX, from_revision=start_rev, prefix=True)
+        creates = [e.kv.key for e in history if e.type is ChangeType.PUT and e.kv.version == 1]
         print("claims created:", creates, "holders:", holders)
         print(site.event_lines())
-        assert sorted(creates) == [keys.claim("rec-1"), keys.claim("rec-2")], creates
+        assert sorted(creates) == [layout.claim("rec-1"), layout.claim("rec-2")], creates
         claimed = [e for e in site.events() if e.kind == "claimed"]
         assert len(claimed) == 2, claimed
         assert {first.node, second.node} == {"spare-1", "spare-2"}
@@ -53,8 +49,8 @@ def test_two_spares_one_failure_exactly_one_claim(tmp_path: Path) -> None:
         winner = site.wait_event("claimed", "rec-1", timeout=15)
         site.wait_event("recording", "rec-1", timeout=20)
         time.sleep(3.0)
-        history = site.coord.events(keys.claim("rec-1"), from_revision=start_rev)
-        creates = [e for e in history if e.type is EventType.PUT and e.kv.version == 1]
+        history = site.coord.history(layout.claim("rec-1"), from_revision=start_rev)
+        creates = [e for e in history if e.type is ChangeType.PUT and e.kv.version == 1]
         assert len(creates) == 1, history
         assert len(history) == 1, history  # never deleted or re-made either
         assert (site.claim("rec-1") or {}).get("spare") == winner.node
@@ -76,7 +72,7 @@ def test_etcd_leader_killed_during_takeover(tmp_path: Path) -> None:
         claimed = site.wait_event("claimed", "rec-1", timeout=30)
         site.wait_event("recording", "rec-1", node=claimed.node, timeout=30)
         time.sleep(2.0)
-        history = site.coord.events(keys.claim("rec-1"), from_revision=start_rev)
-        creates = [e for e in history if e.type is EventType.PUT and e.kv.version == 1]
+        history = site.coord.history(layout.claim("rec-1"), from_revision=start_rev)
+        creates = [e for e in history if e.type is ChangeType.PUT and e.kv.version == 1]
         assert len(creates) == 1, history
         print(site.event_lines())

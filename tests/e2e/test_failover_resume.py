@@ -3,18 +3,14 @@ takeover of a server that keeps recording."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from hotspare.failover import keys
+from hotspare.sitestate import layout
 from tests.support.camsim import now_us
-from tests.support.site import FailoverSite, check_exact, wait_for
+from tests.support.site import FailoverSite, check_exact, crash_until_mid_reinsert, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -24,22 +20,11 @@ def test_spare_killed_mid_reinsert_resumes(tmp_path: Path) -> None:
     with FailoverSite(tmp_path, servers={"rec-1": 2}, spares=["spare-1"],
                       reinsert_bytes_per_second=60_000) as site:
         site.start_all()
-        time.sleep(1.5)
-        crash_us = now_us()
-        site.node("rec-1").kill()
-        site.wait_event("claimed", "rec-1", timeout=15)
-        recording = site.wait_event("recording", "rec-1", timeout=20)
-        time.sleep(6.0)
-        restart_us = now_us()
-        site.start("rec-1")
-        site.wait_event("reinserting", "rec-1", timeout=30, after_us=restart_us)
-        progress = wait_for("some segments re-inserted", lambda: (
-            (site.get(keys.reinsert("rec-1", "spare-1")) or {}).get("done", 0) >= 3 and
-            site.get(keys.reinsert("rec-1", "spare-1"))), 30)
+        mid = crash_until_mid_reinsert(site, "rec-1", "spare-1", covered_seconds=6.0)
+        progress = mid.progress
         site.node("spare-1").kill()
         killed_us = now_us()
         print("killed spare-1 at", progress)
-        assert progress["done"] < progress["total"]
         time.sleep(1.0)
         site.start("spare-1")
         done = site.wait_event("done", "rec-1", node="spare-1", timeout=90, after_us=killed_us)
@@ -47,13 +32,12 @@ def test_spare_killed_mid_reinsert_resumes(tmp_path: Path) -> None:
         assert done.data["total"] == progress["total"]
         assert done.data["done"] == done.data["total"]
         wait_for("claim gone", lambda: site.claim("rec-1") is None, 10)
-        assert site.get(keys.reinsert("rec-1", "spare-1")) is None
+        assert site.get(layout.reinsert("rec-1", "spare-1")) is None
         time.sleep(1.5)
         end_us = now_us()
         site.node("rec-1").stop()
         print(site.event_lines())
-        missing = check_exact(site, "rec-1", [(crash_us - 1_500_000, recording.wall_us)],
-                              end_us, restart_us)
+        missing = check_exact(site, "rec-1", mid.allowed(), end_us)
         print("missing", missing)
 
 

@@ -15,10 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from hotspare.failover import keys
+from hotspare.sitestate import layout
 from tests.support.camsim import now_us
 from tests.support.site import TOKEN, FailoverSite, check_exact, wait_for
 
@@ -29,7 +26,7 @@ pytestmark = [pytest.mark.slow,
 def standby_ready(site: FailoverSite, spare: str, cameras: list[str],
                   seconds: float) -> dict[str, Any] | None:
     """The spare's published standby sessions, once every camera is buffering `seconds` deep."""
-    value = site.get(keys.standby(spare)) or {}
+    value = site.get(layout.standby(spare)) or {}
     sessions = value.get("cameras", {})
     ok = all(sessions.get(c, {}).get("state") == "buffering"
              and sessions[c].get("buffered_s", 0) >= seconds for c in cameras)
@@ -115,7 +112,7 @@ def test_mixed_site_only_standard_cameras_show_the_gap(tmp_path: Path) -> None:
         site.reapply(modes)
         site.start_all()
         wait_for("standby buffering", lambda: standby_ready(site, "spare-1", gapless, 4.0), 40)
-        standby = site.get(keys.standby("spare-1")) or {}
+        standby = site.get(layout.standby("spare-1")) or {}
         assert sorted(standby["cameras"]) == gapless  # standard cameras cost nothing standing
         crash_us = now_us()
         site.node("rec-1").kill()
@@ -193,7 +190,7 @@ def test_designated_spare_claims_first_and_a_hung_one_means_fallback(tmp_path: P
         other = "spare-2" if designated == "spare-1" else "spare-1"
         assert designated in ("spare-1", "spare-2")
         wait_for("standby buffering", lambda: standby_ready(site, designated, cameras, 4.0), 40)
-        assert not (site.get(keys.standby(other)) or {}).get("cameras")
+        assert not (site.get(layout.standby(other)) or {}).get("cameras")
         crash_us = now_us()
         site.node("rec-1").kill()
         claimed = site.wait_event("claimed", "rec-1", timeout=15, after_us=crash_us)

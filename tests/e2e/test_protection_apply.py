@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,17 +12,15 @@ from typing import Any
 import pytest
 import tomli_w
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from hotspare.cli.main import main as cli_main
 from hotspare.coordination.etcd_adapter import Coordinator
-from hotspare.failover import keys, site_config
-from hotspare.failover.events import EventLog, read_events
 from hotspare.failover.protection import ProtectionMonitor
-from hotspare.site.keys import generate_keypair, read_private_key
 from hotspare.site.licences import issue_licence
-from tests.support.etcd import EtcdCluster, coordinator_for, etcd1_fixture  # noqa: F401
+from hotspare.site.signing_keys import generate_keypair, read_private_key
+from hotspare.sitestate import applied as site_config
+from hotspare.sitestate import layout
+from hotspare.sitestate.events import EventLog, read_events
+from tests.support.etcd import EtcdCluster, coordinator_for
 
 SITE = "harbour"
 
@@ -88,7 +85,7 @@ def test_apply_refuses_bad_licences_and_leaves_etcd_unchanged(
         code, out, err = apply(capsys, files.write())
         assert code == 0, err
         assert stored_ids(coord) == ["lic-good"]
-        before = coord.get(keys.SITE_CONFIG)
+        before = coord.get(layout.SITE_CONFIG)
         assert before is not None
 
         forged = json.loads((tmp_path / files.licence("forged")).read_text())
@@ -109,7 +106,7 @@ def test_apply_refuses_bad_licences_and_leaves_etcd_unchanged(
             assert "nothing was written to etcd" in err and "--drop-refused-licences" in err
             assert "keeps the 1 licence(s)" in err
             assert coord.revision() == revision, name
-            assert coord.get(keys.SITE_CONFIG) == before
+            assert coord.get(layout.SITE_CONFIG) == before
         print(err)
 
         # Knowingly: the rest is applied, each dropped licence named.
@@ -149,7 +146,7 @@ def test_live_report_and_protection_events(
         assert "spare-1 (down)" in out
 
         lease = coord.grant_lease(10)
-        coord.put(keys.spare("spare-1"), json.dumps({"state": "idle", "covering": None}),
+        coord.put(layout.spare("spare-1"), json.dumps({"state": "idle", "covering": None}),
                   lease=lease)
         code, out = protection("--json")
         report = json.loads(out)
@@ -192,7 +189,7 @@ def test_live_report_and_protection_events(
 
         # It comes back; then a camera is added beyond the allotment.
         lease = coord.grant_lease(10)
-        coord.put(keys.spare("spare-1"), json.dumps({"state": "idle"}), lease=lease)
+        coord.put(layout.spare("spare-1"), json.dumps({"state": "idle"}), lease=lease)
         assert step() == ["rec-1", "rec-bsd"]
         files.cameras = 5
         assert apply(capsys, files.write())[0] == 0

@@ -4,7 +4,6 @@ taken over when killed (a `refused` event says why); the eligible server beside 
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from hotspare.cli.main import main as cli_main
-from hotspare.failover.events import Event
+from hotspare.sitestate.events import Event
 from tests.support.site import TOKEN, FailoverSite, wait_for
 
 pytestmark = pytest.mark.slow

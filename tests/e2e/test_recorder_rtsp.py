@@ -20,10 +20,6 @@ from hotspare.config.models import CameraConfig, RecordingSettings
 from hotspare.recorder import CameraState, Recorder
 from hotspare.store.models import SegmentInfo, WallSource
 from hotspare.store.segment_store import SegmentStore
-
-if __package__ in (None, ""):  # pytest's rootdir-less import mode: make `tests` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from tests.support.camsim import CameraSim, now_us
 from tests.support.frames import StoredFrame, all_segments, stored_frames
 

@@ -10,14 +10,10 @@ be contiguous and stored once.
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from hotspare.config.models import CameraConfig, RecordingSettings
 from hotspare.recorder import CameraState, Recorder

@@ -4,21 +4,20 @@ One site (two recording servers with one camera each, one spare), one browser, o
 overview shows the site; rec-2 is SIGKILLed and the open page shows it covered by the spare
 without a reload; rec-2 comes back and the camera's timeline shows its own video and the spare's,
 coloured by who recorded them; a click on the timeline plays video; the master is SIGKILLed and
-the page reconnects to the spare now serving it, via the endpoint list. Screenshots of each step
-go to test-artifacts/web-ui/.
+the page reconnects to the spare now serving it, via the endpoint list. Along the way: nothing
+of the app shows before login, /favicon.ico needs no token, and the UTC toggle changes the times
+shown and is kept. Screenshots of each step go to test-artifacts/web-ui/.
 """
 
 from __future__ import annotations
 
-import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
+from tests.support.prerequisites import missing_prerequisite
 from tests.support.site import TOKEN, FailoverSite
 
 pytestmark = pytest.mark.slow
@@ -31,9 +30,13 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-ui"
 
 @pytest.mark.timeout(150)
 def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        missing_prerequisite("playwright is not installed (scripts/setup --test installs it)")
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/setup --test installs it)")
+        missing_prerequisite(f"Debian's chromium ({CHROMIUM}) is not installed "
+                             "(scripts/setup --test installs it)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with FailoverSite(tmp_path, servers={"rec-1": 1, "rec-2": 1}, spares=["spare-1"]) as site, \
@@ -43,9 +46,23 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
                                      args=CHROMIUM_ARGS)
         console: list[str] = []
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1000})
-            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-            page.goto(f"http://127.0.0.1:{site.nodes['rec-1'].port}/ui/")
+            # A zone away from UTC, so the UTC toggle visibly changes the times shown.
+            page = browser.new_page(viewport={"width": 1200, "height": 1000},
+                                    timezone_id="Asia/Kolkata")
+            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text} "
+                                                          f"{msg.location.get('url', '')}"))
+            master = f"http://127.0.0.1:{site.nodes['rec-1'].port}"
+            page.goto(f"{master}/ui/")
+
+            # Before login only the login box shows, no empty panel of the app under it; the
+            # icon a browser fetches on its own answers without the token.
+            page.wait_for_selector("#login", state="visible", timeout=5000)
+            assert page.is_hidden("#app") and page.is_hidden("#logout")
+            assert page.eval_on_selector("#app", "e => getComputedStyle(e).display") == "none"
+            favicon = page.request.get(f"{master}/favicon.ico")
+            assert favicon.status == 200, favicon.status
+            assert favicon.headers["content-type"].startswith("image/svg+xml")
+            page.screenshot(path=str(ARTIFACTS / "0-login.png"), full_page=True)
             page.fill("#token", "wrong-token")
             page.click("#login-form button")
             page.wait_for_selector("#login-error:has-text('wrong token')", timeout=5000)
@@ -77,6 +94,23 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
             page.screenshot(path=str(ARTIFACTS / "2-covered-by-spare.png"), full_page=True)
             print(f"rec-2 shown covered by spare-1 {shown_after:.1f} s after SIGKILL")
             assert shown_after < 6.0
+
+            # Times in the browser's zone, or in UTC like the CLI: the choice outlives a reload.
+            claimed = page.locator('#events li[data-kind="claimed"]').first
+            claimed.wait_for(timeout=5000)
+            wall = datetime.fromtimestamp(int(claimed.get_attribute("data-wall-us") or 0) / 1e6,
+                                          UTC)
+            in_utc = wall.strftime("%H:%M:%SZ ")
+            local = claimed.inner_text()
+            assert not local.startswith(in_utc), local
+            assert (wall + timedelta(hours=5, minutes=30)).strftime(":%M:%S") in local, local
+            page.check("#utc")
+            assert claimed.inner_text().startswith(in_utc), claimed.inner_text()
+            page.reload()
+            page.wait_for_selector('#events li[data-kind="claimed"]', timeout=10_000)
+            assert page.is_checked("#utc")
+            text = page.locator('#events li[data-kind="claimed"]').first.inner_text()
+            assert text.startswith(in_utc), text
 
             # rec-2 returns: its timeline shows its own video and the spare's stretch.
             time.sleep(2.0)
@@ -110,6 +144,7 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
             page.wait_for_selector('tr[data-server="rec-1"][data-state="covered-by-spare-1"]',
                                    timeout=10_000)
             page.screenshot(path=str(ARTIFACTS / "5-master-covered.png"), full_page=True)
+            assert not [line for line in console if "favicon" in line], console
         except Exception:
             try:
                 page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)

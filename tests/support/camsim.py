@@ -2,9 +2,10 @@
 
 Use it like this::
 
-    from tests.support.camsim import CameraSim, camera_sim_fixture  # noqa: F401
+    from tests.support.camsim import CameraSim
 
-    def test_something(camera_sim: CameraSim) -> None:      # 2 cameras, 640x360, log in tmp_path
+    def test_something(camera_sim: CameraSim) -> None:      # fixture from tests/conftest.py:
+        # 2 cameras, 640x360, frame log in tmp_path
         url = camera_sim.rtsp_url("cam-1")
         ...
         sent = camera_sim.frames_between("cam-1", t0_us, t1_us, delivered_only=True)
@@ -19,7 +20,8 @@ Use it like this::
             sim.set_max_sessions("cam-1", None)      # no limit from now on
 
 The simulator runs under Debian's python with GStreamer (HOTSPARE_SIM_PYTHON overrides); when that
-is missing the test is skipped with the install hint. The clip cache is shared across tests (system
+is missing the test is skipped with the install hint, or fails under CI
+(tests.support.prerequisites). The clip cache is shared across tests (system
 temp dir), so only the first start with a new parameter set pays for encoding (~7 s at 1080p).
 Every CameraSim stops its process on exit, also when the test fails (SIGTERM, SIGKILL after a
 timeout).
@@ -28,20 +30,16 @@ timeout).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from hotspare.camerasim import launcher
+from hotspare.camerasim.interpreter import check_gstreamer
 from hotspare.camerasim.launcher import CameraSimError, FrameRecord
-from hotspare.cli.cmd_camera_sim import check_gstreamer
+from tests.support.prerequisites import missing_prerequisite
 
 __all__ = [
     "CameraSim",
     "CameraSimError",
     "FrameRecord",
-    "camera_sim_fixture",
     "now_us",
     "require_gstreamer",
 ]
@@ -50,15 +48,17 @@ _GST_PROBLEM: list[str | None] = []
 
 
 def require_gstreamer() -> None:
-    """Skip the calling test (once-probed) when the sim interpreter lacks GStreamer."""
+    """Skip the calling test (fail it under CI) when the sim interpreter lacks GStreamer; the
+    interpreter is probed once per run."""
     if not _GST_PROBLEM:
         _GST_PROBLEM.append(check_gstreamer())
     if _GST_PROBLEM[0] is not None:
-        pytest.skip(_GST_PROBLEM[0])
+        missing_prerequisite(_GST_PROBLEM[0])
 
 
 class CameraSim(launcher.CameraSim):
-    """The product launcher; skips the test (with the install hint) where GStreamer is missing."""
+    """The product launcher; skips the test (with the install hint, failing it under CI) where
+    GStreamer is missing."""
 
     def start(self) -> CameraSim:
         require_gstreamer()
@@ -69,15 +69,6 @@ class CameraSim(launcher.CameraSim):
         return self.start()
 
 
-@pytest.fixture(name="camera_sim")
-def camera_sim_fixture(tmp_path: Path) -> Iterator[CameraSim]:
-    """Two cameras (cam-1, cam-2), 640x360 25 fps, 1 s GOP, 1 Mbit/s; stopped after the test."""
-    sim = CameraSim(tmp_path / "camsim", cameras=2)
-    try:
-        yield sim.start()
-    finally:
-        sim.stop()
-
-
 def now_us() -> int:
+    """Wall clock in µs, the unit of the sim's frame log and the store."""
     return time.time_ns() // 1000

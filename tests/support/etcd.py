@@ -1,25 +1,21 @@
 """pytest helpers that run real etcd members on free loopback ports.
 
-Other test modules use them like this::
+The fixtures `etcd1` (one member) and `etcd3` (three) are defined once in tests/conftest.py::
 
-    # importing the fixture functions registers fixtures `etcd1` and `etcd3` in the module
-    from tests.support.etcd import coordinator_for, etcd1_fixture, etcd3_fixture  # noqa: F401
+    from tests.support.etcd import EtcdCluster, coordinator_for
 
     def test_something(etcd1: EtcdCluster) -> None:
         coord = coordinator_for(etcd1, site="demo")
         ...
 
-Every fixture stops its processes in a finalizer, also when the test fails. A test is skipped (not
-failed) when no etcd binary is installed, with the install hint in the skip reason.
+Every fixture stops its processes in a finalizer, also when the test fails. Without an etcd binary
+the test is skipped with the install hint, or fails under CI (tests.support.prerequisites).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.etcd_process import (
@@ -27,23 +23,23 @@ from hotspare.coordination.etcd_process import (
     EtcdCluster,
     find_etcd_binary,
 )
+from tests.support.prerequisites import missing_prerequisite
 
 __all__ = [
     "EtcdCluster",
     "coordinator_for",
-    "etcd1_fixture",
-    "etcd3_fixture",
     "require_etcd_binary",
     "start_etcd_cluster",
 ]
 
 
 def require_etcd_binary() -> Path:
-    """The etcd executable, or skip the calling test with the reason an operator needs."""
+    """The etcd executable; without one the calling test skips (fails under CI) with the hint."""
     try:
         return find_etcd_binary()
     except EtcdBinaryNotFound as exc:
-        pytest.skip(str(exc))
+        problem = str(exc)
+    missing_prerequisite(problem)  # outside `except`: the report shows the reason, no chain
 
 
 def start_etcd_cluster(
@@ -83,23 +79,3 @@ def coordinator_for(
         deadline=deadline,
         watch_idle_timeout=watch_idle_timeout,
     )
-
-
-@pytest.fixture(name="etcd1")
-def etcd1_fixture(tmp_path: Path) -> Iterator[EtcdCluster]:
-    """A single-member etcd on loopback, stopped after the test."""
-    cluster = start_etcd_cluster(tmp_path / "etcd", 1)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture(name="etcd3")
-def etcd3_fixture(tmp_path: Path) -> Iterator[EtcdCluster]:
-    """A three-member etcd cluster on loopback (for leader changes), stopped after the test."""
-    cluster = start_etcd_cluster(tmp_path / "etcd", 3)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()

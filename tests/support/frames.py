@@ -21,9 +21,9 @@ class StoredFrame:
     segment_id: int
 
 
-def frames_in_file(path: Path, segment: SegmentInfo) -> list[StoredFrame]:
-    """Demux (no decode) one segment file and read each packet's SEI tag (each must carry one)."""
-    out: list[StoredFrame] = []
+def _packets(path: Path, segment: SegmentInfo) -> list[tuple[list[FrameTag], int, bool]]:
+    """(SEI tags, wall µs, keyframe) of every packet of one segment file (demux, no decode)."""
+    out: list[tuple[list[FrameTag], int, bool]] = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         assert stream.time_base is not None
@@ -33,17 +33,23 @@ def frames_in_file(path: Path, segment: SegmentInfo) -> list[StoredFrame]:
             assert packet.pts is not None
             media_90k = int(packet.pts * stream.time_base * 90_000)
             offset_us = (media_90k - segment.start_media_90k) * 1_000_000 // 90_000
-            tags = find_tags(bytes(packet))
-            assert len(tags) == 1, f"{path}: packet at {media_90k} carries {len(tags)} tags"
-            out.append(
-                StoredFrame(
-                    tags[0],
-                    segment.start_wall_us + offset_us,
-                    packet.is_keyframe,
-                    segment.segment_id,
-                )
-            )
+            out.append((find_tags(bytes(packet)), segment.start_wall_us + offset_us,
+                        packet.is_keyframe))
     return out
+
+
+def _frames(path: Path, segment: SegmentInfo,
+            packets: list[tuple[list[FrameTag], int, bool]]) -> list[StoredFrame]:
+    out: list[StoredFrame] = []
+    for index, (tags, wall_us, keyframe) in enumerate(packets):
+        assert len(tags) == 1, f"{path}: packet {index} carries {len(tags)} tags"
+        out.append(StoredFrame(tags[0], wall_us, keyframe, segment.segment_id))
+    return out
+
+
+def frames_in_file(path: Path, segment: SegmentInfo) -> list[StoredFrame]:
+    """Demux (no decode) one segment file and read each packet's SEI tag (each must carry one)."""
+    return _frames(path, segment, _packets(path, segment))
 
 
 def stored_frames(store: SegmentStore, segment: SegmentInfo) -> list[StoredFrame]:
@@ -55,11 +61,22 @@ def all_segments(store: SegmentStore, camera_id: str) -> list[SegmentInfo]:
     return sorted(store.list_segments(camera_id, 0, 2**62), key=lambda s: (s.start_wall_us, s.seq))
 
 
-def counted_frames(store: SegmentStore, segment: SegmentInfo) -> list[StoredFrame]:
-    """The frames a segment contributes to the timeline (skipped duplicate head/tail excluded)."""
-    frames = frames_in_file(store.segment_file(segment), segment)
-    end = len(frames) - segment.tail_skip_frames
-    return frames[segment.head_skip_frames : end]
+def counted_frames(store: SegmentStore, segment: SegmentInfo, *,
+                   partial_join_ok: bool = False) -> list[StoredFrame]:
+    """The frames a segment contributes to the timeline (skipped duplicate head/tail excluded).
+
+    `partial_join_ok`: the first packet of a run (seq 0) may carry no tag. The camera sim can
+    hand a client that joins a stream already playing a partial first access unit without its SEI
+    NAL (tests/e2e/test_camerasim.py allows one per join); such a packet names no frame and is
+    left out. Everywhere else every packet must carry exactly one tag.
+    """
+    path = store.segment_file(segment)
+    packets = _packets(path, segment)
+    packets = packets[segment.head_skip_frames : len(packets) - segment.tail_skip_frames]
+    if (partial_join_ok and segment.seq == 0 and segment.head_skip_frames == 0 and packets
+            and not packets[0][0]):
+        packets = packets[1:]
+    return _frames(path, segment, packets)
 
 
 def store_frames(store: SegmentStore, camera_id: str, *, frame_us: int) -> list[StoredFrame]:

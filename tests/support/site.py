@@ -27,8 +27,8 @@ from hotspare.cli.main import main as cli_main
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.etcd_process import EtcdCluster
 from hotspare.demo.site_files import ServerPlan, SitePlan, SparePlan, write_site
-from hotspare.failover import keys
-from hotspare.failover.events import Event, read_events
+from hotspare.sitestate import layout
+from hotspare.sitestate.events import Event, read_events
 from hotspare.store.models import SegmentInfo
 from hotspare.store.segment_store import SegmentStore
 from tests.support.camsim import CameraSim
@@ -102,7 +102,7 @@ class FailoverSite:
                                              for cams in self.cameras.values() for c in cams))
             self.sim = CameraSim(self.tmp / "camsim", cameras=all_cameras, width=320, height=240,
                                  fps=self.fps, gop="1s", bitrate_kbps=300).start()
-            self.coord = Coordinator(self.etcd.endpoints, keys.site_prefix(self.site_id),
+            self.coord = Coordinator(self.etcd.endpoints, layout.site_prefix(self.site_id),
                                      timeout=1.0, deadline=5.0)
             if self.hold_streams:
                 self.holders = RtspHolders([self.sim.rtsp_url(c) for c in all_cameras])
@@ -197,7 +197,7 @@ class FailoverSite:
         for name in self.spares:
             self.start(name)
         for name in self.spares:
-            wait_for(f"{name} registered", lambda n=name: self.get(keys.spare(n)), timeout)
+            wait_for(f"{name} registered", lambda n=name: self.get(layout.spare(n)), timeout)
 
     def get(self, key: str) -> dict[str, Any] | None:
         assert self.coord is not None
@@ -205,11 +205,11 @@ class FailoverSite:
         return None if kv is None else dict(kv.json())
 
     def alive(self, server: str, confirmed: bool = False) -> bool:
-        value = self.get(keys.alive(server))
+        value = self.get(layout.alive(server))
         return value is not None and (not confirmed or bool(value.get("confirmed")))
 
     def claim(self, server: str) -> dict[str, Any] | None:
-        return self.get(keys.claim(server))
+        return self.get(layout.claim(server))
 
     def events(self) -> list[Event]:
         assert self.coord is not None
@@ -240,9 +240,12 @@ class FailoverSite:
 # ---------------------------------------------------------------------- frames in stored video
 
 
-def stored_tags(store: SegmentStore, segment: SegmentInfo) -> list[FrameTag]:
-    """The frames a segment contributes to the timeline (skipped head/tail frames left out)."""
-    return [frame.tag for frame in counted_frames(store, segment)]
+def stored_tags(store: SegmentStore, segment: SegmentInfo, *,
+                partial_join_ok: bool = False) -> list[FrameTag]:
+    """The frames a segment contributes to the timeline (skipped head/tail frames left out);
+    `partial_join_ok` as in tests.support.frames.counted_frames."""
+    return [frame.tag for frame in counted_frames(store, segment,
+                                                  partial_join_ok=partial_join_ok)]
 
 
 def camera_frames(store: SegmentStore, camera_id: str) -> list[FrameTag]:
@@ -341,3 +344,38 @@ def check_exact(site: FailoverSite, server: str, allowed: list[tuple[int, int]],
     finally:
         store.close()
     return report
+
+
+@dataclass(frozen=True)
+class MidReinsert:
+    """Where `crash_until_mid_reinsert` left the site: what the frame check needs, and the
+    re-insert progress at the moment it returned."""
+
+    crash_us: int
+    recording: Event
+    restart_us: int
+    progress: dict[str, Any]
+
+    def allowed(self) -> list[tuple[int, int]]:
+        """The window a standard camera may miss: from before the crash to the spare recording."""
+        return [(self.crash_us - 1_500_000, self.recording.wall_us)]
+
+
+def crash_until_mid_reinsert(site: FailoverSite, server: str, spare: str,
+                             covered_seconds: float, min_done: int = 3) -> MidReinsert:
+    """SIGKILL `server`, let `spare` cover it for `covered_seconds`, restart it, and return once
+    `min_done` segments are re-inserted but not all: the moment to interrupt a re-insert in."""
+    time.sleep(1.5)
+    crash_us = time.time_ns() // 1000
+    site.node(server).kill()
+    site.wait_event("claimed", server, timeout=15)
+    recording = site.wait_event("recording", server, timeout=20)
+    time.sleep(covered_seconds)
+    restart_us = time.time_ns() // 1000
+    site.start(server)
+    site.wait_event("reinserting", server, timeout=30, after_us=restart_us)
+    key = layout.reinsert(server, spare)
+    progress = wait_for(f"{min_done} segments re-inserted", lambda: (
+        (site.get(key) or {}).get("done", 0) >= min_done and site.get(key)), 30)
+    assert progress["done"] < progress["total"], progress
+    return MidReinsert(crash_us, recording, restart_us, progress)

@@ -1,13 +1,13 @@
 """Every route, including the spec and docs, refuses a request without the right token."""
 
-# ruff: noqa: F811  (pytest fixtures imported from test_api_support are used as arguments)
 from __future__ import annotations
 
 import re
 from typing import Any
 
 import pytest
-from test_api_support import AUTH, TOKEN, Node, node  # noqa: F401  (fixture)
+
+from tests.support.api_node import AUTH, TOKEN, Node
 
 
 def _concrete(path: str) -> str:
@@ -96,14 +96,14 @@ def test_site_routes_and_web_ui_keep_every_data_route_behind_the_token(node: Nod
     """A site node's app (node API + site API + CORS + web UI, as site_node builds it): every
     API route still refuses anonymous and wrong tokens; only the UI's static files are open."""
     from fastapi.testclient import TestClient
-    from test_site_api import FakeCoord, site_config
 
     from hotspare.api.app import API_PREFIX, create_app
     from hotspare.api.site_cors import allow_site_cors
     from hotspare.api.site_routes import SiteApi, site_router
-    from hotspare.failover.site_config import AppliedSite
     from hotspare.site.pool import LicenceMerge
+    from hotspare.sitestate.applied import AppliedSite
     from hotspare.web.ui import mount_web_ui
+    from tests.support.site_api import FakeCoord, site_config
 
     applied = AppliedSite(site_config(), 1, LicenceMerge((), (), ()))
     app = create_app(node.store, dict, TOKEN, "rec-1", set)

@@ -1,18 +1,17 @@
 """Time formats shared by API and CLI, and the `hotspare timeline` command end to end."""
 
-# ruff: noqa: F811  (pytest fixtures imported from test_api_support are used as arguments)
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
-from test_api_support import CAMERA, SERVER, T0, TOKEN, Node, node  # noqa: F401
 
 from hotspare.cli import cmd_timeline
 from hotspare.cli.main import main
 from hotspare.client.node_client import NodeClient
-from hotspare.client.times import TimeFormatError, format_wall_us, parse_wall_time
+from hotspare.timefmt import TimeFormatError, format_wall_us, parse_wall_time
+from tests.support.api_node import CAMERA, SERVER, T0, TOKEN, Node
 
 
 def test_parse_wall_time_formats() -> None:
@@ -84,9 +83,29 @@ def test_timeline_command_errors_are_one_line(
 
 
 def test_render_handles_empty_timeline() -> None:
-    from hotspare.api.schemas import TimelineOut
+    from hotspare.wire import TimelineOut
 
     text = cmd_timeline.render(
         TimelineOut(camera_id=CAMERA, from_wall_us=T0, to_wall_us=T0 + 1, runs=[], gaps=[])
     )
     assert text.count("(none)") == 2
+
+
+def test_timeline_of_another_servers_camera_suggests_site(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's slip: asking the master (the UI's address) for rec-2's camera."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n", encoding="utf-8")
+
+    def in_process(
+        base_url: str, token: str, timeout: float = 10.0, verify: object = True
+    ) -> NodeClient:
+        return NodeClient(base_url, token, timeout, http=node.client)
+
+    monkeypatch.setattr("hotspare.client.node_client.NodeClient", in_process)
+    args = ["timeline", "rec-2-cam-1", "--node", "http://node.test", "--token-file",
+            str(token_file)]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "(unknown_camera)" in err[0] and "add --site" in err[0], err

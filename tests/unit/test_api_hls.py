@@ -1,21 +1,11 @@
 """HLS playlists: byte ranges match the files, discontinuities fall between runs, tokens carry."""
 
-# ruff: noqa: F811  (pytest fixtures imported from test_api_support are used as arguments)
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urljoin, urlsplit
 
-from test_api_support import (  # noqa: F401  (node is a fixture)
-    AUTH,
-    CAMERA,
-    T0,
-    TOKEN,
-    Node,
-    add_segment,
-    node,
-)
-
-from hotspare.client.times import format_wall_us
+from hotspare.timefmt import format_wall_us
+from tests.support.api_node import AUTH, CAMERA, T0, TOKEN, Node, add_segment
 
 API = "/api/v1"
 RANGE = {"from": str(T0 - 1_000_000), "to": str(T0 + 60_000_000)}

@@ -1,27 +1,17 @@
 """Import (re-insert) over HTTP: happy path, duplicates, every refusal leaving nothing behind."""
 
-# ruff: noqa: F811  (pytest fixtures imported from test_api_support are used as arguments)
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_api_support import (  # noqa: F401  (node is a fixture)
-    AUTH,
-    CAMERA,
-    SERVER,
-    T0,
-    TOKEN,
-    Node,
-    node,
-    record_run,
-)
 
-from hotspare.api.schemas import META_HEADER, ImportMetaIn
 from hotspare.client.node_client import NodeApiError, NodeClient
 from hotspare.store.models import RunInfo, SegmentInfo
 from hotspare.store.segment_store import SegmentStore
+from hotspare.wire import META_HEADER, ImportMetaIn
+from tests.support.api_node import AUTH, CAMERA, SERVER, T0, TOKEN, Node, record_run
 
 API = "/api/v1"
 IMPORT_URL = f"{API}/cameras/{CAMERA}/segments/import"

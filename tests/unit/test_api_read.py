@@ -1,18 +1,10 @@
 """Health, segment listing, runs, timeline and downloads against a real store."""
 
-# ruff: noqa: F811  (pytest fixtures imported from test_api_support are used as arguments)
 from __future__ import annotations
 
 import hashlib
 
-from test_api_support import (  # noqa: F401  (node is a fixture)
-    AUTH,
-    CAMERA,
-    SERVER,
-    T0,
-    Node,
-    node,
-)
+from tests.support.api_node import AUTH, CAMERA, SERVER, T0, Node
 
 API = "/api/v1"
 

@@ -4,13 +4,12 @@ A cheap stand-in for the schemathesis run planned later: it reads the OpenAPI sp
 and parameters are covered without editing this file.
 """
 
-# ruff: noqa: F811  (pytest fixtures imported from test_api_support are used as arguments)
 from __future__ import annotations
 
 import itertools
 from urllib.parse import quote
 
-from test_api_support import AUTH, CAMERA, Node, node  # noqa: F401
+from tests.support.api_node import AUTH, CAMERA, Node
 
 NASTY = [
     "",

@@ -5,7 +5,7 @@ CORS, web UI) with a viewer, an operator and an admin user besides the node cred
 operation: anonymous gets 401, each role below the operation's role gets 403, that role and every
 higher one get neither. A route added without a role in `hotspare.api.roles.ROUTE_ROLES` fails
 here twice: its spec operation has no `x-hotspare-role`, and the walk of `app.routes` finds it.
-The same app, its site configured with a camera login (test_site_api's), must never show the
+The same app, its site configured with a camera login (tests.support.site_api), must never show the
 password, user name or camera URL in an answer or a log line.
 """
 
@@ -22,22 +22,23 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
-from test_api_support import CAMERA, T0, TOKEN, record_run
-from test_site_api import CAMERA_PASSWORD, FakeCoord, site_config
 
 from hotspare.api.app import API_PREFIX, create_app
 from hotspare.api.roles import ROUTE_ROLES, USER_ROLES, Role, route_rules
+from hotspare.api.routes_protection import protection_router
 from hotspare.api.site_cors import allow_site_cors
 from hotspare.api.site_routes import SiteApi, site_router
 from hotspare.api.tokens import hash_token, new_token, verify_token
 from hotspare.client.node_client import NodeClient
 from hotspare.config.models import ApiSettings, ApiUser
-from hotspare.failover import keys
-from hotspare.failover.protection import live_report, protection_router, report_json
-from hotspare.failover.site_config import AppliedSite
 from hotspare.site.pool import LicenceMerge
+from hotspare.sitestate import layout
+from hotspare.sitestate.applied import AppliedSite
+from hotspare.sitestate.protection import live_report, report_json
 from hotspare.store.segment_store import SegmentStore
 from hotspare.web.ui import mount_web_ui
+from tests.support.api_node import CAMERA, T0, TOKEN, record_run
+from tests.support.site_api import CAMERA_PASSWORD, FakeCoord, site_config
 
 BASE = "http://rec-1.test:8600"
 ORDER = [*USER_ROLES, Role.NODE]
@@ -65,8 +66,8 @@ def build_site_app(store: SegmentStore, users: list[ApiUser]) -> FastAPI:
     """As hotspare.node.site_node puts a site node together; other nodes are unreachable, so
     site reads answer (partially) without any network."""
     applied = AppliedSite(site_config(), 1, LicenceMerge((), (), ()))
-    coord = FakeCoord({keys.alive("rec-1"): {"url": BASE, "confirmed": True},
-                       keys.owner("rec-1"): {"node": "rec-1", "url": BASE}})
+    coord = FakeCoord({layout.alive("rec-1"): {"url": BASE, "confirmed": True},
+                       layout.owner("rec-1"): {"node": "rec-1", "url": BASE}})
 
     def unreachable(url: str) -> NodeClient:
         def refuse(request: httpx.Request) -> httpx.Response:
@@ -214,13 +215,13 @@ def test_tokens_hash_salted_and_verify_in_constant_form() -> None:
 
 def test_users_config_refuses_plaintext_duplicates_and_the_node_name() -> None:
     good = {"name": "alice", "role": "viewer", "token_hash": hash_token("alice.x")}
-    ApiSettings(token="t", users=[good])  # type: ignore[arg-type]
+    ApiSettings(token="t" * 32, users=[good])  # type: ignore[arg-type]
     for bad in ({**good, "token_hash": "alice.plaintext"}, {**good, "role": "node"},
                 {**good, "name": "node"}):
         with pytest.raises(ValueError):
-            ApiSettings(token="t", users=[bad])  # type: ignore[arg-type]
+            ApiSettings(token="t" * 32, users=[bad])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unique"):
-        ApiSettings(token="t", users=[good, good])  # type: ignore[arg-type]
+        ApiSettings(token="t" * 32, users=[good, good])  # type: ignore[arg-type]
 
 
 def test_user_cli_prints_only_the_hash_on_stdout(

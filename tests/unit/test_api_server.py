@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_api_support import AUTH, CAMERA, SERVER, T0, TOKEN, record_run
 
 from hotspare.api.app import create_app
-from hotspare.api.schemas import META_HEADER, ImportMetaIn
 from hotspare.api.server import ApiServer
 from hotspare.client.node_client import NodeApiError, NodeClient
 from hotspare.store.segment_store import SegmentStore
+from hotspare.wire import META_HEADER, ImportMetaIn
+from tests.support.api_node import AUTH, CAMERA, SERVER, T0, TOKEN, record_run
 
 
 @pytest.fixture

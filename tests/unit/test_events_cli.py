@@ -114,3 +114,17 @@ def test_node_and_etcd_sources_are_exclusive_and_node_needs_a_token(
     assert "--node needs --token-file" in capsys.readouterr().err
     assert main(["events", "--node", "http://a:1", "--token-file", str(tmp_path / "none")]) == 2
     assert "cannot read the token file" in capsys.readouterr().err
+
+
+def test_following_an_empty_log_says_it_waits_once(
+        monkeypatch: pytest.MonkeyPatch, token_file: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A healthy new site (the demo) has no events: silence looked like a hung command."""
+    site = _ScriptedSite([_answer(), _answer(), _answer(_event(0, "claimed")),
+                          _raise(KeyboardInterrupt())])
+    code = _run(monkeypatch, site, "--node", "http://a:1", "--token-file", str(token_file),
+                "--follow", "--interval", "0")
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert err.count("no events yet; waiting for new ones") == 1
+    assert "claimed" in out

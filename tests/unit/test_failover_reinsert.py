@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -12,42 +11,24 @@ from typing import Any
 
 import pytest
 
-from hotspare.api.routes_import import store_meta
-from hotspare.api.schemas import ImportMetaIn, ImportOut
 from hotspare.client.node_client import NodeApiError
 from hotspare.coordination.errors import FencingError
-from hotspare.failover import keys
 from hotspare.failover.reinsert import Fence, NotYet, RateLimiter, Reinserter, buffered_segments
+from hotspare.sitestate import layout
 from hotspare.store.models import WallSource
 from hotspare.store.segment_store import SegmentStore
 from hotspare.store.synth import record_segment
+from hotspare.wire import ImportMetaIn, ImportOut
+from tests.support.fake_site_state import FakeSite
 
 T0 = 1_700_000_000_000_000
 
 
-class FakeEtcd:
-    def __init__(self, claims: dict[str, int]) -> None:
-        self.claims = claims
-        self.kv: dict[str, str] = {}
-
-    def get(self, key: str) -> Any:
-        value = self.kv.get(key)
-        return None if value is None else SimpleNamespace(json=lambda: json.loads(value))
-
-    def put(self, key: str, value: str) -> int:
-        self.kv[key] = value
-        return 1
-
-    def put_fenced(self, key: str, value: str, *, claim_key: str, token: int) -> int:
-        if self.claims.get(claim_key) != token:
-            raise FencingError(claim_key, token, self.claims.get(claim_key))
-        return self.put(key, value)
-
-    def delete_fenced(self, key: str, *, claim_key: str, token: int) -> int:
-        if self.claims.get(claim_key) != token:
-            raise FencingError(claim_key, token, self.claims.get(claim_key))
-        self.kv.pop(key, None)
-        return 1
+def claimed_site(token: int) -> FakeSite:
+    """The one fake site state, with a claim on rs1 whose fencing token is `token`."""
+    site = FakeSite()
+    site.etcd.put_at(layout.claim("rs1"), {"spare": "spare1"}, token)
+    return site
 
 
 class FakeOriginal:
@@ -60,7 +41,7 @@ class FakeOriginal:
 
     def import_segment(self, camera: str, meta: ImportMetaIn, path: Path) -> ImportOut:
         self.uploads.append((meta.run_id, meta.seq))
-        result = self.store.import_segment(store_meta(camera, meta), path)
+        result = self.store.import_segment(meta.to_store(camera), path)
         return ImportOut(status=result.status, segment=None, covered_by=[], message="")
 
     def list_segments(self, camera: str, start: int, end: int) -> Any:
@@ -80,10 +61,10 @@ def stores(tmp_path: Path) -> Iterator[tuple[SegmentStore, SegmentStore]]:
     origin.close()
 
 
-def _reinserter(spare: SegmentStore, target: FakeOriginal, etcd: FakeEtcd,
+def _reinserter(spare: SegmentStore, target: FakeOriginal, etcd: FakeSite,
                 token: int = 7, limiter: RateLimiter | None = None, **kw: int) -> Reinserter:
     return Reinserter(etcd, spare, "rs1", "spare1", "http://spare", target,  # type: ignore[arg-type]
-                      Fence(keys.claim("rs1"), token), limiter or RateLimiter(10**9), **kw)
+                      Fence("rs1", token), limiter or RateLimiter(10**9), **kw)
 
 
 class SlowOriginal(FakeOriginal):
@@ -120,7 +101,7 @@ def _seqs(spare: SegmentStore) -> list[int]:
 def test_oldest_first_resumable_and_buffer_emptied(
         stores: tuple[SegmentStore, SegmentStore]) -> None:
     spare, origin = stores
-    etcd = FakeEtcd({keys.claim("rs1"): 7})
+    etcd = claimed_site(7)
     target = FakeOriginal(origin, reach=2**62)
     first = _reinserter(spare, target, etcd, step_segments=1)
     first.start()
@@ -134,14 +115,14 @@ def test_oldest_first_resumable_and_buffer_emptied(
     assert buffered_segments(spare, "rs1") == []
     assert len(origin.list_segments("cam1", 0, 2**62)) == 4
     second.finish()
-    assert keys.reinsert("rs1", "spare1") not in etcd.kv
+    assert layout.reinsert("rs1", "spare1") not in etcd.etcd.kvs
 
 
 def test_waits_until_the_original_recorded_past_the_segment(
         stores: tuple[SegmentStore, SegmentStore]) -> None:
     spare, origin = stores
     target = FakeOriginal(origin, reach=0)
-    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}))
+    r = _reinserter(spare, target, claimed_site(7))
     with pytest.raises(NotYet):
         r.step()
     assert target.uploads == []
@@ -153,7 +134,7 @@ def test_stale_token_stops_before_any_upload(
         stores: tuple[SegmentStore, SegmentStore]) -> None:
     spare, origin = stores
     target = FakeOriginal(origin, reach=2**62)
-    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 9}), token=7)
+    r = _reinserter(spare, target, claimed_site(9), token=7)
     with pytest.raises(FencingError):
         r.step()
     assert target.uploads == [] and len(buffered_segments(spare, "rs1")) == 4
@@ -163,7 +144,7 @@ def test_window_keeps_several_in_flight_and_returns_the_newest(
         stores: tuple[SegmentStore, SegmentStore]) -> None:
     spare, origin = stores
     target = SlowOriginal(origin, reach=2**62)
-    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}), window=2)
+    r = _reinserter(spare, target, claimed_site(7), window=2)
     r.start()
     newest = r.step()
     assert newest is not None and newest.seq == 3
@@ -179,7 +160,7 @@ def test_a_failure_stops_the_window_and_keeps_what_was_not_acknowledged(
     spare, origin = stores
     broken = NodeApiError(500, "internal", "disk full")
     target = SlowOriginal(origin, reach=2**62, fail={1: broken})
-    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}), window=4)
+    r = _reinserter(spare, target, claimed_site(7), window=4)
     r.start()
     with pytest.raises(NodeApiError) as raised:
         r.step()
@@ -200,7 +181,7 @@ def test_stale_token_answer_stands_down_and_deletes_nothing_unacknowledged(
     spare, origin = stores
     stale = NodeApiError(409, "stale_fencing_token", "the claim now has token 9")
     target = SlowOriginal(origin, reach=2**62, fail={0: stale, 1: stale, 2: stale, 3: stale})
-    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}), window=4)
+    r = _reinserter(spare, target, claimed_site(7), window=4)
     with pytest.raises(FencingError):
         r.step()
     assert _seqs(spare) == [0, 1, 2, 3] and r.progress.done == 0
@@ -211,7 +192,7 @@ def test_sends_only_what_the_original_recorded_past(
     spare, origin = stores
     segments = buffered_segments(spare, "rs1")
     target = FakeOriginal(origin, reach=segments[1].end_wall_us)
-    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}))
+    r = _reinserter(spare, target, claimed_site(7))
     newest = r.step()
     assert newest is not None and newest.seq == 1 and _seqs(spare) == [2, 3]
     with pytest.raises(NotYet):
@@ -227,7 +208,7 @@ def test_rate_limit_applies_to_every_segment_of_the_window(
     # A clock that never moves: every byte beyond the first second's allowance is paid in sleep.
     limiter = RateLimiter(max(sizes), clock=lambda: 0.0, sleep=slept.append)
     target = FakeOriginal(origin, reach=2**62)
-    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}), limiter=limiter)
+    r = _reinserter(spare, target, claimed_site(7), limiter=limiter)
     assert r.step() is not None and _seqs(spare) == []
     assert sum(slept) == pytest.approx((sum(sizes) - max(sizes)) / max(sizes))
     assert len(slept) == 3
@@ -241,6 +222,6 @@ def test_a_step_stops_submitting_after_its_time_budget(
     spare, origin = stores
     monkeypatch.setattr(reinsert, "STEP_SECONDS", 0.0)
     target = FakeOriginal(origin, reach=2**62)
-    r = _reinserter(spare, target, FakeEtcd({keys.claim("rs1"): 7}))
+    r = _reinserter(spare, target, claimed_site(7))
     newest = r.step()
     assert newest is not None and newest.seq == 0 and _seqs(spare) == [1, 2, 3]

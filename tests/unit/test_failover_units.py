@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from hotspare.failover import keys, site_config
 from hotspare.failover.detection import ServerTrack, judge
 from hotspare.failover.probe import ProbeKind, ProbeResult
 from hotspare.failover.reinsert import RateLimiter
 from hotspare.site.model import SiteConfig
+from hotspare.sitestate import applied as site_config
+from hotspare.sitestate import layout
 
 REC = ProbeResult(ProbeKind.RECORDING)
 NOT_REC = ProbeResult(ProbeKind.NOT_RECORDING, "cam-1=connecting")
@@ -86,7 +87,7 @@ def test_site_config_round_trip_keeps_secrets() -> None:
 
 
 def test_key_layout() -> None:
-    assert keys.site_prefix("harbour") == "/hotspare/harbour/"
-    assert keys.claim("rec-1") == "claims/rec-1"
-    assert keys.reinsert("rec-1", "spare-1") == "reinsert/rec-1/spare-1"
-    assert keys.event(12, "n", "ab") < keys.event(100, "n", "ab")
+    assert layout.site_prefix("harbour") == "/hotspare/harbour/"
+    assert layout.claim("rec-1") == "claims/rec-1"
+    assert layout.reinsert("rec-1", "spare-1") == "reinsert/rec-1/spare-1"
+    assert layout.event(12, "n", "ab") < layout.event(100, "n", "ab")

@@ -12,16 +12,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hotspare.site.keys import (
-    KeyFileError,
-    TrustedPublicKey,
-    generate_keypair,
-    key_id,
-    parse_public_key,
-    public_key_pem,
-    read_private_key,
-    read_public_key,
-)
 from hotspare.site.licences import (
     LicenceRefused,
     RefusalReason,
@@ -31,6 +21,16 @@ from hotspare.site.licences import (
     verify_licence,
 )
 from hotspare.site.pool import LicencePool, OfferedLicence, merge_licences
+from hotspare.site.signing_keys import (
+    KeyFileError,
+    TrustedPublicKey,
+    generate_keypair,
+    key_id,
+    parse_public_key,
+    public_key_pem,
+    read_private_key,
+    read_public_key,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1 = datetime(2027, 1, 1, tzinfo=UTC)

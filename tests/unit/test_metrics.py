@@ -10,25 +10,23 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from test_failover_reinsert import (  # noqa: F401  (fixture)
-    FakeEtcd,
     FakeOriginal,
     SlowOriginal,
     _reinserter,
+    claimed_site,
     stores,
 )
 
 from hotspare.api.app import create_app
-from hotspare.api.routes_import import store_meta
-from hotspare.api.schemas import ImportMetaIn
 from hotspare.client.node_client import NodeApiError
-from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import LeaseKeeper
 from hotspare.coordination.models import Lease
-from hotspare.failover import keys
-from hotspare.failover.events import EventLog
 from hotspare.failover.reinsert import buffered_segments
 from hotspare.metrics import EVENTS, REGISTRY
+from hotspare.sitestate.events import EventLog
 from hotspare.store.segment_store import SegmentStore
+from hotspare.wire import ImportMetaIn
+from tests.support.fake_site_state import FakeEtcd
 
 NOW_US = 1_700_000_000_000_000
 
@@ -65,29 +63,22 @@ def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-class _EventEtcd:
-    """Stores event puts; `down` makes every put fail as during an etcd outage."""
-
-    def __init__(self, down: bool = False) -> None:
-        self.down = down
-        self.puts: list[str] = []
-
-    def put(self, key: str, value: str) -> int:
-        if self.down:
-            raise CoordinationError("etcd unreachable")
-        self.puts.append(key)
-        return 1
+def _etcd(down: bool = False) -> FakeEtcd:
+    """The one fake etcd; `down` makes every put fail as during an etcd outage."""
+    etcd = FakeEtcd()
+    etcd.down = down
+    return etcd
 
 
 def test_every_event_is_counted_and_takeover_steps_per_server() -> None:
     before = {kind: _sample("hotspare_events_total", kind=kind) for kind in ("claimed", "done")}
     claimed = _sample("hotspare_takeovers_total", kind="claimed", server="rec-7")
     stood_down = _sample("hotspare_takeovers_total", kind="stood_down", server="rec-7")
-    log = EventLog(_EventEtcd(), "spare-1")  # type: ignore[arg-type]
+    log = EventLog(_etcd(), "spare-1")  # type: ignore[arg-type]
     log.emit("claimed", "rec-7", "spare-1 claimed rec-7")
     log.emit("recording", "rec-7", "records 2 cameras")  # a state on the way, not a takeover step
     # An event etcd did not store still happened: it is counted all the same.
-    EventLog(_EventEtcd(down=True), "spare-1").emit(  # type: ignore[arg-type]
+    EventLog(_etcd(down=True), "spare-1").emit(  # type: ignore[arg-type]
         "stood_down", "rec-7", "stale write refused")
     assert _sample("hotspare_events_total", kind="claimed") == before["claimed"] + 1
     assert _sample("hotspare_takeovers_total", kind="claimed", server="rec-7") == claimed + 1
@@ -109,9 +100,9 @@ def test_reinsert_counts_acknowledged_bytes_and_segments_by_answer(
     for segment in buffered_segments(spare, "rs1")[:2]:
         run = spare.get_run(segment.run_id)
         assert run is not None
-        origin.import_segment(store_meta(segment.camera_id, ImportMetaIn.of(segment, run)),
+        origin.import_segment(ImportMetaIn.of(segment, run).to_store(segment.camera_id),
                               spare.segment_file(segment))
-    etcd = FakeEtcd({keys.claim("rs1"): 7})
+    etcd = claimed_site(7)
     reinserter = _reinserter(spare, FakeOriginal(origin, reach=2**62), etcd)
     reinserter.start()
     while reinserter.step() is not None:
@@ -127,7 +118,7 @@ def test_reinsert_counts_nothing_the_original_did_not_acknowledge(
         stores: tuple[SegmentStore, SegmentStore]) -> None:
     spare, origin = stores
     before = _sample("hotspare_reinsert_bytes_total", server="rs1")
-    etcd = FakeEtcd({keys.claim("rs1"): 7})
+    etcd = claimed_site(7)
     failing = SlowOriginal(origin, reach=2**62,
                            fail={seq: NodeApiError(500, "boom", "disk") for seq in range(4)})
     reinserter = _reinserter(spare, failing, etcd)

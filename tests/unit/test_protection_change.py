@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from hotspare.api.app import API_PREFIX, create_app
-from hotspare.failover.protection import protection_router
+from hotspare.api.routes_protection import protection_router
 from hotspare.site.eligibility import Reason
 from hotspare.site.protection_change import ADVICE, ServerProtectionState, describe_change
 from hotspare.store.segment_store import SegmentStore

@@ -6,11 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from test_site_api import FakeCoord
-
-from hotspare.failover import keys
-from hotspare.failover.protection import live_report, report_json
-from hotspare.failover.site_config import AppliedSite
 from hotspare.site.eligibility import IDLE, SpareState, SpareStatus
 from hotspare.site.licences import Licence, LicenceDocument
 from hotspare.site.model import SiteConfig
@@ -22,6 +17,10 @@ from hotspare.site.report import (
     protection_report,
     render_text,
 )
+from hotspare.sitestate import layout
+from hotspare.sitestate.applied import AppliedSite
+from hotspare.sitestate.protection import live_report, report_json
+from tests.support.site_api import FakeCoord
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -188,8 +187,8 @@ def test_parse_standby_is_lenient() -> None:
 
 def test_live_report_reads_standby_from_etcd() -> None:
     coord = FakeCoord({
-        keys.spare("spare-1"): {"state": "idle"},
-        keys.standby("spare-1"): {"cameras": {
+        layout.spare("spare-1"): {"state": "idle"},
+        layout.standby("spare-1"): {"cameras": {
             "gate": {"server": "rec-1", "state": "buffering", "buffered_s": 4.0, "kbps": 4100},
             "dock": {"server": "rec-1", "state": "refused", "error": "too many sessions"},
         }},
@@ -203,7 +202,7 @@ def test_live_report_reads_standby_from_etcd() -> None:
     assert data["spares"][0]["standby"]["sessions"] == 2  # planned cost, whatever runs
     assert data["config_revision"] == 3
     # A spare that publishes no standby key while up: its planned sessions are not running.
-    del coord.values[keys.standby("spare-1")]
+    del coord.values[layout.standby("spare-1")]
     data = report_json(live_report(coord, applied, NOW), applied)  # type: ignore[arg-type]
     codes = {c["fallback"]["code"] for c in server_json(data, "rec-1")["gapless_cameras"]}
     assert codes == {"standby_not_running"}

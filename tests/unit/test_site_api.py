@@ -7,9 +7,6 @@ node holding each segment, and say so plainly when a node does not answer.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,113 +14,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from test_api_support import AUTH, T0, TOKEN, record_run
 
-from hotspare.api.app import API_PREFIX, create_app
-from hotspare.api.site_cors import allow_site_cors
-from hotspare.api.site_routes import SiteApi, site_router
-from hotspare.client.node_client import NodeClient
-from hotspare.coordination.errors import CoordinationError
-from hotspare.coordination.models import GetResult, KeyValue
-from hotspare.failover import keys
-from hotspare.failover.site_config import AppliedSite
-from hotspare.site.model import SiteConfig
-from hotspare.site.pool import LicenceMerge
-from hotspare.store.segment_store import SegmentStore
-from hotspare.web.ui import mount_web_ui
-
-REC1, REC2, SPARE = "http://rec-1.test:8600", "http://rec-2.test:8600", "http://spare-1.test:8600"
-SEG_US = 400_000  # test_api_support's segments: 10 frames at 25 fps
-CAMERA_PASSWORD = "s3cret-camera-pass"
-
-
-@dataclass
-class FakeCoord:
-    """Just enough of Coordinator for reads: keys relative to the site prefix, JSON values."""
-
-    values: dict[str, Any] = field(default_factory=dict)
-    down: bool = False
-
-    def get_prefix(self, prefix: str = "", *, revision: int | None = None) -> GetResult:
-        if self.down:
-            raise CoordinationError("etcd is down (test)")
-        kvs = [KeyValue(k, json.dumps(v).encode(), 1, 1, 1)
-               for k, v in sorted(self.values.items()) if k.startswith(prefix)]
-        return GetResult(kvs, revision or 7)
-
-
-def site_config() -> SiteConfig:
-    return SiteConfig.model_validate({
-        "site": {"id": "t"},
-        "etcd": {"endpoints": ["http://127.0.0.1:2379"]},
-        "recording_servers": [
-            {"name": "rec-1", "address": "rec-1.test:8600", "role": "master",
-             "cameras": [{"id": "cam-m", "url": "rtsp://10.0.0.9/m"}]},
-            {"name": "rec-2", "address": "rec-2.test:8600",
-             "cameras": [{"id": "cam-1", "name": "gate", "url": "rtsp://10.0.0.8/s",
-                          "username": "admin", "password": CAMERA_PASSWORD}]},
-        ],
-        "failover_servers": [{"name": "spare-1", "address": "spare-1.test:8600"}],
-    })
-
-
-@dataclass
-class Site:
-    coord: FakeCoord
-    master: TestClient
-    nodes: dict[str, TestClient]
-    unreachable: set[str]
-
-
-def _node_app(store: SegmentStore, name: str, cameras: set[str]) -> FastAPI:
-    return create_app(store, health=dict, token=TOKEN, server_name=name,
-                      known_cameras=lambda: cameras, clock=lambda: T0 + 60_000_000)
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    rec1 = SegmentStore.open(tmp_path / "rec-1", "rec-1")
-    rec2 = SegmentStore.open(tmp_path / "rec-2", "rec-2")
-    spare = SegmentStore.open(tmp_path / "spare-1", "spare-1")
-    record_run(rec2, "cam-1", T0, 3)
-    record_run(spare, "cam-1", T0 + 3 * SEG_US, 3, recorded_as="rec-2", end=False)
-    coord = FakeCoord({
-        keys.alive("rec-1"): {"url": REC1, "confirmed": True},
-        keys.claim("rec-2"): {"spare": "spare-1", "url": SPARE},
-        keys.owner("rec-2"): {"node": "spare-1", "url": SPARE, "token": 5},
-        keys.owner("rec-1"): {"node": "rec-1", "url": REC1},
-        keys.spare("spare-1"): {"state": "covering", "covering": "rec-2", "url": SPARE},
-        keys.event(T0, "spare-1", "ab12"): {"wall_us": T0, "node": "spare-1", "kind": "claimed",
-                                             "server": "rec-2", "message": "claimed", "data": {}},
-        keys.event(T0 + 5, "spare-1", "cd34"): {"wall_us": T0 + 5, "node": "spare-1",
-                                                 "kind": "recording", "server": "rec-2",
-                                                 "message": "recording", "data": {}},
-    })
-    applied = AppliedSite(site_config(), 3, LicenceMerge((), (), ()))
-    nodes: dict[str, TestClient] = {}
-    unreachable: set[str] = set()
-
-    def client(url: str) -> NodeClient:
-        if url in unreachable:
-            def refuse(request: httpx.Request) -> httpx.Response:
-                raise httpx.ConnectError("connection refused", request=request)
-            return NodeClient(url, TOKEN, http=httpx.Client(transport=httpx.MockTransport(refuse),
-                                                            base_url=url))
-        return NodeClient(url, TOKEN, http=nodes[url])
-
-    master_app = _node_app(rec1, "rec-1", {"cam-m"})
-    api = SiteApi(coord, lambda: applied, TOKEN, client=client,  # type: ignore[arg-type]
-                  clock=lambda: T0 + 10_000_000)
-    master_app.include_router(site_router(api), prefix=API_PREFIX)
-    allow_site_cors(master_app)
-    mount_web_ui(master_app)
-    with TestClient(master_app, base_url=REC1) as master, \
-            TestClient(_node_app(rec2, "rec-2", {"cam-1"}), base_url=REC2) as n2, \
-            TestClient(_node_app(spare, "spare-1", {"cam-1"}), base_url=SPARE) as ns:
-        nodes.update({REC1: master, REC2: n2, SPARE: ns})
-        yield Site(coord, master, nodes, unreachable)
-    for store in (rec1, rec2, spare):
-        store.close()
+from hotspare.api.app import API_PREFIX
+from hotspare.sitestate import layout
+from tests.support.api_node import AUTH, T0, TOKEN
+from tests.support.site_api import CAMERA_PASSWORD, REC1, REC2, SEG_US, SPARE, Site, site_config
 
 
 def get(site: Site, path: str, **params: Any) -> httpx.Response:
@@ -143,11 +38,11 @@ def test_servers_show_state_owner_and_spares(site: Site) -> None:
 
 
 def test_server_states_down_and_returning(site: Site) -> None:
-    del site.coord.values[keys.claim("rec-2")]
+    del site.coord.values[layout.claim("rec-2")]
     assert {s["name"]: s["state"] for s in get(site, "/site/servers").json()["servers"]} == {
         "rec-1": "recording", "rec-2": "down"}
-    site.coord.values[keys.alive("rec-2")] = {"url": REC2, "confirmed": True}
-    site.coord.values[keys.reinsert("rec-2", "spare-1")] = {"total": 9, "done": 4, "bytes": 10,
+    site.coord.values[layout.alive("rec-2")] = {"url": REC2, "confirmed": True}
+    site.coord.values[layout.reinsert("rec-2", "spare-1")] = {"total": 9, "done": 4, "bytes": 10,
                                                            "url": SPARE}
     rec2 = get(site, "/site/servers").json()["servers"][1]
     assert rec2["state"] == "returning"
@@ -226,8 +121,8 @@ def test_endpoints_follow_the_master_owner(site: Site) -> None:
     assert data["master"] == {"name": "rec-1", "node": "rec-1", "url": REC1}
     assert [(n["name"], n["role"], n["url"]) for n in data["nodes"]] == [
         ("rec-1", "master", REC1), ("rec-2", "recording", REC2), ("spare-1", "spare", SPARE)]
-    site.coord.values[keys.claim("rec-1")] = {"spare": "spare-1", "url": SPARE}
-    site.coord.values[keys.owner("rec-1")] = {"node": "spare-1", "url": SPARE}
+    site.coord.values[layout.claim("rec-1")] = {"spare": "spare-1", "url": SPARE}
+    site.coord.values[layout.owner("rec-1")] = {"node": "spare-1", "url": SPARE}
     assert get(site, "/site/endpoints").json()["master"] == {"name": "rec-1", "node": "spare-1",
                                                             "url": SPARE}
 
@@ -289,21 +184,23 @@ def test_hls_js_is_served_when_installed(site: Site) -> None:
 
 def test_holders_include_reinserting_and_leftover_spares() -> None:
     from hotspare.api.site_state import SiteSnapshot, holders
+    from hotspare.sitestate.values import Alive, ReinsertProgress, SpareRecord
 
     config = site_config()
     snap = SiteSnapshot(
-        alive={"rec-2": {}},
-        spares={"spare-1": {"state": "idle", "leftover": "rec-2", "url": SPARE}},
+        alive={"rec-2": Alive("", "", False)},
+        spares={"spare-1": SpareRecord("idle", SPARE, leftover="rec-2")},
     )
     assert holders("rec-2", config, snap) == {"rec-2": REC2, "spare-1": SPARE}
-    snap = SiteSnapshot(reinsert={"rec-2": {"spare-1": {"url": "http://moved.test:1"}}})
+    snap = SiteSnapshot(reinsert={"rec-2": {"spare-1": ReinsertProgress(
+        "spare-1", "http://moved.test:1", 0)}})
     assert holders("rec-2", config, snap) == {"rec-2": REC2, "spare-1": "http://moved.test:1"}
     assert holders("rec-1", config, SiteSnapshot()) == {"rec-1": REC1}
 
 
 def test_merge_prefers_the_servers_copy_and_drops_covered_duplicates(site: Site) -> None:
-    from hotspare.api.schemas import SegmentList
     from hotspare.api.site_merge import SourceResult, merge_segments
+    from hotspare.wire import SegmentList
 
     rec2 = SegmentList.model_validate(site.nodes[REC2].get(
         API_PREFIX + "/cameras/cam-1/segments", headers=AUTH).json())

@@ -1,4 +1,5 @@
-"""Schemathesis against the master's site routes, in process over test_site_api's site.
+"""Schemathesis against the master's site routes, in process over the `site` fixture
+(tests.support.site_api).
 
 The site API answers from etcd (a FakeCoord here) and from the node APIs it asks (real node apps
 over real stores, called in process); rec-2 is covered by spare-1. Each operation is fuzzed with
@@ -6,7 +7,6 @@ etcd up, with etcd down and with a node unreachable: a site in trouble must answ
 503 or a partial answer, never a 500.
 """
 
-# ruff: noqa: F811  (the site fixture imported from test_site_api is used as an argument)
 from __future__ import annotations
 
 import os
@@ -15,10 +15,11 @@ import pytest
 import schemathesis
 from schemathesis.checks import CheckContext, CheckFunction
 from schemathesis.core.transport import Response
-from test_api_fuzz import AUTH, CHECKS, fuzz
-from test_site_api import REC2, Site, site  # noqa: F401  (site is a fixture)
 
 from hotspare.api.app import API_PREFIX
+from tests.support.api_fuzz import CHECKS, fuzz
+from tests.support.api_node import AUTH
+from tests.support.site_api import REC2, Site
 
 SITE_OPERATIONS = [
     ("GET", "/site/servers"),

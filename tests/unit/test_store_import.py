@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import sqlite3
 from pathlib import Path
 
@@ -283,18 +284,22 @@ def test_local_clock_segments_are_never_trimmed(origin: SegmentStore,
     assert res.segment.head_skip_frames == 0
 
 
-def test_meta_round_trips_through_json(spare: SegmentStore) -> None:
-    import json
+def test_meta_round_trips_through_the_wire_form(spare: SegmentStore) -> None:
+    """The header a sender builds reads back, on the receiver, as the very metadata it came from,
+    and a wrongly typed or unknown field is refused before the store sees it."""
+    from pydantic import ValidationError
 
-    meta, _, _ = _spare_segment(spare)
-    again = ImportMeta.from_dict(json.loads(json.dumps(meta.to_dict())))
-    assert again == meta
-    broken = meta.to_dict() | {"frame_count": "10"}
-    with pytest.raises(ImportRejected, match="frame_count must be an integer") as e:
-        ImportMeta.from_dict(broken)
-    assert e.value.status == 400
-    with pytest.raises(ImportRejected, match="unknown"):
-        ImportMeta.from_dict(meta.to_dict() | {"extra": 1})
+    from hotspare.wire import ImportMetaIn
+
+    meta, _, seg = _spare_segment(spare)
+    run = spare.get_run(seg.run_id)
+    assert run is not None
+    header = ImportMetaIn.of(seg, run).model_dump_json()
+    assert ImportMetaIn.model_validate_json(header).to_store(seg.camera_id) == meta
+    sent = json.loads(header)
+    for broken in (sent | {"frame_count": "ten"}, sent | {"extra": 1}):
+        with pytest.raises(ValidationError):
+            ImportMetaIn.model_validate_json(json.dumps(broken))
 
 
 def test_import_restores_a_missing_file(origin: SegmentStore, spare: SegmentStore) -> None:

@@ -22,7 +22,7 @@ data_dir = "data"
 
 [api]
 port = 0
-token = "secret-token"
+token = "secret-token-0123456789"
 """
 
 
@@ -163,7 +163,7 @@ def test_ca_file_option_falls_back_to_the_environment(monkeypatch: pytest.Monkey
 
 def test_cli_refuses_a_missing_ca_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     token = tmp_path / "token"
-    token.write_text("secret-token")
+    token.write_text("secret-token-0123456789")
     for command in (["status"], ["timeline", "cam-1"]):
         code = main([*command, "--node", "https://127.0.0.1:9", "--token-file", str(token),
                      "--ca-file", str(tmp_path / "no-ca.pem")])

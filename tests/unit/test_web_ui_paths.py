@@ -31,3 +31,22 @@ def test_missing_ui_paths_answer_404_without_a_token_or_a_traceback(
         assert client.get("/ui/").status_code == 200
     finally:
         store.close()
+
+
+def test_favicon_answers_without_a_token(tmp_path: Path) -> None:
+    """Browsers fetch /favicon.ico on their own, without the token: a 401 there showed in every
+    browser console as if the login had failed."""
+    store = SegmentStore.open(tmp_path / "store", "rec-1")
+    app = create_app(store, health=dict, token="node-token-for-ui-tests", server_name="rec-1",
+                     known_cameras=set)
+    mount_web_ui(app)
+    try:
+        with TestClient(app) as client:
+            for path in ("/favicon.ico", "/ui/favicon.svg"):
+                response = client.get(path)
+                assert response.status_code == 200, path
+                assert response.headers["content-type"].startswith("image/svg+xml")
+                assert response.content.startswith(b"<svg")
+            assert client.get("/api/v1/status").status_code == 401  # the rest still needs it
+    finally:
+        store.close()

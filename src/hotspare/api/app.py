@@ -1,4 +1,5 @@
-"""The node's HTTP API application (DESIGN decision 10): build it from parts, serve it with uvicorn.
+"""The node's HTTP API application (design decision 10, docs/design.md): built from parts, served
+with uvicorn.
 
 `create_app` takes the store and callables rather than a Recorder or a config file, so the same app
 serves a recording server, a spare's buffer store, and tests with no camera at all.
@@ -23,14 +24,13 @@ from hotspare.api.auth import (
     token_from_scope,
 )
 from hotspare.api.context import HealthSource, NodeContext
-from hotspare.api.problems import Problem, install_problem_handlers
+from hotspare.api.problems import install_problem_handlers
 from hotspare.api.roles import ROUTE_ROLES
-from hotspare.api.schemas import ImportMetaIn
-from hotspare.client.times import wall_now_us
 from hotspare.config.models import ApiUser
 from hotspare.store.segment_store import SegmentStore
+from hotspare.timefmt import wall_now_us
+from hotspare.wire import API_PREFIX, ImportMetaIn, Problem
 
-API_PREFIX = "/api/v1"
 DEFAULT_MAX_IMPORT_BYTES = 256 * 1024 * 1024
 
 

@@ -14,9 +14,9 @@ from fastapi import Depends, Request
 
 from hotspare.api.hls import LiveSequencer
 from hotspare.api.problems import ApiError
-from hotspare.client.times import TimeFormatError, parse_wall_time
 from hotspare.config.models import is_identifier
 from hotspare.store.segment_store import SegmentStore
+from hotspare.timefmt import TimeFormatError, parse_wall_time
 
 HealthSource = Callable[[], Mapping[str, Any]]
 

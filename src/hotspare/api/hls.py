@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from hotspare.client.times import format_wall_us
 from hotspare.store.models import TICKS_PER_SECOND, SegmentInfo
+from hotspare.timefmt import format_wall_us
 
 HLS_VERSION = 7  # fMP4 media segments need >= 7
 # Wall-clock slack between adjacent segments of one run before we call it a gap: the anchor may be

@@ -12,17 +12,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-
-class Problem(BaseModel):
-    """The body of every error response."""
-
-    error: str = Field(
-        description="stable machine-readable code, e.g. `unknown_camera`, `hash_mismatch`"
-    )
-    detail: str = Field(description="what went wrong and what to do about it, for an operator")
+from hotspare.wire import Problem
 
 
 class ApiError(Exception):

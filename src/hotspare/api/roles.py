@@ -1,11 +1,11 @@
 """Roles, and the one table saying which role each route needs.
 
 The table is keyed by method and full path template rather than declared on each route, so that
-routes defined outside the API package (the protection report in hotspare.failover) are covered
-without touching their modules, and so that every permission of the product can be reviewed in
-one place. A route missing from the table cannot be reached: the auth middleware answers 500
-(`route_without_role`) rather than guess, and tests/unit/test_api_roles.py walks every route of a
-site node's app to catch it before it ships.
+routes defined in modules of their own (the protection report in api/routes_protection.py) are
+covered without touching those modules, and so that every permission of the product can be
+reviewed in one place. A route missing from the table cannot be reached: the auth middleware
+answers 500 (`route_without_role`) rather than guess, and tests/unit/test_api_roles.py walks
+every route of a site node's app to catch it before it ships.
 
 `node` is not a user role: it is held only by the node credential (the site token every node of a
 site shares, `[api] token`/`token_file`), ranks above `admin`, and is the only role that may push

@@ -1,7 +1,8 @@
 """`GET /health`: what a spare's probe reads to decide whether this node is really recording.
 
 It answers 200 even when cameras are down, with `ok=false`: an HTTP error would be
-indistinguishable from a dead node, and decision 5 needs "alive but not recording" told apart.
+indistinguishable from a dead node, and design decision 5 (docs/design.md) needs "alive but not
+recording" told apart.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fastapi import APIRouter
 
 from hotspare.api.context import Ctx
 from hotspare.api.problems import COMMON_RESPONSES
-from hotspare.api.schemas import CameraHealthOut, HealthOut
+from hotspare.wire import CameraHealthOut, HealthOut
 
 router = APIRouter(tags=["health"], responses=COMMON_RESPONSES)
 

@@ -7,7 +7,7 @@ The order is fixed: validate metadata → stream to a temp file in the store's f
 arrives, fsynced once) → check length and SHA-256 → hand the file, its hash and "synced" to the
 store, which parses the MP4, checks it against the metadata and indexes it in one step — without
 hashing or syncing the same bytes a second time. Every
-refusal removes the temp file, so nothing is ever half-written (DESIGN invariants).
+refusal removes the temp file, so nothing is ever half-written (docs/design.md, "Invariants").
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from pydantic import ValidationError
 
 from hotspare.api.context import Ctx, NodeContext
 from hotspare.api.params import CameraParam
-from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError, Problem
-from hotspare.api.schemas import META_HEADER, ImportMetaIn, ImportOut, SegmentOut
+from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError
 from hotspare.api.upload import receive_to_file
 from hotspare.store import importer
-from hotspare.store.models import WallSource
 from hotspare.store.segment_store import StoreError
+from hotspare.wire import META_HEADER, ImportMetaIn, ImportOut, Problem, SegmentOut
 
 router = APIRouter(tags=["import"], responses=COMMON_RESPONSES)
 
@@ -52,24 +51,6 @@ def _meta_from_header(raw: str) -> ImportMetaIn:
             f"init_bytes ({meta.init_bytes}) must be smaller than bytes ({meta.bytes})",
         )
     return meta
-
-
-def store_meta(camera: str, meta: ImportMetaIn) -> importer.ImportMeta:
-    return importer.ImportMeta(
-        camera_id=camera,
-        run_id=meta.run_id,
-        seq=meta.seq,
-        recorded_by=meta.recorded_by,
-        recorded_as=meta.recorded_as,
-        start_wall_us=meta.start_wall_us,
-        start_media_90k=meta.start_media_90k,
-        duration_90k=meta.duration_90k,
-        frame_count=meta.frame_count,
-        init_bytes=meta.init_bytes,
-        sha256=meta.sha256,
-        anchor_wall_us=meta.anchor_wall_us,
-        wall_source=WallSource(meta.wall_source),
-    )
 
 
 @router.put(
@@ -146,7 +127,7 @@ async def import_segment(
             )
         # The body was hashed while it streamed and fsynced once; the store only parses it.
         done = importer.Received(sha256=received.sha256, synced=True)
-        result = await run_in_threadpool(_import, ctx, store_meta(camera, meta), received.path,
+        result = await run_in_threadpool(_import, ctx, meta.to_store(camera), received.path,
                                          done)
     finally:
         received.path.unlink(missing_ok=True)

@@ -17,17 +17,9 @@ from hotspare.api.params import (
     SegmentIdParam,
     ToParam,
 )
-from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError, Problem
-from hotspare.api.schemas import (
-    GapOut,
-    RunList,
-    RunOut,
-    SegmentList,
-    SegmentOut,
-    TimelineOut,
-    TimelineRunOut,
-)
+from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError
 from hotspare.store.models import SegmentInfo
+from hotspare.wire import Problem, RunList, RunOut, SegmentList, SegmentOut, TimelineOut
 
 router = APIRouter(tags=["recordings"], responses=COMMON_RESPONSES)
 
@@ -97,34 +89,7 @@ def timeline(
         result = ctx.store.timeline(camera, from_us, to_us)
     else:
         result = ctx.store.timeline(camera, from_us, to_us, max_gap_us=max_gap_us)
-    return timeline_out(camera, from_us, to_us, result)
-
-
-def timeline_out(camera: str, from_us: int, to_us: int, result: Any) -> TimelineOut:
-    """Maps the store's Timeline (spans) onto the wire shape, where a span is called a run."""
-    runs = [
-        TimelineRunOut(
-            run_id=r.run_id,
-            recorded_by=r.recorded_by,
-            recorded_as=r.recorded_as,
-            start_wall_us=r.start_wall_us,
-            end_wall_us=r.end_wall_us,
-            segment_count=r.segment_count,
-            frame_count=r.frame_count,
-        )
-        for r in result.spans
-    ]
-    gaps = [
-        GapOut(
-            start_wall_us=g.start_wall_us,
-            end_wall_us=g.end_wall_us,
-            length_us=g.end_wall_us - g.start_wall_us,
-        )
-        for g in result.gaps
-    ]
-    return TimelineOut(
-        camera_id=camera, from_wall_us=from_us, to_wall_us=to_us, runs=runs, gaps=gaps
-    )
+    return TimelineOut.of(result)
 
 
 def check_range(http_range: str, file_size: int) -> None:

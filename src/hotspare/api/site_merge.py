@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from hotspare.api.schemas import SegmentOut
 from hotspare.client.node_client import NodeApiError, NodeClient
 from hotspare.store.models import SegmentInfo
+from hotspare.store.timeline import find_gaps
+from hotspare.wire import GapOut, HeldRunOut, SiteTimelineOut, SourceOut
 
 NODE_TIMEOUT_SECONDS = 1.5
 DEFAULT_MAX_GAP_US = 250_000  # as the HLS playlists: shorter holes are clock jitter, not gaps
@@ -35,8 +36,8 @@ class SourceResult:
     error: str | None
     value: Any = None
 
-    def describe(self) -> dict[str, Any]:
-        return {"node": self.node, "url": self.url, "ok": self.ok, "error": self.error}
+    def describe(self) -> SourceOut:
+        return SourceOut(node=self.node, url=self.url, ok=self.ok, error=self.error)
 
 
 def ask_all(holders: Mapping[str, str], call: Callable[[NodeClient], _T],
@@ -68,11 +69,11 @@ def ask_all(holders: Mapping[str, str], call: Callable[[NodeClient], _T],
 
 
 def merge_timeline(camera: str, server: str, from_us: int, to_us: int,
-                   results: list[SourceResult], max_gap_us: int) -> dict[str, Any]:
+                   results: list[SourceResult], max_gap_us: int) -> SiteTimelineOut:
     """Runs from every answering node (each saying where it is held), and the gaps left between
     their union. The same stretch held twice (on the server after import and on the spare before
     its copy is deleted) is listed once, held by the server."""
-    runs: list[dict[str, Any]] = []
+    runs: list[HeldRunOut] = []
     seen: set[tuple[str, str, int, int]] = set()
     for result in results:
         if not result.ok or result.value is None:
@@ -82,36 +83,19 @@ def merge_timeline(camera: str, server: str, from_us: int, to_us: int,
             if key in seen:
                 continue
             seen.add(key)
-            runs.append({**run.model_dump(), "held_by": result.node, "held_by_url": result.url})
-    runs.sort(key=lambda r: (r["start_wall_us"], r["end_wall_us"]))
-    return {
-        "camera_id": camera,
-        "server": server,
-        "from_wall_us": from_us,
-        "to_wall_us": to_us,
-        "runs": runs,
-        "gaps": gaps_between(runs, from_us, to_us, max_gap_us),
-        "sources": [r.describe() for r in results],
-        "partial": any(not r.ok for r in results),
-    }
-
-
-def gaps_between(runs: list[dict[str, Any]], from_us: int, to_us: int,
-                 max_gap_us: int) -> list[dict[str, int]]:
-    """Stretches of [from, to) that no run covers, longer than `max_gap_us`."""
-    gaps = []
-    cursor = from_us
-    for run in sorted(runs, key=lambda r: r["start_wall_us"]):
-        start, end = max(run["start_wall_us"], from_us), min(run["end_wall_us"], to_us)
-        if end <= start:
-            continue
-        if start - cursor > max_gap_us:
-            gaps.append({"start_wall_us": cursor, "end_wall_us": start,
-                         "length_us": start - cursor})
-        cursor = max(cursor, end)
-    if to_us - cursor > max_gap_us:
-        gaps.append({"start_wall_us": cursor, "end_wall_us": to_us, "length_us": to_us - cursor})
-    return gaps
+            runs.append(HeldRunOut(**run.model_dump(), held_by=result.node,
+                                   held_by_url=result.url))
+    runs.sort(key=lambda r: (r.start_wall_us, r.end_wall_us))
+    return SiteTimelineOut(
+        camera_id=camera,
+        server=server,
+        from_wall_us=from_us,
+        to_wall_us=to_us,
+        runs=runs,
+        gaps=[GapOut.of(g) for g in find_gaps(runs, from_us, to_us, max_gap_us)],
+        sources=[r.describe() for r in results],
+        partial=any(not r.ok for r in results),
+    )
 
 
 @dataclass(frozen=True)
@@ -121,19 +105,6 @@ class HeldSegment:
     segment: SegmentInfo
     node: str
     url: str
-
-
-def _info(out: SegmentOut) -> SegmentInfo:
-    """The store's value type, so the node's own playlist writer can be reused unchanged."""
-    return SegmentInfo(
-        segment_id=out.segment_id, camera_id=out.camera_id, run_id=out.run_id, seq=out.seq,
-        recorded_by=out.recorded_by, recorded_as=out.recorded_as,
-        start_wall_us=out.start_wall_us, start_media_90k=out.start_media_90k,
-        duration_90k=out.duration_90k, frame_count=out.frame_count,
-        head_skip_frames=out.head_skip_frames, bytes=out.bytes, init_bytes=out.init_bytes,
-        sha256=out.sha256, relpath="", reinsert_pending=out.reinsert_pending,
-        imported_from=out.imported_from, tail_skip_frames=out.tail_skip_frames,
-    )
 
 
 def merge_segments(results: list[SourceResult], prefer: str) -> list[HeldSegment]:
@@ -147,7 +118,7 @@ def merge_segments(results: list[SourceResult], prefer: str) -> list[HeldSegment
         for out in result.value.segments:
             key = (out.run_id, out.seq)
             if key not in best or result.node == prefer:
-                best[key] = HeldSegment(_info(out), result.node, result.url)
+                best[key] = HeldSegment(out.to_info(), result.node, result.url)
     chosen: list[HeldSegment] = []
     covered = -1
     for held in sorted(best.values(),

@@ -23,15 +23,16 @@ from hotspare.api import site_merge, site_state
 from hotspare.api.auth import TOKEN_QUERY_PARAM, token_from_scope
 from hotspare.api.hls import vod_playlist
 from hotspare.api.params import CameraParam, FromParam, MaxGapParam, ToParam
-from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError, Problem
+from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError
 from hotspare.client.node_client import NodeClient
-from hotspare.client.times import TimeFormatError, parse_wall_time, wall_now_us
 from hotspare.config.models import is_identifier
 from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
-from hotspare.failover.events import read_events
-from hotspare.failover.site_config import AppliedSite
+from hotspare.sitestate.applied import AppliedSite
+from hotspare.sitestate.events import read_events
 from hotspare.store.models import SegmentInfo
+from hotspare.timefmt import TimeFormatError, parse_wall_time, wall_now_us
+from hotspare.wire import Problem, SiteTimelineOut
 
 MPEGURL = "application/vnd.apple.mpegurl"
 DEFAULT_RANGE_US = 3_600_000_000
@@ -52,7 +53,7 @@ class SiteApi:
     coord: Coordinator
     current: Callable[[], AppliedSite | None]
     token: str
-    protection: Callable[[], dict[str, Any]] | None = None
+    protection_report: Callable[[], dict[str, Any]] | None = None
     client: site_merge.ClientFactory | None = None
     clock: Callable[[], int] = wall_now_us
 
@@ -126,11 +127,11 @@ def _token_suffix(request: Request) -> str:
 def site_router(api: SiteApi) -> APIRouter:
     router = APIRouter(tags=["site"], responses=COMMON_RESPONSES)
 
-    def protection() -> dict[str, Any] | None:
-        if api.protection is None:
+    def protection_report() -> dict[str, Any] | None:
+        if api.protection_report is None:
             return None
         try:
-            return api.protection()
+            return api.protection_report()
         except (CoordinationError, LookupError):
             return None
 
@@ -140,7 +141,7 @@ def site_router(api: SiteApi) -> APIRouter:
         applied = api.applied()
         with _etcd():
             snap = site_state.read_snapshot(api.coord)
-        return site_state.servers_view(applied, snap, protection())
+        return site_state.servers_view(applied, snap, protection_report())
 
     @router.get("/site/cameras", responses=_UNAVAILABLE,
                 summary="Every camera, its recording server and the node serving it now")
@@ -176,9 +177,10 @@ def site_router(api: SiteApi) -> APIRouter:
                 "last_wall_us": found[-1].wall_us if found else after}
 
     @router.get("/site/cameras/{camera}/timeline", responses={**CAMERA_RESPONSES, **_UNAVAILABLE},
+                response_model=SiteTimelineOut,
                 summary="A camera's timeline merged across its server and the spares holding video")
     def timeline(camera: CameraParam, from_: FromParam = None, to: ToParam = None,
-                 max_gap_us: MaxGapParam = None) -> dict[str, Any]:
+                 max_gap_us: MaxGapParam = None) -> SiteTimelineOut:
         server, from_us, to_us, results = _ask_holders(
             api, camera, from_, to, lambda c, f, t: c.timeline(camera, f, t))
         gap = site_merge.DEFAULT_MAX_GAP_US if max_gap_us is None else max_gap_us

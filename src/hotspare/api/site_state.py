@@ -1,6 +1,6 @@
 """The site as the master shows it: server states, owners, spares, endpoints — from etcd alone.
 
-Everything here is computed from one `SiteSnapshot` (the failover keys read at one etcd revision)
+Everything here is computed from one `SiteState` (the site keys, typed, read at one etcd revision)
 and the applied configuration, by pure functions, so the API, the web UI and the unit tests all
 see the same answer for the same keys. Nothing here talks to another node: where video lives is
 decided from the keys (`owners/`, `claims/`, `spares/`, `reinsert/`), and the timeline module asks
@@ -19,15 +19,16 @@ Server states (a string, so clients can show it as is):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from hotspare.coordination.etcd_adapter import Coordinator
-from hotspare.coordination.models import KeyValue
-from hotspare.failover import keys
-from hotspare.failover.site_config import AppliedSite
 from hotspare.site.model import SiteConfig
+from hotspare.sitestate.applied import AppliedSite
+from hotspare.sitestate.snapshot import SiteState
 from hotspare.tls import node_url
+
+SiteSnapshot = SiteState
+"""The name the site API's callers know the snapshot by."""
 
 
 def address_url(address: str, config: SiteConfig) -> str:
@@ -36,47 +37,9 @@ def address_url(address: str, config: SiteConfig) -> str:
     return node_url(address, config.site.tls)
 
 
-def _json(kv: KeyValue) -> dict[str, Any]:
-    try:
-        value = kv.json()
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-@dataclass(frozen=True)
-class SiteSnapshot:
-    """The failover keys by name (prefix stripped), values parsed; one etcd revision."""
-
-    revision: int = 0
-    alive: Mapping[str, dict[str, Any]] = field(default_factory=dict)
-    spares: Mapping[str, dict[str, Any]] = field(default_factory=dict)
-    claims: Mapping[str, dict[str, Any]] = field(default_factory=dict)
-    owners: Mapping[str, dict[str, Any]] = field(default_factory=dict)
-    reinsert: Mapping[str, Mapping[str, dict[str, Any]]] = field(default_factory=dict)
-    """server -> spare -> progress"""
-
-
-def read_snapshot(coord: Coordinator) -> SiteSnapshot:
-    """Five range reads pinned to the first one's revision, so states never mix two moments."""
-    first = coord.get_prefix(keys.ALIVE_PREFIX)
-    rev = first.revision
-
-    def named(prefix: str, kvs: list[KeyValue]) -> dict[str, dict[str, Any]]:
-        return {kv.key.removeprefix(prefix): _json(kv) for kv in kvs}
-
-    reinsert: dict[str, dict[str, dict[str, Any]]] = {}
-    for kv in coord.get_prefix(keys.REINSERT_PREFIX, revision=rev).kvs:
-        server, _, spare = kv.key.removeprefix(keys.REINSERT_PREFIX).partition("/")
-        reinsert.setdefault(server, {})[spare] = _json(kv)
-    return SiteSnapshot(
-        revision=rev,
-        alive=named(keys.ALIVE_PREFIX, first.kvs),
-        spares=named(keys.SPARES_PREFIX, coord.get_prefix(keys.SPARES_PREFIX, revision=rev).kvs),
-        claims=named(keys.CLAIMS_PREFIX, coord.get_prefix(keys.CLAIMS_PREFIX, revision=rev).kvs),
-        owners=named(keys.OWNERS_PREFIX, coord.get_prefix(keys.OWNERS_PREFIX, revision=rev).kvs),
-        reinsert=reinsert,
-    )
+def read_snapshot(coord: Coordinator) -> SiteState:
+    """One read at one revision, so states never mix two moments."""
+    return SiteState.read(coord)
 
 
 def server_state(server: str, snap: SiteSnapshot) -> str:
@@ -85,7 +48,7 @@ def server_state(server: str, snap: SiteSnapshot) -> str:
     if server in snap.alive:
         return "returning" if busy else "recording"
     if claim is not None:
-        return f"covered-by-{claim.get('spare', '?')}"
+        return f"covered-by-{claim.spare}"
     return "down"
 
 
@@ -94,23 +57,24 @@ def owner_of(server: str, config: SiteConfig, snap: SiteSnapshot) -> tuple[str, 
     else the server itself at its configured address (an `owners/` key left by a finished
     coverage is not trusted once the claim is gone)."""
     claim = snap.claims.get(server)
-    owner = snap.owners.get(server, {})
+    owner = snap.owners.get(server)
     if claim is not None:
-        spare = str(claim.get("spare", ""))
-        if owner.get("node") == spare and owner.get("url"):
-            return spare, str(owner["url"])
-        if claim.get("url"):
-            return spare, str(claim["url"])
+        if owner is not None and owner.node == claim.spare and owner.url:
+            return claim.spare, owner.url
+        if claim.url:
+            return claim.spare, claim.url
     me = config.recording_server(server)
     if me is not None:
         return server, address_url(me.address, config)
-    return str(owner.get("node", server)), str(owner.get("url", ""))
+    if owner is None:
+        return server, ""
+    return owner.node or server, owner.url
 
 
 def spare_url(name: str, config: SiteConfig, snap: SiteSnapshot) -> str:
-    registered = snap.spares.get(name, {}).get("url")
-    if registered:
-        return str(registered)
+    record = snap.spares.get(name)
+    if record is not None and record.url:
+        return record.url
     spare = config.failover_server(name)
     return address_url(spare.address, config) if spare is not None else ""
 
@@ -126,26 +90,26 @@ def holders(server: str, config: SiteConfig, snap: SiteSnapshot) -> dict[str, st
     if me is not None:
         found[server] = address_url(me.address, config)
     claim = snap.claims.get(server)
-    if claim is not None and claim.get("spare"):
-        found[str(claim["spare"])] = spare_url(str(claim["spare"]), config, snap)
+    if claim is not None and claim.spare:
+        found[claim.spare] = spare_url(claim.spare, config, snap)
     for spare, progress in snap.reinsert.get(server, {}).items():
-        found.setdefault(spare, str(progress.get("url") or spare_url(spare, config, snap)))
+        found.setdefault(spare, progress.url or spare_url(spare, config, snap))
     for spare, value in snap.spares.items():
-        if server in (value.get("covering"), value.get("leftover")):
+        if server in (value.covering, value.leftover):
             found.setdefault(spare, spare_url(spare, config, snap))
     return {name: url for name, url in found.items() if url}
 
 
 def servers_view(applied: AppliedSite, snap: SiteSnapshot,
-                 protection: Mapping[str, Any] | None) -> dict[str, Any]:
+                 protection_report: Mapping[str, Any] | None) -> dict[str, Any]:
     """`GET /site/servers`: recording servers and spares with state, owner, protection, allotment.
 
-    `protection` is the live protection report (`report_json`), or None when it could not be made;
-    the servers are still listed, with `protection: null`.
+    `protection_report` is the live protection report (`report_json`), or None when it could not
+    be made; the servers are still listed, with `protection: null`.
     """
     config = applied.config
-    by_server = {s["name"]: s for s in (protection or {}).get("servers", [])}
-    by_spare = {s["name"]: s for s in (protection or {}).get("spares", [])}
+    by_server = {s["name"]: s for s in (protection_report or {}).get("servers", [])}
+    by_spare = {s["name"]: s for s in (protection_report or {}).get("spares", [])}
     allotment = applied.allotment()
     servers = []
     for server in config.recording_servers:
@@ -156,12 +120,13 @@ def servers_view(applied: AppliedSite, snap: SiteSnapshot,
             "role": server.role.value,
             "address": address_url(server.address, config),
             "state": server_state(server.name, snap),
-            "covered_by": str(claim.get("spare")) if claim is not None else None,
+            "covered_by": claim.spare if claim is not None else None,
             "owner": {"node": node, "url": url},
             "cameras": [c.id for c in server.cameras],
             "protection": by_server.get(server.name),
             "reinsert": [
-                {"spare": spare, **{k: progress.get(k) for k in ("total", "done", "bytes")}}
+                {"spare": spare, "total": progress.total, "done": progress.done,
+                 "bytes": progress.bytes}
                 for spare, progress in sorted(snap.reinsert.get(server.name, {}).items())
             ],
         })
@@ -171,9 +136,9 @@ def servers_view(applied: AppliedSite, snap: SiteSnapshot,
         spares.append({
             "name": spare.name,
             "address": address_url(spare.address, config),
-            "state": "down" if value is None else str(value.get("state", "idle")),
-            "covering": None if value is None else value.get("covering"),
-            "leftover": None if value is None else value.get("leftover"),
+            "state": "down" if value is None else value.state,
+            "covering": None if value is None else value.covering,
+            "leftover": None if value is None else value.leftover,
             "licensed": allotment.is_licensed(spare.name),
             "allotment": allotment.of(spare.name),
             "limit": by_spare.get(spare.name, {}).get("limit"),

@@ -1,4 +1,5 @@
 """Simulated RTSP cameras for tests and demos; see docs/camera-sim.md.
 
-Only `sei` and `framelog` are importable from the product venv; the rest needs GStreamer (gi).
+Only `sei`, `framelog`, `options`, `interpreter` and `launcher` are importable from the product
+venv; the rest needs GStreamer (gi).
 """

@@ -14,14 +14,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from hotspare.camerasim.framelog import FrameRecord, log_path, read_frame_log
+from hotspare.camerasim.interpreter import check_gstreamer, sim_command, sim_env
 from hotspare.camerasim.options import READY_PREFIX
-from hotspare.cli.cmd_camera_sim import check_gstreamer, sim_command, sim_env
 
 __all__ = ["CameraSim", "CameraSimError", "FrameRecord"]
 
@@ -224,9 +224,6 @@ class CameraSim:
     def frames(self, camera_id: str) -> list[FrameRecord]:
         """Every frame flushed so far (the sim flushes about once a second)."""
         return list(read_frame_log(self.frame_log_path(camera_id)))
-
-    def iter_frames(self, camera_id: str) -> Iterator[FrameRecord]:
-        return read_frame_log(self.frame_log_path(camera_id))
 
     def frames_between(
         self, camera_id: str, from_wall_us: int, to_wall_us: int, *, delivered_only: bool = True

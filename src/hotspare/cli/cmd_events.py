@@ -19,10 +19,12 @@ from typing import Any
 from hotspare.config.load import ConfigError, load_node_config
 from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
-from hotspare.coordination.models import EventType, WatchBatch
-from hotspare.failover import keys
-from hotspare.failover.events import Event, read_events
+from hotspare.coordination.models import ChangeType, WatchBatch
+from hotspare.sitestate import layout
+from hotspare.sitestate.events import Event, read_events
 
+WAITING = "hotspare events: no events yet; waiting for new ones (Ctrl-C stops)"
+"""Said once when following an empty log: a healthy new site has none, and silence looked hung."""
 SITE_LIMIT = 1000
 """The most events the site API hands out per request."""
 LOOKBACK_US = 5_000_000
@@ -36,11 +38,11 @@ def _coordinator(args: argparse.Namespace) -> Coordinator:
         node = load_node_config(args.config)
         if node.site is None:
             raise ConfigError(f"{args.config}: has no [site] table; pass --etcd and --site")
-        return Coordinator(node.site.etcd_endpoints, keys.site_prefix(node.site.id))
+        return Coordinator.for_member(node.site)
     if not args.etcd or not args.site:
         raise ConfigError("name the site: --node URL --token-file FILE, --config NODE.toml, "
                           "or --etcd URL --site ID")
-    return Coordinator(args.etcd, keys.site_prefix(args.site))
+    return Coordinator(args.etcd, layout.site_prefix(args.site))
 
 
 def _show(event: Event, as_json: bool) -> None:
@@ -72,11 +74,13 @@ def _run_etcd(args: argparse.Namespace) -> int:
             _show(event, args.json)
         if not args.follow:
             return 0
+        if not events:
+            print(WAITING, file=sys.stderr, flush=True)
         arrived: queue.Queue[WatchBatch] = queue.Queue()
-        coord.watch_prefix(keys.EVENTS_PREFIX, arrived.put, from_revision=revision + 1)
+        coord.watch_prefix(layout.EVENTS_PREFIX, arrived.put, from_revision=revision + 1)
         while True:
             batch = arrived.get()
-            kvs = batch.snapshot or [e.kv for e in batch.events if e.type is EventType.PUT]
+            kvs = batch.snapshot or [e.kv for e in batch.changes if e.type is ChangeType.PUT]
             for kv in kvs:
                 try:
                     _show(Event.from_kv(kv), args.json)
@@ -134,6 +138,7 @@ def _run_site(args: argparse.Namespace) -> int:
     printed = _Printed()
     limit = min(args.limit or SITE_LIMIT, SITE_LIMIT)
     warned = False
+    first = True
     try:
         while True:
             params: dict[str, Any] = {"limit": limit}
@@ -153,10 +158,14 @@ def _run_site(args: argparse.Namespace) -> int:
                 time.sleep(args.interval)
                 continue
             warned = False
-            for event in printed.new([Event.from_dict(raw) for raw in answer.get("events", [])]):
+            fresh = printed.new([Event.from_dict(raw) for raw in answer.get("events", [])])
+            for event in fresh:
                 _show(event, args.json)
             if not args.follow:
                 return 0
+            if first and not fresh:
+                print(WAITING, file=sys.stderr, flush=True)
+            first = False
             time.sleep(args.interval)
     except KeyboardInterrupt:
         return 0

@@ -12,13 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hotspare.config.models import is_identifier
-from hotspare.site.keys import (
-    KeyFileError,
-    TrustedPublicKey,
-    generate_keypair,
-    read_private_key,
-    read_public_key,
-)
 from hotspare.site.licences import (
     LicenceDocument,
     LicenceRefused,
@@ -27,6 +20,13 @@ from hotspare.site.licences import (
     validity_window,
     verify_licence,
     write_licence_file,
+)
+from hotspare.site.signing_keys import (
+    KeyFileError,
+    TrustedPublicKey,
+    generate_keypair,
+    read_private_key,
+    read_public_key,
 )
 
 

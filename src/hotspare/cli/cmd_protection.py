@@ -3,7 +3,7 @@
 Unlike `site validate` (offline, every spare assumed up and idle), this reads the applied
 configuration, the licences it holds and each spare's live state (registration and claims), so a
 spare that is down or covering another server shows as such. The same computation backs
-`GET /api/v1/site/protection` and the `protection` events (hotspare/failover/protection.py).
+`GET /api/v1/site/protection` and the `protection` events (hotspare/sitestate/protection.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from pathlib import Path
 from hotspare.config.load import ConfigError, load_node_config
 from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
-from hotspare.failover import keys, site_config
-from hotspare.failover.protection import live_report, report_json
 from hotspare.site.report import render_text
+from hotspare.sitestate import applied as site_config
+from hotspare.sitestate import layout
+from hotspare.sitestate.protection import live_report, report_json
 
 
 def _coordinator(args: argparse.Namespace) -> tuple[Coordinator, str]:
@@ -26,10 +27,10 @@ def _coordinator(args: argparse.Namespace) -> tuple[Coordinator, str]:
         node = load_node_config(args.config)
         if node.site is None:
             raise ConfigError(f"{args.config}: has no [site] table; pass --etcd and --site")
-        return Coordinator(node.site.etcd_endpoints, keys.site_prefix(node.site.id)), node.site.id
+        return Coordinator.for_member(node.site), node.site.id
     if not args.etcd or not args.site:
         raise ConfigError("name the site: --config NODE.toml, or --etcd URL --site ID")
-    return Coordinator(args.etcd, keys.site_prefix(args.site)), str(args.site)
+    return Coordinator(args.etcd, layout.site_prefix(args.site)), str(args.site)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -6,10 +6,11 @@ the command dispatcher's discovery of `cmd_*` modules stays harmless).
 Licences (docs/licences.md, "Applying a site file"): every licence the file names must verify.
 A forged, expired, other-site, unreadable or otherwise refused licence refuses the **whole** apply
 and nothing in etcd changes: the operator asked for that licence to count, and a configuration
-half-applied without it would silently leave servers unprotected (DESIGN: "every refusal is a
-clear error; nothing is half-written"). `--drop-refused-licences` applies the rest knowingly,
-naming each licence dropped. Licences the site already holds and the file no longer names are kept
-until they expire (merge semantics: a file can add licences, never silently remove one).
+half-applied without it would silently leave servers unprotected (docs/design.md, invariants:
+every refusal is a clear error; nothing is half-written). `--drop-refused-licences` applies the
+rest knowingly, naming each licence dropped. Licences the site already holds and the file no
+longer names are kept until they expire (merge semantics: a file can add licences, never silently
+remove one).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from pathlib import Path
 from hotspare.config.load import ConfigError
 from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
-from hotspare.failover import keys, site_config
 from hotspare.site.eligibility import IDLE
-from hotspare.site.keys import TrustedPublicKey
 from hotspare.site.licence_plan import plan_licences
 from hotspare.site.load import load_site_config, load_site_licences, read_trusted_keys
 from hotspare.site.model import SiteConfig
 from hotspare.site.report import protection_report, render_text
+from hotspare.site.signing_keys import TrustedPublicKey
+from hotspare.sitestate import applied as site_config
+from hotspare.sitestate import layout
 
 EXIT_LICENCE_REFUSED = 5
 
@@ -36,7 +38,7 @@ EXIT_LICENCE_REFUSED = 5
 def _held(coord: Coordinator) -> tuple[int, list[str], list[TrustedPublicKey], int]:
     """The stored configuration's mod revision (0: none), licence texts, trusted keys, and the
     number of licences that count today."""
-    kv = coord.get(keys.SITE_CONFIG)
+    kv = coord.get(layout.SITE_CONFIG)
     if kv is None:
         return 0, [], [], 0
     try:
@@ -59,7 +61,7 @@ def _apply(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     endpoints = args.etcd or site.etcd.endpoints
-    coord = Coordinator(endpoints, keys.site_prefix(site.site.id), timeout=2.0, deadline=10.0)
+    coord = Coordinator(endpoints, layout.site_prefix(site.site.id), timeout=2.0, deadline=10.0)
     try:
         return _apply_with(args, site, trusted, coord)
     except (CoordinationError, ConfigError) as exc:
@@ -95,7 +97,7 @@ def _apply_with(args: argparse.Namespace, site: SiteConfig, trusted: list[Truste
         print("refusing to apply (--strict: a server would be unprotected); nothing was written",
               file=sys.stderr)
         return 4
-    written = coord.put_if_revision(keys.SITE_CONFIG,
+    written = coord.put_if_revision(layout.SITE_CONFIG,
                                     site_config.encode(site_config.inline(applied_site)),
                                     stored_revision)
     if written is None:

@@ -11,10 +11,13 @@ import json
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hotspare.cli.tls_option import add_ca_option, client_verify
-from hotspare.client.times import TimeFormatError, parse_wall_time, wall_now_us, wall_us_to_datetime
+from hotspare.timefmt import TimeFormatError, parse_wall_time, wall_now_us, wall_us_to_datetime
+
+if TYPE_CHECKING:  # imported where used: pydantic models cost the CLI's start-up
+    from hotspare.wire import SiteTimelineOut, TimelineOut
 
 DEFAULT_LOOKBACK = "-1h"
 
@@ -80,8 +83,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def render(timeline: Any) -> str:
-    """The human view of a TimelineOut; times in the operator's local zone."""
+def render(timeline: TimelineOut | SiteTimelineOut) -> str:
+    """The human view of a node's or the site's timeline; times in the operator's local zone."""
     out = [
         f"camera {timeline.camera_id}: {_local(timeline.from_wall_us)} .. "
         f"{_local(timeline.to_wall_us)} (local time)",
@@ -157,7 +160,11 @@ def run(args: argparse.Namespace) -> int:
         with NodeClient(node, token, timeout=args.timeout, verify=verify) as client:
             timeline = client.timeline(args.camera, from_us, to_us)
     except NodeApiError as exc:
-        print(f"hotspare timeline: the node refused: {exc.detail} ({exc.error})", file=sys.stderr)
+        # The usual slip: asking the master (the UI's address) for another server's camera.
+        hint = ("; add --site to get the site's timeline from the master, whichever node holds "
+                "the video" if exc.error == "unknown_camera" else "")
+        print(f"hotspare timeline: the node refused: {exc.detail} ({exc.error}){hint}",
+              file=sys.stderr)
         return 1
     except httpx.HTTPError as exc:  # say which node, not a traceback
         print(f"hotspare timeline: can't reach {node}: {explain(exc)}", file=sys.stderr)
@@ -171,9 +178,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _site_timeline(args: argparse.Namespace, token: str, from_us: int, to_us: int,
                    verify: ssl.SSLContext) -> int:
-    from hotspare.api.schemas import TimelineOut
     from hotspare.client.node_client import NodeApiError
     from hotspare.client.site_client import SiteClient, SiteUnreachable
+    from hotspare.wire import SiteTimelineOut
 
     client = SiteClient([u for v in args.node for u in v.split(",") if u], token,
                         timeout=args.timeout, verify=verify)
@@ -190,9 +197,10 @@ def _site_timeline(args: argparse.Namespace, token: str, from_us: int, to_us: in
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
-    print(render(TimelineOut.model_validate(answer)))
-    for source in answer.get("sources", []):
-        if not source.get("ok"):
-            print(f"\nwarning: {source.get('node')} did not answer ({source.get('error')}); "
+    site = SiteTimelineOut.model_validate(answer)
+    print(render(site))
+    for source in site.sources:
+        if not source.ok:
+            print(f"\nwarning: {source.node} did not answer ({source.error}); "
                   "its video is missing from this view", file=sys.stderr)
     return 0

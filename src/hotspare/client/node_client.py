@@ -15,21 +15,22 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from hotspare.api.schemas import (
+from hotspare.tls import PeerTls
+from hotspare.wire import (
+    API_PREFIX,
     META_HEADER,
     HealthOut,
     ImportMetaIn,
     ImportOut,
+    Problem,
     RunList,
     SegmentList,
     SegmentOut,
     TimelineOut,
 )
-from hotspare.tls import PeerTls
 
-API_PREFIX = "/api/v1"
 _CHUNK = 1 << 20
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -51,11 +52,11 @@ def raise_for_problem(response: httpx.Response) -> None:
     if not response.is_stream_consumed:
         response.read()
     try:
-        body = response.json()
-        error, detail = str(body["error"]), str(body["detail"])
-    except (ValueError, KeyError, TypeError):
-        error, detail = "http_error", response.text[:500] or response.reason_phrase
-    raise NodeApiError(response.status_code, error, detail)
+        problem = Problem.model_validate_json(response.content)
+    except ValidationError:  # not one of ours: a proxy's page, or a node too old to say why
+        raise NodeApiError(response.status_code, "http_error",
+                           response.text[:500] or response.reason_phrase) from None
+    raise NodeApiError(response.status_code, problem.error, problem.detail)
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:

@@ -1,9 +1,10 @@
 """A client for the site API that finds the master itself and follows it through a failover.
 
-The master is a role, not a machine (DESIGN decision 9): when a spare takes over the master, the
-site API moves to the spare's address. A client holds several endpoints (the operator's list, then
-every node the site publishes in `/site/endpoints`); any node answers that list, so the client asks
-whichever answers, goes to the master it names, and starts over when the master stops answering.
+The master is a role, not a machine (design decision 9, docs/design.md): when a spare takes over
+the master, the site API moves to the spare's address. A client holds several endpoints (the
+operator's list, then every node the site publishes in `/site/endpoints`); any node answers that
+list, so the client asks whichever answers, goes to the master it names, and starts over when the
+master stops answering.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from hotspare.config.timing import check_relations
 from hotspare.redact import redact_url
 from hotspare.tls import check_server_files, client_context
 
@@ -118,17 +119,31 @@ class RecordingSettings(StrictModel):
         "for cameras that send less than a frame every few seconds",
     )
 
+    flush_every_frame: bool = Field(
+        True,
+        description="hand each finished MP4 fragment to the OS at once (FFmpeg's flush_packets); "
+        "off saves ~0.03 s CPU per camera-minute, but a crash then loses what sits in FFmpeg's "
+        "I/O buffer (up to ~15 frames instead of 1, docs/recorder.md)",
+    )
+    fragment_seconds: float = Field(
+        0.0, ge=0, le=2.0,
+        description="0: one MP4 fragment per frame, so a crash loses at most the frame being "
+        "written; > 0: one fragment per this much media time (e.g. 0.2), cheaper per frame but a "
+        "crash loses up to this much video plus a frame (docs/recorder.md)",
+    )
+
     @model_validator(mode="after")
-    def _backoff_order(self) -> RecordingSettings:
-        if self.reconnect_max_seconds < self.reconnect_initial_seconds:
-            raise ValueError("reconnect_max_seconds must be >= reconnect_initial_seconds")
+    def _timing_relations(self) -> RecordingSettings:
+        check_relations("recording", self)
         return self
 
 
 class RetentionSettings(StrictModel):
     """Oldest-first deletion; segments still awaiting re-insert elsewhere are never deleted."""
 
-    max_age_days: float | None = Field(30.0, gt=0)
+    max_age_days: float | None = Field(
+        30.0, gt=0, le=36_500, description="days to keep video; at most 100 years (unset: kept "
+        "until space runs short)")
     min_free_bytes: int = Field(
         1 << 30,
         ge=0,
@@ -166,6 +181,21 @@ class ApiUser(StrictModel):
         return value
 
 
+MIN_TOKEN_CHARS = 16
+"""The node credential opens every route of every node: a short one could be guessed."""
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` may not be a node credential, or None."""
+    if len(token) < MIN_TOKEN_CHARS:
+        return (f"the token has {len(token)} character(s); use at least {MIN_TOKEN_CHARS} "
+                "random ones, e.g. from "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    if token != token.strip() or any(c.isspace() for c in token):
+        return "the token must not contain white space"
+    return None
+
+
 class ApiSettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8600, ge=0, le=65535, description="0 picks a free port (tests)")
@@ -195,6 +225,15 @@ class ApiSettings(StrictModel):
         if len(set(names)) != len(names):
             raise ValueError(f"user names must be unique: {sorted(names)}")
         return self
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            problem = token_problem(value.get_secret_value())
+            if problem is not None:
+                raise ValueError(problem)
+        return value
 
     @field_validator("tls_cert_file", "tls_key_file")
     @classmethod
@@ -228,9 +267,9 @@ class ApiSettings(StrictModel):
 class SiteMembership(StrictModel):
     """Present when the node belongs to a site: its role and cameras then come from etcd.
 
-    The timings are checked against each other because detection leans on all of them: a probe
-    slower than its interval, or a lease shorter than two probes, would make "dead" and "slow"
-    indistinguishable (see docs/failover.md, "Timings").
+    The timings are checked against each other (`hotspare.config.timing.RELATIONS`) because
+    detection, leases and etcd calls lean on each other; docs/configuration.md, "Timing
+    relations", gives each rule and its reason.
     """
 
     id: Identifier = Field(description="the site's id (etcd key prefix /hotspare/<id>/)")
@@ -241,16 +280,30 @@ class SiteMembership(StrictModel):
         3.0, ge=2, le=60, description="liveness lease; etcd grants at least ~2 s"
     )
     probe_interval_seconds: float = Field(
-        0.25, gt=0, le=10, description="how often a spare probes each server"
+        0.25, gt=0, le=10,
+        description="pause between the end of a spare's probe round and the next; a dead "
+        "process is claimed after two refused probes, so about two of these"
     )
     probe_timeout_seconds: float = Field(
-        0.5, gt=0, le=10, description="a probe slower than this counts as a timeout"
+        0.5, gt=0, le=10,
+        description="a probe slower than this counts as a timeout; a spare's next probe starts "
+        "a probe interval after its last one ended, so this may exceed the interval",
     )
     startup_grace_seconds: float = Field(
         5.0,
         ge=0,
         le=300,
         description="how long a reachable server may be not recording before a takeover",
+    )
+    etcd_request_timeout_seconds: float = Field(
+        1.0, ge=0.05, le=30,
+        description="one HTTP request to one etcd member (a keepalive, a read, a claim); a "
+        "member that does not answer within it is skipped for the next",
+    )
+    etcd_deadline_seconds: float = Field(
+        3.0, ge=0.1, le=120,
+        description="one etcd operation, retries over the members included; the node's loops "
+        "log the failure and try again at their next tick",
     )
     reinsert_bytes_per_second: int = Field(
         50_000_000, ge=10_000, description="re-insert rate limit, so recording is not starved"
@@ -272,9 +325,8 @@ class SiteMembership(StrictModel):
         return path
 
     @model_validator(mode="after")
-    def _timings(self) -> SiteMembership:
-        if self.probe_timeout_seconds >= self.lease_ttl_seconds:
-            raise ValueError("probe_timeout_seconds must be shorter than lease_ttl_seconds")
+    def _timing_relations(self) -> SiteMembership:
+        check_relations("site", self)
         return self
 
 

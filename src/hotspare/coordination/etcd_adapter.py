@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from etcd3gw import exceptions as gw_exc
@@ -49,15 +49,18 @@ from hotspare.coordination.errors import (
     LeaseNotFoundError,
 )
 from hotspare.coordination.models import (
+    ChangeType,
     CreateResult,
-    EventType,
     GetResult,
+    KeyChange,
     KeyValue,
     Lease,
     WatchBatch,
-    WatchEvent,
 )
 from hotspare.coordination.retry import Retry, RetryError
+
+if TYPE_CHECKING:
+    from hotspare.config.models import SiteMembership
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +176,14 @@ class Coordinator:
         if not site or "/" in site or site.strip() != site:
             raise ValueError(f"site name must be non-empty, without '/' or outer spaces: {site!r}")
         return cls(endpoints, f"/hotspare/{site}/", **kwargs)
+
+    @classmethod
+    def for_member(cls, site: SiteMembership) -> Coordinator:
+        """A node's connection to its site's etcd, bounded by the node's own `[site]` etcd
+        timings (checked against its lease at config load, hotspare.config.timing)."""
+        return cls.for_site(site.etcd_endpoints, site.id,
+                            timeout=site.etcd_request_timeout_seconds,
+                            deadline=site.etcd_deadline_seconds)
 
     # ------------------------------------------------------------------ transport
 
@@ -300,17 +311,24 @@ class Coordinator:
         res = self._range(key, prefix=False, revision=revision)
         return res.kvs[0] if res.kvs else None
 
-    def get_with_revision(self, key: str) -> tuple[KeyValue | None, int]:
-        res = self._range(key, prefix=False, revision=None)
-        return (res.kvs[0] if res.kvs else None), res.revision
-
     def get_prefix(self, prefix: str = "", *, revision: int | None = None) -> GetResult:
         """All keys under `prefix` (relative) in one snapshot, sorted by key."""
         return self._range(prefix, prefix=True, revision=revision)
 
-    def get_at_revision(self, key: str, revision: int) -> KeyValue | None:
-        """The key as it stood at `revision`; raises CompactedError once that history is gone."""
-        return self.get(key, revision=revision)
+    def get_prefixes(self, prefixes: Sequence[str]) -> GetResult:
+        """Every key under each of `prefixes` in one request at one revision (a transaction of
+        range reads), so a caller sees one moment without reading prefixes it does not need."""
+        ranges = []
+        for prefix in prefixes:
+            full = self._full(prefix)
+            ranges.append({"request_range": {"key": _b64(full),
+                                             "range_end": _b64(_range_end(full)),
+                                             "sort_order": 1, "sort_target": 0}})
+        result = self._call("kv/txn", {"compare": [], "success": ranges},
+                            f"read {self.prefix}{{{','.join(prefixes)}}}")
+        kvs = [self._kv(raw) for response in result.get("responses", [])
+               for raw in response.get("response_range", {}).get("kvs", [])]
+        return GetResult(kvs=kvs, revision=self._revision(result))
 
     def _range(self, key: str, *, prefix: bool, revision: int | None) -> GetResult:
         full = self._full(key)
@@ -525,12 +543,6 @@ class Coordinator:
             return None
         return float(ttl)
 
-    def lease_time_to_live(self, lease: Lease | int) -> float | None:
-        """What etcd thinks is left of the lease, or None if it no longer exists."""
-        result = self._call("kv/lease/timetolive", {"ID": _lease_id(lease)}, "lease time-to-live")
-        ttl = int(result.get("TTL", -1))
-        return None if ttl < 0 else float(ttl)
-
     def revoke_lease(self, lease: Lease | int) -> None:
         """Revoke (deleting every key attached); a lease already gone is not an error."""
         with contextlib.suppress(LeaseNotFoundError):
@@ -566,7 +578,7 @@ class Coordinator:
         """Call `callback` for changes under `prefix` from `from_revision` (default: from now).
 
         The callback must only wake a level-triggered reconcile: after a compaction it gets a
-        snapshot instead of the lost events, and after a reconnect it may see an event twice.
+        snapshot instead of the lost changes, and after a reconnect it may see a change twice.
         """
         if from_revision is None:
             from_revision = self.get_prefix(prefix).revision + 1
@@ -575,8 +587,8 @@ class Coordinator:
         watch.start()
         return watch
 
-    def events(self, key: str, *, from_revision: int = 1, prefix: bool = False,
-               quiet: float = 0.5, limit_time: float = 10.0) -> list[WatchEvent]:
+    def history(self, key: str, *, from_revision: int = 1, prefix: bool = False,
+               quiet: float = 0.5, limit_time: float = 10.0) -> list[KeyChange]:
         """Every change to `key` (or under it) since `from_revision`, replayed from etcd's history.
 
         This is how tests and audits answer "was there ever more than one claim?": etcd keeps
@@ -590,7 +602,7 @@ class Coordinator:
         create: dict[str, Any] = {"key": _b64(full), "start_revision": from_revision}
         if prefix:
             create["range_end"] = _b64(_range_end(full))
-        found: list[WatchEvent] = []
+        found: list[KeyChange] = []
         deadline = time.monotonic() + limit_time
         endpoint = next(self._endpoint_order())
         client = self._client(endpoint)
@@ -608,8 +620,7 @@ class Coordinator:
                                          f" (compacted up to {result.get('compact_revision')})",
                                          from_revision)
                 for raw in result.get("events", []):
-                    event = self._event(raw)
-                    found.append(event)
+                    found.append(self._change(raw))
                 if found and found[-1].kv.mod_revision >= target:
                     break
                 if time.monotonic() > deadline:
@@ -620,9 +631,9 @@ class Coordinator:
             response.close()
         return [e for e in found if e.kv.mod_revision <= target]
 
-    def _event(self, raw: dict[str, Any]) -> WatchEvent:
-        etype = EventType.DELETE if raw.get("type") == "DELETE" else EventType.PUT
-        return WatchEvent(type=etype, kv=self._kv(raw.get("kv", {})))
+    def _change(self, raw: dict[str, Any]) -> KeyChange:
+        etype = ChangeType.DELETE if raw.get("type") == "DELETE" else ChangeType.PUT
+        return KeyChange(type=etype, kv=self._kv(raw.get("kv", {})))
 
     # ------------------------------------------------------------------ admin
 
@@ -881,12 +892,12 @@ class Watch:
                             break
                         raise requests.exceptions.ConnectionError(
                             f"watch cancelled: {result.get('cancel_reason', 'no reason given')}")
-                    raw_events = result.get("events", [])
-                    if not raw_events:
+                    raw_changes = result.get("events", [])  # etcd calls key changes "events"
+                    if not raw_changes:
                         continue
-                    events = [c._event(raw) for raw in raw_events]
-                    self.next_revision = max(e.kv.mod_revision for e in events) + 1
-                    self._deliver(WatchBatch(revision=c._revision(result), events=events))
+                    changes = [c._change(raw) for raw in raw_changes]
+                    self.next_revision = max(e.kv.mod_revision for e in changes) + 1
+                    self._deliver(WatchBatch(revision=c._revision(result), changes=changes))
                     pause = 0.05
                 # Falling out of the loop (stream closed, or a resync): reopen at next_revision.
             except (requests.exceptions.RequestException, ValueError, CoordinationError) as exc:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hotspare.ports import pick_free_ports as pick_free_ports  # re-exported for tests and tools
+from hotspare.tcp_ports import pick_free_ports as pick_free_ports  # re-exported for tests and tools
 
 ENV_BINARY = "HOTSPARE_ETCD_BINARY"
 
@@ -265,10 +265,6 @@ class EtcdProcess:
         proc.kill()
         proc.wait(10.0)
         self._frozen = False
-
-    def restart(self, *, timeout: float = 20.0) -> None:
-        self.stop()
-        self.start(wait=True, timeout=timeout)
 
     def freeze(self) -> None:
         """SIGSTOP the member: sockets stay open, nothing answers. POSIX-only test tooling."""

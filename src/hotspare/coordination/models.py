@@ -41,9 +41,6 @@ class GetResult:
     kvs: list[KeyValue]
     revision: int
 
-    def by_key(self) -> dict[str, KeyValue]:
-        return {kv.key: kv for kv in self.kvs}
-
 
 @dataclass(frozen=True)
 class CreateResult:
@@ -67,19 +64,24 @@ class Lease:
     ttl: float
 
 
-class EventType(Enum):
+class ChangeType(Enum):
+    """What one etcd change did to a key (etcd calls these watch "events"; hotspare keeps that
+    word for the site's event log)."""
+
     PUT = "PUT"
     DELETE = "DELETE"
 
 
 @dataclass(frozen=True)
-class WatchEvent:
-    type: EventType
+class KeyChange:
+    """One change to one key, as a watch or a history replay reports it."""
+
+    type: ChangeType
     kv: KeyValue
 
     @property
     def is_create(self) -> bool:
-        return self.type is EventType.PUT and self.kv.version == 1
+        return self.type is ChangeType.PUT and self.kv.version == 1
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,11 @@ class WatchBatch:
     """What a watch callback receives.
 
     Treat it as a wake-up, not as the state: the reconcile loop re-reads what it needs. When
-    `resynced` is true, events were lost to compaction and `snapshot` holds the whole watched prefix
-    as of `revision`.
+    `resynced` is true, changes were lost to compaction and `snapshot` holds the whole watched
+    prefix as of `revision`.
     """
 
     revision: int
-    events: list[WatchEvent] = field(default_factory=list)
+    changes: list[KeyChange] = field(default_factory=list)
     resynced: bool = False
     snapshot: list[KeyValue] | None = None

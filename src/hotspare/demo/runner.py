@@ -20,15 +20,20 @@ from pathlib import Path
 
 from hotspare.api.tokens import hash_token, new_token
 from hotspare.camerasim.launcher import CameraSim
-from hotspare.cli.main import main as cli_main
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.etcd_process import EtcdCluster
 from hotspare.demo.site_files import ServerPlan, SitePlan, SparePlan, write_site
-from hotspare.failover import keys
-from hotspare.failover.events import read_events
 from hotspare.node.process import NodeProcess
+from hotspare.site.load import load_site_config
+from hotspare.sitestate import applied, layout
+from hotspare.sitestate.events import read_events
+from hotspare.sitestate.values import Alive
 
 SITE_ID = "demo"
+RECORDING = {"segment_seconds": 2.0}
+"""The demo servers' [recording] (short segments, so the timeline fills quickly)."""
+MEMBERSHIP = {"lease_ttl_seconds": 3.0}
+"""The demo nodes' [site] timings (the rest default); tests/unit/test_config.py validates them."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,16 @@ def hotspare_command() -> str:
     """How to run `hotspare` from where the demo runs (the venv's script, else `python -m`)."""
     name = "hotspare.exe" if sys.platform == "win32" else "hotspare"
     script = Path(sys.executable).with_name(name)
-    return str(script) if script.exists() else f"{sys.executable} -m hotspare"
+    return shown(script) if script.exists() else f"{sys.executable} -m hotspare"
+
+
+def shown(path: Path) -> str:
+    """A path as an operator types it: relative to the current folder when inside it, so the
+    printed commands read like the README's (`.venv/bin/hotspare`, `var/demo/token`)."""
+    try:
+        return str(Path(path).absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 class DemoSite:
@@ -115,15 +129,21 @@ class DemoSite:
             ],
             spares=[SparePlan(name) for name in self.spares],
             camera_licences=16,
-            recording={"segment_seconds": 2.0},
-            membership={"lease_ttl_seconds": 3.0},
+            recording=dict(RECORDING),
+            membership=dict(MEMBERSHIP),
             users=users,
         )
         files = write_site(self.base, plan)
         self.say(f"applying the site configuration {files.site_toml}")
-        if cli_main(["site", "apply", str(files.site_toml)]) != 0:
-            raise RuntimeError("hotspare site apply refused the demo site (see above)")
-        self.coord = Coordinator(self.etcd.endpoints, keys.site_prefix(SITE_ID), timeout=2.0)
+        self.coord = Coordinator(self.etcd.endpoints, layout.site_prefix(SITE_ID), timeout=2.0)
+        # What `hotspare site apply` stores, called directly: the demo is not a command line, and
+        # the command's own checks (held licences, --strict) have nothing to check on a new site.
+        revision, licences = applied.apply(self.coord, load_site_config(files.site_toml))
+        if licences.refused:
+            raise RuntimeError("the demo site's licences were refused: "
+                               + "; ".join(str(r) for r in licences.refused))
+        self.say(f"applied site {SITE_ID!r} at etcd revision {revision} "
+                 f"({len(licences.licences)} licence(s))")
 
         for name in [*self.servers, *self.spares]:
             config = files.node_tomls[name]
@@ -154,8 +174,8 @@ class DemoSite:
 
     def _alive(self, server: str) -> bool:
         assert self.coord is not None
-        kv = self.coord.get(keys.alive(server))
-        return kv is not None and bool(kv.json().get("confirmed", True))
+        kv = self.coord.get(layout.alive(server))
+        return kv is not None and Alive.parse(kv).confirmed
 
     def _wait(self, what: str, check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout
@@ -169,26 +189,32 @@ class DemoSite:
     def _print_guide(self, node_tomls: dict[str, Path], token_file: Path) -> None:
         hs = hotspare_command()
         rec2 = self.nodes["rec-2"]
+        master = self.nodes["rec-1"].url
+        token = shown(token_file)
         lines = [
             "",
             "The demo site is running:",
             *(f"  {name:<8} {node.url}/api/v1/health" for name, node in self.nodes.items()),
-            f"  node credential: {token_file}   (send it as 'Authorization: Bearer <token>';",
+            f"  node credential: {token}   (send it as 'Authorization: Bearer <token>';",
             "  all rights, shared by the nodes; people and scripts should use a user token)",
             "",
             f"Web UI (served by the master, rec-1): {self.nodes['rec-1'].url}/ui/",
-            f"  log in read-only with the viewer token in {self.base / 'viewer.token'},",
-            f"  or with the admin token in {self.base / 'admin.token'}",
+            f"  log in read-only with the viewer token in {shown(self.base / 'viewer.token')},",
+            f"  or with the admin token in {shown(self.base / 'admin.token')}",
             "",
-            "Try, in another terminal:",
-            f"  {hs} events --config {node_tomls['rec-1']} --follow",
-            f"  {hs} timeline rec-2-cam-1 --node {rec2.url} --token-file {token_file} --from -5m",
-            f'  curl -H "Authorization: Bearer $(cat {token_file})" {rec2.url}/api/v1/health',
+            "Try, in another terminal (the README lists the same commands):",
+            f"  {hs} status --node {master} --token-file {token}",
+            f"  {hs} events --node {master} --token-file {token} --follow",
+            f"  {hs} protection --config {shown(node_tomls['rec-1'])}",
+            f"  {hs} timeline rec-2-cam-1 --site --node {master} --token-file {token} --from -5m",
+            "(--site: the master merges the site's timeline, whoever holds the video; without it",
+            " --node must be the camera's own server, else the answer is unknown_camera)",
             "",
             "Crash rec-2 like a power cut, watch spare-1 take over, then bring rec-2 back:",
             f"  kill -9 {rec2.process.pid if rec2.process else '<pid>'}",
-            f"  {hs} node --config {node_tomls['rec-2']}",
-            "(or run the demo with --scenario crash to have it done for you)",
+            f"  {hs} node --config {shown(node_tomls['rec-2'])}",
+            "(in a terminal of its own: it runs until Ctrl-C there, which the demo's Ctrl-C does",
+            " not reach; or run the demo with --scenario crash to have it all done for you)",
             "",
             "Ctrl-C stops the whole site. Site events follow:",
         ]
@@ -229,13 +255,14 @@ class DemoSite:
         ):
             self.say("rec-2 has its own video back, including what spare-1 recorded meanwhile:")
             self.say(
-                f"  {hotspare_command()} timeline rec-2-cam-1 --node {victim.url} "
-                f"--token-file {self.base / 'token'} --from -5m"
+                f"  {hotspare_command()} timeline rec-2-cam-1 --site --node "
+                f"{self.nodes['rec-1'].url} --token-file {shown(self.base / 'token')} --from -5m"
             )
+            self.say("the crash scenario is over; the site runs on until Ctrl-C")
 
     def _claimed(self, server: str) -> bool:
         assert self.coord is not None
-        return self.coord.get(keys.claim(server)) is not None
+        return self.coord.get(layout.claim(server)) is not None
 
     def stop(self) -> None:
         self._stop.set()

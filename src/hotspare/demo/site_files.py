@@ -13,9 +13,9 @@ from typing import Any
 
 import tomli_w
 
-from hotspare.ports import free_port
-from hotspare.site.keys import generate_keypair, public_key_pem, read_private_key
 from hotspare.site.licences import issue_licence
+from hotspare.site.signing_keys import generate_keypair, public_key_pem, read_private_key
+from hotspare.tcp_ports import free_port
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Deciding that a recording server has failed, from its lease and the spare's own probe.
 
 Pure and clock-injected so every rule is unit-tested without etcd or sockets. The rules
-(DESIGN decision 5, docs/failover.md "Detection"):
+(design decision 5, docs/design.md, docs/failover.md "Detection"):
 
 - an answer saying every camera records vetoes a takeover, lease or not (the server lost etcd);
 - connection refused twice in a row: the process is dead on a live host; take over at once,

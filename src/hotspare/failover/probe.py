@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from hotspare.api.schemas import HealthOut
 from hotspare.tls import PeerTls
+from hotspare.wire import HealthOut
 
 
 class ProbeKind(StrEnum):

@@ -16,26 +16,29 @@ buffer store's remaining rows are.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from hotspare import metrics
-from hotspare.api.schemas import ImportMetaIn, ImportOut
 from hotspare.client.node_client import NodeApiError, NodeClient
 from hotspare.coordination.errors import FencingError
-from hotspare.coordination.etcd_adapter import Coordinator
-from hotspare.failover import keys
+from hotspare.failover.rate_limit import RateLimiter
+from hotspare.sitestate import layout
+from hotspare.sitestate.layout import FENCING_HEADER
+from hotspare.sitestate.values import ReinsertProgress
 from hotspare.store.models import SegmentInfo
 from hotspare.store.segment_store import SegmentStore
+from hotspare.wire import ImportMetaIn, ImportOut
 
 log = logging.getLogger("hotspare.failover.reinsert")
 
-FENCING_HEADER = "X-Hotspare-Fencing"
+__all__ = ["FENCING_HEADER", "Fence", "FenceUnavailable", "NotYet", "RateLimiter", "Reinserter",
+           "buffered_segments"]
+
 REACH_WAIT_SECONDS = 15.0
 """Longest a segment waits for the original to record past it before it is sent anyway."""
 PROGRESS_EVERY_SECONDS = 0.5
@@ -64,42 +67,35 @@ class NotYet(Exception):
     that would not be recognised as a duplicate by the original's later commit, and its frames
     would be stored twice. So a segment goes only once the original's own recording has reached
     its end (or after REACH_WAIT_SECONDS, when the original may not be recording that camera:
-    a possible duplicate is better than a gap, DESIGN decision 6).
+    a possible duplicate is better than a gap, design decision 6, docs/design.md).
     """
+
+
+class FenceUnavailable(Exception):
+    """The original could not check our fencing token (etcd unreachable there): pause and retry.
+    Not a refusal: our claim may well still hold, and a stand-down here would leave it behind."""
 
 
 @dataclass(frozen=True)
 class Fence:
     """The claim a re-insert runs under; None for a leftover buffer whose claim was lost."""
 
-    claim_key: str
+    server: str
     token: int
 
+    @property
+    def claim_key(self) -> str:
+        return layout.claim(self.server)
 
-class RateLimiter:
-    """Token bucket in bytes/s: re-insert must never starve live recording of disk or network."""
 
-    def __init__(self, bytes_per_second: int, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.rate = float(bytes_per_second)
-        self._clock = clock
-        self._sleep = sleep
-        self._allowance = self.rate  # one second of burst
-        self._last = clock()
+class ProgressStore(Protocol):
+    """Where the progress counts go (`hotspare.sitestate.access.SiteAccess` in the product)."""
 
-    def take(self, amount: int) -> float:
-        """Block until `amount` bytes may be sent; returns the seconds slept."""
-        now = self._clock()
-        self._allowance = min(self.rate, self._allowance + (now - self._last) * self.rate)
-        self._last = now
-        self._allowance -= amount
-        if self._allowance >= 0:
-            return 0.0
-        pause = -self._allowance / self.rate
-        self._sleep(pause)
-        self._last = self._clock()
-        self._allowance = 0.0
-        return pause
+    def progress(self, server: str, spare: str) -> ReinsertProgress | None: ...
+
+    def put_progress(self, server: str, value: ReinsertProgress, token: int | None) -> None: ...
+
+    def delete_progress(self, server: str, spare: str, token: int | None) -> None: ...
 
 
 def buffered_segments(store: SegmentStore, server: str, limit: int = 10_000) -> list[SegmentInfo]:
@@ -116,38 +112,33 @@ class Progress:
     last: str | None = None
     duplicates: int = 0
 
-    def to_json(self, spare: str, url: str) -> str:
-        return json.dumps({"spare": spare, "url": url, "total": self.total, "done": self.done,
-                           "bytes": self.bytes, "last": self.last,
-                           "duplicates": self.duplicates, "at_us": time.time_ns() // 1000})
+    def value(self, spare: str, url: str) -> ReinsertProgress:
+        return ReinsertProgress(spare, url, self.total, self.done, self.bytes, self.last,
+                                self.duplicates)
 
 
-def load_progress(coord: Coordinator, server: str, spare: str, remaining: int) -> Progress:
-    """Resume counts from etcd when a previous run left them; the buffer decides what is left."""
-    kv = coord.get(keys.reinsert(server, spare))
-    if kv is None:
+def load_progress(site: ProgressStore, server: str, spare: str, remaining: int) -> Progress:
+    """Resume counts from etcd when a previous run left them; the buffer decides what is left.
+    The stored counts may lag the buffer by a step (written before each upload); the total does
+    not change during a re-insert, so what is done is the total minus what is left."""
+    stored = site.progress(server, spare)
+    if stored is None:
         return Progress(total=remaining)
-    try:
-        raw = kv.json()
-        # The stored counts may lag the buffer by a step (written before each upload); the total
-        # does not change during a re-insert, so what is done is the total minus what is left.
-        total = max(int(raw.get("total", 0)), remaining)
-        return Progress(total=total, done=total - remaining, bytes=int(raw.get("bytes", 0)),
-                        last=raw.get("last"), duplicates=int(raw.get("duplicates", 0)))
-    except (ValueError, TypeError):
-        return Progress(total=remaining)
+    total = max(stored.total, remaining)
+    return Progress(total=total, done=total - remaining, bytes=stored.bytes, last=stored.last,
+                    duplicates=stored.duplicates)
 
 
 class Reinserter:
     """Sends a bounded batch per `step()` so the caller's loop stays responsive between batches."""
 
-    def __init__(self, coord: Coordinator, store: SegmentStore, server: str, spare: str,
+    def __init__(self, site: ProgressStore, store: SegmentStore, server: str, spare: str,
                  spare_url: str, target: NodeClient, fence: Fence | None,
                  limiter: RateLimiter, *, window: int = WINDOW_SEGMENTS,
                  step_segments: int = STEP_SEGMENTS) -> None:
         if window < 1 or step_segments < 1:
             raise ValueError("window and step_segments must be at least 1")
-        self.coord = coord
+        self.site = site
         self.store = store
         self.server = server
         self.spare = spare
@@ -158,7 +149,7 @@ class Reinserter:
         self.window = window
         self.step_segments = step_segments
         remaining = len(buffered_segments(store, server))
-        self.progress = load_progress(coord, server, spare, remaining)
+        self.progress = load_progress(site, server, spare, remaining)
         self._reach: dict[str, int] = {}
         self._waiting_since: dict[int, float] = {}
         self._progress_written = float("-inf")
@@ -174,14 +165,13 @@ class Reinserter:
             self._reach[segment.camera_id] = max(own)
         return self._reach.get(segment.camera_id, 0) >= segment.end_wall_us
 
+    @property
+    def token(self) -> int | None:
+        return None if self.fence is None else self.fence.token
+
     def _write_progress(self) -> None:
-        value = self.progress.to_json(self.spare, self.spare_url)
-        key = keys.reinsert(self.server, self.spare)
-        if self.fence is not None:
-            self.coord.put_fenced(key, value, claim_key=self.fence.claim_key,
-                                  token=self.fence.token)
-        else:
-            self.coord.put(key, value)
+        self.site.put_progress(self.server, self.progress.value(self.spare, self.spare_url),
+                               self.token)
         self._progress_written = time.monotonic()
 
     def start(self) -> None:
@@ -195,7 +185,8 @@ class Reinserter:
 
         Returns the newest segment acknowledged (its buffer copy deleted); None when the buffer
         is empty. Raises NotYet when the oldest segment must wait, FencingError when the claim is
-        lost, or the first upload error; nothing is in flight when it returns or raises.
+        lost, FenceUnavailable when the original cannot check it now, or the first upload
+        error; nothing is in flight when it returns or raises.
         """
         batch = buffered_segments(self.store, self.server, limit=self.step_segments)
         if not batch:
@@ -276,6 +267,8 @@ class Reinserter:
             return self.target.import_segment(segment.camera_id, ImportMetaIn.of(segment, run),
                                               path)
         except NodeApiError as exc:
+            if exc.error == "fencing_unavailable":
+                raise FenceUnavailable(exc.detail) from exc
             if exc.error == "stale_fencing_token" and self.fence is not None:
                 log.warning("%s refused an import under token %s: %s", self.server,
                             self.fence.token, exc.detail)
@@ -310,8 +303,4 @@ class Reinserter:
         return newest
 
     def finish(self) -> None:
-        key = keys.reinsert(self.server, self.spare)
-        if self.fence is not None:
-            self.coord.delete_fenced(key, claim_key=self.fence.claim_key, token=self.fence.token)
-        else:
-            self.coord.delete(key)
+        self.site.delete_progress(self.server, self.spare, self.token)

@@ -1,12 +1,20 @@
 """A recording server's side of failover: its liveness key, and confirming a handback.
 
 The key `alive/<server>` exists, bound to the server's lease, exactly while every camera is
-recording (DESIGN decision 5): a server that is up but not recording drops it so a spare may step
-in. Losing etcd never touches the recorder (decision 6): this agent only stops publishing, and
-re-grants a lease when etcd is back.
+recording (design decision 5, docs/design.md): a server that is up but not recording drops it so a
+spare may step in. Losing etcd never touches the recorder (decision 6): this agent only stops
+publishing, and re-grants a lease when etcd is back.
 
 The value carries `confirmed`: true once every camera committed a segment in this process's life.
 A covering spare waits for that before it stops recording (decision 7, handback order).
+
+States (`ServerMode`, from one health snapshot per tick; `mode_of` is the rule):
+
+    NOT_RECORDING ──every camera records──▶ RECORDING ──each committed enough──▶ CONFIRMED
+    any ──a camera stops──▶ NOT_RECORDING: alive key dropped (a spare may step in); cameras a
+                           covering spare holds the only session of are asked back (`returning/`)
+    any ──lease assumed lost──▶ same mode, but CONFIRMED needs two new commits per camera
+                           (the segment open at a freeze proves nothing), then republished
 
 It also publishes the commit watermarks (`watermarks/<server>`, no lease so they outlive a crash):
 per camera, the wall time up to which video is durably committed. A spare holding a gapless
@@ -15,32 +23,48 @@ camera's pre-buffer writes from there on a takeover. One batched write per secon
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from enum import StrEnum
 
-from hotspare.coordination.etcd_adapter import Coordinator, LeaseKeeper
-from hotspare.failover import keys
-from hotspare.failover.events import EventLog
 from hotspare.failover.ticker import run_ticks
 from hotspare.recorder.health import CameraHealth, CameraState
+from hotspare.sitestate.access import HeldLease, SiteAccess
+from hotspare.sitestate.events import EventSink
+from hotspare.sitestate.values import Alive, Owner, Returning, Watermarks
 
 log = logging.getLogger("hotspare.failover.server")
 
 WATERMARK_INTERVAL_SECONDS = 1.0
 
 
+class ServerMode(StrEnum):
+    NOT_RECORDING = "not_recording"
+    RECORDING = "recording"
+    CONFIRMED = "confirmed"
+
+
+def mode_of(cameras: Mapping[str, CameraHealth], base: Mapping[str, int],
+            need: int) -> ServerMode:
+    """Recording: every camera records. Confirmed: and each committed `need` segments more than
+    `base` (its count when the process started, or when the lease was last lost)."""
+    if not all(h.state is CameraState.RECORDING for h in cameras.values()):
+        return ServerMode.NOT_RECORDING
+    if all(h.segments_committed >= base.get(cid, 0) + need for cid, h in cameras.items()):
+        return ServerMode.CONFIRMED
+    return ServerMode.RECORDING
+
+
 class ServerAgent:
     """Runs on its own thread beside the recorder; never raises into it."""
 
-    def __init__(self, coord: Coordinator, name: str, url: str, lease_ttl: float,
-                 health: Callable[[], Mapping[str, CameraHealth]], events: EventLog,
+    def __init__(self, site: SiteAccess, name: str, url: str, lease_ttl: float,
+                 health: Callable[[], Mapping[str, CameraHealth]], events: EventSink,
                  interval: float = 0.2) -> None:
-        self.coord = coord
+        self.site = site
         self.name = name
         self.url = url
         self.lease_ttl = lease_ttl
@@ -48,12 +72,13 @@ class ServerAgent:
         self.events = events
         self.interval = interval
         self.boot = f"{os.getpid()}-{time.time_ns() // 1000}"
-        self._keeper: LeaseKeeper | None = None
-        self._published: str | None = None
+        self._keeper: HeldLease | None = None
+        self._published: Alive | None = None
+        self.mode = ServerMode.NOT_RECORDING
         self._returned_announced = False
         self._watermarks_at = 0.0
-        # Commits each camera must add before `confirmed` (see `state`): one after a start; two
-        # after a lease was lost while this process lived (frozen or cut off), see `_lease`.
+        # Commits each camera must add before `confirmed` (`mode_of`): one after a start; two
+        # after a lease was lost while this process lived (frozen, cut off): `_notice_lost_lease`.
         self._confirm_base: dict[str, int] = {}
         self._confirm_need = 1
         self._blocked: list[str] | None = None  # cameras named in our `returning/` key
@@ -76,37 +101,28 @@ class ServerAgent:
         if self._keeper is not None:
             self._keeper.stop(revoke=True)
 
-    def state(self, cameras: Mapping[str, CameraHealth]) -> tuple[bool, bool]:
-        """(every camera recording, every camera committed enough segments to hand back)
-
-        After a freeze (SIGSTOP, a hung host) the segment open at the freeze is committed at the
-        thaw with only the frames from before it, perhaps with a hole where the camera dropped
-        its backlog; only the segment after it proves recording resumed. So after a lease was
-        lost while this process lived, two new commits per camera are needed, not one.
-        """
-        recording = all(h.state is CameraState.RECORDING for h in cameras.values())
-        confirmed = recording and all(
-            h.segments_committed >= self._confirm_base.get(cid, 0) + self._confirm_need
-            for cid, h in cameras.items())
-        return recording, confirmed
-
     def _run(self) -> None:
         run_ticks(self.tick, self._stop, self._wake, self.interval, log,
                   f"liveness of {self.name} (recording continues)")
 
-    def _lease(self) -> LeaseKeeper:
+    def _notice_lost_lease(self, cameras: Mapping[str, CameraHealth]) -> None:
+        """Before the mode is judged: a tick that judged first would publish `confirmed` from
+        the old count under the new lease, and a spare would hand back on it."""
+        if self._keeper is None or not self._keeper.assumed_lost():
+            return
+        self._keeper.stop(revoke=False)
+        log.warning("liveness lease lost (%s); a spare may have taken over: handing back "
+                    "needs two new segments per camera", self._keeper.lost_reason)
+        self._confirm_base = {cid: h.segments_committed for cid, h in cameras.items()}
+        self._confirm_need = 2
+        self._returned_announced = False
+        self._keeper = None
+        self._published = None
+
+    def _lease(self) -> HeldLease:
         if self._keeper is None or self._keeper.assumed_lost():
-            if self._keeper is not None:
-                self._keeper.stop(revoke=False)
-                log.warning("liveness lease lost (%s); a spare may have taken over: handing back "
-                            "needs two new segments per camera", self._keeper.lost_reason)
-                self._confirm_base = {cid: h.segments_committed
-                                      for cid, h in self.health().items()}
-                self._confirm_need = 2
-                self._returned_announced = False
-            self._keeper = None
-            self._published = None
-            self._keeper = self.coord.hold_lease(self.lease_ttl, role="server")
+            self._notice_lost_lease(self.health())
+            self._keeper = self.site.hold_lease(self.lease_ttl, "server")
         return self._keeper
 
     def _ask_spare_to_let_go(self, cameras: Mapping[str, CameraHealth]) -> None:
@@ -123,22 +139,20 @@ class ServerAgent:
             return
         if blocked == self._blocked:
             return
-        holder = self.coord.get(keys.claim(self.name))
+        holder = self.site.claim_of(self.name)
         if holder is None:
             return  # nobody covers us: the sessions are someone else's (or the camera is busy)
         keeper = self._lease()
-        self.coord.put(keys.returning(self.name),
-                       json.dumps({"blocked": blocked, "at_us": time.time_ns() // 1000}),
-                       lease=keeper.lease)
+        self.site.ask_release(self.name, Returning(tuple(blocked)), keeper)
         self._blocked = blocked
         self.events.emit("blocked", self.name,
                          f"back and recording, except camera(s) {', '.join(blocked)}: they refuse "
-                         f"another session while {holder.json().get('spare')} records them; "
+                         f"another session while {holder.spare} records them; "
                          "asking it to let go", cameras=blocked)
 
     def _withdraw_request(self) -> None:
         if self._blocked is not None:
-            self.coord.delete(keys.returning(self.name))
+            self.site.withdraw_release(self.name)
             self._blocked = None
 
     def publish_watermarks(self, cameras: Mapping[str, CameraHealth]) -> None:
@@ -150,38 +164,37 @@ class ServerAgent:
                  if h.committed_until_wall_us is not None}
         if not marks or marks == self._watermarks:
             return
-        self.coord.put(keys.watermarks(self.name),
-                       json.dumps({"cameras": marks, "at_us": time.time_ns() // 1000},
-                                  sort_keys=True))
+        self.site.publish_watermarks(self.name, Watermarks(marks))
         self._watermarks, self._watermarks_at = marks, now
 
     def tick(self) -> None:
         cameras = dict(self.health())  # one snapshot per tick, for every decision below
         self.publish_watermarks(cameras)
-        recording, confirmed = self.state(cameras)
-        if not recording:
+        self._notice_lost_lease(cameras)
+        mode = mode_of(cameras, self._confirm_base, self._confirm_need)
+        if mode is ServerMode.NOT_RECORDING:
             if self._published is not None:
-                self.coord.delete(keys.alive(self.name))
+                self.site.drop_alive(self.name)
                 self._published = None
                 self.events.emit("not_recording", self.name,
                                  "not every camera is recording: liveness key dropped")
+            self.mode = mode
             self._ask_spare_to_let_go(cameras)
             return
         self._withdraw_request()
         keeper = self._lease()
-        value: dict[str, Any] = {"url": self.url, "boot": self.boot, "confirmed": confirmed}
-        text = json.dumps(value, sort_keys=True)
-        if text != self._published:
+        value = Alive(self.url, self.boot, mode is ServerMode.CONFIRMED)
+        if value != self._published:
             first = self._published is None
-            self.coord.put(keys.alive(self.name), text, lease=keeper.lease)
-            self._published = text
+            self.site.publish_alive(self.name, value, keeper)
+            self._published = value
             if first:
-                self.coord.put(keys.owner(self.name), json.dumps({"node": self.name,
-                                                                   "url": self.url}))
-        if confirmed and not self._returned_announced:
+                self.site.put_owner(self.name, Owner(self.name, self.url))
+        self.mode = mode
+        if mode is ServerMode.CONFIRMED and not self._returned_announced:
             self._returned_announced = True
-            holder = self.coord.get(keys.claim(self.name))
+            holder = self.site.claim_of(self.name)
             if holder is not None:
                 self.events.emit("returned", self.name,
                                  "recording again with a committed segment per camera; "
-                                 f"{holder.json().get('spare')} may hand back")
+                                 f"{holder.spare} may hand back")

@@ -9,7 +9,6 @@ protection report shows: per camera buffering, connecting, or refused (with the 
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -18,22 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from hotspare.config.models import CameraConfig, SiteMembership
+from hotspare.config.timing import DESIGNATED_GRACE_SECONDS
 from hotspare.failover.server_agent import WATERMARK_INTERVAL_SECONDS
 from hotspare.recorder.engine import same_recording
 from hotspare.recorder.health import CameraState
 from hotspare.recorder.prebuffer import StandbySettings
 from hotspare.recorder.worker import CameraWorker
-from hotspare.site.model import RecordingServerConfig
-from hotspare.store.models import SegmentInfo
+from hotspare.site.model import RecordingServerConfig, SiteConfig
+from hotspare.site.standby_plan import StandbyAssignment
 from hotspare.store.segment_store import SegmentStore
 
 log = logging.getLogger("hotspare.failover.standby")
 
 DEFAULT_MBPS = 4.0
 """Bitrate assumed for a camera whose `mbps` is not configured (sizes the memory cap)."""
-
-DESIGNATED_GRACE_SECONDS = 1.0
-"""How long other spares leave a failed server to its designated (pre-buffering) spare."""
 
 HORIZON_MARGIN_SECONDS = 3.0
 PUBLISH_EVERY_SECONDS = 5.0
@@ -67,7 +64,6 @@ class StandbyPool:
     """Owned by the spare agent's thread; not thread-safe by itself."""
 
     def __init__(self, membership: SiteMembership, store_for: Callable[[str], SegmentStore],
-                 on_segment_for: Callable[[SegmentStore], Callable[[SegmentInfo], None]],
                  spill_root: Path) -> None:
         """`spill_root`: where pre-buffers spill GOPs beyond their memory cap; emptied here, as
         what an earlier process left there is worthless."""
@@ -75,7 +71,6 @@ class StandbyPool:
         self._spill_root = spill_root
         shutil.rmtree(spill_root, ignore_errors=True)
         self._store_for = store_for
-        self._on_segment_for = on_segment_for
         self._workers: dict[tuple[str, str], CameraWorker] = {}
         self._published: dict[str, Any] | None = None
         self._published_at = 0.0
@@ -95,12 +90,24 @@ class StandbyPool:
                 continue
             store = self._store_for(server.name)
             settings = standby_settings(server, camera, self._membership, self._spill_root)
-            worker = CameraWorker(camera, server.name, store, server.recording,
-                                  self._on_segment_for(store), standby=settings)
+            # Its segments are flagged `reinsert_pending` by the store itself (recorded under an
+            # identity not the store's own), so retention keeps them until re-insert.
+            worker = CameraWorker(camera, server.name, store, server.recording, standby=settings)
             self._workers[key] = worker
             worker.start()
             log.info("camera %s of %s: hot standby started (pre-buffer %.0f s, at most %d MB)",
                      camera.id, server.name, settings.horizon_s, settings.max_bytes >> 20)
+
+    def follow(self, assignments: Iterable[StandbyAssignment], config: SiteConfig) -> None:
+        """Hold exactly the hot-standby sessions the placement gives this spare."""
+        wanted = []
+        for assignment in assignments:
+            server = config.recording_server(assignment.server)
+            camera = next((c for c in server.cameras if c.id == assignment.camera), None) \
+                if server is not None else None
+            if server is not None and camera is not None:
+                wanted.append((server, camera))
+        self.reconcile(wanted)
 
     def take(self, server: str) -> dict[str, CameraWorker]:
         """Hand the server's standby workers over (to the takeover recorder, which activates
@@ -115,7 +122,7 @@ class StandbyPool:
         return taken
 
     def status(self) -> dict[str, Any]:
-        """What `standby/<spare>` carries (see `hotspare.failover.keys.standby`)."""
+        """What `standby/<spare>` carries (see `hotspare.sitestate.layout.standby`)."""
         cameras: dict[str, Any] = {}
         for (server, camera_id), worker in sorted(self._workers.items()):
             health = worker.health()
@@ -152,6 +159,3 @@ class StandbyPool:
             worker.join(2.0)
         self._workers.clear()
 
-
-def status_json(status: dict[str, Any]) -> str:
-    return json.dumps(status, sort_keys=True)

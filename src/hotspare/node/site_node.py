@@ -18,23 +18,16 @@ from typing import Any
 from fastapi import FastAPI
 
 from hotspare.api.app import API_PREFIX, create_app
+from hotspare.api.fencing import FencingMiddleware
+from hotspare.api.routes_protection import protection_router
 from hotspare.api.site_cors import allow_site_cors
 from hotspare.api.site_merge import NODE_TIMEOUT_SECONDS
 from hotspare.api.site_routes import SiteApi, site_router
 from hotspare.client.node_client import NodeClient
 from hotspare.config.models import NodeConfig, SiteMembership
 from hotspare.coordination.etcd_adapter import Coordinator
-from hotspare.failover import keys
-from hotspare.failover.events import EventLog
-from hotspare.failover.fencing import FencingMiddleware
-from hotspare.failover.protection import (
-    ProtectionMonitor,
-    live_report,
-    protection_router,
-    report_json,
-)
+from hotspare.failover.protection import ProtectionMonitor
 from hotspare.failover.server_agent import ServerAgent
-from hotspare.failover.site_view import SiteView
 from hotspare.failover.spare_agent import SpareAgent, SpareView
 from hotspare.node.runtime import (
     READY_PREFIX,
@@ -46,6 +39,11 @@ from hotspare.node.runtime import (
 )
 from hotspare.recorder.engine import Recorder
 from hotspare.site.model import SiteConfig
+from hotspare.sitestate import layout
+from hotspare.sitestate.access import EtcdSite
+from hotspare.sitestate.events import EventLog
+from hotspare.sitestate.protection import live_report, report_json
+from hotspare.sitestate.view import SiteView
 from hotspare.store.segment_store import SegmentStore
 from hotspare.tls import PeerTls
 from hotspare.web.ui import mount_web_ui
@@ -56,7 +54,7 @@ SITE_WAIT_SECONDS = 30.0
 
 
 def coordinator(site: SiteMembership) -> Coordinator:
-    return Coordinator(site.etcd_endpoints, keys.site_prefix(site.id), timeout=1.0, deadline=3.0)
+    return Coordinator.for_member(site)
 
 
 def _role(config: SiteConfig, name: str) -> str | None:
@@ -208,7 +206,8 @@ def _recording_server(
     recorder = Recorder(config.name, me.cameras, store, me.recording)
     retention = RetentionLoop(store, config)
     cameras = {c.id for c in me.cameras}
-    agent = ServerAgent(coord, config.name, url, site.lease_ttl_seconds, recorder.health, events)
+    agent = ServerAgent(EtcdSite(coord), config.name, url, site.lease_ttl_seconds,
+                        recorder.health, events)
 
     def changed(applied: Any) -> None:
         mine = applied.config.recording_server(config.name)
@@ -244,7 +243,8 @@ def _recording_server(
         users=config.api.users,
     )
     app.add_middleware(
-        FencingMiddleware, coord=coord, server=config.name, token=config.api.bearer_token()
+        FencingMiddleware, claims=EtcdSite(coord), server=config.name,
+        token=config.api.bearer_token(),
     )
     return app, start, stop
 
@@ -264,15 +264,15 @@ def _spare(
 
     spare_view = SpareView(idle_store, show_store)
     agent = SpareAgent(
-        coord, config.name, url, token, config.data_dir, site, view, events, spare_view
+        EtcdSite(coord), config.name, url, token, config.data_dir, site, view, events, spare_view
     )
     agent.open_leftover_buffers()
     view.on_change(lambda _applied: agent.wake())
 
     def start() -> None:
         agent.start()
-        coord.watch_prefix(keys.ALIVE_PREFIX, agent.wake)
-        coord.watch_prefix(keys.CLAIMS_PREFIX, agent.wake)
+        coord.watch_prefix(layout.ALIVE_PREFIX, agent.wake)
+        coord.watch_prefix(layout.CLAIMS_PREFIX, agent.wake)
 
     def stop() -> None:
         agent.stop()

@@ -1,4 +1,4 @@
-"""Media time and wall anchor of one run (DESIGN decision 2, Moonfire's model).
+"""Media time and wall anchor of one run (design decision 2 in docs/design.md).
 
 Media time is the camera's RTP clock, unwrapped by FFmpeg and rebased so the run's first frame is
 0; we never renumber frames, so two servers recording one camera get the same frame spacing. Wall
@@ -9,10 +9,9 @@ time is anchored once per run: from the camera's RTCP sender reports when they a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from fractions import Fraction
 
-from hotspare.store.models import TICKS_PER_SECOND, WallSource
+from hotspare.store.models import TICKS_PER_SECOND
 
 CAMERA_CLOCK_SANITY_US = 300 * 1_000_000
 """A camera whose clock is further off than this from ours is not believed (logged, local kept)."""
@@ -30,12 +29,6 @@ def now_wall_us() -> int:
 
 class TimestampDiscontinuity(Exception):
     """The camera's clock went backwards or leapt; the run must end so times stay truthful."""
-
-
-@dataclass
-class Anchor:
-    wall_us: int
-    source: WallSource
 
 
 class RunClock:

@@ -1,6 +1,6 @@
 """The recorder engine: one worker per camera, started, stopped and changed live.
 
-A recording server and a spare standing in for it run this same class (DESIGN "Shape"): the spare
+A recording server and a spare standing in for it run this same class (docs/design.md): the spare
 passes the failed server's name as `identity` and its own buffer store.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from hotspare.config.models import CameraConfig, RecordingSettings
 from hotspare.recorder.health import CameraHealth
-from hotspare.recorder.ports import RecorderStore
+from hotspare.recorder.store_protocol import RecorderStore
 from hotspare.recorder.worker import CameraWorker
 from hotspare.store.models import SegmentInfo
 

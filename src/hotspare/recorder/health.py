@@ -1,8 +1,8 @@
 """Per-camera health, as the node's health endpoint and a spare's probe read it.
 
-A spare decides whether a recording server is really recording from these values (DESIGN decision
-5), so `state` is deliberately coarse and `error` is written for an operator, never containing a
-password.
+A spare decides whether a recording server is really recording from these values (design
+decision 5, docs/design.md), so `state` is deliberately coarse and `error` is written for an
+operator, never containing a password.
 """
 
 from __future__ import annotations

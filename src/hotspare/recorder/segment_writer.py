@@ -42,19 +42,19 @@ class WrittenSegment:
 class SegmentWriter:
     """Copies packets (no decode) into one file; the caller decides where segments are cut."""
 
-    FLUSH_PACKETS = "1"
-    FRAGMENT_SECONDS = 0.0
-    """0: one fragment per frame (the default: a crash loses the frame in the muxer). > 0: one
-    fragment per this much media time (FFmpeg's `frag_duration`), cheaper per frame but a crash
-    loses up to that much plus a frame; measured in docs/recorder.md, not a setting yet."""
-
     def __init__(
         self,
         path: Path,
         template: av.stream.Stream,
         start_media_90k: int,
         movflags: str = FRAGMENT_MOVFLAGS,
+        *,
+        flush_every_frame: bool = True,
+        fragment_seconds: float = 0.0,
     ) -> None:
+        """`flush_every_frame` and `fragment_seconds` are the node's [recording] settings of the
+        same names: the defaults (flush, one fragment per frame) bound a crash's loss to the frame
+        in the muxer; the others trade a larger loss for less CPU (docs/recorder.md)."""
         self.path = path
         self.start_media_90k = start_media_90k
         self.frame_count = 0
@@ -63,11 +63,11 @@ class SegmentWriter:
         options = {
             "movflags": movflags,
             "avoid_negative_ts": "disabled",
-            "flush_packets": self.FLUSH_PACKETS,
+            "flush_packets": "1" if flush_every_frame else "0",
         }
-        if self.FRAGMENT_SECONDS > 0 and movflags == FRAGMENT_MOVFLAGS:
+        if fragment_seconds > 0 and movflags == FRAGMENT_MOVFLAGS:
             options["movflags"] = movflags.replace("frag_every_frame+", "")
-            options["frag_duration"] = str(int(self.FRAGMENT_SECONDS * 1_000_000))
+            options["frag_duration"] = str(int(fragment_seconds * 1_000_000))
         self._out: av.container.OutputContainer = av.open(
             str(path), "w", format="mp4", options=options
         )

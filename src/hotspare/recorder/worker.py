@@ -29,10 +29,10 @@ from hotspare.recorder.clock import (
 )
 from hotspare.recorder.committer import Committer
 from hotspare.recorder.health import CameraHealth, CameraState, HealthCell
-from hotspare.recorder.ports import RecorderStore
 from hotspare.recorder.prebuffer import PreBuffer, StandbySettings
 from hotspare.recorder.segment_writer import TIME_BASE_90K, SegmentWriter, WrittenSegment
 from hotspare.recorder.source import CameraSource, SourceError
+from hotspare.recorder.store_protocol import RecorderStore
 from hotspare.store.models import SegmentInfo, WallSource
 
 log = logging.getLogger("hotspare.recorder.worker")
@@ -452,7 +452,11 @@ class _Run:
             assert self.run_id is not None
             path = w._store.segment_path(w.camera.id, self.run_id, self._seq)
             try:
-                self._writer = SegmentWriter(path, self._stream, media)
+                self._writer = SegmentWriter(
+                    path, self._stream, media,
+                    flush_every_frame=w._settings.flush_every_frame,
+                    fragment_seconds=w._settings.fragment_seconds,
+                )
             except (av.FFmpegError, OSError) as exc:
                 raise _disk_error(w.camera.id, path, exc) from exc
         dts = self._clock.dts_90k(packet.dts, media) if packet.dts is not None else media

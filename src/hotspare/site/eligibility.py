@@ -87,7 +87,13 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class Protection:
+class ServerProtection:
+    """One server's line of the protection report: protected now or not, and why.
+
+    Not to be confused with a camera's protection *mode* (`ProtectionMode`: gapless, standard,
+    none), which is a setting; this is a verdict computed from the site's state.
+    """
+
     server: str
     protected: bool
     findings: tuple[Finding, ...]
@@ -184,7 +190,7 @@ def evaluate_server(
     spares: Sequence[FailoverServerConfig],
     spare_states: Mapping[str, SpareStatus],
     pool: LicencePool,
-) -> Protection:
+) -> ServerProtection:
     """Is `server` protected now, and if not, every reason why.
 
     Candidates are ordered best fit first (smallest limit that still fits, then name), so large
@@ -244,7 +250,7 @@ def evaluate_server(
     if not candidates and not findings:
         # Unreachable while the two rule sets agree; if they ever drift, never say "protected".
         findings.append(Finding(Reason.NO_FREE_SPARE, Reason.NO_FREE_SPARE.text))
-    return Protection(
+    return ServerProtection(
         server=server.name,
         protected=bool(candidates) and not findings,
         findings=tuple(findings),

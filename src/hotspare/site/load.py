@@ -13,11 +13,16 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from hotspare.config.load import ConfigError, describe_validation_error
-from hotspare.site.keys import KeyFileError, TrustedPublicKey, parse_public_key, read_public_key
+from hotspare.config.load import ConfigError, describe_validation_error, read_config_text
 from hotspare.site.licences import Licence, LicenceRefused, RefusalReason
 from hotspare.site.model import LicenceRef, SiteConfig, TrustedKey
 from hotspare.site.pool import LicenceMerge, OfferedLicence, merge_licences
+from hotspare.site.signing_keys import (
+    KeyFileError,
+    TrustedPublicKey,
+    parse_public_key,
+    read_public_key,
+)
 
 
 class SiteConfigError(ConfigError):
@@ -39,9 +44,9 @@ def parse_site_config(text: str, source: str) -> SiteConfig:
 def load_site_config(path: Path) -> SiteConfig:
     """Parse and validate; relative licence and key paths resolve against the file's folder."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise SiteConfigError(f"{path}: no such site configuration file") from exc
+        text = read_config_text(path, "site configuration", "site.toml")
+    except ConfigError as exc:
+        raise SiteConfigError(str(exc)) from exc
     config = parse_site_config(text, str(path))
     base = path.parent
 
@@ -64,7 +69,8 @@ def read_trusted_keys(keys: Sequence[TrustedKey]) -> list[TrustedPublicKey]:
                 assert key.public_key is not None
                 result.append(parse_public_key(key.public_key, f"trusted_keys.{index}.public_key"))
         except KeyFileError as exc:
-            raise SiteConfigError(str(exc)) from None
+            where = f"trusted_keys.{index}.file: " if key.file is not None else ""
+            raise SiteConfigError(f"{where}{exc}") from None
     return result
 
 

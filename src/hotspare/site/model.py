@@ -111,16 +111,17 @@ class RecordingServerConfig(StrictModel):
     def _address(cls, value: str) -> str:
         return _check_host_port(value)
 
-    def camera_protection(self, camera: CameraConfig) -> ProtectionMode:
+    def camera_protection_mode(self, camera: CameraConfig) -> ProtectionMode:
         """The camera's effective mode: its own setting, else this server's default."""
         return camera.protection or self.protection
 
     def failover_cameras(self) -> list[CameraConfig]:
         """The cameras a spare records when it takes this server over (mode `none` left out)."""
-        return [c for c in self.cameras if self.camera_protection(c) is not ProtectionMode.NONE]
+        return [c for c in self.cameras
+                if self.camera_protection_mode(c) is not ProtectionMode.NONE]
 
     def gapless_cameras(self) -> list[CameraConfig]:
-        return [c for c in self.cameras if self.camera_protection(c) is ProtectionMode.GAPLESS]
+        return [c for c in self.cameras if self.camera_protection_mode(c) is ProtectionMode.GAPLESS]
 
 
 class FailoverServerConfig(StrictModel):

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hotspare.site.eligibility import Protection, Reason
+from hotspare.site.eligibility import Reason, ServerProtection
 
 ADVICE: dict[Reason, str] = {
     Reason.NETBSD: (
@@ -59,7 +59,7 @@ class ServerProtectionState:
     messages: tuple[str, ...]
 
     @classmethod
-    def of(cls, protection: Protection) -> ServerProtectionState:
+    def of(cls, protection: ServerProtection) -> ServerProtectionState:
         return cls(
             protected=protection.protected,
             reasons=tuple(finding.reason.value for finding in protection.findings),

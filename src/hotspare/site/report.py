@@ -21,7 +21,7 @@ from hotspare.config.models import ProtectionMode
 from hotspare.site.allotment import Allotment, allot
 from hotspare.site.eligibility import (
     DOWN,
-    Protection,
+    ServerProtection,
     SpareState,
     SpareStatus,
     evaluate_server,
@@ -138,16 +138,15 @@ class ProtectionReport:
     site_id: str
     generated_at: datetime
     pool: LicencePool
-    servers: tuple[Protection, ...]
+    servers: tuple[ServerProtection, ...]
     spares: tuple[SpareReport, ...]
     unused_server_licences: int
     unallotted_camera_licences: int
     cameras: tuple[ServerCameras, ...] = ()
     """Per recording server, in the order of `servers`."""
-    standby_plan: StandbyPlan | None = None
 
     @property
-    def unprotected(self) -> tuple[Protection, ...]:
+    def unprotected(self) -> tuple[ServerProtection, ...]:
         return tuple(server for server in self.servers if not server.protected)
 
     def to_dict(self) -> dict[str, Any]:
@@ -257,7 +256,6 @@ def protection_report(
         unused_server_licences=allotment.unused_server_licences,
         unallotted_camera_licences=allotment.unallotted_camera_licences,
         cameras=cameras,
-        standby_plan=plan,
     )
 
 
@@ -291,7 +289,7 @@ def server_cameras(
     covered_by: str | None,
 ) -> ServerCameras:
     """A server's camera modes and its gapless cameras' standby, planned and (if given) live."""
-    modes = [server.camera_protection(camera) for camera in server.cameras]
+    modes = [server.camera_protection_mode(camera) for camera in server.cameras]
     return ServerCameras(
         server=server.name,
         gapless=modes.count(ProtectionMode.GAPLESS),

@@ -2,9 +2,10 @@
 
 from hotspare.store.importer import ImportMeta, ImportRejected, ImportResult
 from hotspare.store.models import TICKS_PER_SECOND, RunInfo, SegmentInfo, WallSource
+from hotspare.store.parts import StoreError
 from hotspare.store.reconcile import ReconcileReport
 from hotspare.store.retention import RetentionReport
-from hotspare.store.segment_store import SegmentStore, StoreError
+from hotspare.store.segment_store import SegmentStore
 from hotspare.store.timeline import Gap, Timeline, TimelineSpan
 
 __all__ = [

@@ -17,10 +17,10 @@ import re
 import shutil
 import sqlite3
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from hotspare.store import layout, mp4
 from hotspare.store.db import RUN_COLUMNS, SEGMENT_COLUMNS, now_us, row_to_run, row_to_segment
@@ -31,10 +31,7 @@ from hotspare.store.models import (
     media_to_wall_us,
     ticks_to_us,
 )
-from hotspare.store.segment_store import MAX_SEGMENT_US, insert_segment
-
-if TYPE_CHECKING:
-    from hotspare.store.segment_store import SegmentStore
+from hotspare.store.parts import MAX_SEGMENT_US, StoreParts, insert_segment
 
 log = logging.getLogger(__name__)
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -56,7 +53,12 @@ class ImportRejected(Exception):
 
 @dataclass(frozen=True)
 class ImportMeta:
-    """What the sender's index says about the segment (its SegmentInfo plus its run's anchor)."""
+    """What the sender's index says about the segment (its SegmentInfo plus its run's anchor).
+
+    The importer's input, whoever calls it; over HTTP it travels as `hotspare.wire.ImportMetaIn`,
+    which converts to and from this in one place and does the JSON parsing, so there is no second
+    JSON form here to drift from it.
+    """
 
     camera_id: str
     run_id: str
@@ -79,38 +81,6 @@ class ImportMeta:
                    seg.start_wall_us, seg.start_media_90k, seg.duration_90k, seg.frame_count,
                    seg.init_bytes, seg.sha256, run.anchor_wall_us, run.wall_source)
 
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready form, for the sender's HTTP request."""
-        d = dataclasses.asdict(self)
-        d["wall_source"] = WallSource(self.wall_source).value
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> ImportMeta:
-        """Parse a sender's JSON; a missing, unknown or wrongly typed field is a 400 refusal."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - set(data))
-        extra = sorted(set(data) - names)
-        if missing or extra:
-            raise ImportRejected(f"import metadata: missing fields {missing}, unknown {extra}", 400)
-        values: dict[str, object] = {}
-        for name in names:
-            v = data[name]
-            want_str = name in _STR_FIELDS
-            if want_str and not isinstance(v, str):
-                raise ImportRejected(f"import metadata: {name} must be a string", 400)
-            if not want_str and (not isinstance(v, int) or isinstance(v, bool)):
-                raise ImportRejected(f"import metadata: {name} must be an integer", 400)
-            values[name] = v
-        try:
-            values["wall_source"] = WallSource(str(values["wall_source"]))
-        except ValueError as e:
-            raise ImportRejected("import metadata: wall_source must be camera or local", 400) from e
-        return cls(**values)  # type: ignore[arg-type]
-
-
-_STR_FIELDS = {"camera_id", "run_id", "recorded_by", "recorded_as", "sha256", "wall_source"}
 
 ImportStatus = Literal["inserted", "duplicate", "trimmed"]
 
@@ -143,7 +113,7 @@ class ImportResult:
     message: str = ""
 
 
-def _validate_meta(meta: ImportMeta, store: SegmentStore,
+def _validate_meta(meta: ImportMeta, store: StoreParts,
                    known_camera: Callable[[str], bool] | None) -> None:
     try:
         layout.check_id("camera_id", meta.camera_id)
@@ -198,7 +168,7 @@ def _verify_file(meta: ImportMeta, path: Path, known_sha256: str | None = None) 
     return info
 
 
-def _stage(store: SegmentStore, data: Path) -> tuple[Path, bool]:
+def _stage(store: StoreParts, data: Path) -> tuple[Path, bool]:
     """(staged path, whether it is our own copy to delete on failure)."""
     incoming = store.root / layout.INCOMING_DIR
     if data.resolve().parent == incoming:
@@ -208,7 +178,7 @@ def _stage(store: SegmentStore, data: Path) -> tuple[Path, bool]:
     return staged, True
 
 
-def _coverage(store: SegmentStore, db: sqlite3.Connection, meta: ImportMeta,
+def _coverage(store: StoreParts, db: sqlite3.Connection, meta: ImportMeta,
               info: mp4.Mp4Info) -> tuple[int, int, int, int, tuple[int, ...]]:
     """(head frames, head 90k, tail frames, tail 90k, covering segment ids) of this segment's
     frames that existing segments of the camera already hold.
@@ -259,7 +229,7 @@ def _coverage(store: SegmentStore, db: sqlite3.Connection, meta: ImportMeta,
             tuple(sorted(used)))
 
 
-def _held_frames(store: SegmentStore, segments: list[SegmentInfo],
+def _held_frames(store: StoreParts, segments: list[SegmentInfo],
                  since_us: int) -> list[tuple[int, int, int]]:
     """(start, end, segment id) in wall µs of every counted frame of `segments` ending after
     `since_us`, sorted and without overlaps between neighbours' starts (first wins).
@@ -289,7 +259,7 @@ def _held_frames(store: SegmentStore, segments: list[SegmentInfo],
     return out
 
 
-def import_segment(store: SegmentStore, meta: ImportMeta, data: Path, *,
+def import_segment(store: StoreParts, meta: ImportMeta, data: Path, *,
                    known_camera: Callable[[str], bool] | None = None,
                    imported_from: str | None = None,
                    received: Received | None = None) -> ImportResult:
@@ -322,7 +292,7 @@ SAME_TIME_TOLERANCE_US = 1_000
 """Two rows with equal bytes whose starts differ by less than this are one recording."""
 
 
-def _commit(store: SegmentStore, meta: ImportMeta, info: mp4.Mp4Info, staged: Path,
+def _commit(store: StoreParts, meta: ImportMeta, info: mp4.Mp4Info, staged: Path,
             imported_from: str) -> ImportResult:
     db = store.index.read()
     same = db.execute(f"select {SEGMENT_COLUMNS} from segment where run_id = ? and seq = ?",
@@ -403,7 +373,7 @@ def _commit(store: SegmentStore, meta: ImportMeta, info: mp4.Mp4Info, staged: Pa
     return ImportResult("inserted", seg, covering, "stored")
 
 
-def _restore(store: SegmentStore, seg: SegmentInfo, staged: Path) -> ImportResult:
+def _restore(store: StoreParts, seg: SegmentInfo, staged: Path) -> ImportResult:
     """The row is here but reconcile found its file missing or damaged: put the verified bytes
     back (the hash matches the row) and clear the mark."""
     final = layout.to_path(store.root, seg.relpath)

@@ -115,6 +115,24 @@ def make_dirs_durable(root: Path, path: Path) -> None:
         fsync_dir(d.parent)
 
 
+
+def move_to_quarantine(root: Path, relpath: str) -> Path:
+    """Move a segment file out of the timeline without deleting it: to
+    `quarantine/<camera>/<run>/<seq>.mp4`, with `.~N` added when that name is taken. Durable
+    (both directories fsynced), so a crash cannot leave the file in neither place."""
+    src = to_path(root, relpath)
+    rel_inside = relpath.split("/", 1)[1] if "/" in relpath else relpath
+    dest = to_path(root / QUARANTINE_DIR, rel_inside)
+    make_dirs_durable(root, dest.parent)
+    n = 0
+    while dest.exists():
+        n += 1
+        dest = dest.with_name(f"{dest.name.split('.~')[0]}.~{n}")
+    os.replace(src, dest)
+    fsync_dir(dest.parent)
+    fsync_dir(src.parent)
+    return dest
+
 def sha256_file(path: Path, limit: int | None = None) -> str:
     h = hashlib.sha256()
     remaining = limit

@@ -6,6 +6,9 @@ import os
 import sys
 from pathlib import Path
 
+LOCK_NAME = "store.lock"
+"""The lock file in a store's root; held by the node that has the store open."""
+
 
 class StoreLocked(RuntimeError):
     """Another process has this store open."""

@@ -15,16 +15,12 @@ Runs once at open, before any recorder writes. Rules (docs/store.md, "Reconcile"
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hotspare.store import layout, mp4
 from hotspare.store.db import RUN_COLUMNS, row_to_run
-
-if TYPE_CHECKING:
-    from hotspare.store.segment_store import SegmentStore
+from hotspare.store.parts import StoreParts
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +57,7 @@ class ReconcileReport:
                 f"garbage_removed={self.garbage_removed} unknown={self.unknown_files}")
 
 
-def reconcile(store: SegmentStore) -> ReconcileReport:
+def reconcile(store: StoreParts) -> ReconcileReport:
     report = ReconcileReport()
     root = store.root
     with store.index.locked():
@@ -77,7 +73,7 @@ def reconcile(store: SegmentStore) -> ReconcileReport:
     return report
 
 
-def _finish_garbage(store: SegmentStore, report: ReconcileReport) -> None:
+def _finish_garbage(store: StoreParts, report: ReconcileReport) -> None:
     db = store.index.read()
     for (relpath,) in db.execute("select relpath from garbage").fetchall():
         path = layout.to_path(store.root, relpath)
@@ -115,7 +111,7 @@ def _scan_segment_files(root: Path, report: ReconcileReport) -> dict[str, int]:
     return found
 
 
-def _check_rows(store: SegmentStore, on_disk: dict[str, int], report: ReconcileReport) -> set[str]:
+def _check_rows(store: StoreParts, on_disk: dict[str, int], report: ReconcileReport) -> set[str]:
     rows = store.index.read().execute(
         "select segment_id, camera_id, relpath, bytes, file_problem from segment").fetchall()
     report.rows_checked = len(rows)
@@ -148,7 +144,7 @@ def _check_rows(store: SegmentStore, on_disk: dict[str, int], report: ReconcileR
     return {r[2] for r in rows}
 
 
-def _adopt_orphan(store: SegmentStore, relpath: str, report: ReconcileReport) -> None:
+def _adopt_orphan(store: StoreParts, relpath: str, report: ReconcileReport) -> None:
     key = layout.parse_relpath(relpath)
     assert key is not None
     path = layout.to_path(store.root, relpath)
@@ -180,7 +176,7 @@ def _adopt_orphan(store: SegmentStore, relpath: str, report: ReconcileReport) ->
     layout.fsync_dir(path.parent)
     sha = layout.sha256_file(path)
     try:
-        seg = store.insert_segment_row(run, key.seq, info, size=info.readable_bytes, sha256=sha,
+        seg = store.insert_own_segment(run, key.seq, info, size=info.readable_bytes, sha256=sha,
                                        relpath=relpath)
     except Exception as e:  # a row we can't insert must not stop the store from opening
         quarantine(store.root, relpath, report, f"could not index: {e}")
@@ -197,22 +193,12 @@ def _adopt_orphan(store: SegmentStore, relpath: str, report: ReconcileReport) ->
 
 
 def quarantine(root: Path, relpath: str, report: ReconcileReport, reason: str) -> None:
-    src = layout.to_path(root, relpath)
-    rel_inside = relpath.split("/", 1)[1] if "/" in relpath else relpath
-    dest = layout.to_path(root / layout.QUARANTINE_DIR, rel_inside)
-    layout.make_dirs_durable(root, dest.parent)
-    n = 0
-    while dest.exists():
-        n += 1
-        dest = dest.with_name(f"{dest.name.split('.~')[0]}.~{n}")
-    os.replace(src, dest)
-    layout.fsync_dir(dest.parent)
-    layout.fsync_dir(src.parent)
+    dest = layout.move_to_quarantine(root, relpath)
     report.quarantined += 1
     report.note(logging.ERROR, f"moved {relpath} to {layout.to_relpath(root, dest)}: {reason}")
 
 
-def _close_open_runs(store: SegmentStore, report: ReconcileReport) -> None:
+def _close_open_runs(store: StoreParts, report: ReconcileReport) -> None:
     db = store.index.read()
     open_runs = db.execute(
         "select run.run_id, run.camera_id, run.started_wall_us, max(segment.end_wall_us) "

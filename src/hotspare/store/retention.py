@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from hotspare.store import layout
 from hotspare.store.db import now_us
-
-if TYPE_CHECKING:
-    from hotspare.store.segment_store import SegmentStore
+from hotspare.store.parts import StoreParts
 
 log = logging.getLogger(__name__)
 _BATCH = 64
@@ -38,7 +35,7 @@ class RetentionReport:
         return self.deleted_by_age + self.deleted_for_space
 
 
-def delete_rows(store: SegmentStore,
+def delete_rows(store: StoreParts,
                 rows: list[tuple[int, str, str, int]]) -> tuple[int, int]:
     """Delete these (segment_id, camera_id, relpath, bytes) rows, then their files.
 
@@ -89,15 +86,7 @@ def delete_rows(store: SegmentStore,
     return len(gone), freed
 
 
-def _delete(store: SegmentStore, rows: list[tuple[int, str, str, int]]) -> int:
-    """Old name of `delete_rows` (returns bytes freed), kept while failover/reinsert.py uses it.
-
-    New code: `SegmentStore.delete_segments(ids)`.
-    """
-    return delete_rows(store, rows)[1]
-
-
-def retry_garbage(store: SegmentStore) -> int:
+def retry_garbage(store: StoreParts) -> int:
     """Unlink files whose rows are already gone (an earlier unlink failed); returns how many."""
     done: list[str] = []
     for (relpath,) in store.index.read().execute("select relpath from garbage").fetchall():
@@ -113,7 +102,7 @@ def retry_garbage(store: SegmentStore) -> int:
     return len(done)
 
 
-def apply_retention(store: SegmentStore, max_age_us: int | None, min_free_bytes: int,
+def apply_retention(store: StoreParts, max_age_us: int | None, min_free_bytes: int,
                     now_wall_us: int) -> RetentionReport:
     report = RetentionReport()
     read = store.index.read()

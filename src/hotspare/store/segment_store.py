@@ -15,9 +15,8 @@ import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from hotspare.store import layout, mp4
+from hotspare.store import importer, layout, mp4, reconcile, retention
 from hotspare.store.db import (
     RUN_COLUMNS,
     SEGMENT_COLUMNS,
@@ -27,29 +26,22 @@ from hotspare.store.db import (
     row_to_run,
     row_to_segment,
 )
-from hotspare.store.lockfile import StoreLock
-from hotspare.store.models import RunInfo, SegmentInfo, WallSource, media_to_wall_us, ticks_to_us
+from hotspare.store.importer import ImportMeta, ImportResult, Received
+from hotspare.store.lockfile import LOCK_NAME, StoreLock
+from hotspare.store.models import RunInfo, SegmentInfo, WallSource, media_to_wall_us
+from hotspare.store.parts import MAX_SEGMENT_US, StoreError, StoreParts
+from hotspare.store.reconcile import ReconcileReport
+from hotspare.store.retention import RetentionReport
+from hotspare.store.timeline import Timeline, build_timeline
 
-if TYPE_CHECKING:
-    from hotspare.store.importer import ImportMeta, ImportResult, Received
-    from hotspare.store.reconcile import ReconcileReport
-    from hotspare.store.retention import RetentionReport
-    from hotspare.store.timeline import Timeline
+__all__ = ["DEFAULT_MAX_GAP_US", "SegmentStore", "StoreError"]
 
 log = logging.getLogger(__name__)
 
-# Longest segment we index. Range queries look this far back before `from_wall_us` so that they can
-# use the (camera_id, start_wall_us) index; the recorder cuts at most every 60 s.
-MAX_SEGMENT_90K = 600 * 90_000
-MAX_SEGMENT_US = ticks_to_us(MAX_SEGMENT_90K)
 DEFAULT_MAX_GAP_US = 45_000  # one frame at 25 fps plus 5 ms of jitter
 # commit_segment reads a segment up to this size into memory once (walk + hash); larger ones are
 # streamed. 64 MB is about two minutes of a 4 Mbit/s camera.
 COMMIT_READ_WHOLE_MAX = 64 * 1024 * 1024
-
-
-class StoreError(RuntimeError):
-    """A store operation was refused; the message says which object and why."""
 
 
 class SegmentStore:
@@ -70,12 +62,10 @@ class SegmentStore:
     @classmethod
     def open(cls, root: Path, server_name: str) -> SegmentStore:
         """Open (creating if needed) and reconcile; one process per store (a lock file)."""
-        from hotspare.store.reconcile import reconcile
-
         layout.check_id("server_name", server_name)
         root = Path(root).resolve()
         layout.make_dirs_durable(root.parent, root)
-        lock = StoreLock.acquire(root / "store.lock")
+        lock = StoreLock.acquire(root / LOCK_NAME)
         index: Index | None = None
         try:
             for sub in (layout.SEGMENTS_DIR, layout.INCOMING_DIR):
@@ -86,7 +76,7 @@ class SegmentStore:
                 log.warning("store %s was created by server %r, now opened as %r",
                             root, created_by, server_name)
             store = cls(root, server_name, index, lock)
-            store.last_reconcile = reconcile(store)
+            store.last_reconcile = reconcile.reconcile(store.parts)
         except BaseException:
             if index is not None:
                 index.close()
@@ -108,6 +98,11 @@ class SegmentStore:
     def index(self) -> Index:
         """The database handles, for the store's own modules (reconcile, import, retention)."""
         return self._index
+
+    @property
+    def parts(self) -> StoreParts:
+        """What the store's jobs work on; made per call so that `disk_free` set by a test counts."""
+        return StoreParts(self.root, self.server_name, self._index, self.disk_free)
 
     # ------------------------------------------------------------------ runs
 
@@ -241,20 +236,8 @@ class SegmentStore:
             sha, size = hashlib.sha256(data).hexdigest(), len(data)
         else:
             sha, size = layout.sha256_file(path), path.stat().st_size
-        return self.insert_segment_row(run, seq, info, size=size, sha256=sha, relpath=relpath)
-
-    def insert_segment_row(self, run: RunInfo, seq: int, info: mp4.Mp4Info, *, size: int,
-                           sha256: str, relpath: str) -> SegmentInfo:
-        """Insert one row for a file of ours already durable on disk (commit and reconcile)."""
-        with self._index.write() as db:
-            # Video recorded under an assumed identity is a spare's buffer: it must reach the
-            # original server before retention may touch it, even if nobody marks it later.
-            pending = run.recorded_as != run.recorded_by
-            try:
-                return insert_segment(db, run, seq, info, size=size, sha256=sha256,
-                                      relpath=relpath, reinsert_pending=pending)
-            except sqlite3.IntegrityError as e:
-                raise StoreError(f"{relpath}: cannot index ({e}); already indexed?") from e
+        return self.parts.insert_own_segment(run, seq, info, size=size, sha256=sha,
+                                             relpath=relpath)
 
     def list_segments(self, camera_id: str, from_wall_us: int,
                       to_wall_us: int) -> list[SegmentInfo]:
@@ -292,12 +275,12 @@ class SegmentStore:
 
     def segment_file(self, segment: SegmentInfo) -> Path:
         """Absolute path of a segment's file (for download/HLS)."""
-        return layout.to_path(self.root, segment.relpath)
+        return self.parts.segment_file(segment)
 
     def incoming_path(self) -> Path:
         """A fresh staging path on the store's disk: an upload written here is renamed, not copied,
         by `import_segment`. Anything left here is deleted at the next open."""
-        return self.root / layout.INCOMING_DIR / f"{secrets.token_hex(8)}{layout.TEMP_SUFFIX}"
+        return self.parts.incoming_path()
 
     def cameras(self) -> list[str]:
         rows = self._index.read().execute(
@@ -315,8 +298,6 @@ class SegmentStore:
         Segments still marked reinsert_pending are refused (skipped): clear the mark first, so that
         deleting owed video takes two deliberate steps. Same crash-safe order as retention.
         """
-        from hotspare.store.retention import delete_rows
-
         rows = []
         read = self._index.read()
         for seg_id in segment_ids:
@@ -326,14 +307,12 @@ class SegmentStore:
             if row is not None:
                 rows.append(tuple(row))
         with self._index.locked():
-            return delete_rows(self, rows)[0]
+            return retention.delete_rows(self.parts, rows)[0]
 
     # ------------------------------------------------------------------ delegated jobs
 
     def timeline(self, camera_id: str, from_wall_us: int, to_wall_us: int,
                  max_gap_us: int = DEFAULT_MAX_GAP_US) -> Timeline:
-        from hotspare.store.timeline import build_timeline
-
         return build_timeline(self.list_segments(camera_id, from_wall_us, to_wall_us),
                               camera_id, from_wall_us, to_wall_us, max_gap_us)
 
@@ -341,16 +320,12 @@ class SegmentStore:
                        known_camera: Callable[[str], bool] | None = None,
                        imported_from: str | None = None,
                        received: Received | None = None) -> ImportResult:
-        from hotspare.store.importer import import_segment
-
-        return import_segment(self, meta, data, known_camera=known_camera,
+        return importer.import_segment(self.parts, meta, data, known_camera=known_camera,
                               imported_from=imported_from, received=received)
 
     def apply_retention(self, max_age_us: int | None, min_free_bytes: int,
                         now_wall_us: int) -> RetentionReport:
-        from hotspare.store.retention import apply_retention
-
-        return apply_retention(self, max_age_us, min_free_bytes, now_wall_us)
+        return retention.apply_retention(self.parts, max_age_us, min_free_bytes, now_wall_us)
 
     # ------------------------------------------------------------------ helpers
 
@@ -361,28 +336,3 @@ class SegmentStore:
             raise StoreError(f"unknown run {run_id!r}")
         return row_to_run(row)
 
-
-def insert_segment(db: sqlite3.Connection, run: RunInfo, seq: int, info: mp4.Mp4Info, *,
-                   size: int, sha256: str, relpath: str, head_skip: tuple[int, int] = (0, 0),
-                   tail_skip: tuple[int, int] = (0, 0), reinsert_pending: bool = False,
-                   imported_from: str | None = None) -> SegmentInfo:
-    """The one INSERT of a segment row, inside the caller's transaction; wall time from the run."""
-    if info.duration_90k <= 0 or info.duration_90k > MAX_SEGMENT_90K:
-        raise StoreError(f"{relpath}: duration {info.duration_90k} (90 kHz) out of range")
-    anchor = db.execute("select anchor_wall_us from run where run_id = ?",
-                        (run.run_id,)).fetchone()[0]
-    start = media_to_wall_us(anchor, info.start_media_90k)
-    cur = db.execute(
-        "insert into segment (camera_id, run_id, seq, recorded_by, recorded_as, "
-        "start_wall_us, end_wall_us, start_media_90k, duration_90k, frame_count, "
-        "head_skip_frames, head_skip_90k, tail_skip_frames, tail_skip_90k, bytes, "
-        "init_bytes, sha256, relpath, reinsert_pending, imported_from, committed_at_us) "
-        "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (run.camera_id, run.run_id, seq, run.recorded_by, run.recorded_as, start,
-         start + ticks_to_us(info.duration_90k), info.start_media_90k, info.duration_90k,
-         info.frame_count, head_skip[0], head_skip[1], tail_skip[0], tail_skip[1], size,
-         info.init_bytes, sha256, relpath, int(reinsert_pending), imported_from, now_us()),
-    )
-    row = db.execute(f"select {SEGMENT_COLUMNS} from segment where segment_id = ?",
-                     (cur.lastrowid,)).fetchone()
-    return row_to_segment(row)

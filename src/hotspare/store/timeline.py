@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from hotspare.store.models import SegmentInfo
 
@@ -80,7 +81,17 @@ def _span(segs: list[SegmentInfo], end: int) -> TimelineSpan:
                         sum(s.recorded_frames for s in segs))
 
 
-def find_gaps(spans: Iterable[TimelineSpan], from_wall_us: int, to_wall_us: int,
+class Stretch(Protocol):
+    """Anything covering wall time: a span here, or a run of another node's timeline (the master
+    merges those with this same function)."""
+
+    @property
+    def start_wall_us(self) -> int: ...
+    @property
+    def end_wall_us(self) -> int: ...
+
+
+def find_gaps(spans: Iterable[Stretch], from_wall_us: int, to_wall_us: int,
               max_gap_us: int) -> list[Gap]:
     """Holes longer than `max_gap_us` in the union of spans, clipped to [from, to)."""
     gaps: list[Gap] = []

@@ -1,6 +1,7 @@
 """Serves the web UI's static files at `/ui/`, in front of the node's token check.
 
-The page, its CSS and JavaScript hold no site data, so they are served without the token (a
+The page, its CSS, JavaScript and icon (also at `/favicon.ico`, which browsers fetch on their
+own) hold no site data, so they are served without the token (a
 browser cannot send a bearer header when it opens a page); every call the page makes for data
 goes to `/api/v1/...` with the token the operator typed, kept in sessionStorage. hls.js comes
 from `web/node_modules` (installed by `scripts/setup` with `npm ci` from `web/package-lock.json`)
@@ -33,6 +34,7 @@ SWAGGER_UI_FILES = {
     "favicon-32x32.png": "image/png",
 }
 PREFIX = "/ui"
+FAVICON_PATH = "/favicon.ico"
 
 _HEADERS = {
     "Cache-Control": "no-cache",
@@ -52,6 +54,12 @@ class WebUiMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == FAVICON_PATH and scope.get("method") in ("GET", "HEAD"):
+            # Browsers ask for it on their own, without the token: answered here, a 401 in
+            # every browser console looked like a failed login.
+            await FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml",
+                               headers=_HEADERS)(scope, receive, send)
+            return
         if path != PREFIX and not path.startswith(PREFIX + "/"):
             await self.app(scope, receive, send)
             return

@@ -4,6 +4,7 @@
 // loaded with ?token= because a video player cannot add headers to the segment requests.
 
 const TOKEN_KEY = "hotspare-token";
+const UTC_KEY = "hotspare-utc";     // localStorage: a display preference, kept across tabs
 const ENDPOINTS_KEY = "hotspare-endpoints";
 const CALL_TIMEOUT_MS = 2500;
 
@@ -13,6 +14,7 @@ const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   endpoints: JSON.parse(sessionStorage.getItem(ENDPOINTS_KEY) || "null"),
   lastEvent: null,
+  events: [],                       // the newest 200 site events, oldest first
   cameras: [],
   timelines: new Map(),
   hls: null,
@@ -242,7 +244,13 @@ function drawLegend() {
   }), el("span", {}, el("i", { class: "gap-swatch" }), "hatched: no video"));
 }
 
-const fmt = (us) => new Date(us / 1000).toLocaleTimeString();
+// Times as the browser's local clock shows them, or in UTC like the hotspare command (`...Z`):
+// a site's nodes and its operators are not always in one time zone.
+const utc = () => localStorage.getItem(UTC_KEY) === "1";
+const fmt = (us) => {
+  const d = new Date(us / 1000);
+  return utc() ? d.toISOString().slice(11, 19) + "Z" : d.toLocaleTimeString();
+};
 
 async function refreshTimelines() {
   const seconds = Number($("#range").value);
@@ -323,14 +331,15 @@ function playLive(camera) {
 // ---------------------------------------------------------------- events
 
 function drawEvents(data) {
-  const list = $("#events");
-  for (const e of data.events) {
-    list.prepend(el("li", { "data-kind": e.kind },
-      `${new Date(e.wall_us / 1000).toLocaleTimeString()} ${e.node} ${e.kind}` +
-      `${e.server ? " " + e.server : ""}: ${e.message}`));
+  if (data) {
+    state.events.push(...data.events);
+    state.events.splice(0, Math.max(0, state.events.length - 200));
+    if (data.last_wall_us) state.lastEvent = data.last_wall_us;
   }
-  while (list.children.length > 200) list.lastChild.remove();
-  if (data.last_wall_us) state.lastEvent = data.last_wall_us;
+  // Newest first; drawn again whole (at most 200), so the time format can change.
+  $("#events").replaceChildren(...state.events.slice().reverse().map((e) =>
+    el("li", { "data-kind": e.kind, "data-wall-us": e.wall_us },
+      `${fmt(e.wall_us)} ${e.node} ${e.kind}${e.server ? " " + e.server : ""}: ${e.message}`)));
 }
 
 // ---------------------------------------------------------------- loops and login
@@ -390,6 +399,12 @@ $("#login-form").addEventListener("submit", async (ev) => {
   run();
 });
 $("#logout").addEventListener("click", () => logout());
+$("#utc").checked = utc();
+$("#utc").addEventListener("change", () => {
+  localStorage.setItem(UTC_KEY, $("#utc").checked ? "1" : "0");
+  drawEvents(null);
+  for (const [camera, tl] of state.timelines) drawTimeline(camera, tl);
+});
 $("#range").addEventListener("change", () => refreshTimelines().catch(() => {}));
 
 if (state.token) { showApp(true); run(); }

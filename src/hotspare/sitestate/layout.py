@@ -1,7 +1,8 @@
-"""The failover key layout under a site's prefix (`/hotspare/<site>/`), in one place.
+"""The key layout under a site's prefix (`/hotspare/<site>/`), in one place.
 
-Every key a node reads or writes is built here so that the layout in docs/failover.md is the
-layout in etcd; nothing else in hotspare spells a key.
+Every etcd key a node reads or writes is built here so that the layout in docs/coordination.md is
+the layout in etcd; nothing outside `hotspare.sitestate` spells a key. (Called `layout`, not
+`keys`: in this code base "keys" also means Ed25519 signing keys.)
 """
 
 from __future__ import annotations
@@ -85,3 +86,12 @@ def reinsert(server: str, spare_name: str) -> str:
 def event(wall_us: int, node: str, nonce: str) -> str:
     """Zero-padded time first, so the prefix sorts oldest first."""
     return f"{EVENTS_PREFIX}{wall_us:017d}-{node}-{nonce}"
+
+
+FENCING_HEADER = "X-Hotspare-Fencing"
+"""The HTTP header a re-insert upload under a claim carries: `claims/<server>:<token>`."""
+
+
+def fence(server: str, token: int) -> str:
+    """The fencing header's value for an upload under the claim on `server` with `token`."""
+    return f"{claim(server)}:{token}"

@@ -13,15 +13,15 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from hotspare import metrics
 from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.models import KeyValue
-from hotspare.failover import keys
+from hotspare.sitestate import layout
 
-log = logging.getLogger("hotspare.failover.events")
+log = logging.getLogger("hotspare.sitestate.events")
 
 KINDS = ("suspected", "claimed", "recording", "returned", "handback", "reinserting", "done",
          "refused", "stood_down", "lost_claim", "not_recording", "config", "protection",
@@ -41,7 +41,7 @@ class Event:
 
     @classmethod
     def from_kv(cls, kv: KeyValue) -> Event:
-        return cls.from_dict(kv.json())
+        return cls.from_dict(json.loads(kv.value))
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Event:
@@ -54,6 +54,16 @@ class Event:
         millis = (self.wall_us // 1000) % 1000
         server = f" {self.server}" if self.server else ""
         return f"{stamp}.{millis:03d}Z {self.node:<12} {self.kind:<12}{server}: {self.message}"
+
+
+def event_dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body)
+
+
+class EventSink(Protocol):
+    """Where the failover agents report (`EventLog`; a list in the unit tests)."""
+
+    def emit(self, kind: str, server: str | None, message: str, **data: Any) -> None: ...
 
 
 class EventLog:
@@ -75,8 +85,8 @@ class EventLog:
         if kind in metrics.TAKEOVER_KINDS:
             metrics.TAKEOVERS.labels(kind, server or "").inc()
         try:
-            self._coord.put(keys.event(wall_us, self._node, secrets.token_hex(2)),
-                            json.dumps(body))
+            self._coord.put(layout.event(wall_us, self._node, secrets.token_hex(2)),
+                            event_dumps(body))
         except CoordinationError as exc:
             log.warning("event %s not stored in etcd (%s)", kind, exc)
             return
@@ -88,7 +98,7 @@ class EventLog:
 
     def prune(self) -> None:
         try:
-            found = self._coord.get_prefix(keys.EVENTS_PREFIX)
+            found = self._coord.get_prefix(layout.EVENTS_PREFIX)
             for kv in found.kvs[: max(0, len(found.kvs) - self._keep)]:
                 self._coord.delete(kv.key)
         except CoordinationError as exc:
@@ -97,7 +107,7 @@ class EventLog:
 
 def read_events(coord: Coordinator, limit: int | None = None) -> tuple[list[Event], int]:
     """Stored events oldest first, and the revision they were read at (to follow from)."""
-    found = coord.get_prefix(keys.EVENTS_PREFIX)
+    found = coord.get_prefix(layout.EVENTS_PREFIX)
     events = []
     for kv in found.kvs:
         try:

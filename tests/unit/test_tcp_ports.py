@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from hotspare.ports import ephemeral_low, pick_free_ports
+from hotspare.tcp_ports import ephemeral_low, pick_free_ports
 
 
 def test_ports_are_distinct_bindable_and_not_ephemeral() -> None:

@@ -1,7 +1,12 @@
-"""Response bodies of the node API, with units on every field.
+"""What nodes, the client and failover exchange over HTTP: the node API's bodies, with units.
 
 These are the wire format, deliberately separate from the store's dataclasses: the store may grow
 columns without changing what peers and clients see, and the OpenAPI spec documents every unit.
+The module sits below `hotspare.api` (which serves them), `hotspare.client` (which parses them)
+and `hotspare.failover` (which sends re-inserts and reads health), so none of those imports another
+for a shape; it imports no FastAPI, keeping the CLI quick to start. Each conversion between a
+store value and its wire form is here and nowhere else (`of` from the store, `to_*` back), so a
+field added on one side cannot be forgotten on the other by a second copy of the mapping.
 """
 
 from __future__ import annotations
@@ -11,7 +16,22 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hotspare.config.models import ID_PATTERN
-from hotspare.store.models import RunInfo, SegmentInfo
+from hotspare.store.importer import ImportMeta
+from hotspare.store.models import RunInfo, SegmentInfo, WallSource
+from hotspare.store.timeline import Gap, Timeline, TimelineSpan
+
+API_PREFIX = "/api/v1"
+META_HEADER = "Hotspare-Segment-Meta"
+
+
+class Problem(BaseModel):
+    """The body of every error response (see `hotspare.api.problems`, which answers with it)."""
+
+    error: str = Field(
+        description="stable machine-readable code, e.g. `unknown_camera`, `hash_mismatch`"
+    )
+    detail: str = Field(description="what went wrong and what to do about it, for an operator")
+
 
 CameraState = Literal["recording", "connecting", "failing"]
 
@@ -111,6 +131,20 @@ class SegmentOut(_Out):
             imported_from=segment.imported_from,
         )
 
+    def to_info(self) -> SegmentInfo:
+        """The store's value type of another node's segment, so that node-local code (the HLS
+        playlist writer) serves it unchanged. What the wire does not carry stays at its default:
+        no `relpath` (the file is on the other node) and skipped frames' durations of 0."""
+        return SegmentInfo(
+            segment_id=self.segment_id, camera_id=self.camera_id, run_id=self.run_id,
+            seq=self.seq, recorded_by=self.recorded_by, recorded_as=self.recorded_as,
+            start_wall_us=self.start_wall_us, start_media_90k=self.start_media_90k,
+            duration_90k=self.duration_90k, frame_count=self.frame_count,
+            head_skip_frames=self.head_skip_frames, bytes=self.bytes, init_bytes=self.init_bytes,
+            sha256=self.sha256, relpath="", reinsert_pending=self.reinsert_pending,
+            imported_from=self.imported_from, tail_skip_frames=self.tail_skip_frames,
+        )
+
 
 class SegmentList(_Out):
     camera_id: str
@@ -174,11 +208,22 @@ class TimelineRunOut(_Out):
     segment_count: int
     frame_count: int = Field(description="frames recorded (skipped duplicate frames not counted)")
 
+    @classmethod
+    def of(cls, span: TimelineSpan) -> TimelineRunOut:
+        return cls(run_id=span.run_id, recorded_by=span.recorded_by, recorded_as=span.recorded_as,
+                   start_wall_us=span.start_wall_us, end_wall_us=span.end_wall_us,
+                   segment_count=span.segment_count, frame_count=span.frame_count)
+
 
 class GapOut(_Out):
     start_wall_us: int = Field(description="µs since the epoch (UTC)")
     end_wall_us: int = Field(description="µs since the epoch (UTC)")
     length_us: int = Field(description="end minus start, µs")
+
+    @classmethod
+    def of(cls, gap: Gap) -> GapOut:
+        return cls(start_wall_us=gap.start_wall_us, end_wall_us=gap.end_wall_us,
+                   length_us=gap.duration_us)
 
 
 class TimelineOut(_Out):
@@ -187,6 +232,48 @@ class TimelineOut(_Out):
     to_wall_us: int
     runs: list[TimelineRunOut] = Field(description="recorded stretches, oldest first")
     gaps: list[GapOut] = Field(description="stretches of the range with no video, oldest first")
+
+    @classmethod
+    def of(cls, timeline: Timeline) -> TimelineOut:
+        """The store's timeline on the wire, where a span is called a run."""
+        return cls(
+            camera_id=timeline.camera_id,
+            from_wall_us=timeline.from_wall_us,
+            to_wall_us=timeline.to_wall_us,
+            runs=[TimelineRunOut.of(s) for s in timeline.spans],
+            gaps=[GapOut.of(g) for g in timeline.gaps],
+        )
+
+
+class HeldRunOut(TimelineRunOut):
+    """A stretch of the site's timeline: a node's timeline run, and which node holds it."""
+
+    held_by: str = Field(description="the node that holds this stretch's video now")
+    held_by_url: str = Field(description="that node's API address, for its segment files")
+
+
+class SourceOut(_Out):
+    """One node asked for a site-wide answer, and whether it answered."""
+
+    node: str
+    url: str
+    ok: bool = Field(description="false when the node did not answer or refused")
+    error: str | None = Field(default=None, description="why not, for the operator")
+
+
+class SiteTimelineOut(_Out):
+    """A camera's timeline merged from every node that holds some of its video (the master's)."""
+
+    camera_id: str
+    server: str = Field(description="the recording server the camera belongs to")
+    from_wall_us: int
+    to_wall_us: int
+    runs: list[HeldRunOut] = Field(description="recorded stretches, oldest first")
+    gaps: list[GapOut] = Field(
+        description="stretches of the range no answering node holds video of, oldest first"
+    )
+    sources: list[SourceOut] = Field(description="every node asked")
+    partial: bool = Field(description="true when some node did not answer: gaps may be video")
 
 
 class ImportOut(_Out):
@@ -206,7 +293,6 @@ class ImportOut(_Out):
     message: str = Field(default="", description="what happened, for the operator")
 
 
-META_HEADER = "Hotspare-Segment-Meta"
 _SHA256_PATTERN = r"^[0-9a-f]{64}$"
 _MAX_US = 253_402_300_799_999_999
 
@@ -252,19 +338,42 @@ class ImportMetaIn(BaseModel):
 
     @classmethod
     def of(cls, segment: SegmentInfo, run: RunInfo) -> ImportMetaIn:
-        """What a sender (failover's re-insert) puts in the header for one of its segments."""
+        """What a sender (failover's re-insert) puts in the header for one of its segments.
+
+        Goes through the store's own `ImportMeta.from_segment`, so which index fields describe a
+        segment to its receiver is decided once, by the store that checks them.
+        """
+        meta = ImportMeta.from_segment(segment, run)
         return cls(
-            run_id=segment.run_id,
-            seq=segment.seq,
-            recorded_by=segment.recorded_by,
-            recorded_as=segment.recorded_as,
-            start_wall_us=segment.start_wall_us,
-            start_media_90k=segment.start_media_90k,
-            duration_90k=segment.duration_90k,
-            frame_count=segment.frame_count,
-            init_bytes=segment.init_bytes,
-            sha256=segment.sha256,
-            anchor_wall_us=run.anchor_wall_us,
-            wall_source=run.wall_source.value,
+            run_id=meta.run_id,
+            seq=meta.seq,
+            recorded_by=meta.recorded_by,
+            recorded_as=meta.recorded_as,
+            start_wall_us=meta.start_wall_us,
+            start_media_90k=meta.start_media_90k,
+            duration_90k=meta.duration_90k,
+            frame_count=meta.frame_count,
+            init_bytes=meta.init_bytes,
+            sha256=meta.sha256,
+            anchor_wall_us=meta.anchor_wall_us,
+            wall_source=WallSource(meta.wall_source).value,
             bytes=segment.bytes,
+        )
+
+    def to_store(self, camera_id: str) -> ImportMeta:
+        """What the receiving store's importer checks; the camera comes from the URL."""
+        return ImportMeta(
+            camera_id=camera_id,
+            run_id=self.run_id,
+            seq=self.seq,
+            recorded_by=self.recorded_by,
+            recorded_as=self.recorded_as,
+            start_wall_us=self.start_wall_us,
+            start_media_90k=self.start_media_90k,
+            duration_90k=self.duration_90k,
+            frame_count=self.frame_count,
+            init_bytes=self.init_bytes,
+            sha256=self.sha256,
+            anchor_wall_us=self.anchor_wall_us,
+            wall_source=WallSource(self.wall_source),
         )

@@ -1,19 +1,20 @@
-"""Shared fixtures for the API tests: a real SegmentStore holding real fMP4 segments.
+"""A node API in process over a real SegmentStore holding real fMP4 segments, for the API tests.
 
 Segments are encoded with PyAV (libx264, tiny frames) in the layout the recorder writes, so the
-store's own MP4 checks, hashes and HLS byte ranges are exercised on genuine files.
+store's own MP4 checks, hashes and HLS byte ranges are exercised on genuine files. The `node`
+fixture (tests/unit/conftest.py) is `open_node`; `record_run` fills any store the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
-import pytest
 from fastapi.testclient import TestClient
 
 from hotspare.api.app import create_app
@@ -100,8 +101,8 @@ class Node:
     cameras: set[str] = field(default_factory=lambda: {CAMERA, "cam-2"})
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
+@contextmanager
+def open_node(tmp_path: Path) -> Iterator[Node]:
     """Camera cam-1: run A (3 segments from T0), a gap, run B (2 segments from T0 + 5 s)."""
     store = SegmentStore.open(tmp_path / "store", SERVER)
     run_a, segs_a = record_run(store, CAMERA, T0, 3)
@@ -121,7 +122,9 @@ def node(tmp_path: Path) -> Iterator[Node]:
         clock=lambda: T0 + 60_000_000,
         max_import_bytes=1 << 20,
     )
-    with TestClient(app, base_url="http://node.test") as client:
-        state.client = client
-        yield state
-    store.close()
+    try:
+        with TestClient(app, base_url="http://node.test") as client:
+            state.client = client
+            yield state
+    finally:
+        store.close()

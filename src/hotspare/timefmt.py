@@ -2,7 +2,8 @@
 
 The API speaks microseconds since the Unix epoch (UTC), like the store, so machines never lose
 precision; people type ISO-8601 or "10 minutes ago". Both parse here, without FastAPI, so the CLI
-stays quick to start and the server and client can never disagree about a format.
+stays quick to start and the server and client can never disagree about a format. A module of its
+own, below the API, the client and the CLI alike, so none of them imports another for it.
 """
 
 from __future__ import annotations

@@ -18,12 +18,12 @@ from pydantic import SecretStr, ValidationError
 
 from hotspare.config.load import describe_validation_error
 from hotspare.coordination.etcd_adapter import Coordinator
-from hotspare.failover import keys
 from hotspare.site.allotment import Allotment, allot
-from hotspare.site.keys import public_key_pem
 from hotspare.site.load import SiteConfigError, load_site_licences, read_trusted_keys
 from hotspare.site.model import SiteConfig
 from hotspare.site.pool import LicenceMerge, LicencePool
+from hotspare.site.signing_keys import public_key_pem
+from hotspare.sitestate import layout
 
 
 def _plain(value: Any) -> Any:
@@ -88,13 +88,13 @@ def apply(coord: Coordinator, site: SiteConfig) -> tuple[int, LicenceMerge]:
     """Store the (already validated) site; returns the revision written and the licence verdicts."""
     stored = inline(site)
     licences = load_site_licences(stored, datetime.now(UTC))
-    revision = coord.put(keys.SITE_CONFIG, encode(stored))
+    revision = coord.put(layout.SITE_CONFIG, encode(stored))
     return revision, licences
 
 
 def read(coord: Coordinator) -> AppliedSite | None:
     """The applied site, or None when no configuration was applied yet."""
-    kv = coord.get(keys.SITE_CONFIG)
+    kv = coord.get(layout.SITE_CONFIG)
     if kv is None:
         return None
     config = decode(kv.value)

@@ -2,7 +2,7 @@
 
 Watches only wake the reload (level-triggered): the reload re-reads `config/site` whole. The last
 good copy is cached in the data dir so a recording server can start and record from it while etcd
-is unreachable (DESIGN decision 6: never stop recording because etcd is gone).
+is unreachable (design decision 6, docs/design.md: never stop recording because etcd is gone).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from pathlib import Path
 from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.models import WatchBatch
-from hotspare.failover import keys, site_config
-from hotspare.failover.site_config import AppliedSite
 from hotspare.site.load import SiteConfigError, load_site_licences
+from hotspare.sitestate import applied as site_config
+from hotspare.sitestate import layout
+from hotspare.sitestate.applied import AppliedSite
 
-log = logging.getLogger("hotspare.failover.site")
+log = logging.getLogger("hotspare.sitestate.view")
 
 
 class SiteView:
@@ -101,7 +102,7 @@ class SiteView:
             log.warning("site configuration not reloaded: %s", exc)
 
     def watch(self) -> None:
-        self.coord.watch_prefix(keys.CONFIG_PREFIX, self.wake)
+        self.coord.watch_prefix(layout.CONFIG_PREFIX, self.wake)
 
     def _write_cache(self, applied: AppliedSite) -> None:
         try:

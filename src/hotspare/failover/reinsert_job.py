@@ -1,0 +1,131 @@
+"""The spare's re-insert job: drive a `Reinserter` in slices, between checks of the site.
+
+Each tick first looks at the original's alive key (gone: it failed again, and under our claim we
+cover it again), then runs re-insert steps for at most REINSERT_SLICE_SECONDS, so the loop stays
+responsive (a leftover re-insert yields to a takeover between slices). The answers:
+
+- buffer empty: delete the progress key, release the claim (fenced: only ours), `done`;
+- a fenced write or upload refused (409 `stale_fencing_token`): the claim is gone, stand down;
+- the original cannot check the token now (503 `fencing_unavailable`) or an upload failed:
+  pause and retry — etcd trouble on the original's side is not a lost claim;
+- the original has not recorded past the next segment yet (`NotYet`): next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+
+from hotspare.client.node_client import NodeApiError, NodeClient
+from hotspare.coordination.errors import FencingError
+from hotspare.failover.rate_limit import RateLimiter
+from hotspare.failover.reinsert import FenceUnavailable, NotYet, Reinserter
+from hotspare.failover.spare_states import BufferEmpty, FailedAgain, Refused, Signal
+from hotspare.failover.spare_work import Coverage, SpareContext
+from hotspare.sitestate.layout import FENCING_HEADER, fence
+from hotspare.sitestate.snapshot import SiteState
+from hotspare.tls import PeerTls
+
+log = logging.getLogger("hotspare.failover.spare")
+
+REINSERT_SLICE_SECONDS = 0.5
+REPORT_EVERY_SECONDS = 2.0
+PAUSE_SECONDS = 1.0
+"""After a failed upload, or the original's 503 (its Retry-After is 1 s)."""
+
+
+class ReinsertJob:
+    def __init__(self, ctx: SpareContext, api_token: str, peers: PeerTls, limiter: RateLimiter,
+                 pause: Callable[[float], None]) -> None:
+        self.ctx = ctx
+        self.api_token = api_token
+        self.peers = peers
+        self.limiter = limiter
+        self.pause = pause
+        self.connect: Callable[[str, str, int | None], NodeClient] = self._client
+        """(address, server, token) -> a client of the original; replaced in unit tests."""
+
+    def _client(self, address: str, server: str, token: int | None) -> NodeClient:
+        client = NodeClient.for_peer(self.peers, address, self.api_token, 30.0)
+        if token is not None:
+            client._http.headers.update({FENCING_HEADER: fence(server, token)})
+        return client
+
+    def begin(self, cov: Coverage) -> bool:
+        """Start re-inserting `cov`'s buffer; False when its server left the site."""
+        ctx = self.ctx
+        target = ctx.applied_now().config.recording_server(cov.server)
+        if target is None:
+            log.warning("buffer for %s, which is no longer in the site; kept", cov.server)
+            return False
+        client = self.connect(target.address, cov.server, cov.token)
+        cov.reinserter = Reinserter(ctx.site, cov.store, cov.server, ctx.name, ctx.url, client,
+                                    cov.fence, self.limiter)
+        cov.reinserter.start()
+        ctx.view.show(cov.store, None, set())
+        p = cov.reinserter.progress
+        ctx.events.emit("reinserting", cov.server, f"re-inserting {p.done}/{p.total} segment(s) "
+                        f"from {ctx.name} into {cov.server}", done=p.done, total=p.total)
+        cov.last_report = time.monotonic()
+        return True
+
+    def tick(self, cov: Coverage, state: SiteState) -> tuple[Signal | None, bool]:
+        """(what happened, more to do at once)."""
+        r = cov.reinserter
+        assert r is not None
+        if cov.server not in state.alive:
+            r.target.close()
+            cov.reinserter = None
+            return FailedAgain(), False
+        deadline = time.monotonic() + REINSERT_SLICE_SECONDS
+        try:
+            while time.monotonic() < deadline:
+                if r.step() is None:
+                    return self._finish(cov), False
+        except FencingError as exc:
+            r.target.close()
+            cov.reinserter = None
+            return Refused(f"re-insert refused: {exc}"), False
+        except NotYet:
+            return None, False  # the original is still recording the time of the next segment
+        except FenceUnavailable as exc:
+            log.warning("re-insert into %s paused: %s", cov.server, exc)
+            self.pause(PAUSE_SECONDS)
+            return None, False
+        except (NodeApiError, httpx.HTTPError, OSError) as exc:
+            log.warning("re-insert into %s paused: %s", cov.server, exc)
+            self.pause(PAUSE_SECONDS)
+            return None, False
+        now = time.monotonic()
+        if now - cov.last_report >= REPORT_EVERY_SECONDS:
+            cov.last_report = now
+            p = r.progress
+            self.ctx.events.emit("reinserting", cov.server, f"re-inserting {p.done}/{p.total}",
+                                 done=p.done, total=p.total, bytes=p.bytes)
+        return None, True
+
+    def _finish(self, cov: Coverage) -> Signal:
+        r = cov.reinserter
+        assert r is not None
+        p = r.progress
+        try:
+            r.finish()
+        except FencingError as exc:
+            r.target.close()
+            cov.reinserter = None
+            return Refused(f"re-insert refused: {exc}")
+        r.target.close()
+        cov.reinserter = None
+        released = False
+        if cov.token is not None:
+            released = self.ctx.site.release(cov.server, cov.token)
+        self.ctx.events.emit(
+            "done", cov.server,
+            f"re-insert from {self.ctx.name} complete: {p.done}/{p.total} segment(s), "
+            f"{p.bytes} bytes ({p.duplicates} already held); "
+            + ("claim released" if released else "no claim held"),
+            done=p.done, total=p.total, bytes=p.bytes, duplicates=p.duplicates)
+        return BufferEmpty()

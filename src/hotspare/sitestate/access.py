@@ -1,0 +1,195 @@
+"""Domain operations on the site state: what a server or a spare may do to it, and how.
+
+`SiteAccess` is the contract the failover agents are written against; `EtcdSite` keeps it with
+etcd, and the unit tests keep it with one in-memory fake (tests/support/fake_site_state.py), so
+the agents' state machines are tested against the same rules the product runs on. The rules:
+
+- a claim is a create-if-absent under the spare's lease; its create revision is the token;
+- everything done under a claim is fenced by that token (etcd compares the claim's create
+  revision in the same transaction), so a spare that lost its claim is refused, not obeyed;
+- releasing is fenced too, so a spare can always try it: it never deletes another's claim.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from hotspare.coordination.errors import FencingError
+from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.coordination.models import Lease
+from hotspare.sitestate import layout
+from hotspare.sitestate.snapshot import SiteState
+from hotspare.sitestate.values import (
+    Alive,
+    Claim,
+    Covering,
+    Owner,
+    ProtectionRecord,
+    ReinsertProgress,
+    Returning,
+    SpareRecord,
+    Watermarks,
+    standby_dumps,
+)
+
+__all__ = ["EtcdSite", "FencingError", "HeldLease", "SiteAccess"]
+
+
+class HeldLease(Protocol):
+    """A lease kept alive in the background (`coordination.etcd_adapter.LeaseKeeper`)."""
+
+    @property
+    def lease(self) -> Lease: ...
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def lost_reason(self) -> str | None: ...
+
+    def assumed_lost(self) -> bool: ...
+
+    def stop(self, *, revoke: bool = True) -> None: ...
+
+
+class SiteAccess(Protocol):
+    """Every read and write the failover agents make. Fenced operations raise FencingError when
+    the claim no longer has `token`; any operation may raise CoordinationError (etcd away)."""
+
+    def read(self) -> SiteState: ...
+
+    def hold_lease(self, ttl: float, role: str) -> HeldLease: ...
+
+    # a recording server
+    def publish_alive(self, server: str, value: Alive, lease: HeldLease) -> None: ...
+
+    def drop_alive(self, server: str) -> None: ...
+
+    def claim_of(self, server: str) -> Claim | None: ...
+
+    def put_owner(self, server: str, value: Owner) -> None: ...
+
+    def publish_watermarks(self, server: str, value: Watermarks) -> None: ...
+
+    def ask_release(self, server: str, value: Returning, lease: HeldLease) -> None: ...
+
+    def withdraw_release(self, server: str) -> None: ...
+
+    # a spare
+    def publish_spare(self, spare: str, value: SpareRecord, lease: HeldLease) -> None: ...
+
+    def publish_standby(self, spare: str, status: dict[str, object], lease: HeldLease) -> None: ...
+
+    def claim(self, server: str, value: Claim, lease: HeldLease) -> tuple[bool, Claim | None]: ...
+
+    def put_owner_fenced(self, server: str, value: Owner, token: int) -> None: ...
+
+    def heartbeat(self, server: str, value: Covering, lease: HeldLease | None) -> None: ...
+
+    def release(self, server: str, token: int) -> bool: ...
+
+    def watermarks(self, server: str) -> Watermarks | None: ...
+
+    def progress(self, server: str, spare: str) -> ReinsertProgress | None: ...
+
+    def put_progress(self, server: str, value: ReinsertProgress, token: int | None) -> None: ...
+
+    def delete_progress(self, server: str, spare: str, token: int | None) -> None: ...
+
+
+class EtcdSite:
+    """`SiteAccess` on etcd, under the coordinator's site prefix."""
+
+    def __init__(self, coord: Coordinator) -> None:
+        self.coord = coord
+
+    def read(self) -> SiteState:
+        return SiteState.read(self.coord)
+
+    def hold_lease(self, ttl: float, role: str) -> HeldLease:
+        return self.coord.hold_lease(ttl, role=role)
+
+    # ------------------------------------------------------------------ a recording server
+
+    def publish_alive(self, server: str, value: Alive, lease: HeldLease) -> None:
+        self.coord.put(layout.alive(server), value.dumps(), lease=lease.lease)
+
+    def drop_alive(self, server: str) -> None:
+        self.coord.delete(layout.alive(server))
+
+    def claim_of(self, server: str) -> Claim | None:
+        kv = self.coord.get(layout.claim(server))
+        return None if kv is None else Claim.parse(kv)
+
+    def put_owner(self, server: str, value: Owner) -> None:
+        self.coord.put(layout.owner(server), value.dumps())
+
+    def publish_watermarks(self, server: str, value: Watermarks) -> None:
+        self.coord.put(layout.watermarks(server), value.dumps())
+
+    def ask_release(self, server: str, value: Returning, lease: HeldLease) -> None:
+        self.coord.put(layout.returning(server), value.dumps(), lease=lease.lease)
+
+    def withdraw_release(self, server: str) -> None:
+        self.coord.delete(layout.returning(server))
+
+    # ------------------------------------------------------------------ a spare
+
+    def publish_spare(self, spare: str, value: SpareRecord, lease: HeldLease) -> None:
+        self.coord.put(layout.spare(spare), value.dumps(), lease=lease.lease)
+
+    def publish_standby(self, spare: str, status: dict[str, object], lease: HeldLease) -> None:
+        self.coord.put(layout.standby(spare), standby_dumps(status), lease=lease.lease)
+
+    def claim(self, server: str, value: Claim, lease: HeldLease) -> tuple[bool, Claim | None]:
+        """Create-if-absent under our lease: (won, the claim as it now stands, ours or not)."""
+        result = self.coord.create_if_absent(layout.claim(server), value.dumps(),
+                                             lease=lease.lease)
+        return result.created, None if result.kv is None else Claim.parse(result.kv)
+
+    def put_owner_fenced(self, server: str, value: Owner, token: int) -> None:
+        self.coord.put_fenced(layout.owner(server), value.dumps(),
+                              claim_key=layout.claim(server), token=token)
+
+    def heartbeat(self, server: str, value: Covering, lease: HeldLease | None) -> None:
+        """Proves the token still holds; `lease` None for the one-off proof at a stand-down."""
+        self.coord.put_fenced(layout.covering(server), value.dumps(),
+                              claim_key=layout.claim(server), token=value.token,
+                              lease=None if lease is None else lease.lease)
+
+    def release(self, server: str, token: int) -> bool:
+        return self.coord.release_claim(layout.claim(server), token)
+
+    def watermarks(self, server: str) -> Watermarks | None:
+        """Raises ValueError when the stored value is unreadable."""
+        kv = self.coord.get(layout.watermarks(server))
+        return None if kv is None else Watermarks.parse(kv)
+
+    def progress(self, server: str, spare: str) -> ReinsertProgress | None:
+        kv = self.coord.get(layout.reinsert(server, spare))
+        return None if kv is None else ReinsertProgress.parse(kv, spare)
+
+    def put_progress(self, server: str, value: ReinsertProgress, token: int | None) -> None:
+        key = layout.reinsert(server, value.spare)
+        if token is None:
+            self.coord.put(key, value.dumps())
+        else:
+            self.coord.put_fenced(key, value.dumps(), claim_key=layout.claim(server), token=token)
+
+    def delete_progress(self, server: str, spare: str, token: int | None) -> None:
+        key = layout.reinsert(server, spare)
+        if token is None:
+            self.coord.delete(key)
+        else:
+            self.coord.delete_fenced(key, claim_key=layout.claim(server), token=token)
+
+    # ------------------------------------------------------------------ any node
+
+    def swap_protection(self, server: str, value: ProtectionRecord, expected: int) -> bool:
+        """Compare-and-set on the mod revision read (0: absent); False when another node wrote
+        first (it announces the change)."""
+        return self.coord.put_if_revision(layout.protection(server), value.dumps(),
+                                          expected) is not None
+
+    def drop_protection(self, server: str, mod_revision: int) -> None:
+        self.coord.delete_if_revision(layout.protection(server), mod_revision)

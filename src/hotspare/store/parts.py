@@ -1,0 +1,85 @@
+"""What the store's jobs (reconcile, import, retention) work on, below the `SegmentStore` class.
+
+`SegmentStore` composes those jobs; if they took the store itself they would have to import it,
+and the store them, a cycle the import graph test forbids. So they take `StoreParts` — the folder,
+the index, whose store it is, its disk's free space — and the one segment INSERT they share lives
+here too, next to the error it raises.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hotspare.store import layout, mp4
+from hotspare.store.db import SEGMENT_COLUMNS, Index, now_us, row_to_segment
+from hotspare.store.models import RunInfo, SegmentInfo, media_to_wall_us, ticks_to_us
+
+# Longest segment we index. Range queries look this far back before `from_wall_us` so that they can
+# use the (camera_id, start_wall_us) index; the recorder cuts at most every 60 s.
+MAX_SEGMENT_90K = 600 * 90_000
+MAX_SEGMENT_US = ticks_to_us(MAX_SEGMENT_90K)
+
+
+class StoreError(RuntimeError):
+    """A store operation was refused; the message says which object and why."""
+
+
+@dataclass(frozen=True)
+class StoreParts:
+    """One open store's folder, index and owner, as its jobs see it (the store owns them)."""
+
+    root: Path
+    server_name: str
+    index: Index
+    disk_free: Callable[[], int]
+
+    def segment_file(self, segment: SegmentInfo) -> Path:
+        return layout.to_path(self.root, segment.relpath)
+
+    def incoming_path(self) -> Path:
+        """A fresh staging path on the store's disk: an upload written here is renamed, not copied,
+        by the importer. Anything left here is deleted at the next open."""
+        return self.root / layout.INCOMING_DIR / f"{secrets.token_hex(8)}{layout.TEMP_SUFFIX}"
+
+    def insert_own_segment(self, run: RunInfo, seq: int, info: mp4.Mp4Info, *, size: int,
+                           sha256: str, relpath: str) -> SegmentInfo:
+        """Insert one row for a file of ours already durable on disk (commit and reconcile)."""
+        with self.index.write() as db:
+            # Video recorded under an assumed identity is a spare's buffer: it must reach the
+            # original server before retention may touch it, even if nobody marks it later.
+            pending = run.recorded_as != run.recorded_by
+            try:
+                return insert_segment(db, run, seq, info, size=size, sha256=sha256,
+                                      relpath=relpath, reinsert_pending=pending)
+            except sqlite3.IntegrityError as e:
+                raise StoreError(f"{relpath}: cannot index ({e}); already indexed?") from e
+
+
+def insert_segment(db: sqlite3.Connection, run: RunInfo, seq: int, info: mp4.Mp4Info, *,
+                   size: int, sha256: str, relpath: str, head_skip: tuple[int, int] = (0, 0),
+                   tail_skip: tuple[int, int] = (0, 0), reinsert_pending: bool = False,
+                   imported_from: str | None = None) -> SegmentInfo:
+    """The one INSERT of a segment row, inside the caller's transaction; wall time from the run."""
+    if info.duration_90k <= 0 or info.duration_90k > MAX_SEGMENT_90K:
+        raise StoreError(f"{relpath}: duration {info.duration_90k} (90 kHz) out of range")
+    anchor = db.execute("select anchor_wall_us from run where run_id = ?",
+                        (run.run_id,)).fetchone()[0]
+    start = media_to_wall_us(anchor, info.start_media_90k)
+    cur = db.execute(
+        "insert into segment (camera_id, run_id, seq, recorded_by, recorded_as, "
+        "start_wall_us, end_wall_us, start_media_90k, duration_90k, frame_count, "
+        "head_skip_frames, head_skip_90k, tail_skip_frames, tail_skip_90k, bytes, "
+        "init_bytes, sha256, relpath, reinsert_pending, imported_from, committed_at_us) "
+        "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (run.camera_id, run.run_id, seq, run.recorded_by, run.recorded_as, start,
+         start + ticks_to_us(info.duration_90k), info.start_media_90k, info.duration_90k,
+         info.frame_count, head_skip[0], head_skip[1], tail_skip[0], tail_skip[1], size,
+         info.init_bytes, sha256, relpath, int(reinsert_pending), imported_from, now_us()),
+    )
+    row = db.execute(f"select {SEGMENT_COLUMNS} from segment where segment_id = ?",
+                     (cur.lastrowid,)).fetchone()
+    return row_to_segment(row)
