@@ -48,7 +48,8 @@ def _wait_reinserted(site: NetSite, server: str, since_us: int) -> None:
            "1.98-3.31 s link-down→claim vs 0.28-0.43 s crash→claim. A probe timeout alone never "
            "claims (docs/failover.md, Detection). Remove this mark when the bound is met.")
 def test_a_vanished_host_is_claimed_as_fast_as_a_dead_process(tmp_path: Path) -> None:
-    with NetSite(tmp_path, servers={"rec-1": 2}, spares=["spare-1"]) as site:
+    with NetSite(tmp_path, servers={"rec-1": 2}, spares=["spare-1"],
+                 camera_transport="udp") as site:
         site.start_all()
         time.sleep(3.0)  # some video on the original first
 

@@ -105,8 +105,13 @@ class NetSite(FailoverSite):
     one per node, named like the node."""
 
     def __init__(self, tmp: Path, servers: dict[str, int], spares: list[str],
-                 **options: Any) -> None:
+                 camera_transport: str = "tcp", **options: Any) -> None:
+        """`camera_transport`: how every camera is recorded (`tcp` or `udp`). A test that cuts a
+        recording server's link wants `udp`: the simulator serves one shared stream per camera,
+        and a TCP session to a vanished host stalls that stream for every client (the spare got
+        no frames for 30 s and more), which a real camera with one session per client does not."""
         super().__init__(tmp, servers, spares, **options)
+        self.camera_transport = camera_transport
         etcd_hosts = (["etcd"] if self.etcd_size == 1
                       else [f"etcd{i + 1}" for i in range(self.etcd_size)])
         self.etcd_hosts = etcd_hosts
@@ -154,6 +159,8 @@ class NetSite(FailoverSite):
             for entry in self.site_doc.get(section, []):
                 port = self.nodes[entry["name"]].port
                 entry["address"] = f"{self.net.host(entry['name']).address}:{port}"
+                for camera in entry.get("cameras", []):
+                    camera["transport"] = self.camera_transport
         (self.tmp / "site.toml").write_bytes(tomli_w.dumps(self.site_doc).encode())
         for name, node in self.nodes.items():
             path = node.process.config_path
