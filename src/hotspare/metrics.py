@@ -55,6 +55,11 @@ REINSERT_SEGMENTS = Counter(
     "acknowledged, by that server and its answer (inserted, trimmed, duplicate).",
     ["server", "status"], registry=REGISTRY,
 )
+RETENTION_EARLY_DELETED = Counter(
+    "hotspare_retention_early_deleted_segments", "Segments retention deleted to keep the "
+    "minimum free space before max_age_days had passed (video the operator was promised), by "
+    "camera.", ["camera"], registry=REGISTRY,
+)
 LEASE_HELD = Gauge(
     "hotspare_lease_held", "1 while this node holds its etcd lease (liveness or registration), "
     "0 once it is lost or given up, by the role the lease serves.", ["role"], registry=REGISTRY,

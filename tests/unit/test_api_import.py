@@ -188,3 +188,14 @@ def test_import_needs_metadata_header(node: Node, spare: tuple) -> None:
     response = node.client.put(IMPORT_URL, content=data, headers=AUTH)
     assert response.status_code == 422 and response.json()["error"] == "invalid_request"
     assert META_HEADER in response.json()["detail"]
+
+
+def test_import_on_a_full_disk_is_refused_507_before_the_body(node: Node, spare: tuple) -> None:
+    """Was an undocumented 500 from deep in the write; now a documented problem, nothing written."""
+    meta, body = _case(spare)
+    before = _snapshot(node)
+    node.store.disk_free = lambda: len(body) - 1  # not even the segment fits
+    status, problem = _put(node, meta, body)
+    assert status == 507 and problem["error"] == "insufficient_storage", problem
+    assert SERVER in problem["detail"] and "retry later" in problem["detail"]
+    assert _snapshot(node) == before

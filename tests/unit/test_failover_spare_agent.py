@@ -359,3 +359,22 @@ def test_ineligible_spare_refuses_once_per_reason(rig: Rig) -> None:
     assert rig.agent.state == Idle()
     assert rig.events.kinds().count("refused") == 1
     assert layout.claim("rec-1") not in rig.site.etcd.kvs
+
+
+def test_a_full_original_pauses_the_reinsert_longer_and_keeps_the_buffer(rig: Rig) -> None:
+    """507 insufficient_storage: the original's disk is full; the spare waits (longer than for a
+    network hiccup), keeps its claim and its buffer, and finishes once the original has room."""
+    token = covering(rig)
+    pauses: list[float] = []
+    rig.agent._pause = lambda seconds: None  # type: ignore[method-assign]
+    rig.agent.reinsert.pause = pauses.append
+    rig.original.error = NodeApiError(507, "insufficient_storage", "rec-1's store is full")
+    rig.back("rec-1")
+    rig.tick(3)
+    assert rig.agent.state == Reinserting("rec-1", token)
+    assert "stood_down" not in rig.events.kinds()
+    assert pauses and min(pauses) >= 30.0
+    rig.original.error = None
+    rig.tick()
+    assert rig.agent.state == Idle()
+    assert rig.events.last("done")[2].endswith("claim released")

@@ -65,6 +65,12 @@ def _meta_from_header(raw: str) -> ImportMetaIn:
         },
         409: {"model": Problem, "description": "conflicts with a different segment already stored"},
         413: {"model": Problem, "description": "the body exceeds the node's import limit"},
+        507: {
+            "model": Problem,
+            "description": "`insufficient_storage`: the segment would leave less than the "
+            "node's retention reserve free and retention cannot make room; nothing was read or "
+            "written: retry later",
+        },
         422: {
             "model": Problem,
             "description": "the file is not a valid segment or does not "
@@ -111,6 +117,17 @@ async def import_segment(
             "length_mismatch",
             f"Content-Length {length} differs from the declared {meta.bytes} bytes; "
             "the metadata does not describe this file",
+        )
+    # Before the body: a full disk must refuse the upload, not fail half-way through writing it.
+    if not await run_in_threadpool(ctx.store.ensure_room, meta.bytes):
+        raise ApiError(
+            507,
+            "insufficient_storage",
+            f"{ctx.server_name}'s store has {ctx.store.disk_free()} bytes free, too little for "
+            f"this {meta.bytes}-byte segment above its reserve of {ctx.store.min_free_bytes} "
+            "bytes, and retention cannot free more (only video still owed elsewhere is left, or "
+            "the disk is filled by other files); nothing was written: retry later, and free or "
+            "add disk space on this node",
         )
     target = ctx.store.incoming_path()
     received = await receive_to_file(

@@ -1,4 +1,5 @@
-"""`hotspare store check DIR`: verify a store offline, against every invariant of its schema.
+"""`hotspare store check DIR`: verify a store offline, against every invariant of its schema;
+`hotspare store reindex-quarantine DIR`: let reconcile try quarantined files again.
 
 For the operator who wants to know, before trusting a disk again (after a power cut, a full disk, a
 failed RAID member), whether the video the index lists is really there and really what was
@@ -38,6 +39,18 @@ def register(subparsers: Any) -> None:
                        help="skip SHA-256 of every file (sizes and boxes are still checked): "
                        "minutes instead of hours on a large store")
     check.set_defaults(handler=_check)
+    requarantine = sub.add_parser(
+        "reindex-quarantine", help="try to index quarantined segment files again",
+        description="With the node stopped: move every file in the store(s)' quarantine/ back "
+        "to its place under segments/ (when free) and open the store, so that reconcile indexes "
+        "the segments of the store's own runs and puts anything else back in quarantine. "
+        "Nothing is deleted. Exit status: 0 done, 1 files stayed in quarantine, 2 could not run "
+        "(no store, or a node holds it).")
+    requarantine.add_argument("dir", type=Path, metavar="DIR",
+                              help="the node's data_dir or one store directory")
+    requarantine.add_argument("--name", help="open the store as this server (default: the "
+                              "server that created it); only that server's runs are indexed")
+    requarantine.set_defaults(handler=_reindex_quarantine)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -72,4 +85,30 @@ def _check(args: argparse.Namespace) -> int:
                 print(line, flush=True)
     if args.json:
         print(json.dumps({"clean": status == EXIT_CLEAN, "stores": results}, indent=2))
+    return status
+
+
+def _reindex_quarantine(args: argparse.Namespace) -> int:
+    from hotspare.store.check import CheckError, find_stores
+    from hotspare.store.lockfile import StoreLocked
+    from hotspare.store.requarantine import reindex_quarantine
+
+    try:
+        roots = find_stores(args.dir)
+    except CheckError as exc:
+        print(f"hotspare store reindex-quarantine: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_CHECK
+    status = EXIT_CLEAN
+    for root in roots:
+        try:
+            report = reindex_quarantine(root, args.name)
+        except StoreLocked:
+            print(f"hotspare store reindex-quarantine: {root} is open in a running node; stop "
+                  "the node first", file=sys.stderr)
+            status = EXIT_CANNOT_CHECK
+            continue
+        for line in report.lines():
+            print(line, flush=True)
+        if (report.kept or report.quarantined_again) and status == EXIT_CLEAN:
+            status = EXIT_PROBLEMS
     return status

@@ -8,6 +8,8 @@ responsive (a leftover re-insert yields to a takeover between slices). The answe
 - a fenced write or upload refused (409 `stale_fencing_token`): the claim is gone, stand down;
 - the original cannot check the token now (503 `fencing_unavailable`) or an upload failed:
   pause and retry — etcd trouble on the original's side is not a lost claim;
+- the original's disk is full (507 `insufficient_storage`): pause longer and retry; the buffer
+  keeps the video meanwhile;
 - the original has not recorded past the next segment yet (`NotYet`): next tick.
 """
 
@@ -34,6 +36,9 @@ log = logging.getLogger("hotspare.failover.spare")
 REINSERT_SLICE_SECONDS = 0.5
 REPORT_EVERY_SECONDS = 2.0
 PAUSE_SECONDS = 1.0
+FULL_PAUSE_SECONDS = 30.0
+"""Pause after the original answered 507 `insufficient_storage`: its disk frees only as its
+retention runs (every `interval_seconds`) or an operator acts; the buffer keeps the video."""
 """After a failed upload, or the original's 503 (its Retry-After is 1 s)."""
 
 
@@ -95,7 +100,17 @@ class ReinsertJob:
             log.warning("re-insert into %s paused: %s", cov.server, exc)
             self.pause(PAUSE_SECONDS)
             return None, False
-        except (NodeApiError, httpx.HTTPError, OSError) as exc:
+        except NodeApiError as exc:
+            if exc.error == "insufficient_storage":
+                log.warning("re-insert into %s paused for %.0f s: its disk is full (%s); the "
+                            "video stays in this spare's buffer until it has room", cov.server,
+                            FULL_PAUSE_SECONDS, exc.detail)
+                self.pause(FULL_PAUSE_SECONDS)
+            else:
+                log.warning("re-insert into %s paused: %s", cov.server, exc)
+                self.pause(PAUSE_SECONDS)
+            return None, False
+        except (httpx.HTTPError, OSError) as exc:
             log.warning("re-insert into %s paused: %s", cov.server, exc)
             self.pause(PAUSE_SECONDS)
             return None, False

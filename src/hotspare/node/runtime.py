@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,11 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from hotspare import metrics
 from hotspare.api.app import create_app
 from hotspare.config.models import ApiSettings, NodeConfig
 from hotspare.recorder.engine import Recorder
+from hotspare.store.retention import RetentionReport
 from hotspare.store.segment_store import SegmentStore
 from hotspare.tls import node_url
 
@@ -35,12 +37,44 @@ def wall_now_us() -> int:
     return time.time_ns() // 1000
 
 
+def max_age_us(config: NodeConfig) -> int | None:
+    days = config.retention.max_age_days
+    return None if days is None else int(days * 86_400 * 1_000_000)
+
+
+def open_store(root: Path, config: NodeConfig) -> SegmentStore:
+    """Open a node's store with its retention reserve, so a full disk is freed before reconcile
+    writes (otherwise the node could never start again to run the retention that frees it)."""
+    return SegmentStore.open(root, config.name, min_free_bytes=config.retention.min_free_bytes,
+                             max_age_us=max_age_us(config))
+
+
+EarlyDeletionSink = Callable[[str, str], None]
+"""(camera, message) of video deleted before max_age_days: a site node emits a site event."""
+
+
+def report_early_deletions(report: RetentionReport | None,
+                           sink: EarlyDeletionSink | None = None) -> None:
+    """Count (and pass on) what retention deleted before its time; the store logged the WARNING."""
+    if report is None:
+        return
+    for early in report.early.values():
+        metrics.RETENTION_EARLY_DELETED.labels(early.camera_id).inc(early.segments)
+        if sink is not None:
+            sink(early.camera_id, f"retention deleted video before max_age_days to keep free "
+                                  f"space: {early.describe()}; add disk or lower max_age_days")
+
+
 class RetentionLoop:
     """Applies retention periodically on its own thread; a failure is logged, never fatal."""
 
-    def __init__(self, store: SegmentStore, config: NodeConfig) -> None:
+    def __init__(self, store: SegmentStore, config: NodeConfig,
+                 early_sink: EarlyDeletionSink | None = None) -> None:
         self._store = store
         self._settings = config.retention
+        self._early_sink = early_sink
+        report_early_deletions(store.open_retention, early_sink)
+        store.on_retention = lambda report: report_early_deletions(report, early_sink)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
 
@@ -56,9 +90,10 @@ class RetentionLoop:
         max_age_us = None if max_age is None else int(max_age * 86_400 * 1_000_000)
         while not self._stop.wait(self._settings.interval_seconds):
             try:
-                self._store.apply_retention(
+                report = self._store.apply_retention(
                     max_age_us, self._settings.min_free_bytes, wall_now_us()
                 )
+                report_early_deletions(report, self._early_sink)
             except Exception:
                 log.exception(
                     "retention pass failed on store %s; will retry in %.0f s",
@@ -120,7 +155,7 @@ def write_node_file(config: NodeConfig, url: str) -> Path:
 def run_node(config: NodeConfig) -> int:
     """Serve until SIGINT/SIGTERM (uvicorn installs the handlers on every platform it supports)."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SegmentStore.open(config.data_dir / "store", config.name)
+    store = open_store(config.data_dir / "store", config)
     recorder = Recorder(config.name, config.cameras, store, config.recording)
     retention = RetentionLoop(store, config)
     camera_ids = {camera.id for camera in config.cameras}

@@ -33,6 +33,7 @@ from hotspare.node.runtime import (
     READY_PREFIX,
     RetentionLoop,
     bind_socket,
+    open_store,
     own_url,
     serve,
     write_node_file,
@@ -202,9 +203,11 @@ def _recording_server(
     assert site is not None and view.current is not None
     me = view.current.config.recording_server(config.name)
     assert me is not None
-    store = SegmentStore.open(config.data_dir / "store", config.name)
+    store = open_store(config.data_dir / "store", config)
     recorder = Recorder(config.name, me.cameras, store, me.recording)
-    retention = RetentionLoop(store, config)
+    retention = RetentionLoop(
+        store, config, lambda camera, message: events.emit("early_deleted", config.name, message,
+                                                           camera=camera))
     cameras = {c.id for c in me.cameras}
     agent = ServerAgent(EtcdSite(coord), config.name, url, site.lease_ttl_seconds,
                         recorder.health, events)

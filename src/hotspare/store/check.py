@@ -29,7 +29,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
-from hotspare.store import layout, mp4
+from hotspare.store import layout, mp4, retention
 from hotspare.store.db import SCHEMA_VERSION, connect
 from hotspare.store.lockfile import LOCK_NAME, StoreLock, StoreLocked
 from hotspare.store.models import media_to_wall_us, ticks_to_us
@@ -527,6 +527,7 @@ class _Checker:
     def _check_files(self) -> None:
         root, report = self.root, self.report
         on_disk: dict[str, Path] = {}
+        marks: set[str] = set()
         seg_dir = root / layout.SEGMENTS_DIR
         for p in sorted(seg_dir.rglob("*")) if seg_dir.is_dir() else []:
             if not p.is_file():
@@ -534,6 +535,13 @@ class _Checker:
             rel = layout.to_relpath(root, p)
             if p.name.endswith(layout.TEMP_SUFFIX):
                 self._temp_file(rel)
+            elif (p.name.endswith(retention.MARK_SUFFIX)
+                  and layout.parse_relpath(rel[: -len(retention.MARK_SUFFIX)]) is not None):
+                marks.add(rel[: -len(retention.MARK_SUFFIX)])
+                self.add("info" if report.live else "warning", "space_mark", rel,
+                         "retention emptied this segment for space; its row goes next",
+                         "nothing to do: the next retention pass or the node's next start "
+                         "deletes the row and this file", _camera_of_dir(rel))
             elif layout.parse_relpath(rel) is None:
                 self.add("warning", "unknown_file", rel, "not a segment name hotspare writes",
                          "nothing uses it and no node touches it: move it out of the store",
@@ -552,7 +560,8 @@ class _Checker:
         indexed = set()
         for seg in self.segments:
             indexed.add(seg["relpath"])
-            self._check_file(seg, on_disk.get(seg["relpath"]))
+            if seg["relpath"] not in marks:  # being deleted on purpose, not lost
+                self._check_file(seg, on_disk.get(seg["relpath"]))
         for rel in sorted(set(on_disk) - indexed - garbage):
             self._orphan(rel, on_disk[rel])
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hotspare.store import layout, mp4
@@ -36,6 +36,9 @@ class StoreParts:
     server_name: str
     index: Index
     disk_free: Callable[[], int]
+    # Segment files retention emptied for space whose rows it could not delete yet (a full disk
+    # refused the transaction): owned by the store, so the next pass finishes them.
+    pending_marks: list[str] = field(default_factory=list)
 
     def segment_file(self, segment: SegmentInfo) -> Path:
         return layout.to_path(self.root, segment.relpath)

@@ -6,7 +6,12 @@ Runs once at open, before any recorder writes. Rules (docs/store.md, "Reconcile"
   logged as an error: deleting it would hide a loss, and the file may come back (a disk remounted);
 - a file without a row in one of our runs is salvaged: cut to its readable prefix and indexed;
 - a file we can't salvage (no complete fragment, unknown run, someone else's run) is moved to
-  `quarantine/`, never deleted: it may be the only copy of those bytes;
+  `quarantine/`, never deleted: it may be the only copy of those bytes; a good file whose row
+  cannot be written (a full disk, an I/O error) stays where it is for the next start;
+- a `<name>.deleting` mark is a file retention emptied for space before deleting its row: the row
+  is deleted and the mark unlinked, so the deliberate deletion is never reported as a loss;
+- a write the index refuses (a full disk) is reported and retried at the next start instead of
+  stopping the store from opening: retention, which can free the disk, needs the store open;
 - a file listed in `garbage` was deleted on purpose (retention) and is unlinked;
 - a run of ours left open is closed with end_reason 'crash' at the end of its last segment;
 - import staging files and `*.tmp` files are removed: no row can reference them.
@@ -15,10 +20,12 @@ Runs once at open, before any recorder writes. Rules (docs/store.md, "Reconcile"
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hotspare.store import layout, mp4
+from hotspare.store import layout, mp4, retention
 from hotspare.store.db import RUN_COLUMNS, row_to_run
 from hotspare.store.parts import StoreParts
 
@@ -39,6 +46,9 @@ class ReconcileReport:
     temp_removed: int = 0
     garbage_removed: int = 0
     unknown_files: int = 0  # files under segments/ that are not ours; left alone
+    space_marks_finished: int = 0  # files retention emptied for space whose rows went now
+    index_deferred: int = 0  # good files without a row left in place: the index refused the row
+    write_failures: int = 0  # steps whose index write failed (full disk); retried at next start
     messages: list[str] = field(default_factory=list)
 
     @property
@@ -54,23 +64,44 @@ class ReconcileReport:
                 f"quarantined={self.quarantined} missing={self.missing_files} "
                 f"bad_size={self.bad_size} recovered={self.recovered} "
                 f"runs_closed={self.runs_closed} temp_removed={self.temp_removed} "
-                f"garbage_removed={self.garbage_removed} unknown={self.unknown_files}")
+                f"garbage_removed={self.garbage_removed} unknown={self.unknown_files} "
+                f"space_marks={self.space_marks_finished} deferred={self.index_deferred} "
+                f"write_failures={self.write_failures}")
 
 
 def reconcile(store: StoreParts) -> ReconcileReport:
     report = ReconcileReport()
     root = store.root
     with store.index.locked():
-        _finish_garbage(store, report)
+        _tolerant(report, "finish deletions retention began",
+                  lambda: _finish_garbage(store, report))
         _remove_temp_files(root, report)
-        on_disk = _scan_segment_files(root, report)
-        indexed = _check_rows(store, on_disk, report)
+        marks: list[str] = []
+        on_disk = _scan_segment_files(root, report, marks)
+        if marks:
+            if retention.finish_marks(store, marks):
+                report.space_marks_finished = len(marks)
+                report.note(logging.INFO, f"finished {len(marks)} deletion(s) for space that "
+                                          "retention began before a stop")
+            else:
+                report.write_failures += 1
+        indexed = _check_rows(store, on_disk, report, set(marks))
         for relpath in sorted(set(on_disk) - indexed):
             _adopt_orphan(store, relpath, report)
-        _close_open_runs(store, report)
+        _tolerant(report, "close runs left open", lambda: _close_open_runs(store, report))
     level = logging.INFO if report.clean else logging.WARNING
     log.log(level, "reconcile of %s: %s", root, report.summary())
     return report
+
+
+def _tolerant(report: ReconcileReport, step: str, job: Callable[[], None]) -> None:
+    """Run one step; an index that refuses the write (a full disk) is reported, not raised."""
+    try:
+        job()
+    except sqlite3.OperationalError as e:
+        report.write_failures += 1
+        report.note(logging.ERROR, f"could not {step}: the index refused the write ({e}); "
+                                   "retried at the next start; free disk space")
 
 
 def _finish_garbage(store: StoreParts, report: ReconcileReport) -> None:
@@ -95,13 +126,20 @@ def _remove_temp_files(root: Path, report: ReconcileReport) -> None:
         report.note(logging.INFO, f"removed temporary file {layout.to_relpath(root, p)}")
 
 
-def _scan_segment_files(root: Path, report: ReconcileReport) -> dict[str, int]:
-    """relpath → size of every segment-shaped file; other files are reported and left alone."""
+def _scan_segment_files(root: Path, report: ReconcileReport,
+                        marks: list[str]) -> dict[str, int]:
+    """relpath → size of every segment-shaped file; other files are reported and left alone.
+    The relpaths of retention's space marks are added to `marks`."""
     found: dict[str, int] = {}
     for p in (root / layout.SEGMENTS_DIR).rglob("*"):
         if not p.is_file():
             continue
         rel = layout.to_relpath(root, p)
+        if rel.endswith(retention.MARK_SUFFIX):
+            marked = rel[: -len(retention.MARK_SUFFIX)]
+            if layout.parse_relpath(marked) is not None:
+                marks.append(marked)
+                continue
         if layout.parse_relpath(rel) is None:
             report.unknown_files += 1
             report.note(logging.WARNING, f"unknown file {rel} left in place")
@@ -111,12 +149,15 @@ def _scan_segment_files(root: Path, report: ReconcileReport) -> dict[str, int]:
     return found
 
 
-def _check_rows(store: StoreParts, on_disk: dict[str, int], report: ReconcileReport) -> set[str]:
+def _check_rows(store: StoreParts, on_disk: dict[str, int], report: ReconcileReport,
+                marks: set[str]) -> set[str]:
     rows = store.index.read().execute(
         "select segment_id, camera_id, relpath, bytes, file_problem from segment").fetchall()
     report.rows_checked = len(rows)
     updates: list[tuple[str | None, int]] = []
     for seg_id, camera_id, relpath, size, problem in rows:
+        if relpath in marks:
+            continue  # being deleted for space; its row goes once the index can be written
         actual = on_disk.get(relpath)
         if actual is None:
             new: str | None = "missing"
@@ -139,8 +180,11 @@ def _check_rows(store: StoreParts, on_disk: dict[str, int], report: ReconcileRep
         if new != problem:
             updates.append((new, seg_id))
     if updates:
-        with store.index.write() as db:
-            db.executemany("update segment set file_problem = ? where segment_id = ?", updates)
+        def mark_rows() -> None:
+            with store.index.write() as db:
+                db.executemany("update segment set file_problem = ? where segment_id = ?",
+                               updates)
+        _tolerant(report, "mark rows whose file is missing or changed", mark_rows)
     return {r[2] for r in rows}
 
 
@@ -178,13 +222,22 @@ def _adopt_orphan(store: StoreParts, relpath: str, report: ReconcileReport) -> N
     try:
         seg = store.insert_own_segment(run, key.seq, info, size=info.readable_bytes, sha256=sha,
                                        relpath=relpath)
+        with store.index.write() as w:
+            # A run closed before this crash can't end before the video just found for it.
+            w.execute("update run set ended_wall_us = ? where run_id = ? and ended_wall_us < ?",
+                      (seg.end_wall_us, run.run_id, seg.end_wall_us))
+    except sqlite3.Error as e:
+        # The file is good; the index is what failed (full disk, I/O error). Quarantine would
+        # take good video off the timeline for good (nothing re-indexes it by itself); left here,
+        # the next start indexes it.
+        report.index_deferred += 1
+        report.note(logging.ERROR, f"camera {key.camera_id}: {relpath} is complete but its row "
+                                   f"could not be written ({e}); left in place, indexed at the "
+                                   "next start; free disk space")
+        return
     except Exception as e:  # a row we can't insert must not stop the store from opening
         quarantine(store.root, relpath, report, f"could not index: {e}")
         return
-    with store.index.write() as w:
-        # A run closed before this crash can't end before the video just found for it.
-        w.execute("update run set ended_wall_us = ? where run_id = ? and ended_wall_us < ?",
-                  (seg.end_wall_us, run.run_id, seg.end_wall_us))
     report.salvaged += 1
     cut = f", cut {size - info.readable_bytes} bytes of an unfinished fragment" \
         if info.readable_bytes < size else ""

@@ -9,11 +9,12 @@ points at bytes that a power cut could take back; a file without a row is what a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from hotspare.store import importer, layout, mp4, reconcile, retention
@@ -32,7 +33,7 @@ from hotspare.store.models import RunInfo, SegmentInfo, WallSource, media_to_wal
 from hotspare.store.parts import MAX_SEGMENT_US, StoreError, StoreParts
 from hotspare.store.reconcile import ReconcileReport
 from hotspare.store.retention import RetentionReport
-from hotspare.store.timeline import Timeline, build_timeline
+from hotspare.store.timeline import SpanRow, Timeline, clip_timeline, spans_from_rows
 
 __all__ = ["DEFAULT_MAX_GAP_US", "SegmentStore", "StoreError"]
 
@@ -56,12 +57,25 @@ class SegmentStore:
         # Free space of the store's disk; a seam so retention can be tested without filling a disk.
         self.disk_free: Callable[[], int] = lambda: shutil.disk_usage(self.root).free
         self.last_reconcile: ReconcileReport | None = None
+        # What retention freed before reconcile when the store was opened on a short disk.
+        self.open_retention: RetentionReport | None = None
+        self._pending_marks: list[str] = []
+        # The retention policy `open` was given: imports make room by it (`ensure_room`), and
+        # `on_retention` hears of every pass made outside the node's retention loop.
+        self.min_free_bytes = 0
+        self.max_age_us: int | None = None
+        self.on_retention: Callable[[RetentionReport], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(cls, root: Path, server_name: str) -> SegmentStore:
-        """Open (creating if needed) and reconcile; one process per store (a lock file)."""
+    def open(cls, root: Path, server_name: str, *, min_free_bytes: int = 0,
+             max_age_us: int | None = None) -> SegmentStore:
+        """Open (creating if needed) and reconcile; one process per store (a lock file).
+
+        With `min_free_bytes`, a disk with less free space gets a space-only retention pass
+        (files first) before reconcile writes anything: reconcile on a full disk would fail, and
+        a node that cannot open its store can never run the retention that would free it."""
         layout.check_id("server_name", server_name)
         root = Path(root).resolve()
         layout.make_dirs_durable(root.parent, root)
@@ -70,12 +84,19 @@ class SegmentStore:
         try:
             for sub in (layout.SEGMENTS_DIR, layout.INCOMING_DIR):
                 layout.make_dirs_durable(root, root / sub)
+            before_open = None
+            if min_free_bytes > 0 and shutil.disk_usage(root).free < max(
+                    min_free_bytes, retention.OPEN_HEADROOM_BYTES):
+                before_open = retention.free_space_before_open(root, min_free_bytes, max_age_us,
+                                                               now_us())
             index = Index(root / layout.INDEX_NAME)
             created_by = init_schema(index.writer, server_name)
             if created_by != server_name:
                 log.warning("store %s was created by server %r, now opened as %r",
                             root, created_by, server_name)
             store = cls(root, server_name, index, lock)
+            store.open_retention = before_open
+            store.min_free_bytes, store.max_age_us = min_free_bytes, max_age_us
             store.last_reconcile = reconcile.reconcile(store.parts)
         except BaseException:
             if index is not None:
@@ -102,7 +123,8 @@ class SegmentStore:
     @property
     def parts(self) -> StoreParts:
         """What the store's jobs work on; made per call so that `disk_free` set by a test counts."""
-        return StoreParts(self.root, self.server_name, self._index, self.disk_free)
+        return StoreParts(self.root, self.server_name, self._index, self.disk_free,
+                          self._pending_marks)
 
     # ------------------------------------------------------------------ runs
 
@@ -161,12 +183,22 @@ class SegmentStore:
         ).fetchone()
         return row_to_run(row) if row else None
 
-    def list_runs(self, camera_id: str, from_wall_us: int, to_wall_us: int) -> list[RunInfo]:
-        rows = self._index.read().execute(
-            f"select {RUN_COLUMNS} from run where camera_id = ? and started_wall_us < ? "
-            "and (ended_wall_us is null or ended_wall_us > ?) order by started_wall_us, run_id",
-            (camera_id, to_wall_us, from_wall_us),
-        ).fetchall()
+    def list_runs(self, camera_id: str, from_wall_us: int, to_wall_us: int, *,
+                  limit: int | None = None,
+                  after: tuple[int, str] | None = None) -> list[RunInfo]:
+        """Runs overlapping [from, to), oldest first; at most `limit` (in SQL), those sorting
+        after `after` = (started_wall_us, run_id) of the previous page's last run."""
+        sql = (f"select {RUN_COLUMNS} from run where camera_id = ? and started_wall_us < ? "
+               "and (ended_wall_us is null or ended_wall_us > ?)")
+        args: list[object] = [camera_id, to_wall_us, from_wall_us]
+        if after is not None:
+            sql += " and started_wall_us >= ? and (started_wall_us, run_id) > (?, ?)"
+            args += [after[0], after[0], after[1]]
+        sql += " order by started_wall_us, run_id"
+        if limit is not None:
+            sql += " limit ?"
+            args.append(limit)
+        rows = self._index.read().execute(sql, args).fetchall()
         return [row_to_run(r) for r in rows]
 
     # ------------------------------------------------------------------ segments
@@ -239,16 +271,39 @@ class SegmentStore:
         return self.parts.insert_own_segment(run, seq, info, size=size, sha256=sha,
                                              relpath=relpath)
 
-    def list_segments(self, camera_id: str, from_wall_us: int,
-                      to_wall_us: int) -> list[SegmentInfo]:
-        """Segments overlapping [from, to) whose files are present, oldest first."""
+    def list_segments(self, camera_id: str, from_wall_us: int, to_wall_us: int, *,
+                      limit: int | None = None,
+                      after: tuple[int, int] | None = None) -> list[SegmentInfo]:
+        """Segments overlapping [from, to) whose files are present, oldest first.
+
+        `limit` is applied in SQL and `after` = (start_wall_us, segment_id) of the previous page's
+        last row continues from there: the (camera_id, start_wall_us) index holds rows in exactly
+        this order (segment_id is the rowid), so a page costs its own rows, wherever it starts.
+        """
+        sql = (f"select {SEGMENT_COLUMNS} from segment where camera_id = ? and start_wall_us < ? "
+               "and start_wall_us >= ? and end_wall_us > ? and file_problem is null")
+        args: list[object] = [camera_id, to_wall_us, from_wall_us - MAX_SEGMENT_US, from_wall_us]
+        if after is not None:
+            sql += " and start_wall_us >= ? and (start_wall_us, segment_id) > (?, ?)"
+            args += [after[0], after[0], after[1]]
+        sql += " order by start_wall_us, segment_id"
+        if limit is not None:
+            sql += " limit ?"
+            args.append(limit)
+        rows = self._index.read().execute(sql, args).fetchall()
+        return [row_to_segment(r) for r in rows]
+
+    def latest_segments(self, camera_id: str, from_wall_us: int, to_wall_us: int,
+                        count: int) -> list[SegmentInfo]:
+        """The newest `count` segments overlapping [from, to), oldest first (a live window): read
+        newest first with a limit, so a busy lookback never loads more than the window."""
         rows = self._index.read().execute(
             f"select {SEGMENT_COLUMNS} from segment where camera_id = ? and start_wall_us < ? "
             "and start_wall_us >= ? and end_wall_us > ? and file_problem is null "
-            "order by start_wall_us, segment_id",
-            (camera_id, to_wall_us, from_wall_us - MAX_SEGMENT_US, from_wall_us),
+            "order by start_wall_us desc, segment_id desc limit ?",
+            (camera_id, to_wall_us, from_wall_us - MAX_SEGMENT_US, from_wall_us, count),
         ).fetchall()
-        return [row_to_segment(r) for r in rows]
+        return [row_to_segment(r) for r in reversed(rows)]
 
     def get_segment(self, segment_id: int) -> SegmentInfo | None:
         row = self._index.read().execute(
@@ -312,9 +367,31 @@ class SegmentStore:
     # ------------------------------------------------------------------ delegated jobs
 
     def timeline(self, camera_id: str, from_wall_us: int, to_wall_us: int,
-                 max_gap_us: int = DEFAULT_MAX_GAP_US) -> Timeline:
-        return build_timeline(self.list_segments(camera_id, from_wall_us, to_wall_us),
-                              camera_id, from_wall_us, to_wall_us, max_gap_us)
+                 max_gap_us: int = DEFAULT_MAX_GAP_US, *, max_segments: int | None = None,
+                 max_spans: int | None = None) -> Timeline:
+        """Spans and gaps of [from, to), read as a stream of a few columns per segment.
+
+        At most `max_segments` rows are read (a SQL limit); when more exist, or more than
+        `max_spans` spans are found, the answer covers [from, next_from) and says so.
+        """
+        sql = ("select run_id, recorded_by, recorded_as, "
+               "start_wall_us + head_skip_90k * 1000000 / 90000, "
+               "start_wall_us + (duration_90k - tail_skip_90k) * 1000000 / 90000, "
+               "frame_count - head_skip_frames - tail_skip_frames, start_wall_us "
+               "from segment where camera_id = ? and start_wall_us < ? and start_wall_us >= ? "
+               "and end_wall_us > ? and file_problem is null order by start_wall_us, segment_id")
+        args: list[object] = [camera_id, to_wall_us, from_wall_us - MAX_SEGMENT_US, from_wall_us]
+        if max_segments is not None:
+            sql += " limit ?"
+            args.append(max_segments + 1)
+        cursor = self._index.read().execute(sql, args)
+        read: Iterable[SpanRow] = (cursor if max_segments is None
+                                   else itertools.islice(cursor, max_segments))
+        spans = spans_from_rows(read, max_gap_us)
+        unread = cursor.fetchone()  # the first row past the cap: the answer ends at its start
+        cursor.close()
+        return clip_timeline(spans, camera_id, from_wall_us, to_wall_us, max_gap_us,
+                             max_spans=max_spans, cut_wall_us=unread[6] if unread else None)
 
     def import_segment(self, meta: ImportMeta, data: Path, *,
                        known_camera: Callable[[str], bool] | None = None,
@@ -326,6 +403,18 @@ class SegmentStore:
     def apply_retention(self, max_age_us: int | None, min_free_bytes: int,
                         now_wall_us: int) -> RetentionReport:
         return retention.apply_retention(self.parts, max_age_us, min_free_bytes, now_wall_us)
+
+    def ensure_room(self, nbytes: int) -> bool:
+        """Whether `nbytes` more fit and still leave the retention reserve free, making room by
+        retention (oldest first) when they do not. False only when retention cannot: the rest is
+        video owed elsewhere, or the disk is filled by something that is not ours."""
+        if self.disk_free() - nbytes >= self.min_free_bytes:
+            return True
+        if self.min_free_bytes > 0:
+            report = self.apply_retention(self.max_age_us, self.min_free_bytes + nbytes, now_us())
+            if self.on_retention is not None:
+                self.on_retention(report)
+        return self.disk_free() - nbytes >= self.min_free_bytes
 
     # ------------------------------------------------------------------ helpers
 
