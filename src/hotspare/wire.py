@@ -23,6 +23,54 @@ from hotspare.store.timeline import Gap, Timeline, TimelineSpan
 API_PREFIX = "/api/v1"
 META_HEADER = "Hotspare-Segment-Meta"
 
+# ---------------------------------------------------------------- read limits (docs/api.md)
+# One place for what a read may cost, so the server, the client paging through it, the CLI and the
+# spec cannot disagree (docs/api.md, "Read limits"). Before them, a viewer asking 30 days of one
+# camera (648 000 segments) cost a node 8 s and 0.8 GB for the list, 12 s and 1.2 GB for the
+# playlist (bench/reads). Each answer is bounded by a row cap applied in SQL; the range caps say
+# early and clearly what to ask instead.
+HOUR_US = 3_600_000_000
+# Segment lists and playlists: a day per request, a day of one camera at 4 s segments being 21 600.
+MAX_SEGMENT_RANGE_US = 24 * HOUR_US
+# Timeline and runs summarise: their answer is small, but the node still reads every segment row
+# in the range (about 2 µs each): a week is 151 200 rows at 4 s segments, 0.37 s.
+MAX_SUMMARY_RANGE_US = 7 * 24 * HOUR_US
+# Rows per page of `/segments` and `/runs` (the `limit` maximum, and its default).
+MAX_PAGE_ROWS = 10_000
+# Segments in one VOD playlist: a day at 4 s (21 600) fits; shorter segments are cut here with a
+# continuation (`Hotspare-Next-From`). About 250 bytes of playlist each: at most ~6 MB.
+MAX_PLAYLIST_SEGMENTS = 25_000
+# Segment rows one timeline answer summarises, and runs it lists; past either it is cut at a time
+# and says where to continue (`next_from_wall_us`). 200 000 is about a week of 3 s segments.
+MAX_TIMELINE_SEGMENTS = 200_000
+MAX_TIMELINE_RUNS = 10_000
+RANGE_TOO_LARGE = "range_too_large"
+NEXT_FROM_HEADER = "Hotspare-Next-From"
+
+
+def describe_us(us: int) -> str:
+    """A limit as people say it (`24 h`, `7 d`), for refusals and docs."""
+    if us % (24 * HOUR_US) == 0 and us > 24 * HOUR_US:
+        return f"{us // (24 * HOUR_US)} d"
+    if us % HOUR_US == 0:
+        return f"{us // HOUR_US} h"
+    if us >= HOUR_US:
+        return f"{us / HOUR_US:.1f} h"
+    return f"{us / 1_000_000:g} s"
+
+
+def segment_cursor(start_wall_us: int, segment_id: int) -> str:
+    """The `after` of the next segment page: the sort key of the last row given (`api.params`)."""
+    return f"{start_wall_us}:{segment_id}"
+
+
+def run_cursor(started_wall_us: int, run_id: str) -> str:
+    return f"{started_wall_us}:{run_id}"
+
+
+SEGMENT_CURSOR_PATTERN = r"^[0-9]{1,19}:[0-9]{1,19}$"
+RUN_CURSOR_PATTERN = r"^[0-9]{1,19}:[a-z0-9][a-z0-9_-]{0,62}$"
+
 
 class Problem(BaseModel):
     """The body of every error response (see `hotspare.api.problems`, which answers with it)."""
@@ -152,7 +200,11 @@ class SegmentList(_Out):
     to_wall_us: int = Field(description="end of the asked range, µs since the epoch (UTC)")
     segments: list[SegmentOut] = Field(description="segments overlapping the range, oldest first")
     truncated: bool = Field(
-        description="true when more segments matched than `limit`; ask again from the last end"
+        description="true when more segments matched than `limit`: ask again with `after` = `next`"
+    )
+    next: str | None = Field(
+        default=None,
+        description="pass as `after` (same `from`, `to`) for the next page; null on the last page",
     )
 
 
@@ -193,6 +245,14 @@ class RunList(_Out):
     from_wall_us: int
     to_wall_us: int
     runs: list[RunOut] = Field(description="runs overlapping the range, oldest first")
+    truncated: bool = Field(
+        default=False,
+        description="true when more runs matched than `limit`: ask again with `after` = `next`",
+    )
+    next: str | None = Field(
+        default=None,
+        description="pass as `after` (same `from`, `to`) for the next page; null on the last page",
+    )
 
 
 class TimelineRunOut(_Out):
@@ -232,6 +292,15 @@ class TimelineOut(_Out):
     to_wall_us: int
     runs: list[TimelineRunOut] = Field(description="recorded stretches, oldest first")
     gaps: list[GapOut] = Field(description="stretches of the range with no video, oldest first")
+    truncated: bool = Field(
+        default=False,
+        description="true when the range held more than one answer may summarise: runs and gaps "
+        "are given up to `next_from_wall_us` only",
+    )
+    next_from_wall_us: int | None = Field(
+        default=None,
+        description="when truncated: ask again with `from` = this (same `to`) for the rest",
+    )
 
     @classmethod
     def of(cls, timeline: Timeline) -> TimelineOut:
@@ -242,6 +311,8 @@ class TimelineOut(_Out):
             to_wall_us=timeline.to_wall_us,
             runs=[TimelineRunOut.of(s) for s in timeline.spans],
             gaps=[GapOut.of(g) for g in timeline.gaps],
+            truncated=timeline.next_from_wall_us is not None,
+            next_from_wall_us=timeline.next_from_wall_us,
         )
 
 
@@ -274,6 +345,15 @@ class SiteTimelineOut(_Out):
     )
     sources: list[SourceOut] = Field(description="every node asked")
     partial: bool = Field(description="true when some node did not answer: gaps may be video")
+    truncated: bool = Field(
+        default=False,
+        description="true when a node's or the merged answer was cut: runs and gaps are given up "
+        "to `next_from_wall_us` only",
+    )
+    next_from_wall_us: int | None = Field(
+        default=None,
+        description="when truncated: ask again with `from` = this (same `to`) for the rest",
+    )
 
 
 class ImportOut(_Out):

@@ -119,6 +119,11 @@ def steered(
     for name in ("from", "to"):
         if name in declared and draw(st.booleans()):
             query[name] = draw(TIMES)
+    if "after" in declared and draw(st.booleans()):  # a cursor inside the recordings: paging
+        query["after"] = f"{draw(st.integers(T0 - 1_000_000, T0 + 6_000_000))}:" + draw(
+            st.sampled_from(["1", "3", "6", "0", "r0"]))
+        if "limit" in declared and draw(st.booleans()):
+            query["limit"] = draw(st.integers(1, 3))
     case.query = query
     if operation.path.endswith("/file") and draw(st.booleans()):
         case.headers = {**(case.headers or {}), "Range": draw(RANGES)}

@@ -109,3 +109,30 @@ def test_timeline_of_another_servers_camera_suggests_site(
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "(unknown_camera)" in err[0] and "add --site" in err[0], err
+
+
+def test_timeline_command_over_a_month_asks_a_week_at_a_time(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The node refuses more than 7 d per timeline (range_too_large); the command pages."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n", encoding="utf-8")
+    asked: list[str] = []
+
+    def in_process(
+        base_url: str, token: str, timeout: float = 10.0, verify: object = True
+    ) -> NodeClient:
+        node.client.event_hooks["request"] = [lambda r: asked.append(str(r.url))]
+        return NodeClient(base_url, token, timeout, http=node.client)
+
+    monkeypatch.setattr("hotspare.client.node_client.NodeClient", in_process)
+    day = 86_400_000_000
+    args = ["timeline", CAMERA, "--from", str(T0 - 20 * day), "--to", str(T0 + 10 * day),
+            "--node", "http://node.test", "--token-file", str(token_file), "--json"]
+    assert main(args) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert len(asked) == 5  # 30 days: 7 + 7 + 7 + 7 + 2
+    assert [r["frame_count"] for r in body["runs"]] == [30, 20]
+    assert body["from_wall_us"] == T0 - 20 * day and body["to_wall_us"] == T0 + 10 * day
+    assert [g["start_wall_us"] for g in body["gaps"]] == [T0 - 20 * day, T0 + 1_200_000,
+                                                          T0 + 5_800_000]

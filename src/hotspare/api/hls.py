@@ -12,6 +12,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from hotspare.store.models import TICKS_PER_SECOND, SegmentInfo
 from hotspare.timefmt import format_wall_us
@@ -51,8 +52,31 @@ def _target_duration(segments: Sequence[SegmentInfo], default: int) -> int:
     return max(1, math.ceil(max(s.duration_90k for s in segments) / TICKS_PER_SECOND))
 
 
-def vod_playlist(segments: Sequence[SegmentInfo], uri_for: Callable[[SegmentInfo], str]) -> str:
-    """A complete playlist for a past time range; `segments` sorted by wall time."""
+_T = TypeVar("_T")
+
+
+def cut_playlist(items: Sequence[_T], start_of: Callable[[_T], int], cap: int,
+                 from_wall_us: int) -> tuple[list[_T], int | None]:
+    """At most `cap` of `items` (sorted by start), cut at a wall time: those starting before the
+    first left out, and that time, from which the next playlist continues (None: nothing cut).
+
+    Cutting at a time rather than at a count keeps the continuation exact: the next playlist
+    asked `from` there holds every segment starting there or later, and none twice.
+    """
+    if len(items) <= cap:
+        return list(items), None
+    cut = max(start_of(items[cap]), from_wall_us + 1)  # a continuation always moves forward
+    return [i for i in items[: cap + 1] if start_of(i) < cut], cut
+
+
+def vod_playlist(segments: Sequence[SegmentInfo], uri_for: Callable[[SegmentInfo], str],
+                 next_from_wall_us: int | None = None) -> str:
+    """A complete playlist for a past time range; `segments` sorted by wall time.
+
+    A playlist cut at the segment cap still ends with ENDLIST (a valid VOD playlist a player
+    plays to its end); a comment says where the rest starts, for people reading it, and the
+    route sends the same time in the `Hotspare-Next-From` header for programs.
+    """
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{HLS_VERSION}",
@@ -65,6 +89,9 @@ def vod_playlist(segments: Sequence[SegmentInfo], uri_for: Callable[[SegmentInfo
     for segment in segments:
         lines += _segment_lines(segment, uri_for(segment), needs_discontinuity(previous, segment))
         previous = segment
+    if next_from_wall_us is not None:
+        lines.append(f"# cut at {len(segments)} segments: the rest from "
+                     f"from={next_from_wall_us} ({format_wall_us(next_from_wall_us)})")
     lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
 

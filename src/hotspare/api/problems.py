@@ -92,6 +92,7 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _problem("a parameter has the wrong type or is out of range"),
 }
 CAMERA_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _problem("bad camera id or time"),
+    400: _problem("bad camera id or time, or a range longer than the route answers "
+                  "(`range_too_large`, see `x-hotspare-limits`)"),
     404: _problem("the camera is not known to this node"),
 }

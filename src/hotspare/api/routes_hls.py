@@ -14,10 +14,11 @@ from fastapi import APIRouter, Request, Response
 
 from hotspare.api.auth import TOKEN_QUERY_PARAM, token_from_scope
 from hotspare.api.context import Ctx
-from hotspare.api.hls import live_playlist, vod_playlist
-from hotspare.api.params import CameraParam, FromParam, ToParam
+from hotspare.api.hls import cut_playlist, live_playlist, vod_playlist
+from hotspare.api.params import CameraParam, FromParam, ToParam, check_range_length
 from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES
 from hotspare.store.models import SegmentInfo
+from hotspare.wire import MAX_PLAYLIST_SEGMENTS, MAX_SEGMENT_RANGE_US, NEXT_FROM_HEADER
 
 router = APIRouter(tags=["playback"], responses=COMMON_RESPONSES)
 
@@ -49,14 +50,33 @@ def _playlist(text: str, *, cache: str) -> Response:
     response_class=Response,
     responses=_PLAYLIST_RESPONSES,
     summary="HLS VOD playlist of a time range",
+    description=f"At most {MAX_SEGMENT_RANGE_US // 3_600_000_000} h per request "
+    f"(`400 range_too_large`) and {MAX_PLAYLIST_SEGMENTS} segments per playlist: a range holding "
+    f"more ends there, with ENDLIST, and names where the rest starts in the `{NEXT_FROM_HEADER}` "
+    "header (µs; ask again with `from` = it).",
+    openapi_extra={
+        "x-hotspare-limits": {
+            "max_range_us": MAX_SEGMENT_RANGE_US,
+            "max_segments": MAX_PLAYLIST_SEGMENTS,
+        }
+    },
 )
 def playback(
     ctx: Ctx, request: Request, camera: CameraParam, from_: FromParam = None, to: ToParam = None
 ) -> Response:
     camera = ctx.check_camera(camera)
     from_us, to_us = ctx.time_range(from_, to)
-    segments = ctx.store.list_segments(camera, from_us, to_us)
-    return _playlist(vod_playlist(segments, _uri_maker(request)), cache="no-cache")
+    check_range_length(from_us, to_us, MAX_SEGMENT_RANGE_US, "a playlist")
+    found = ctx.store.list_segments(camera, from_us, to_us, limit=MAX_PLAYLIST_SEGMENTS + 1)
+    segments, next_from = cut_playlist(
+        found, lambda s: s.start_wall_us, MAX_PLAYLIST_SEGMENTS, from_us
+    )
+    response = _playlist(
+        vod_playlist(segments, _uri_maker(request), next_from), cache="no-cache"
+    )
+    if next_from is not None:
+        response.headers[NEXT_FROM_HEADER] = str(next_from)
+    return response
 
 
 @router.get(
@@ -68,7 +88,8 @@ def playback(
 def live(ctx: Ctx, request: Request, camera: CameraParam) -> Response:
     camera = ctx.check_camera(camera)
     now = ctx.clock()
-    recent = ctx.store.list_segments(camera, max(0, now - ctx.live_lookback_us), now)
-    window = recent[-ctx.live_segments :]
+    window = ctx.store.latest_segments(
+        camera, max(0, now - ctx.live_lookback_us), now, ctx.live_segments
+    )
     text = live_playlist(camera, window, _uri_maker(request), ctx.sequencer, default_target=4)
     return _playlist(text, cache="no-store")

@@ -8,18 +8,39 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
+from hotspare.api.auth import PRINCIPAL_KEY, Principal
 from hotspare.api.context import Ctx, NodeContext
 from hotspare.api.params import (
     CameraParam,
     FromParam,
     LimitParam,
     MaxGapParam,
+    RunAfterParam,
+    SegmentAfterParam,
     SegmentIdParam,
     ToParam,
+    check_range_length,
+    run_after,
+    segment_after,
 )
 from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError
+from hotspare.api.roles import Role
 from hotspare.store.models import SegmentInfo
-from hotspare.wire import Problem, RunList, RunOut, SegmentList, SegmentOut, TimelineOut
+from hotspare.wire import (
+    MAX_PAGE_ROWS,
+    MAX_SEGMENT_RANGE_US,
+    MAX_SUMMARY_RANGE_US,
+    MAX_TIMELINE_RUNS,
+    MAX_TIMELINE_SEGMENTS,
+    Problem,
+    RunList,
+    RunOut,
+    SegmentList,
+    SegmentOut,
+    TimelineOut,
+    run_cursor,
+    segment_cursor,
+)
 
 router = APIRouter(tags=["recordings"], responses=COMMON_RESPONSES)
 
@@ -28,28 +49,53 @@ _SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _limits(max_range_us: int, **more: int) -> dict[str, Any]:
+    """The route's limits in the spec, where a client (or a fuzzer) can read them."""
+    return {"x-hotspare-limits": {"max_range_us": max_range_us, **more}}
+
+
+def _asked_by_node(request: Request) -> bool:
+    principal = request.scope.get(PRINCIPAL_KEY)
+    return isinstance(principal, Principal) and principal.role is Role.NODE
+
+
 @router.get(
     "/cameras/{camera}/segments",
     response_model=SegmentList,
     responses=CAMERA_RESPONSES,
-    summary="Segments of a camera overlapping a time range",
+    summary="Segments of a camera overlapping a time range, a page at a time",
+    description=f"At most {MAX_SEGMENT_RANGE_US // 3_600_000_000} h per request for user tokens "
+    "(`400 range_too_large`); at most `limit` segments per page, continued with `after` = the "
+    "answer's `next`.",
+    openapi_extra=_limits(MAX_SEGMENT_RANGE_US, max_rows=MAX_PAGE_ROWS),
 )
 def list_segments(
     ctx: Ctx,
+    request: Request,
     camera: CameraParam,
     from_: FromParam = None,
     to: ToParam = None,
-    limit: LimitParam = 10_000,
+    limit: LimitParam = MAX_PAGE_ROWS,
+    after: SegmentAfterParam = None,
 ) -> SegmentList:
     camera = ctx.check_camera(camera)
     from_us, to_us = ctx.time_range(from_, to)
-    segments = ctx.store.list_segments(camera, from_us, to_us)
+    # Nodes are exempt from the range cap: re-insert asks a server from a buffered segment to now,
+    # which may be days after a long outage. A page costs its rows (SQL limit), whatever the range.
+    if not _asked_by_node(request):
+        check_range_length(from_us, to_us, MAX_SEGMENT_RANGE_US, "the segment list")
+    segments = ctx.store.list_segments(
+        camera, from_us, to_us, limit=limit + 1, after=segment_after(after)
+    )
+    page = segments[:limit]
+    more = len(segments) > limit
     return SegmentList(
         camera_id=camera,
         from_wall_us=from_us,
         to_wall_us=to_us,
-        segments=[SegmentOut.of(s) for s in segments[:limit]],
-        truncated=len(segments) > limit,
+        segments=[SegmentOut.of(s) for s in page],
+        truncated=more,
+        next=segment_cursor(page[-1].start_wall_us, page[-1].segment_id) if more else None,
     )
 
 
@@ -57,16 +103,33 @@ def list_segments(
     "/cameras/{camera}/runs",
     response_model=RunList,
     responses=CAMERA_RESPONSES,
-    summary="Runs (camera connections) of a camera overlapping a time range",
+    summary="Runs (camera connections) of a camera overlapping a time range, a page at a time",
+    description=f"At most {MAX_SUMMARY_RANGE_US // 86_400_000_000} d per request "
+    "(`400 range_too_large`); at most `limit` runs per page, continued with `after` = the "
+    "answer's `next`.",
+    openapi_extra=_limits(MAX_SUMMARY_RANGE_US, max_rows=MAX_PAGE_ROWS),
 )
 def list_runs(
-    ctx: Ctx, camera: CameraParam, from_: FromParam = None, to: ToParam = None
+    ctx: Ctx,
+    camera: CameraParam,
+    from_: FromParam = None,
+    to: ToParam = None,
+    limit: LimitParam = MAX_PAGE_ROWS,
+    after: RunAfterParam = None,
 ) -> RunList:
     camera = ctx.check_camera(camera)
     from_us, to_us = ctx.time_range(from_, to)
-    runs = ctx.store.list_runs(camera, from_us, to_us)
+    check_range_length(from_us, to_us, MAX_SUMMARY_RANGE_US, "the run list")
+    runs = ctx.store.list_runs(camera, from_us, to_us, limit=limit + 1, after=run_after(after))
+    page = runs[:limit]
+    more = len(runs) > limit
     return RunList(
-        camera_id=camera, from_wall_us=from_us, to_wall_us=to_us, runs=[RunOut.of(r) for r in runs]
+        camera_id=camera,
+        from_wall_us=from_us,
+        to_wall_us=to_us,
+        runs=[RunOut.of(r) for r in page],
+        truncated=more,
+        next=run_cursor(page[-1].started_wall_us, page[-1].run_id) if more else None,
     )
 
 
@@ -75,6 +138,13 @@ def list_runs(
     response_model=TimelineOut,
     responses=CAMERA_RESPONSES,
     summary="Recorded stretches and gaps of a camera, and who recorded each",
+    description=f"At most {MAX_SUMMARY_RANGE_US // 86_400_000_000} d per request "
+    f"(`400 range_too_large`). A range holding more than {MAX_TIMELINE_SEGMENTS} segments or "
+    f"{MAX_TIMELINE_RUNS} runs is answered up to `next_from_wall_us` (`truncated`): ask again "
+    "from there.",
+    openapi_extra=_limits(
+        MAX_SUMMARY_RANGE_US, max_segments=MAX_TIMELINE_SEGMENTS, max_runs=MAX_TIMELINE_RUNS
+    ),
 )
 def timeline(
     ctx: Ctx,
@@ -85,10 +155,12 @@ def timeline(
 ) -> TimelineOut:
     camera = ctx.check_camera(camera)
     from_us, to_us = ctx.time_range(from_, to)
+    check_range_length(from_us, to_us, MAX_SUMMARY_RANGE_US, "the timeline")
+    caps = {"max_segments": MAX_TIMELINE_SEGMENTS, "max_spans": MAX_TIMELINE_RUNS}
     if max_gap_us is None:
-        result = ctx.store.timeline(camera, from_us, to_us)
+        result = ctx.store.timeline(camera, from_us, to_us, **caps)
     else:
-        result = ctx.store.timeline(camera, from_us, to_us, max_gap_us=max_gap_us)
+        result = ctx.store.timeline(camera, from_us, to_us, max_gap_us=max_gap_us, **caps)
     return TimelineOut.of(result)
 
 

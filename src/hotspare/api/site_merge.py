@@ -19,7 +19,7 @@ import httpx
 from hotspare.client.node_client import NodeApiError, NodeClient
 from hotspare.store.models import SegmentInfo
 from hotspare.store.timeline import find_gaps
-from hotspare.wire import GapOut, HeldRunOut, SiteTimelineOut, SourceOut
+from hotspare.wire import MAX_PAGE_ROWS, GapOut, HeldRunOut, SegmentOut, SiteTimelineOut, SourceOut
 
 NODE_TIMEOUT_SECONDS = 1.5
 DEFAULT_MAX_GAP_US = 250_000  # as the HLS playlists: shorter holes are clock jitter, not gaps
@@ -68,33 +68,86 @@ def ask_all(holders: Mapping[str, str], call: Callable[[NodeClient], _T],
         return list(pool.map(one, holders.items()))
 
 
+@dataclass(frozen=True)
+class SegmentPages:
+    """What one node gave of a segment range: its segments, and where it stopped if it had more
+    than the master asked for (the merge is then only complete before that time)."""
+
+    segments: list[SegmentOut]
+    unread_from: int | None
+
+
+def segment_pages(client: NodeClient, camera: str, from_us: int, to_us: int,
+                  cap: int) -> SegmentPages:
+    """A node's segments of [from, to), page after page, until `cap` of them: each page is bounded
+    by the node, and the master holds at most `cap` (plus a page) per node, whatever the range."""
+    got: list[SegmentOut] = []
+    after: str | None = None
+    while True:
+        page = client.list_segments(camera, from_us, to_us, min(MAX_PAGE_ROWS, cap + 1 - len(got)),
+                                    after)
+        got += page.segments
+        if page.next is None:
+            return SegmentPages(got, None)
+        if len(got) > cap:
+            return SegmentPages(got[:cap], got[cap].start_wall_us)
+        after = page.next
+
+
+def unread_from(results: list[SourceResult]) -> int | None:
+    """The earliest time from which some node left segments unread (None: every node gave all)."""
+    cuts = [r.value.unread_from for r in results
+            if r.ok and isinstance(r.value, SegmentPages) and r.value.unread_from is not None]
+    return min(cuts) if cuts else None
+
+
 def merge_timeline(camera: str, server: str, from_us: int, to_us: int,
-                   results: list[SourceResult], max_gap_us: int) -> SiteTimelineOut:
+                   results: list[SourceResult], max_gap_us: int,
+                   max_runs: int | None = None) -> SiteTimelineOut:
     """Runs from every answering node (each saying where it is held), and the gaps left between
     their union. The same stretch held twice (on the server after import and on the spare before
-    its copy is deleted) is listed once, held by the server."""
+    its copy is deleted) is listed once, held by the server.
+
+    A node whose answer was cut covers only [from, its next_from): the merge ends at the earliest
+    such time, and at the first run past `max_runs`, and says where to continue."""
+    end = to_us
+    for result in results:
+        if result.ok and result.value is not None and result.value.next_from_wall_us is not None:
+            end = min(end, result.value.next_from_wall_us)
     runs: list[HeldRunOut] = []
     seen: set[tuple[str, str, int, int]] = set()
     for result in results:
         if not result.ok or result.value is None:
             continue
         for run in result.value.runs:
+            if run.start_wall_us >= end:
+                continue
             key = (run.run_id, run.recorded_by, run.start_wall_us, run.end_wall_us)
             if key in seen:
                 continue
             seen.add(key)
-            runs.append(HeldRunOut(**run.model_dump(), held_by=result.node,
-                                   held_by_url=result.url))
+            fields = run.model_dump()
+            fields["end_wall_us"] = min(run.end_wall_us, end)
+            runs.append(HeldRunOut(**fields, held_by=result.node, held_by_url=result.url))
     runs.sort(key=lambda r: (r.start_wall_us, r.end_wall_us))
+    if max_runs is not None and len(runs) > max_runs:
+        end = min(end, runs[max_runs].start_wall_us)
+        runs = [r.model_copy(update={"end_wall_us": min(r.end_wall_us, end)})
+                for r in runs if r.start_wall_us < end]
+    truncated = end < to_us
+    if truncated and end <= from_us:  # a continuation always moves forward
+        end = from_us + 1
     return SiteTimelineOut(
         camera_id=camera,
         server=server,
         from_wall_us=from_us,
         to_wall_us=to_us,
         runs=runs,
-        gaps=[GapOut.of(g) for g in find_gaps(runs, from_us, to_us, max_gap_us)],
+        gaps=[GapOut.of(g) for g in find_gaps(runs, from_us, end, max_gap_us)],
         sources=[r.describe() for r in results],
         partial=any(not r.ok for r in results),
+        truncated=truncated,
+        next_from_wall_us=end if truncated else None,
     )
 
 
@@ -115,7 +168,7 @@ def merge_segments(results: list[SourceResult], prefer: str) -> list[HeldSegment
     for result in results:
         if not result.ok or result.value is None:
             continue
-        for out in result.value.segments:
+        for out in result.value.segments:  # a SegmentList or SegmentPages: both hold these
             key = (out.run_id, out.seq)
             if key not in best or result.node == prefer:
                 best[key] = HeldSegment(out.to_info(), result.node, result.url)

@@ -21,8 +21,8 @@ from fastapi.responses import RedirectResponse
 
 from hotspare.api import site_merge, site_state
 from hotspare.api.auth import TOKEN_QUERY_PARAM, token_from_scope
-from hotspare.api.hls import vod_playlist
-from hotspare.api.params import CameraParam, FromParam, MaxGapParam, ToParam
+from hotspare.api.hls import cut_playlist, vod_playlist
+from hotspare.api.params import CameraParam, FromParam, MaxGapParam, ToParam, check_range_length
 from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError
 from hotspare.client.node_client import NodeClient
 from hotspare.config.models import is_identifier
@@ -32,7 +32,15 @@ from hotspare.sitestate.applied import AppliedSite
 from hotspare.sitestate.events import read_events
 from hotspare.store.models import SegmentInfo
 from hotspare.timefmt import TimeFormatError, parse_wall_time, wall_now_us
-from hotspare.wire import Problem, SiteTimelineOut
+from hotspare.wire import (
+    MAX_PLAYLIST_SEGMENTS,
+    MAX_SEGMENT_RANGE_US,
+    MAX_SUMMARY_RANGE_US,
+    MAX_TIMELINE_RUNS,
+    NEXT_FROM_HEADER,
+    Problem,
+    SiteTimelineOut,
+)
 
 MPEGURL = "application/vnd.apple.mpegurl"
 DEFAULT_RANGE_US = 3_600_000_000
@@ -79,7 +87,8 @@ def _etcd() -> Iterator[None]:
                        f"the site's state cannot be read from etcd: {exc}") from None
 
 
-def _range(api: SiteApi, from_: str | None, to: str | None) -> tuple[int, int]:
+def _range(api: SiteApi, from_: str | None, to: str | None, max_us: int,
+           what: str) -> tuple[int, int]:
     try:
         to_us = parse_wall_time(to) if to is not None else api.clock()
         from_us = parse_wall_time(from_) if from_ is not None else max(0, to_us - DEFAULT_RANGE_US)
@@ -87,6 +96,7 @@ def _range(api: SiteApi, from_: str | None, to: str | None) -> tuple[int, int]:
         raise ApiError(400, "bad_time", str(exc)) from None
     if from_us > to_us:
         raise ApiError(400, "bad_range", "`from` is after `to`; swap them or widen the range")
+    check_range_length(from_us, to_us, max_us, what)
     return from_us, to_us
 
 
@@ -104,13 +114,13 @@ def _camera_server(applied: AppliedSite, camera: str) -> str:
 
 
 def _ask_holders(api: SiteApi, camera: str, from_: str | None, to: str | None,
-                 call: Callable[[NodeClient, int, int], Any],
+                 call: Callable[[NodeClient, int, int], Any], max_us: int, what: str,
                  ) -> tuple[str, int, int, list[site_merge.SourceResult]]:
     """Ask every node that may hold `camera`'s video (its server, a covering or re-inserting
     spare) the same question over the same range, in parallel."""
     applied = api.applied()
     server = _camera_server(applied, camera)
-    from_us, to_us = _range(api, from_, to)
+    from_us, to_us = _range(api, from_, to, max_us, what)
     with _etcd():
         snap = site_state.read_snapshot(api.coord)
     holders = site_state.holders(server, applied.config, snap)
@@ -178,22 +188,45 @@ def site_router(api: SiteApi) -> APIRouter:
 
     @router.get("/site/cameras/{camera}/timeline", responses={**CAMERA_RESPONSES, **_UNAVAILABLE},
                 response_model=SiteTimelineOut,
-                summary="A camera's timeline merged across its server and the spares holding video")
+                summary="A camera's timeline merged across its server and the spares holding video",
+                description=f"At most {MAX_SUMMARY_RANGE_US // 86_400_000_000} d per request "
+                "(`400 range_too_large`). Each node answers a bounded timeline; when one was cut, "
+                f"or the merge holds more than {MAX_TIMELINE_RUNS} runs, the answer covers "
+                "[from, `next_from_wall_us`) (`truncated`): ask again from there.",
+                openapi_extra={"x-hotspare-limits": {"max_range_us": MAX_SUMMARY_RANGE_US,
+                                                     "max_runs": MAX_TIMELINE_RUNS}})
     def timeline(camera: CameraParam, from_: FromParam = None, to: ToParam = None,
                  max_gap_us: MaxGapParam = None) -> SiteTimelineOut:
         server, from_us, to_us, results = _ask_holders(
-            api, camera, from_, to, lambda c, f, t: c.timeline(camera, f, t))
+            api, camera, from_, to, lambda c, f, t: c.timeline(camera, f, t),
+            MAX_SUMMARY_RANGE_US, "the site timeline")
         gap = site_merge.DEFAULT_MAX_GAP_US if max_gap_us is None else max_gap_us
-        return site_merge.merge_timeline(camera, server, from_us, to_us, results, gap)
+        return site_merge.merge_timeline(camera, server, from_us, to_us, results, gap,
+                                         max_runs=MAX_TIMELINE_RUNS)
 
     @router.get("/site/cameras/{camera}/playback.m3u8", response_class=Response,
                 responses=_PLAYLIST,
-                summary="HLS VOD playlist whose segments point at whichever node holds each")
+                summary="HLS VOD playlist whose segments point at whichever node holds each",
+                description=f"At most {MAX_SEGMENT_RANGE_US // 3_600_000_000} h per request "
+                f"(`400 range_too_large`) and {MAX_PLAYLIST_SEGMENTS} segments per playlist: "
+                "each node is asked for at most that many, and a playlist holding more ends at "
+                f"a time named in the `{NEXT_FROM_HEADER}` header (ask again with `from` = it).",
+                openapi_extra={"x-hotspare-limits": {"max_range_us": MAX_SEGMENT_RANGE_US,
+                                                     "max_segments": MAX_PLAYLIST_SEGMENTS}})
     def playback(request: Request, camera: CameraParam, from_: FromParam = None,
                  to: ToParam = None) -> Response:
-        server, _, _, results = _ask_holders(
-            api, camera, from_, to, lambda c, f, t: c.list_segments(camera, f, t))
-        chosen = site_merge.merge_segments(results, prefer=server)
+        server, from_us, _, results = _ask_holders(
+            api, camera, from_, to,
+            lambda c, f, t: site_merge.segment_pages(c, camera, f, t, MAX_PLAYLIST_SEGMENTS),
+            MAX_SEGMENT_RANGE_US, "a playlist")
+        merged = site_merge.merge_segments(results, prefer=server)
+        chosen, next_from = cut_playlist(merged, lambda h: h.segment.start_wall_us,
+                                         MAX_PLAYLIST_SEGMENTS, from_us)
+        cut = site_merge.unread_from(results)
+        if cut is not None and (next_from is None or cut < next_from):
+            cut = max(cut, from_us + 1)
+            chosen = [h for h in chosen if h.segment.start_wall_us < cut]
+            next_from = cut
         suffix = _token_suffix(request)
         # vod_playlist hands back the very objects it was given: map each to its holder's URL.
         holder_url = {id(h.segment): h.url for h in chosen}
@@ -201,11 +234,13 @@ def site_router(api: SiteApi) -> APIRouter:
         def uri_for(segment: SegmentInfo) -> str:
             return f"{holder_url[id(segment)]}/api/v1/segments/{segment.segment_id}/file{suffix}"
 
-        text = vod_playlist([h.segment for h in chosen], uri_for)
+        text = vod_playlist([h.segment for h in chosen], uri_for, next_from)
         partial = [r.node for r in results if not r.ok]
         headers = {"Cache-Control": "no-cache"}
         if partial:
             headers["Hotspare-Partial"] = ",".join(partial)
+        if next_from is not None:
+            headers[NEXT_FROM_HEADER] = str(next_from)
         return Response(text, media_type=MPEGURL, headers=headers)
 
     @router.get("/site/cameras/{camera}/live.m3u8", status_code=307, response_class=Response,

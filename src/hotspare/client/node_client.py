@@ -17,9 +17,12 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from hotspare.client.pages import join_timelines, timeline_pages
 from hotspare.tls import PeerTls
 from hotspare.wire import (
     API_PREFIX,
+    MAX_PAGE_ROWS,
+    MAX_SEGMENT_RANGE_US,
     META_HEADER,
     HealthOut,
     ImportMetaIn,
@@ -121,23 +124,60 @@ class NodeClient:
         camera_id: str,
         from_wall_us: int | None = None,
         to_wall_us: int | None = None,
-        limit: int = 10_000,
+        limit: int = MAX_PAGE_ROWS,
+        after: str | None = None,
     ) -> SegmentList:
+        """One page; `after` = the previous page's `next` (see `iter_segments` for all of them)."""
         params = {**self._range(from_wall_us, to_wall_us), "limit": limit}
+        if after is not None:
+            params["after"] = after
         return self._get(f"/cameras/{camera_id}/segments", SegmentList, params)
 
+    def iter_segments(
+        self, camera_id: str, from_wall_us: int, to_wall_us: int, *, limit: int = MAX_PAGE_ROWS
+    ) -> Iterator[SegmentOut]:
+        """Every segment of [from, to), oldest first, a page and a day at a time (the API's
+        limits), so a month is as many bounded requests rather than one refused one."""
+        start = from_wall_us
+        while start < to_wall_us:
+            end = min(to_wall_us, start + MAX_SEGMENT_RANGE_US)
+            after: str | None = None
+            while True:
+                page = self.list_segments(camera_id, start, end, limit, after)
+                for segment in page.segments:
+                    # a segment overlapping the window's start was given by the window before
+                    if start == from_wall_us or segment.start_wall_us >= start:
+                        yield segment
+                if page.next is None:
+                    break
+                after = page.next
+            start = end
+
     def list_runs(
-        self, camera_id: str, from_wall_us: int | None = None, to_wall_us: int | None = None
+        self,
+        camera_id: str,
+        from_wall_us: int | None = None,
+        to_wall_us: int | None = None,
+        limit: int = MAX_PAGE_ROWS,
+        after: str | None = None,
     ) -> RunList:
-        return self._get(
-            f"/cameras/{camera_id}/runs", RunList, self._range(from_wall_us, to_wall_us)
-        )
+        params = {**self._range(from_wall_us, to_wall_us), "limit": limit}
+        if after is not None:
+            params["after"] = after
+        return self._get(f"/cameras/{camera_id}/runs", RunList, params)
 
     def timeline(
         self, camera_id: str, from_wall_us: int | None = None, to_wall_us: int | None = None
     ) -> TimelineOut:
+        """One answer: at most a week, and possibly `truncated` (see `whole_timeline`)."""
         return self._get(
             f"/cameras/{camera_id}/timeline", TimelineOut, self._range(from_wall_us, to_wall_us)
+        )
+
+    def whole_timeline(self, camera_id: str, from_wall_us: int, to_wall_us: int) -> TimelineOut:
+        """The timeline of any range, asked a week (or a truncated answer) at a time and joined."""
+        return join_timelines(
+            timeline_pages(lambda f, t: self.timeline(camera_id, f, t), from_wall_us, to_wall_us)
         )
 
     def get_segment(self, segment_id: int) -> SegmentOut:

@@ -158,7 +158,11 @@ class Reinserter:
         """Has the original committed video of its own up to this segment's end?"""
         if self._reach.get(segment.camera_id, 0) >= segment.end_wall_us:
             return True
-        listing = self.target.list_segments(segment.camera_id, segment.start_wall_us,
+        # Only segments ending at or after this one's end can show it: asking from there keeps
+        # the answer's first page (capped) on the original's own newest video even after an
+        # outage of many hours, where asking from the segment's start filled the page with
+        # older rows and the original never seemed to have caught up.
+        listing = self.target.list_segments(segment.camera_id, segment.end_wall_us - 1,
                                             time.time_ns() // 1000)
         own = [s.end_wall_us for s in listing.segments if s.recorded_by == self.server]
         if own:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from hotspare.store.models import SegmentInfo
 
@@ -46,10 +46,14 @@ class Timeline:
     max_gap_us: int
     spans: list[TimelineSpan] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
+    # Set when the range held more than one answer may summarise: spans and gaps then describe
+    # [from, next_from) only, and the caller asks again from here.
+    next_from_wall_us: int | None = None
 
     @property
     def recorded_us(self) -> int:
-        return self.to_wall_us - self.from_wall_us - sum(g.duration_us for g in self.gaps)
+        end = self.to_wall_us if self.next_from_wall_us is None else self.next_from_wall_us
+        return end - self.from_wall_us - sum(g.duration_us for g in self.gaps)
 
 
 def build_spans(segments: Iterable[SegmentInfo], max_gap_us: int) -> list[TimelineSpan]:
@@ -79,6 +83,63 @@ def _span(segs: list[SegmentInfo], end: int) -> TimelineSpan:
     return TimelineSpan(first.run_id, first.recorded_by, first.recorded_as,
                         first.recorded_start_wall_us, end, len(segs),
                         sum(s.recorded_frames for s in segs))
+
+
+# The few columns of a segment a timeline needs, read straight from the index as a tuple:
+# (run_id, recorded_by, recorded_as, recorded start, recorded end, recorded frames, ...), times
+# without skipped head/tail frames. Holding every segment's full row for a week of video is what
+# made a long timeline cost gigabytes; a tuple per row, not an object, keeps the pass quick.
+SpanRow = tuple[Any, ...]
+
+
+def spans_from_rows(rows: Iterable[SpanRow], max_gap_us: int) -> list[TimelineSpan]:
+    """`build_spans` over rows in wall-time order, one pass, holding only the open span of each
+    run: memory grows with the spans found, not with the segments read."""
+    open_: dict[str, list[Any]] = {}  # run -> [start, end, segments, frames, by, as]
+    spans: list[TimelineSpan] = []
+    for row in rows:
+        run_id, start, end, frames = row[0], row[3], row[4], row[5]
+        if frames <= 0:
+            continue
+        cur = open_.get(run_id)
+        if cur is not None and start - cur[1] > max_gap_us:
+            spans.append(TimelineSpan(run_id, cur[4], cur[5], cur[0], cur[1], cur[2], cur[3]))
+            cur = None
+        if cur is None:
+            open_[run_id] = [start, end, 1, frames, row[1], row[2]]
+        else:
+            if end > cur[1]:
+                cur[1] = end
+            cur[2] += 1
+            cur[3] += frames
+    for run_id, cur in open_.items():
+        spans.append(TimelineSpan(run_id, cur[4], cur[5], cur[0], cur[1], cur[2], cur[3]))
+    spans.sort(key=lambda sp: (sp.start_wall_us, sp.recorded_by, sp.run_id))
+    return spans
+
+
+def clip_timeline(spans: Iterable[TimelineSpan], camera_id: str, from_wall_us: int,
+                  to_wall_us: int, max_gap_us: int, *, max_spans: int | None = None,
+                  cut_wall_us: int | None = None) -> Timeline:
+    """Spans clipped to [from, to) and the gaps between them; cut at `cut_wall_us` (rows left
+    unread from there) and, past `max_spans` spans, at the first span left out, so that an answer
+    is always a complete picture of [from, next_from)."""
+    end = to_wall_us if cut_wall_us is None else min(to_wall_us, cut_wall_us)
+    inside = [sp for sp in spans if sp.end_wall_us > from_wall_us and sp.start_wall_us < end]
+    if max_spans is not None and len(inside) > max_spans:
+        end = min(end, inside[max_spans].start_wall_us)
+        inside = [sp for sp in inside if sp.start_wall_us < end]
+    truncated = end < to_wall_us
+    if truncated and end <= from_wall_us:  # never hand back a cursor that does not move
+        end = from_wall_us + 1
+    clipped = [
+        TimelineSpan(sp.run_id, sp.recorded_by, sp.recorded_as, max(sp.start_wall_us, from_wall_us),
+                     min(sp.end_wall_us, end), sp.segment_count, sp.frame_count)
+        for sp in inside if sp.start_wall_us < end
+    ]
+    return Timeline(camera_id, from_wall_us, to_wall_us, max_gap_us, clipped,
+                    find_gaps(clipped, from_wall_us, end, max_gap_us),
+                    end if truncated else None)
 
 
 class Stretch(Protocol):

@@ -7,6 +7,10 @@ const TOKEN_KEY = "hotspare-token";
 const UTC_KEY = "hotspare-utc";     // localStorage: a display preference, kept across tabs
 const ENDPOINTS_KEY = "hotspare-endpoints";
 const CALL_TIMEOUT_MS = 2500;
+// The API's read limits (hotspare/wire.py, docs/api.md "Read limits"): a playlist covers at most
+// a day, a timeline answer at most a week and may be cut (`truncated`, `next_from_wall_us`).
+const MAX_PLAYLIST_RANGE_US = 24 * 3600 * 1e6;
+const MAX_TIMELINE_PAGES = 8;
 
 const $ = (sel) => document.querySelector(sel);
 const state = {
@@ -252,13 +256,29 @@ const fmt = (us) => {
   return utc() ? d.toISOString().slice(11, 19) + "Z" : d.toLocaleTimeString();
 };
 
+// One camera's timeline of [from, to): a cut answer is continued from its next_from_wall_us and
+// the pages joined (a few at most; what is left stays undrawn rather than costing the master more).
+async function siteTimeline(camera, from, to) {
+  const path = (f) => `/api/v1/site/cameras/${camera}/timeline?from=${f}&to=${to}`;
+  const tl = await api(path(from));
+  for (let n = 1; tl.truncated && tl.next_from_wall_us && n < MAX_TIMELINE_PAGES; n++) {
+    const more = await api(path(tl.next_from_wall_us));
+    tl.runs.push(...more.runs);
+    tl.gaps.push(...more.gaps);
+    tl.partial = tl.partial || more.partial;
+    tl.truncated = more.truncated;
+    tl.next_from_wall_us = more.next_from_wall_us;
+  }
+  return tl;
+}
+
 async function refreshTimelines() {
   const seconds = Number($("#range").value);
   const to = Date.now() * 1000;
   const from = to - seconds * 1e6;
   await Promise.all(state.cameras.map(async (c) => {
     try {
-      const tl = await api(`/api/v1/site/cameras/${c.id}/timeline?from=${from}&to=${to}`);
+      const tl = await siteTimeline(c.id, from, to);
       state.timelines.set(c.id, tl);
       drawTimeline(c.id, tl);
     } catch (err) {
@@ -281,10 +301,13 @@ function loadHls() {
   return state.hlsLoaded;
 }
 
-async function play(url, label) {
+// `next(from)` gives [url, label, end] of the playlist continuing this one, which ends at `end`
+// (asked at most a day) or earlier, where the API cut it at its segment cap (Hotspare-Next-From).
+async function play(url, label, next = null, end = null) {
   const video = $("#player");
   $("#playing").textContent = label;
   if (state.hls) { state.hls.destroy(); state.hls = null; }
+  video.onended = null;
   const Hls = await loadHls();
   const note = $("#hls-note");
   if (Hls) {
@@ -293,6 +316,15 @@ async function play(url, label) {
     state.hls.loadSource(url);
     state.hls.attachMedia(video);
     state.hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
+    state.hls.on(Hls.Events.MANIFEST_LOADED, (_e, data) => {
+      const details = data.networkDetails;
+      const cut = details && details.getResponseHeader
+        ? details.getResponseHeader("Hotspare-Next-From") : null;
+      const rest = cut ? Number(cut) : (end && end < Date.now() * 1000 ? end : null);
+      if (rest && next) {
+        video.onended = () => { const [u, l, e] = next(rest); play(u, l, next, e); };
+      }
+    });
     state.hls.on(Hls.Events.ERROR, (_e, data) => {
       if (data.fatal) { note.hidden = false; note.textContent = `playback error: ${data.details}`; }
     });
@@ -315,13 +347,18 @@ function playFromClick(camera, bar, ev) {
   const from = Number(bar.dataset.from), to = Number(bar.dataset.to);
   if (!from || !to) return;
   const at = Math.round(from + ((ev.clientX - rect.left) / rect.width) * (to - from));
-  const end = Date.now() * 1000;
   const cursor = el("div", { class: "cursor" });
   cursor.style.left = `${((ev.clientX - rect.left) / rect.width) * 100}%`;
   bar.querySelector(".cursor")?.remove();
   bar.append(cursor);
-  play(withToken(`/api/v1/site/cameras/${camera}/playback.m3u8?from=${at}&to=${end}`),
-    `${camera} from ${fmt(at)}`);
+  // Up to now, at most a day per playlist (the API's limit); a cut one continues when it ends.
+  const playlistFrom = (start) => {
+    const end = Math.min(Date.now() * 1000, start + MAX_PLAYLIST_RANGE_US);
+    return [withToken(`/api/v1/site/cameras/${camera}/playback.m3u8?from=${start}&to=${end}`),
+      `${camera} from ${fmt(start)}`, end];
+  };
+  const [url, label, end] = playlistFrom(at);
+  play(url, label, playlistFrom, end);
 }
 
 function playLive(camera) {

@@ -1,0 +1,7 @@
+"""`python -m bench.reads`."""
+
+import sys
+
+from bench.reads.run import main
+
+sys.exit(main())
