@@ -50,3 +50,26 @@ def test_favicon_answers_without_a_token(tmp_path: Path) -> None:
             assert client.get("/api/v1/status").status_code == 401  # the rest still needs it
     finally:
         store.close()
+
+
+def test_cross_origin_pages_can_read_the_playlist_continuation_header() -> None:
+    """The master's UI pages through long playlists with `Hotspare-Next-From`; on another origin
+    a browser hides every header the answer does not expose."""
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    from hotspare.api.site_cors import allow_site_cors
+    from hotspare.wire import NEXT_FROM_HEADER
+
+    app = FastAPI()
+
+    @app.get("/p")
+    def playlist() -> PlainTextResponse:
+        return PlainTextResponse("#EXTM3U", headers={NEXT_FROM_HEADER: "1"})
+
+    allow_site_cors(app)
+    with TestClient(app) as client:
+        response = client.get("/p", headers={"Origin": "https://other.example"})
+    exposed = {h.strip().lower() for h in
+               response.headers["access-control-expose-headers"].split(",")}
+    assert NEXT_FROM_HEADER.lower() in exposed

@@ -14,8 +14,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from hotspare.wire import NEXT_FROM_HEADER
+
 EXPOSED_HEADERS = ["Content-Range", "Content-Length", "Accept-Ranges", "X-Segment-SHA256",
-                   "Hotspare-Partial"]
+                   "Hotspare-Partial", NEXT_FROM_HEADER]
 
 
 def allow_site_cors(app: FastAPI) -> None:
