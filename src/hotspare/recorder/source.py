@@ -17,7 +17,7 @@ from hotspare.config.models import CameraConfig
 from hotspare.redact import redact_url
 
 # Small probe: the RTSP SDP already names the codec, so FFmpeg only needs the first keyframe to
-# learn the picture size; default probing costs ~1.2 s per connect (measured-facts.md).
+# learn the picture size; default probing costs ~1.2 s per connect (measured here).
 _PROBE_OPTIONS = {"analyzeduration": "0", "probesize": "32768", "fpsprobesize": "0"}
 
 
