@@ -30,6 +30,7 @@ if __package__ in (None, ""):
 
 from bench.common import MB, LoadSampler, remove_work_dir, table, work_dir, write_result  # noqa: E402
 from hotspare.store.db import init_schema  # noqa: E402
+from hotspare.store.synth import insert_rows_only  # noqa: E402
 
 DAY_US = 86_400_000_000
 SEGMENT_US = 4_000_000
@@ -45,27 +46,12 @@ def fill_store(root: Path, days: int) -> int:
     db = sqlite3.connect(root / "index.sqlite3", isolation_level=None)
     db.execute("pragma journal_mode = wal")
     init_schema(db, SERVER)
-    per_day = DAY_US // SEGMENT_US
     db.execute("begin")
-    for day in range(days):
-        run = f"r{day:04d}bench"
-        start = T0 + day * DAY_US
-        db.execute("insert into run (run_id, camera_id, recorded_by, recorded_as, anchor_wall_us, "
-                   "wall_source, started_wall_us, ended_wall_us, end_reason, created_at_us) "
-                   "values (?, ?, ?, ?, ?, 'camera', ?, ?, 'bench', ?)",
-                   (run, CAMERA, SERVER, SERVER, start, start, start + DAY_US, start))
-        db.executemany(
-            "insert into segment (camera_id, run_id, seq, recorded_by, recorded_as, "
-            "start_wall_us, end_wall_us, start_media_90k, duration_90k, frame_count, bytes, "
-            "init_bytes, sha256, relpath, committed_at_us) "
-            "values (?, ?, ?, ?, ?, ?, ?, ?, 360000, 100, 2000000, 800, ?, ?, ?)",
-            ((CAMERA, run, seq, SERVER, SERVER, start + seq * SEGMENT_US,
-              start + (seq + 1) * SEGMENT_US, seq * 360_000, f"{day:08x}{seq:056x}",
-              f"segments/{CAMERA}/{run}/{seq:06d}.mp4", start)
-             for seq in range(per_day)))
+    rows = insert_rows_only(db, CAMERA, SERVER, T0, days, DAY_US // SEGMENT_US,
+                            segment_us=SEGMENT_US, bytes_each=2_000_000, tag="bench")
     db.execute("commit")
     db.close()
-    return days * per_day
+    return rows
 
 
 def measure(src: Path, store: Path, path: str, now_us: int) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from hotspare.api.tokens import hash_token, new_token
 from hotspare.client.node_client import NodeClient
 from hotspare.config.models import ApiUser
 from hotspare.store.segment_store import SegmentStore
+from hotspare.store.synth import insert_rows_only
 from hotspare.wire import (
     MAX_PAGE_ROWS,
     MAX_SEGMENT_RANGE_US,
@@ -43,24 +44,9 @@ PER_DAY = DAY_US // SEG_US  # 21 600
 
 def fill(store: SegmentStore, days: int, *, runs_per_day: int = 1, start: int = T0) -> int:
     """`days` of back-to-back 4 s segments of CAMERA, `runs_per_day` runs a day, rows only."""
-    per_run = PER_DAY // runs_per_day
     with store.index.write() as db:
-        for r in range(days * runs_per_day):
-            run = f"r{r:05d}fill"
-            begin = start + r * per_run * SEG_US
-            db.execute("insert into run (run_id, camera_id, recorded_by, recorded_as, "
-                       "anchor_wall_us, wall_source, started_wall_us, ended_wall_us, end_reason, "
-                       "created_at_us) values (?, ?, ?, ?, ?, 'camera', ?, ?, 'test', 0)",
-                       (run, CAMERA, SERVER, SERVER, begin, begin, begin + per_run * SEG_US))
-            db.executemany(
-                "insert into segment (camera_id, run_id, seq, recorded_by, recorded_as, "
-                "start_wall_us, end_wall_us, start_media_90k, duration_90k, frame_count, bytes, "
-                "init_bytes, sha256, relpath, committed_at_us) "
-                "values (?, ?, ?, ?, ?, ?, ?, ?, 360000, 100, 2000, 800, ?, ?, 0)",
-                ((CAMERA, run, seq, SERVER, SERVER, begin + seq * SEG_US,
-                  begin + (seq + 1) * SEG_US, seq * 360_000, f"{r:08x}{seq:056x}",
-                  f"segments/{CAMERA}/{run}/{seq:06d}.mp4") for seq in range(per_run)))
-    return days * PER_DAY
+        return insert_rows_only(db, CAMERA, SERVER, start, days * runs_per_day,
+                                PER_DAY // runs_per_day, segment_us=SEG_US, tag="fill")
 
 
 @pytest.fixture

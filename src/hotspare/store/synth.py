@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fractions
 import functools
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,3 +101,30 @@ def record_segment(store: SegmentStore, run: RunInfo, seq: int, start_media_90k:
     write_segment(path, start_media_90k, frames, gop=gop, fps=fps, hole=hole)
     span = frames * (90_000 // fps) + (hole[1] if hole is not None else 0)
     return store.commit_segment(run.run_id, seq, start_media_90k, span, frames, 0)
+
+
+def insert_rows_only(db: sqlite3.Connection, camera_id: str, server: str, start_wall_us: int,
+                     runs: int, segments_per_run: int, *, segment_us: int = 4_000_000,
+                     bytes_each: int = 2000, tag: str = "rows") -> int:
+    """Index rows of back-to-back segments with no files behind them, inside the caller's
+    transaction: a store of weeks costs seconds, for tests and benchmarks of what reads cost
+    (listing, paging, caps), where real files would only add time. Returns the rows written."""
+    duration_90k = segment_us * 90 // 1000
+    for r in range(runs):
+        run = f"r{r:05d}{tag}"
+        begin = start_wall_us + r * segments_per_run * segment_us
+        db.execute("insert into run (run_id, camera_id, recorded_by, recorded_as, anchor_wall_us, "
+                   "wall_source, started_wall_us, ended_wall_us, end_reason, created_at_us) "
+                   "values (?, ?, ?, ?, ?, 'camera', ?, ?, ?, 0)",
+                   (run, camera_id, server, server, begin, begin,
+                    begin + segments_per_run * segment_us, tag))
+        db.executemany(
+            "insert into segment (camera_id, run_id, seq, recorded_by, recorded_as, "
+            "start_wall_us, end_wall_us, start_media_90k, duration_90k, frame_count, bytes, "
+            "init_bytes, sha256, relpath, committed_at_us) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, 100, ?, 800, ?, ?, 0)",
+            ((camera_id, run, seq, server, server, begin + seq * segment_us,
+              begin + (seq + 1) * segment_us, seq * duration_90k, duration_90k, bytes_each,
+              f"{r:08x}{seq:056x}", f"segments/{camera_id}/{run}/{seq:06d}.mp4")
+             for seq in range(segments_per_run)))
+    return runs * segments_per_run
