@@ -31,13 +31,16 @@ class NodeProcess:
     log_path: Path
     process: subprocess.Popen[str] | None = None
     url: str | None = None
+    # How to run `hotspare`: this interpreter's package by default; an installed copy's script
+    # (e.g. a venv's bin/hotspare) to test what a wheel installs.
+    command: tuple[str, ...] = (sys.executable, "-m", "hotspare")
     _lines: queue.Queue[str] = field(default_factory=queue.Queue)
 
     def start(self, timeout: float = 30.0) -> None:
         log = self.log_path.open("a", encoding="utf-8")
         self._lines = queue.Queue()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hotspare", "node", "--config", str(self.config_path)],
+            [*self.command, "node", "--config", str(self.config_path)],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,

@@ -138,7 +138,12 @@ def serve(app: FastAPI, api: ApiSettings, sock: socket.socket) -> None:
     server = uvicorn.Server(
         uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5, **tls)
     )
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully on Ctrl-C / SIGINT, then raises it again for the caller:
+        # for a node that is the normal way to stop, and the caller's own shutdown follows.
+        log.info("interrupted (SIGINT): HTTP server stopped")
 
 
 def write_node_file(config: NodeConfig, url: str) -> Path:
