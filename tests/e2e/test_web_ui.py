@@ -3,7 +3,9 @@
 One site (two recording servers with one camera each, one spare), one browser, one story: the
 overview shows the site; rec-2 is SIGKILLed and the open page shows it covered by the spare
 without a reload; rec-2 comes back and the camera's timeline shows its own video and the spare's,
-coloured by who recorded them; a click on the timeline plays video; the master is SIGKILLed and
+coloured by who recorded them; a click on the timeline plays video and the scrubber carries it
+across the takeover in wall time; the live grid (layout kept across reloads) plays several cameras
+and its tile follows rec-2's camera to the spare; the master is SIGKILLed and
 the page reconnects to the spare now serving it, via the endpoint list. Along the way: nothing
 of the app shows before login, /favicon.ico needs no token, and the UTC toggle changes the times
 shown and is kept. Screenshots of each step go to test-artifacts/web-ui/.
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +32,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-ui"
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(210)
 def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
     try:
         from playwright import sync_api
@@ -80,6 +84,24 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
             page.select_option("#range", "120")
             page.screenshot(path=str(ARTIFACTS / "1-overview.png"), full_page=True)
 
+            # The live grid: 2 x 2 by default, the cameras in order, each tile playing.
+            for camera in ("rec-1-c1", "rec-2-c1"):
+                wait_tile_plays(page, camera)
+            assert page.locator(".tile").count() == 4
+            # The operator's layout and choice of camera outlive a reload.
+            page.select_option("#grid-layout", "1")
+            page.select_option('.tile[data-tile="0"] select', "rec-2-c1")
+            page.reload()
+            page.wait_for_selector('.tile[data-tile="0"][data-camera="rec-2-c1"]', timeout=10_000)
+            assert page.locator(".tile").count() == 1
+            assert page.input_value("#grid-layout") == "1"
+            assert page.input_value("#range") == "120"  # the timelines' span is kept too
+            page.select_option("#grid-layout", "4")
+            page.select_option('.tile[data-tile="1"] select', "rec-1-c1")
+            wait_tile_plays(page, "rec-2-c1")
+            wait_tile_plays(page, "rec-1-c1")
+            page.screenshot(path=str(ARTIFACTS / "1b-live-grid.png"), full_page=True)
+
             # SIGKILL rec-2: the open page shows it covered by the spare, without a reload.
             time.sleep(2.0)
             killed = time.monotonic()
@@ -91,6 +113,8 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
                                    timeout=5000)
             page.wait_for_selector('.timeline[data-camera="rec-2-c1"] '
                                    '.run[data-recorded-by="spare-1"]', timeout=15_000)
+            # The tile of rec-2's camera follows it to the spare: its picture moves again.
+            wait_tile_plays(page, "rec-2-c1", timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "2-covered-by-spare.png"), full_page=True)
             print(f"rec-2 shown covered by spare-1 {shown_after:.1f} s after SIGKILL")
             assert shown_after < 6.0
@@ -135,6 +159,25 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
             assert page.is_hidden("#hls-note"), page.inner_text("#hls-note")
             page.screenshot(path=str(ARTIFACTS / "4-playback.png"), full_page=True)
 
+            # The scrubber runs in wall time across rec-2's run and the spare's stretch: set it
+            # 3 s before the spare's first video and play across the takeover: wall time only
+            # moves forward, the player never stalls, and it reaches the spare's video.
+            page.wait_for_selector("#scrubber:not([disabled])", timeout=5000)
+            spare_run = page.locator(f'{bar} .run[data-recorded-by="spare-1"]').first
+            spare_start = int(spare_run.get_attribute("data-start") or 0)
+            page.eval_on_selector("#scrubber", "(s, v) => { s.value = v; "
+                                  "s.dispatchEvent(new Event('change')); }",
+                                  str((spare_start - 3_000_000) // 1000))
+            samples = sample_playback(page, seconds=7.0)
+            walls = [w for _, w in samples]
+            assert walls[0] < spare_start < walls[-1], (spare_start, samples)
+            assert all(b >= a - 50_000 for a, b in pairwise(walls)), samples
+            longest_stall = longest_stall_s(samples)
+            print(f"scrubber across the takeover: longest stall {longest_stall:.2f} s")
+            assert longest_stall < 1.5, samples
+            page.screenshot(path=str(ARTIFACTS / "4b-scrubber-across-takeover.png"),
+                            full_page=True)
+
             # The master dies: the spare covers it, and the open page finds it through the
             # endpoint list (asking rec-2) and carries on from the spare's address.
             spare_url = f"http://127.0.0.1:{site.nodes['spare-1'].port}"
@@ -155,4 +198,40 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
             raise
         finally:
             browser.close()
-    assert time.monotonic() - started < 120
+    assert time.monotonic() - started < 180
+
+
+def wait_tile_plays(page: Any, camera: str, timeout: float = 20_000) -> None:
+    """The grid tile showing `camera` is live and its picture moves (currentTime advances)."""
+    video = f'.tile[data-camera="{camera}"][data-status="live"] video'
+    page.wait_for_selector(video, timeout=timeout)
+    start = page.eval_on_selector(video, "v => v.currentTime")
+    page.wait_for_function(
+        "([sel, t]) => { const v = document.querySelector(sel); "
+        "return v && v.currentTime > t + 1; }", arg=[video, start], timeout=timeout)
+
+
+def sample_playback(page: Any, seconds: float) -> list[tuple[float, int]]:
+    """(player seconds, wall µs shown by the scrubber) every 0.1 s for `seconds`, sampled in the
+    page itself so that a slow test machine does not thin the samples out."""
+    samples: list[list[float]] = page.evaluate(
+        """ms => new Promise((done) => {
+             const out = [], v = document.querySelector('#player');
+             const t = document.querySelector('#scrub-time');
+             const timer = setInterval(() => {
+               const wall = Number(t.dataset.wallUs || 0);
+               if (wall) out.push([v.currentTime, wall]);
+             }, 100);
+             setTimeout(() => { clearInterval(timer); done(out); }, ms);
+           })""", int(seconds * 1000))
+    assert len(samples) > seconds * 5, samples
+    return [(float(c), int(w)) for c, w in samples]
+
+
+def longest_stall_s(samples: list[tuple[float, int]]) -> float:
+    """The longest stretch (in samples × 0.1 s) over which the player's time did not move."""
+    longest = run = 0
+    for (a, _), (b, _) in pairwise(samples):
+        run = run + 1 if b <= a else 0
+        longest = max(longest, run)
+    return longest * 0.1

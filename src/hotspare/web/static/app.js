@@ -6,6 +6,14 @@
 const TOKEN_KEY = "hotspare-token";
 const UTC_KEY = "hotspare-utc";     // localStorage: a display preference, kept across tabs
 const ENDPOINTS_KEY = "hotspare-endpoints";
+const GRID_KEY = "hotspare-grid";   // localStorage: the live grid's layout and cameras per tile
+const GRID_LAYOUTS = [1, 4, 9];
+const TILE_RETRY_MS = 2000;
+// A live tile whose node stopped answering gives up after one quick retry and asks the site for
+// the camera's owner again (hls.js's defaults retry the dead node for tens of seconds).
+const QUICK_RETRY = { maxNumRetry: 1, retryDelayMs: 300, maxRetryDelayMs: 300 };
+const QUICK_GIVE_UP = { default: { maxTimeToFirstByteMs: 4000, maxLoadTimeMs: 8000,
+  timeoutRetry: QUICK_RETRY, errorRetry: QUICK_RETRY } };
 const CALL_TIMEOUT_MS = 2500;
 // The API's read limits (hotspare/wire.py, docs/api.md "Read limits"): a playlist covers at most
 // a day, a timeline answer at most a week and may be cut (`truncated`, `next_from_wall_us`).
@@ -27,6 +35,8 @@ const state = {
   servers: new Map(),
   serverNames: [],
   spareNames: [],
+  tiles: [],                        // the live grid: {camera, video, hls, status, retry}
+  playback: null,                   // {camera, from, end, next}: the range the player is on
 };
 
 class AuthError extends Error {}
@@ -217,6 +227,7 @@ function drawTimeline(camera, tl) {
     const left = pct(run.start_wall_us), width = pct(run.end_wall_us) - left;
     parts.push(el("div", {
       class: "run", "data-recorded-by": run.recorded_by, "data-held-by": run.held_by,
+      "data-start": run.start_wall_us, "data-end": run.end_wall_us,
       title: `${run.recorded_by} (held by ${run.held_by}): ${fmt(run.start_wall_us)} – ${fmt(run.end_wall_us)}`,
     }));
     Object.assign(parts.at(-1).style, { left: `${left}%`, width: `${Math.max(width, 0.2)}%`,
@@ -303,9 +314,11 @@ function loadHls() {
 
 // `next(from)` gives [url, label, end] of the playlist continuing this one, which ends at `end`
 // (asked at most a day) or earlier, where the API cut it at its segment cap (Hotspare-Next-From).
-async function play(url, label, next = null, end = null) {
+async function play(url, label, next = null, end = null, range = null) {
   const video = $("#player");
   $("#playing").textContent = label;
+  state.playback = range;
+  resetScrubber();
   if (state.hls) { state.hls.destroy(); state.hls = null; }
   video.onended = null;
   const Hls = await loadHls();
@@ -322,7 +335,10 @@ async function play(url, label, next = null, end = null) {
         ? details.getResponseHeader("Hotspare-Next-From") : null;
       const rest = cut ? Number(cut) : (end && end < Date.now() * 1000 ? end : null);
       if (rest && next) {
-        video.onended = () => { const [u, l, e] = next(rest); play(u, l, next, e); };
+        video.onended = () => {
+          const [u, l, e] = next(rest);
+          play(u, l, next, e, range && { ...range, from: rest, end: e });
+        };
       }
     });
     state.hls.on(Hls.Events.ERROR, (_e, data) => {
@@ -346,20 +362,182 @@ function playFromClick(camera, bar, ev) {
   const rect = bar.getBoundingClientRect();
   const from = Number(bar.dataset.from), to = Number(bar.dataset.to);
   if (!from || !to) return;
-  const at = Math.round(from + ((ev.clientX - rect.left) / rect.width) * (to - from));
-  const cursor = el("div", { class: "cursor" });
-  cursor.style.left = `${((ev.clientX - rect.left) / rect.width) * 100}%`;
-  bar.querySelector(".cursor")?.remove();
-  bar.append(cursor);
-  // Up to now, at most a day per playlist (the API's limit); a cut one continues when it ends.
+  playFrom(camera, Math.round(from + ((ev.clientX - rect.left) / rect.width) * (to - from)));
+}
+
+// One site playlist from `at` to now (at most a day, the API's limit); a cut one continues when
+// it ends. The playlist runs across runs, servers and spares, so the player and the scrubber
+// cross a takeover or a handback without loading anything else.
+function playFrom(camera, at) {
   const playlistFrom = (start) => {
     const end = Math.min(Date.now() * 1000, start + MAX_PLAYLIST_RANGE_US);
     return [withToken(`/api/v1/site/cameras/${camera}/playback.m3u8?from=${start}&to=${end}`),
       `${camera} from ${fmt(start)}`, end];
   };
   const [url, label, end] = playlistFrom(at);
-  play(url, label, playlistFrom, end);
+  play(url, label, playlistFrom, end, { camera, from: at, end });
+  drawCursor(camera, at);
 }
+
+function drawCursor(camera, wallUs) {
+  const bar = document.querySelector(`.timeline[data-camera="${camera}"]`);
+  if (!bar) return;
+  const from = Number(bar.dataset.from), to = Number(bar.dataset.to);
+  let cursor = bar.querySelector(".cursor");
+  if (!cursor) { cursor = el("div", { class: "cursor" }); bar.append(cursor); }
+  const pct = ((wallUs - from) / (to - from)) * 100;
+  cursor.hidden = !(pct >= 0 && pct <= 100);
+  cursor.style.left = `${Math.max(0, Math.min(100, pct))}%`;
+}
+
+// ---------------------------------------------------------------- scrubber
+
+// The scrubber works in wall time (what the operator thinks in), not in player seconds: each
+// playlist segment carries its PROGRAM-DATE-TIME, so a wall time maps to the fragment holding it
+// wherever that fragment came from. A time outside the loaded playlist starts one from there.
+function resetScrubber() {
+  const s = $("#scrubber");
+  const range = state.playback;
+  s.disabled = !range;
+  if (!range) { $("#scrub-time").textContent = ""; return; }
+  s.min = String(Math.floor(range.from / 1000));
+  s.max = String(Math.ceil(range.end / 1000));
+  s.value = s.min;
+  $("#scrub-time").textContent = fmt(range.from);
+}
+
+function playingWallUs() {
+  const date = state.hls && state.hls.playingDate;
+  return date ? date.getTime() * 1000 : null;
+}
+
+function onPlayerTime() {
+  const wall = playingWallUs();
+  const range = state.playback;
+  if (wall === null || !range) return;
+  const s = $("#scrubber");
+  if (!s.matches(":active")) s.value = String(Math.round(wall / 1000));
+  $("#scrub-time").textContent = fmt(wall);
+  $("#scrub-time").dataset.wallUs = String(Math.round(wall));
+  drawCursor(range.camera, wall);
+}
+
+function seekWall(wallUs) {
+  const range = state.playback;
+  if (!range) return;
+  const level = state.hls && state.hls.levels[Math.max(0, state.hls.currentLevel)];
+  const frags = (level && level.details && level.details.fragments) || [];
+  const frag = frags.find((f) => f.programDateTime !== null && f.programDateTime * 1000 <= wallUs
+    && wallUs < (f.programDateTime + f.duration * 1000) * 1000);
+  if (frag) {
+    $("#player").currentTime = frag.start + (wallUs / 1000 - frag.programDateTime) / 1000;
+  } else {
+    playFrom(range.camera, Math.round(wallUs));
+  }
+}
+
+$("#player").addEventListener("timeupdate", onPlayerTime);
+$("#scrubber").addEventListener("input", () => {
+  $("#scrub-time").textContent = fmt(Number($("#scrubber").value) * 1000);
+});
+$("#scrubber").addEventListener("change", () => seekWall(Number($("#scrubber").value) * 1000));
+
+// ---------------------------------------------------------------- live grid
+
+// Several cameras live at once. The layout and which camera sits in which tile are the operator's
+// choice, kept in localStorage (no secret in it). Each tile plays its camera's site live URL,
+// which redirects to the node serving the camera now; when that node stops answering (a
+// takeover), the tile asks the site again after a short wait instead of showing a dead picture.
+function gridPrefs() {
+  try {
+    const p = JSON.parse(localStorage.getItem(GRID_KEY) || "null");
+    if (p && GRID_LAYOUTS.includes(p.layout) && Array.isArray(p.cameras)) return p;
+  } catch (_err) { /* a damaged preference is replaced by the default */ }
+  return { layout: 4, cameras: [] };
+}
+
+function saveGridPrefs(prefs) {
+  localStorage.setItem(GRID_KEY, JSON.stringify(prefs));
+}
+
+function stopTile(tile) {
+  clearTimeout(tile.retry);
+  if (tile.hls) { tile.hls.destroy(); tile.hls = null; }
+  tile.video.removeAttribute("src");
+}
+
+function tileStatus(tile, text, bad = false) {
+  tile.status.textContent = text;
+  tile.status.classList.toggle("bad", bad);
+  tile.box.dataset.status = text.split(" ")[0];
+}
+
+async function startTile(tile) {
+  stopTile(tile);
+  if (!tile.camera) { tileStatus(tile, "empty"); return; }
+  const Hls = await loadHls();
+  const url = withToken(`/api/v1/site/cameras/${tile.camera}/live.m3u8`);
+  tileStatus(tile, "connecting");
+  if (!Hls) { tile.video.src = url; tile.video.play().catch(() => {}); return; }
+  const hls = new Hls({ maxBufferLength: 6, liveSyncDurationCount: 2,
+    playlistLoadPolicy: QUICK_GIVE_UP, fragLoadPolicy: QUICK_GIVE_UP });
+  tile.hls = hls;
+  hls.loadSource(url);
+  hls.attachMedia(tile.video);
+  hls.on(Hls.Events.MANIFEST_PARSED, () => tile.video.play().catch(() => {}));
+  hls.on(Hls.Events.FRAG_BUFFERED, () => tileStatus(tile, "live"));
+  hls.on(Hls.Events.ERROR, (_e, data) => {
+    if (!data.fatal || tile.hls !== hls) return;
+    tileStatus(tile, `reconnecting (${data.details})`, true);
+    hls.destroy();
+    tile.hls = null;
+    tile.retry = setTimeout(() => startTile(tile), TILE_RETRY_MS);
+  });
+}
+
+function drawGrid() {
+  const prefs = gridPrefs();
+  const ids = state.cameras.map((c) => c.id);
+  // Tiles never chosen get the cameras in order; a tile the operator emptied stays empty.
+  const chosen = Array.from({ length: prefs.layout }, (_v, i) =>
+    prefs.cameras[i] === undefined ? (ids[i] ?? "") : prefs.cameras[i]);
+  const key = `${prefs.layout}|${chosen.join()}|${ids.join()}`;
+  const grid = $("#grid");
+  if (grid.dataset.key === key) return;
+  grid.dataset.key = key;
+  $("#grid-layout").value = String(prefs.layout);
+  for (const tile of state.tiles) stopTile(tile);
+  grid.style.setProperty("--cols", String(Math.sqrt(prefs.layout)));
+  state.tiles = chosen.map((camera, i) => {
+    const select = el("select", { "aria-label": `camera in tile ${i + 1}` },
+      el("option", { value: "" }, "—"),
+      ...ids.map((id) => el("option", { value: id, selected: id === camera }, id)));
+    const video = el("video", { muted: true, autoplay: true, playsInline: true });
+    const status = el("span", { class: "status" });
+    const tile = { camera: ids.includes(camera) ? camera : "", video, status, hls: null, retry: 0 };
+    select.value = tile.camera;
+    select.addEventListener("change", () => {
+      const p = gridPrefs();
+      p.cameras = chosen.slice();
+      p.cameras[i] = select.value;
+      saveGridPrefs(p);
+      drawGrid();
+    });
+    const box = el("div", { class: "tile", "data-tile": i, "data-camera": tile.camera },
+      el("div", { class: "bar" }, select, status), video);
+    tile.box = box;
+    return tile;
+  });
+  grid.replaceChildren(...state.tiles.map((t) => t.box));
+  for (const tile of state.tiles) startTile(tile);
+}
+
+$("#grid-layout").addEventListener("change", () => {
+  const p = gridPrefs();
+  p.layout = Number($("#grid-layout").value);
+  saveGridPrefs(p);
+  drawGrid();
+});
 
 function playLive(camera) {
   play(withToken(`/api/v1/site/cameras/${camera}/live.m3u8`), `${camera} live`);
@@ -389,6 +567,7 @@ async function tick(n) {
   if (n % 5 === 0 || !state.cameras.length) {
     state.cameras = (await api("/api/v1/site/cameras")).cameras;
     drawCameras();
+    drawGrid();
   }
   if (n % 2 === 0) await refreshTimelines();
   drawCameraLabels();
@@ -415,6 +594,10 @@ function showApp(on) {
 
 function logout(message = "") {
   state.polling = false;
+  for (const tile of state.tiles) stopTile(tile);
+  state.tiles = [];
+  $("#grid").replaceChildren();
+  delete $("#grid").dataset.key;
   state.token = "";
   sessionStorage.removeItem(TOKEN_KEY);
   $("#login-error").textContent = message;
@@ -442,6 +625,13 @@ $("#utc").addEventListener("change", () => {
   drawEvents(null);
   for (const [camera, tl] of state.timelines) drawTimeline(camera, tl);
 });
-$("#range").addEventListener("change", () => refreshTimelines().catch(() => {}));
+const RANGE_KEY = "hotspare-range";  // localStorage: how much of the past the timelines show
+if ([...$("#range").options].some((o) => o.value === localStorage.getItem(RANGE_KEY))) {
+  $("#range").value = localStorage.getItem(RANGE_KEY);
+}
+$("#range").addEventListener("change", () => {
+  localStorage.setItem(RANGE_KEY, $("#range").value);
+  refreshTimelines().catch(() => {});
+});
 
 if (state.token) { showApp(true); run(); }
