@@ -33,6 +33,7 @@ from hotspare.recorder.prebuffer import PreBuffer, StandbySettings
 from hotspare.recorder.segment_writer import TIME_BASE_90K, SegmentWriter, WrittenSegment
 from hotspare.recorder.source import CameraSource, SourceError
 from hotspare.recorder.store_protocol import RecorderStore
+from hotspare.store.disk_errors import disk_advice
 from hotspare.store.models import SegmentInfo, WallSource
 
 log = logging.getLogger("hotspare.recorder.worker")
@@ -352,10 +353,9 @@ class CameraWorker:
 
 
 def _disk_error(camera_id: str, path: object, exc: BaseException) -> _RunEnded:
-    return _RunEnded(
-        f"camera {camera_id}: cannot write segment file {path}: {exc}. Check free space and "
-        "permissions of the store directory."
-    )
+    advice = disk_advice(exc)
+    return _RunEnded(f"camera {camera_id}: cannot write segment file {path}: {exc}. "
+                     f"{advice[:1].upper()}{advice[1:]}.")
 
 
 class _Run:

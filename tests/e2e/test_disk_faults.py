@@ -1,0 +1,101 @@
+"""Disk faults under a running node: writes failing with EIO (a dying disk), the file system
+turned read-only (what the kernel does after an error), and a slow disk — each through a FUSE
+layer between the node and its data folder (tests/support/faultyfs.py).
+
+Expected of the node in each: it keeps running and keeps answering, says on /health which camera
+cannot record and why (the errno's words), commits no row for a file it could not write, and
+records again on its own once the disk behaves; the store passes `hotspare store check` after
+(tests/e2e/conftest.py runs it on every store the test made).
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from hotspare.client.node_client import NodeClient
+from tests.support.camsim import CameraSim, now_us
+from tests.support.faultyfs import FaultyFs
+from tests.support.node import NodeProcess, make_node
+from tests.support.site import wait_for
+
+pytestmark = pytest.mark.slow
+
+FPS = 10
+
+
+@contextmanager
+def node_on_faulty_disk(tmp_path: Path) -> Iterator[tuple[NodeProcess, NodeClient, FaultyFs, str]]:
+    with CameraSim(tmp_path / "sim", cameras=1, fps=FPS, gop="1s", width=320, height=240,
+                   bitrate_kbps=300) as sim:
+        camera = sim.camera_ids[0]
+        node = make_node(tmp_path, "rec-1", [(camera, sim.rtsp_url(camera))], segment_seconds=1.0)
+        with FaultyFs(tmp_path / "disk", node.data_dir) as disk:
+            try:
+                node.start()
+                assert node.url is not None
+                with NodeClient(node.url, node.token) as client:
+                    wait_for("two committed segments", lambda: len(segments(client, camera)) >= 2,
+                             30)
+                    yield node, client, disk, camera
+            finally:
+                node.stop()
+
+
+def segments(client: NodeClient, camera: str, after_us: int = 0) -> list[int]:
+    return [s.segment_id for s in client.list_segments(camera, after_us, now_us()).segments
+            if s.start_wall_us >= after_us]
+
+
+def camera_health(client: NodeClient, camera: str) -> tuple[str, str]:
+    health = client.health()
+    entry = next(c for c in health.cameras if c.camera_id == camera)
+    return entry.state, entry.error or ""
+
+
+def recovers(node: NodeProcess, client: NodeClient, camera: str, healed_us: int) -> None:
+    """Recording again without a restart: a new segment after the fault, camera `recording`."""
+    wait_for("a segment committed after the disk healed",
+             lambda: segments(client, camera, healed_us), 30)
+    wait_for("the camera recording again", lambda: camera_health(client, camera)[0] == "recording",
+             15)
+    assert node.process is not None and node.process.poll() is None
+
+
+def test_eio_on_segment_writes_is_reported_and_recording_resumes(tmp_path: Path) -> None:
+    with node_on_faulty_disk(tmp_path) as (node, client, disk, camera):
+        with disk.faults.lock:
+            disk.faults.write_filter = lambda path: "/segments/" in path
+            disk.faults.write_errno = errno.EIO
+        state = wait_for("the camera reported failing with the disk's error", lambda: (
+            s := camera_health(client, camera))[0] != "recording" and "Input/output" in s[1]
+            and s, 20)
+        assert "I/O error" in state[1] and "retries" in state[1], state  # the advice fits
+        print(f"health during EIO: {state}")
+        time.sleep(2.0)
+        assert node.process is not None and node.process.poll() is None
+        with disk.faults.lock:
+            disk.faults.write_errno = None
+        assert disk.faults.failed_writes > 0
+        recovers(node, client, camera, now_us())
+
+
+def test_read_only_file_system_is_reported_and_recording_resumes(tmp_path: Path) -> None:
+    with node_on_faulty_disk(tmp_path) as (node, client, disk, camera):
+        with disk.faults.lock:
+            disk.faults.read_only = True
+        state = wait_for("the camera reported failing: read-only file system", lambda: (
+            s := camera_health(client, camera))[0] != "recording" and "Read-only" in s[1]
+            and s, 20)
+        assert "remount" in state[1], state  # the advice fits a read-only file system
+        print(f"health while read-only: {state}")
+        time.sleep(2.0)
+        assert node.process is not None and node.process.poll() is None
+        with disk.faults.lock:
+            disk.faults.read_only = False
+        recovers(node, client, camera, now_us())
