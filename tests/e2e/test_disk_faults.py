@@ -3,9 +3,10 @@ turned read-only (what the kernel does after an error), and a slow disk — each
 layer between the node and its data folder (tests/support/faultyfs.py).
 
 Expected of the node in each: it keeps running and keeps answering, says on /health which camera
-cannot record and why (the errno's words), commits no row for a file it could not write, and
-records again on its own once the disk behaves; the store passes `hotspare store check` after
-(tests/e2e/conftest.py runs it on every store the test made).
+cannot record and why (the errno's words, and advice that fits them), commits no row for a file it
+could not write, and records again on its own once the disk behaves; a disk that is only slow for
+a few seconds costs no frame; the store passes `hotspare store check` after (tests/e2e/conftest.py
+runs it on every store the test made).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from hotspare.client.node_client import NodeClient
+from hotspare.store.segment_store import SegmentStore
 from tests.support.camsim import CameraSim, now_us
 from tests.support.faultyfs import FaultyFs
+from tests.support.frames import store_frames
 from tests.support.node import NodeProcess, make_node
 from tests.support.site import wait_for
 
@@ -99,3 +102,32 @@ def test_read_only_file_system_is_reported_and_recording_resumes(tmp_path: Path)
         with disk.faults.lock:
             disk.faults.read_only = False
         recovers(node, client, camera, now_us())
+
+
+def test_slow_disk_for_a_few_seconds_loses_no_frame(tmp_path: Path) -> None:
+    """80 ms added to every write and fsync for 6 s (slower than the stream needs): the recorder
+    falls behind and catches up; every frame the camera delivered is stored once."""
+    with node_on_faulty_disk(tmp_path) as (node, client, disk, camera):
+        slow_from = now_us()
+        with disk.faults.lock:
+            disk.faults.write_delay_s = 0.08
+        time.sleep(6.0)
+        with disk.faults.lock:
+            disk.faults.write_delay_s = 0.0
+            delayed = disk.faults.delayed_s
+        print(f"slow disk: {delayed:.1f} s of write/fsync delay added in 6 s")
+        assert delayed > 6.0, delayed  # more delay than the stretch lasted
+        recovers(node, client, camera, now_us())
+        time.sleep(2.0)
+        health = camera_health(client, camera)
+        assert health[0] == "recording", health
+    store = SegmentStore.open(tmp_path / "disk" / "store", "rec-1")  # what was behind the mount
+    try:
+        frames = store_frames(store, camera, frame_us=1_000_000 // FPS + 50_000)
+    finally:
+        store.close()
+    numbers = {f.tag.frame_no for f in frames}
+    slow = [f for f in frames if f.tag.capture_wall_us >= slow_from]
+    assert slow, "no frame stored from the slow stretch"
+    missing = [n for n in range(min(numbers), max(numbers) + 1) if n not in numbers]
+    assert not missing, f"frames lost on a slow disk: {missing[:20]} ({len(missing)})"

@@ -56,6 +56,7 @@ class Faults:
         self.write_delay_s = 0.0  # added to every write and fsync
         self.read_only = False  # every call that changes the file system fails with EROFS
         self.failed_writes = 0  # how many calls the faults refused
+        self.delayed_s = 0.0  # total delay added, summed over calls (may overlap in threads)
 
     def check_write(self, path: str) -> None:
         with self.lock:
@@ -65,6 +66,7 @@ class Faults:
                 else None)
             if code is not None:
                 self.failed_writes += 1
+            self.delayed_s += delay
         if delay:
             time.sleep(delay)
         if code is not None:
