@@ -6,6 +6,7 @@ printed with `-s` are the ones quoted in docs/camera-sim.md.
 
 from __future__ import annotations
 
+import array
 import itertools
 import os
 import subprocess
@@ -18,8 +19,8 @@ from pathlib import Path
 import av
 import pytest
 
-from hotspare.camerasim.options import parse_max_sessions
-from hotspare.camerasim.sei import find_tags
+from hotspare.camerasim.options import StreamSpec, parse_camera_streams, parse_max_sessions
+from hotspare.camerasim.sei import find_tags, is_vcl, iter_annexb_nals
 from tests.support.camsim import CameraSim, CameraSimError, now_us
 
 FRAME_US = 40_000  # 25 fps
@@ -308,14 +309,32 @@ def test_max_sessions_option_is_checked_before_the_sim_starts() -> None:
     for bad in ("cam-1", "=1", "cam-1=x", "cam-1=-1"):
         with pytest.raises(ValueError):
             parse_max_sessions([bad])
-    hotspare_bin = Path(sys.executable).with_name("hotspare")
-    proc = subprocess.run(
-        [str(hotspare_bin), "camera-sim", "--max-sessions", "cam-1=x"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = camera_sim_cli("--max-sessions", "cam-1=x")
     assert proc.returncode == 2 and "N must be a whole number" in proc.stderr, proc.stderr
+
+
+def camera_sim_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`hotspare camera-sim ARGS` from the venv, as an operator would type it."""
+    hotspare_bin = Path(sys.executable).with_name("hotspare")
+    return subprocess.run(
+        [str(hotspare_bin), "camera-sim", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_stream_options_are_checked_before_the_sim_starts() -> None:
+    base = StreamSpec()
+    assert base == StreamSpec("h264", 0, 1, "none")  # today's stream unless asked otherwise
+    assert parse_camera_streams(["cam-2:codec=h265,bframes=2", "cam-2:audio=aac"], base) == {
+        "cam-2": StreamSpec("h265", 2, 1, "aac")
+    }
+    for bad, why in [("cam-1:codec=vp8", "codec"), ("cam-1:bframes=9", "bframes"),
+                     ("cam-1:slices=0", "slices"), ("cam-1:audio=opus", "audio"),
+                     ("cam-1:slices=x", "whole number"), ("cam-1:fps=5", "known are"),
+                     ("codec=h265", "CAMERA_ID:")]:
+        with pytest.raises(ValueError, match=why):
+            parse_camera_streams([bad], base)
+    proc = camera_sim_cli("--camera-stream", "cam-1:codec=vp8")
+    assert proc.returncode == 2 and "codec 'vp8'" in proc.stderr, proc.stderr
 
 
 def test_sigterm_exits_cleanly_and_logs_are_complete(tmp_path: Path) -> None:
@@ -347,3 +366,176 @@ def test_cli_names_the_debian_packages_when_gstreamer_is_missing(tmp_path: Path)
     assert proc.returncode == 1
     assert "gir1.2-gst-rtsp-server-1.0" in proc.stderr
     assert "python3-gst-1.0" in proc.stderr
+
+
+# ------------------------------------------------------------------ streams real cameras send
+
+STREAM_KINDS = {
+    "plain": "",
+    "bframes": "bframes=2",
+    "slices": "slices=4",
+    "hevc": "codec=h265",
+    "hevc-b-sliced": "codec=h265,bframes=2,slices=4",
+    "pcmu": "audio=pcmu",
+    "pcma": "audio=pcma",
+    "aac": "codec=h265,audio=aac",
+}
+
+
+@dataclass
+class StreamProbe:
+    codec: str = ""
+    has_b_frames: int = 0
+    audio: list[tuple[str, int]] = field(default_factory=list)  # (codec, sample rate)
+    frames: list[int] = field(default_factory=list)  # tag frame numbers in packet (decode) order
+    slices: list[int] = field(default_factory=list)  # slice NAL units per packet
+    reordered: int = 0  # packets whose dts (when FFmpeg knows it) differs from their pts
+    wall_error_us: list[float] = field(default_factory=list)
+    tags_per_packet: set[int] = field(default_factory=set)
+    keyframe_walls_us: list[int] = field(default_factory=list)  # capture time of each keyframe
+    beep_onsets_us: list[float] = field(default_factory=list)  # wall time, via RTCP
+    error: str = ""
+
+
+def probe_stream(url: str, packets: int, decode_audio: bool = False) -> StreamProbe:
+    """Demux video (and audio) over RTSP/TCP from the first keyframe on, as a recorder would."""
+    out = StreamProbe()
+    try:
+        container = av.open(url, options={"rtsp_transport": "tcp", "timeout": "3000000"},
+                            timeout=CLIENT_TIMEOUT_S)
+    except av.error.FFmpegError as exc:
+        out.error = str(exc)
+        return out
+    try:
+        video = container.streams.video[0]
+        out.codec = video.codec_context.name
+        out.audio = [(a.codec_context.name, a.codec_context.sample_rate)
+                     for a in container.streams.audio]
+        codec = "h265" if out.codec == "hevc" else "h264"
+        audio_quiet_until = 0.0
+        seen_key = False
+        for packet in container.demux():
+            rt = container.start_time_realtime
+            if packet.size == 0 or packet.pts is None or packet.time_base is None:
+                continue
+            if packet.stream.type == "audio":
+                if decode_audio and rt and seen_key:
+                    audio_quiet_until = _beep_onsets(packet, rt, out, audio_quiet_until)
+                continue
+            seen_key = seen_key or packet.is_keyframe
+            if not seen_key:
+                continue
+            data = bytes(packet)
+            tags = find_tags(data)
+            out.tags_per_packet.add(len(tags))
+            out.slices.append(sum(1 for s, _ in iter_annexb_nals(data) if is_vcl(data[s], codec)))
+            if packet.dts is not None and packet.dts != packet.pts:
+                out.reordered += 1
+            if tags:
+                out.frames.append(tags[0].frame_no)
+                if rt:
+                    wall_us = rt + float(packet.pts * packet.time_base) * 1_000_000
+                    out.wall_error_us.append(wall_us - tags[0].capture_wall_us)
+                if packet.is_keyframe:
+                    out.keyframe_walls_us.append(tags[0].capture_wall_us)
+            if len(out.slices) >= packets:
+                break
+        out.has_b_frames = video.codec_context.has_b_frames
+    except av.error.FFmpegError as exc:
+        out.error = str(exc)
+    finally:
+        container.close()
+    return out
+
+
+def _beep_onsets(packet: av.Packet, rt: int, out: StreamProbe, quiet_until: float) -> float:
+    """Append the wall time of each beep start (first loud sample after 10 ms of silence)."""
+    assert packet.pts is not None and packet.time_base is not None
+    for frame in packet.decode():
+        assert isinstance(frame, av.AudioFrame) and frame.pts is not None
+        assert frame.time_base is not None
+        start_us = rt + float(frame.pts * frame.time_base) * 1_000_000
+        for k, sample in enumerate(_s16_mono(frame)):
+            if abs(sample) > 3000:  # the beep is half scale, silence 0 (AAC: near 0)
+                t_us = start_us + k * 1_000_000 / frame.sample_rate
+                if t_us >= quiet_until:
+                    out.beep_onsets_us.append(t_us)
+                quiet_until = t_us + 10_000
+    return quiet_until
+
+
+def _s16_mono(frame: av.AudioFrame) -> array.array[int]:
+    """The frame's samples as signed 16-bit integers (no numpy in the venv)."""
+    if frame.format.name != "s16":
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=frame.sample_rate)
+        (frame,) = resampler.resample(frame)
+    samples = array.array("h")
+    samples.frombytes(bytes(frame.planes[0])[: frame.samples * 2])
+    return samples
+
+
+def test_each_stream_kind_is_what_it_says(tmp_path: Path) -> None:
+    """Codec, B-frame reordering, slices per frame, audio track: as configured, each frame tagged
+    once, RTCP wall time on the capture time."""
+    kinds = STREAM_KINDS
+    with CameraSim(tmp_path / "sim", list(kinds), streams=kinds, clip_seconds=2) as sim:
+        results: dict[str, StreamProbe] = {}
+        threads = [
+            threading.Thread(
+                target=lambda c=cid: results.setdefault(c, probe_stream(sim.rtsp_url(c), 60)),
+                daemon=True,
+            )
+            for cid in kinds
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(40)
+    for cid, spec in kinds.items():
+        res = results[cid]
+        assert not res.error, (cid, res.error)
+        assert len(res.slices) == 60, (cid, len(res.slices))
+        assert res.codec == ("hevc" if "h265" in spec else "h264"), (cid, res.codec)
+        assert res.tags_per_packet == {1}, (cid, res.tags_per_packet)
+        assert set(res.slices) == {4 if "slices=4" in spec else 1}, (cid, res.slices)
+        if "bframes=2" in spec:
+            # Sent in decode order: a reference frame goes out before the two B-frames shown
+            # before it, so frame numbers jump ahead by 3 and come back.
+            assert res.has_b_frames and res.reordered >= 20, (cid, res.has_b_frames, res.reordered)
+            assert res.frames != sorted(res.frames) and sorted(res.frames) == list(
+                range(res.frames[0], res.frames[0] + 60)
+            ), (cid, res.frames)
+        else:
+            assert not res.has_b_frames and res.reordered == 0, cid
+            assert consecutive(res.frames), (cid, res.frames)
+        expected_audio = {"pcmu": [("pcm_mulaw", 8000)], "pcma": [("pcm_alaw", 8000)],
+                          "aac": [("aac", 16000)]}.get(cid, [])
+        assert res.audio == expected_audio, (cid, res.audio)
+        assert res.wall_error_us and max(abs(e) for e in res.wall_error_us) <= FRAME_US / 4, (
+            cid, res.wall_error_us[:5])
+
+
+@pytest.mark.parametrize("kind", ["pcmu", "aac"])
+def test_audio_beeps_start_at_each_keyframes_capture_time(tmp_path: Path, kind: str) -> None:
+    """The audio is on the video's clock: a beep starts at every keyframe's capture instant.
+
+    G.711 decodes sample for sample. AAC comes out later by the encoder's delay (priming and
+    look-ahead, 100 ms measured with voaacenc at 16 kHz): RTP cannot say how many samples to
+    skip, so a client hears a real camera's AAC late by its encoder's delay too. What must hold
+    for both is that the offset does not move."""
+    spec = STREAM_KINDS[kind]
+    with CameraSim(tmp_path / "sim", [kind], streams={kind: spec}, clip_seconds=2) as sim:
+        res = probe_stream(sim.rtsp_url(kind), 110, decode_audio=True)
+    assert not res.error, res.error
+    assert len(res.keyframe_walls_us) >= 3 and len(res.beep_onsets_us) >= 3, res
+    errors = [
+        min((onset - k for k in res.keyframe_walls_us), key=abs)
+        for onset in res.beep_onsets_us
+        if res.keyframe_walls_us[0] - 20_000 < onset < res.keyframe_walls_us[-1] + 20_000
+    ]
+    print(f"\n{kind}: beep onset minus keyframe capture time, µs: {[round(e) for e in errors]}")
+    assert len(errors) >= 3 and max(errors) - min(errors) <= 1_000, errors
+    if kind == "aac":  # within two AAC frames (1024 samples each)
+        assert 0 <= min(errors) and max(errors) <= 2 * 1024 * 1_000_000 / 16_000, errors
+    else:
+        assert max(abs(e) for e in errors) <= 1_000, errors

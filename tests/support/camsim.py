@@ -14,6 +14,11 @@ Use it like this::
         with CameraSim(tmp_path / "sim", cameras=8, width=1920, height=1080) as sim:
             ...
 
+    def test_streams(tmp_path: Path) -> None:       # what the cameras send (docs/camera-sim.md)
+        with CameraSim(tmp_path / "sim", ["a", "b"], stream="codec=h265",
+                       streams={"b": "bframes=2,slices=4,audio=pcmu"}) as sim:
+            ...
+
     def test_busy_camera(tmp_path: Path) -> None:   # cam-1 answers a second session with 503
         with CameraSim(tmp_path / "sim", cameras=2, max_sessions={"cam-1": 1}) as sim:
             sim.wait_sessions("cam-1", 1)            # ... once something holds its session

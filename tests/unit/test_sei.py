@@ -138,3 +138,37 @@ def test_first_vcl_offset_is_where_the_tag_goes() -> None:
 def test_uuid_is_fixed() -> None:
     # Recordings made today must still be readable by tomorrow's tests: never change it.
     assert HOTSPARE_SEI_UUID.hex() == "5d742a91e70a458cb4caeb39c8b9ec04"
+
+
+# H.265 stand-ins: VPS/SPS/PPS, an IDR_W_RADL slice (0x26 0x01 reads as an H.264 SEI header too)
+# and a TRAIL_R slice.
+HEVC_VPS = bytes.fromhex("40010c01ffff")
+HEVC_SPS = bytes.fromhex("42010101")
+HEVC_PPS = bytes.fromhex("4401c172")
+HEVC_IDR = bytes.fromhex("2601af00") + bytes(64) + bytes.fromhex("0380")
+HEVC_TRAIL = bytes.fromhex("0201d0a4")
+
+
+def test_h265_tag_round_trip_in_both_framings() -> None:
+    nal = build_sei_nal("door", 12345, 1_764_104_400_123_456, codec="h265")
+    assert nal[:2] == b"\x4e\x01"  # prefix SEI, layer 0, temporal id 0
+    tag = FrameTag("door", 12345, 1_764_104_400_123_456)
+    au = annexb(HEVC_VPS, HEVC_SPS, HEVC_PPS, nal, HEVC_IDR)
+    assert find_tags_annexb(au) == [tag]
+    assert find_tags_avcc(avcc(HEVC_VPS, nal, HEVC_IDR)) == [tag]
+    assert find_tags(au) == [tag]
+    assert build_sei_annexb("door", 12345, 1_764_104_400_123_456, "h265") == b"\0\0\0\1" + nal
+
+
+def test_h265_slices_that_look_like_h264_sei_give_no_tag() -> None:
+    assert parse_sei_nal(HEVC_IDR) == []
+    assert find_tags_annexb(annexb(HEVC_VPS, HEVC_IDR, HEVC_TRAIL)) == []
+
+
+def test_h265_first_vcl_offset_and_unknown_codec() -> None:
+    au = annexb(HEVC_VPS, HEVC_SPS, HEVC_PPS, HEVC_IDR)
+    assert au[first_vcl_offset(au, "h265") :] == annexb(HEVC_IDR)
+    # The same bytes read as H.264: 0x40/0x42/0x44 are types 0/2/4, so 0x42 is a "slice".
+    assert first_vcl_offset(au, "h264") < first_vcl_offset(au, "h265")
+    with pytest.raises(ValueError, match="codec"):
+        build_sei_nal("door", 1, 1, codec="vp8")

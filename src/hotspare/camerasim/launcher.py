@@ -21,9 +21,21 @@ from typing import Any
 
 from hotspare.camerasim.framelog import FrameRecord, log_path, read_frame_log
 from hotspare.camerasim.interpreter import check_gstreamer, sim_command, sim_env
-from hotspare.camerasim.options import READY_PREFIX
+from hotspare.camerasim.options import READY_PREFIX, parse_stream_spec
 
 __all__ = ["CameraSim", "CameraSimError", "FrameRecord"]
+
+
+def _stream_args(stream: str, streams: Mapping[str, str] | None) -> list[str]:
+    """Options for the stream specs; a bad spec raises ValueError here, in the test, rather
+    than in the sim's stderr."""
+    spec = parse_stream_spec(stream)
+    args = ["--codec", spec.codec, "--bframes", str(spec.bframes), "--slices", str(spec.slices),
+            "--audio", spec.audio]  # fmt: skip
+    for cid, text in (streams or {}).items():
+        parse_stream_spec(text, spec)
+        args += ["--camera-stream", f"{cid}:{text}"]
+    return args
 
 
 class CameraSimError(RuntimeError):
@@ -48,10 +60,17 @@ class CameraSim:
         control_port: int = 0,
         cache_dir: Path | None = None,
         max_sessions: Mapping[str, int] | None = None,
+        stream: str = "",
+        streams: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
         ready_timeout: float = 120.0,
     ) -> None:
-        """max_sessions: camera id -> most concurrent RTSP sessions it serves (more get 503)."""
+        """max_sessions: camera id -> most concurrent RTSP sessions it serves (more get 503).
+
+        stream: what every camera sends, e.g. "codec=h265,bframes=2,slices=4,audio=pcmu" (any
+        subset; default H.264, no B-frames, one slice, no audio); streams: camera id -> the same
+        for one camera, on top of stream.
+        """
         self.work_dir = work_dir
         self.log_dir = work_dir / "frames"
         if isinstance(cameras, int):
@@ -68,6 +87,7 @@ class CameraSim:
             *(["--cache-dir", str(cache_dir)] if cache_dir is not None else []),
             *(a for cid, n in (max_sessions or {}).items()
               for a in ("--max-sessions", f"{cid}={n}")),
+            *_stream_args(stream, streams),
             *extra_args,
         ]  # fmt: skip
         self.ready_timeout = ready_timeout

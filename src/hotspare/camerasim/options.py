@@ -7,7 +7,8 @@ validates the options before handing them over, so that `--help` and typos behav
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,92 @@ def parse_max_sessions(values: Sequence[str] | None) -> dict[str, int]:
     return limits
 
 
+CODECS = ("h264", "h265")
+AUDIO_CODECS = ("none", "pcmu", "pcma", "aac")
+MAX_BFRAMES = 4
+MAX_SLICES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """What one camera sends besides its resolution: real cameras differ in exactly these."""
+
+    codec: str = "h264"
+    bframes: int = 0
+    slices: int = 1
+    audio: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise ValueError(f"codec {self.codec!r}: must be one of {', '.join(CODECS)}")
+        if not 0 <= self.bframes <= MAX_BFRAMES:
+            raise ValueError(f"bframes {self.bframes}: must be 0..{MAX_BFRAMES}")
+        if not 1 <= self.slices <= MAX_SLICES:
+            raise ValueError(f"slices {self.slices}: must be 1..{MAX_SLICES}")
+        if self.audio not in AUDIO_CODECS:
+            raise ValueError(f"audio {self.audio!r}: must be one of {', '.join(AUDIO_CODECS)}")
+
+
+def parse_stream_spec(text: str, base: StreamSpec | None = None) -> StreamSpec:
+    """`codec=h265,bframes=2,slices=4,audio=pcmu` (any subset) on top of base; ValueError if bad."""
+    spec = base or StreamSpec()
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            raise ValueError(f"stream option {part!r} is not KEY=VALUE")
+        if key == "codec":
+            spec = replace(spec, codec=value)
+        elif key == "audio":
+            spec = replace(spec, audio=value)
+        elif key in ("bframes", "slices"):
+            if not value.isdigit():
+                raise ValueError(f"stream option {part!r}: must be a whole number")
+            if key == "slices":
+                spec = replace(spec, slices=int(value))
+            else:
+                spec = replace(spec, bframes=int(value))
+        else:
+            raise ValueError(f"stream option {key!r}: known are codec, bframes, slices, audio")
+    return spec
+
+
+def parse_camera_streams(
+    values: Sequence[str] | None, base: StreamSpec
+) -> dict[str, StreamSpec]:
+    """`["cam-2:codec=h265", "door:bframes=2,audio=aac"]` -> per-camera specs over base."""
+    specs: dict[str, StreamSpec] = {}
+    for value in values or ():
+        cid, sep, text = value.partition(":")
+        if not sep or not cid:
+            raise ValueError(f"camera stream {value!r} is not CAMERA_ID:KEY=VALUE[,KEY=VALUE]")
+        specs[cid] = parse_stream_spec(text, specs.get(cid, base))
+    return specs
+
+
+def stream_spec_text(spec: StreamSpec) -> str:
+    """The inverse of parse_stream_spec, for passing a spec on as a command-line option."""
+    return f"codec={spec.codec},bframes={spec.bframes},slices={spec.slices},audio={spec.audio}"
+
+
+def camera_stream_args(streams: Mapping[str, StreamSpec | str]) -> list[str]:
+    """`--camera-stream` options for the given cameras (specs or their text)."""
+    args: list[str] = []
+    for cid, spec in streams.items():
+        text = spec if isinstance(spec, str) else stream_spec_text(spec)
+        args += ["--camera-stream", f"{cid}:{text}"]
+    return args
+
+
+def _camera_stream(text: str) -> str:
+    try:
+        parse_camera_streams([text], StreamSpec())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
+
+
 def add_sim_arguments(p: argparse.ArgumentParser) -> None:
     _opt(
         p,
@@ -69,6 +156,41 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
     _opt(p, "--fps", type=int, default=25)
     _opt(p, "--gop", default="1s", help="GOP length in frames (50) or seconds (2s); default 1s")
     _opt(p, "--bitrate", type=int, default=4000, help="kbit/s (default 4000)")
+    _opt(p, "--codec", choices=CODECS, default="h264", help="video codec (default h264)")
+    _opt(
+        p,
+        "--bframes",
+        type=int,
+        choices=range(MAX_BFRAMES + 1),
+        default=0,
+        help="B-frames between references, no pyramid (default 0)",
+    )
+    _opt(
+        p,
+        "--slices",
+        type=int,
+        choices=range(1, MAX_SLICES + 1),
+        default=1,
+        help="slices per frame (default 1)",
+    )
+    _opt(
+        p,
+        "--audio",
+        choices=AUDIO_CODECS,
+        default="none",
+        help="audio track: G.711 pcmu/pcma at 8 kHz or AAC-LC at 16 kHz, a 1 kHz beep during "
+        "every keyframe's frame interval, silence otherwise (default none)",
+    )
+    _opt(
+        p,
+        "--camera-stream",
+        action="append",
+        type=_camera_stream,
+        default=None,
+        metavar="ID:KEY=VALUE,...",
+        help="per-camera codec/bframes/slices/audio over the options above, e.g. "
+        "cam-2:codec=h265,bframes=2 (repeatable)",
+    )
     _opt(
         p,
         "--clip-seconds",

@@ -1,4 +1,4 @@
-"""The hotspare frame tag: an H.264 SEI message that names every frame a simulated camera sends.
+"""The hotspare frame tag: an H.264/H.265 SEI message naming every frame a simulated camera sends.
 
 Tests must be able to say exactly which frames were recorded, by whom, and with what wall time,
 after the video has been through RTSP, a recorder, a segment file and a re-insert. Pixels do not
@@ -17,6 +17,9 @@ Layout of the SEI NAL unit (before emulation prevention)::
     i64 big-endian            capture wall time, µs since the Unix epoch
     u8 + bytes                camera id, UTF-8, at most 255 bytes
     0x80                      rbsp_trailing_bits
+
+In H.265 the same SEI message travels in a prefix SEI NAL unit (type 39) whose header is two bytes,
+0x4E 0x01 (layer 0, temporal id 0); everything after the header is identical.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ HOTSPARE_SEI_UUID: bytes = uuid.UUID("5d742a91-e70a-458c-b4ca-eb39c8b9ec04").byt
 
 TAG_VERSION = 1
 NAL_TYPE_SEI = 6
+NAL_TYPE_SEI_HEVC_PREFIX = 39
+_HEVC_SEI_HEADER = bytes([NAL_TYPE_SEI_HEVC_PREFIX << 1, 1])
+CODECS = ("h264", "h265")
 SEI_USER_DATA_UNREGISTERED = 5
 _BODY = struct.Struct(">BQqB")  # version, frame_no, capture_wall_us, len(camera_id)
 
@@ -93,16 +99,23 @@ def build_sei_payload(camera_id: str, frame_no: int, capture_wall_us: int) -> by
     return HOTSPARE_SEI_UUID + _BODY.pack(TAG_VERSION, frame_no, capture_wall_us, len(cam)) + cam
 
 
-def build_sei_nal(camera_id: str, frame_no: int, capture_wall_us: int) -> bytes:
+def build_sei_nal(
+    camera_id: str, frame_no: int, capture_wall_us: int, codec: str = "h264"
+) -> bytes:
     """A complete SEI NAL unit (header included, no start code), escaped and ready to insert."""
+    if codec not in CODECS:
+        raise ValueError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
     payload = build_sei_payload(camera_id, frame_no, capture_wall_us)
     rbsp = _ff_coded(SEI_USER_DATA_UNREGISTERED) + _ff_coded(len(payload)) + payload + b"\x80"
-    return bytes([NAL_TYPE_SEI]) + add_emulation_prevention(rbsp)
+    header = bytes([NAL_TYPE_SEI]) if codec == "h264" else _HEVC_SEI_HEADER
+    return header + add_emulation_prevention(rbsp)
 
 
-def build_sei_annexb(camera_id: str, frame_no: int, capture_wall_us: int) -> bytes:
+def build_sei_annexb(
+    camera_id: str, frame_no: int, capture_wall_us: int, codec: str = "h264"
+) -> bytes:
     """The SEI NAL with a 4-byte start code, for splicing into an Annex-B access unit."""
-    return b"\x00\x00\x00\x01" + build_sei_nal(camera_id, frame_no, capture_wall_us)
+    return b"\x00\x00\x00\x01" + build_sei_nal(camera_id, frame_no, capture_wall_us, codec)
 
 
 # ----------------------------------------------------------------------------------------- parsing
@@ -146,11 +159,28 @@ def iter_avcc_nals(data: bytes, length_size: int = 4) -> Iterator[tuple[int, int
         pos = end
 
 
+def _sei_header_size(nal: bytes) -> int:
+    """1 for an H.264 SEI NAL, 2 for an H.265 prefix/suffix SEI NAL, 0 for anything else.
+
+    The codec is not known here (the same readers serve both), and some H.265 NAL headers look
+    like an H.264 SEI (an IDR_W_RADL slice starts 0x26); parse_sei_nal rejects those cheaply
+    because our UUID, which holds no zero byte and so is never escaped, is not in them.
+    """
+    if not nal or nal[0] & 0x80:
+        return 0
+    if nal[0] & 0x1F == NAL_TYPE_SEI:
+        return 1
+    if (nal[0] >> 1) & 0x3F in (39, 40) and len(nal) > 1 and nal[1] & 0x07:
+        return 2
+    return 0
+
+
 def parse_sei_nal(nal: bytes) -> list[FrameTag]:
     """Every hotspare tag in one SEI NAL unit (header included); others and junk are ignored."""
-    if not nal or nal[0] & 0x1F != NAL_TYPE_SEI:
+    header = _sei_header_size(nal)
+    if not header or HOTSPARE_SEI_UUID not in nal:
         return []
-    rbsp = remove_emulation_prevention(nal[1:])
+    rbsp = remove_emulation_prevention(nal[header:])
     tags: list[FrameTag] = []
     pos = 0
     n = len(rbsp)
@@ -199,7 +229,7 @@ def find_tags_annexb(data: bytes) -> list[FrameTag]:
     """Tags in an Annex-B byte stream (raw .h264, MPEG-TS payloads, the simulator's clips)."""
     tags: list[FrameTag] = []
     for start, end in iter_annexb_nals(data):
-        if data[start] & 0x1F == NAL_TYPE_SEI:
+        if _sei_header_size(data[start : start + 2]):
             tags.extend(parse_sei_nal(data[start:end]))
     return tags
 
@@ -208,7 +238,7 @@ def find_tags_avcc(data: bytes, length_size: int = 4) -> list[FrameTag]:
     """Tags in length-prefixed data, e.g. `bytes(packet)` of an MP4/RTSP packet read by PyAV."""
     tags: list[FrameTag] = []
     for start, end in iter_avcc_nals(data, length_size):
-        if data[start] & 0x1F == NAL_TYPE_SEI:
+        if _sei_header_size(data[start : start + 2]):
             tags.extend(parse_sei_nal(data[start:end]))
     return tags
 
@@ -228,14 +258,25 @@ def find_tags(data: bytes) -> list[FrameTag]:
     return tags if tags else find_tags_annexb(data)
 
 
-def first_vcl_offset(au: bytes) -> int:
+def nal_type(first_byte: int, codec: str = "h264") -> int:
+    """The NAL unit type from the first header byte (5 bits in H.264, 6 in H.265)."""
+    return first_byte & 0x1F if codec == "h264" else (first_byte >> 1) & 0x3F
+
+
+def is_vcl(first_byte: int, codec: str = "h264") -> bool:
+    """A slice NAL: H.264 types 1-5, H.265 types 0-31."""
+    t = nal_type(first_byte, codec)
+    return 1 <= t <= 5 if codec == "h264" else t <= 31
+
+
+def first_vcl_offset(au: bytes, codec: str = "h264") -> int:
     """Offset of the start code of the first slice NAL in an Annex-B access unit.
 
     SEI must precede the first VCL NAL of its access unit, so the simulator splices its tag here.
     Returns len(au) when there is no slice (which a valid access unit never is).
     """
     for start, _end in iter_annexb_nals(au):
-        if 1 <= au[start] & 0x1F <= 5:
+        if is_vcl(au[start], codec):
             sc = start - 3
             if sc > 0 and au[sc - 1] == 0:
                 sc -= 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import math
 import os
 import signal
 import sys
@@ -40,8 +41,11 @@ from hotspare.camerasim.clip import Clip, ClipParams, default_cache_dir, load_or
 from hotspare.camerasim.framelog import FrameLogWriter, log_path  # noqa: E402
 from hotspare.camerasim.options import (  # noqa: E402
     READY_PREFIX,
+    StreamSpec,
     build_parser,
+    parse_camera_streams,
     parse_max_sessions,
+    stream_spec_text,
 )
 from hotspare.camerasim.sei import build_sei_annexb  # noqa: E402
 
@@ -59,15 +63,18 @@ class Camera:
     start_mono_ns: int  # the same instant on the monotonic clock, which paces the frames
     fps: int
     log: FrameLogWriter | None
-    frame_no: int = 0  # next frame to capture
+    clip: Clip
+    audio: AudioTrack | None = None
+    frame_no: int = 0  # next frame tick: the frame captured now (with B-frames, not the one sent)
     online: bool = True
     offline_until: float | None = None  # time.monotonic(); None while online or offline for good
     appsrc: Gst.Element | None = None
+    audiosrc: Gst.Element | None = None
     media: GstRtspServer.RTSPMedia | None = None
     need_headers: bool = True
     media_dying: bool = False  # the last client left; the media is being torn down
     generation: int = 0  # bumped to keep new clients away from a dying media
-    last_pts: int = -1
+    last_dts: int = -1
     delivered: int = 0
     max_sessions: int | None = None  # None: as many RTSP sessions as clients ask for
     refused: int = 0  # requests answered 503 because the session limit was reached
@@ -78,6 +85,57 @@ class Camera:
 
     def mono_ns_of(self, frame_no: int) -> int:
         return self.start_mono_ns + frame_no * _SECOND_NS // self.fps
+
+
+_AUDIO_FORMATS = {  # rate, encoder + payloader; FFmpeg's RTSP client reads all three
+    "pcmu": (8000, "mulawenc ! rtppcmupay name=pay1"),
+    "pcma": (8000, "alawenc ! rtppcmapay name=pay1"),
+    "aac": (16000, "voaacenc bitrate=32000 ! aacparse ! rtpmp4gpay name=pay1 pt=97"),
+}
+BEEP_HZ = 1000
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """Audio a test can check sync against: a beep for exactly the interval of every keyframe.
+
+    Frame n's audio is the samples of [n/fps, (n+1)/fps) on the same clock as the video, so a
+    beep's onset is a keyframe's capture instant. Made of precomputed chunks: no per-frame maths.
+    """
+
+    codec: str
+    rate: int
+    fps: int
+    gop_frames: int
+    beeps: dict[int, bytes] = field(default_factory=dict)  # chunk length -> S16LE samples
+
+    @classmethod
+    def make(cls, codec: str, fps: int, gop_frames: int) -> AudioTrack:
+        rate = _AUDIO_FORMATS[codec][0]
+        lengths = {rate // fps, -(-rate // fps)}
+        amplitude = 0.5 * 32767
+        beeps = {
+            n: b"".join(
+                int(amplitude * math.sin(2 * math.pi * BEEP_HZ * k / rate)).to_bytes(
+                    2, "little", signed=True
+                )
+                for k in range(n)
+            )
+            for n in lengths
+        }
+        return cls(codec, rate, fps, gop_frames, beeps)
+
+    def launch(self) -> str:
+        caps = f"audio/x-raw,format=S16LE,layout=interleaved,rate={self.rate},channels=1"
+        return (
+            "appsrc name=asrc is-live=true format=time do-timestamp=false max-bytes=2000000 "
+            f"leaky-type=downstream caps={caps} ! {_AUDIO_FORMATS[self.codec][1]}"
+        )
+
+    def chunk(self, frame_no: int) -> bytes:
+        first = frame_no * self.rate // self.fps
+        count = (frame_no + 1) * self.rate // self.fps - first
+        return self.beeps[count] if frame_no % self.gop_frames == 0 else bytes(2 * count)
 
 
 # Not UNPREPARED: a media just constructed for a first client is UNPREPARED until that client
@@ -110,15 +168,21 @@ class _CameraFactory(GstRtspServer.RTSPMediaFactory):
                     cam.generation += 1
                     cam.media = None
                     cam.appsrc = None
+                    cam.audiosrc = None
         with cam.lock:
             return f"/{cam.camera_id}#{cam.generation}"
 
 
 class Simulator:
-    def __init__(self, args: argparse.Namespace, clip: Clip, camera_ids: list[str]) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        clips: dict[str, Clip],
+        audio: dict[str, AudioTrack | None],
+        camera_ids: list[str],
+    ) -> None:
         self.args = args
-        self.clip = clip
-        self.fps = clip.params.fps
+        self.fps = args.fps
         log_dir: Path | None = args.log_dir
         start = time.time_ns()
         start_mono = time.monotonic_ns()
@@ -129,8 +193,9 @@ class Simulator:
             # not push 32 frames at the same instant (and real cameras are not in phase either).
             phase = i * _SECOND_NS // (self.fps * n)
             writer = FrameLogWriter(log_path(log_dir, cid)) if log_dir is not None else None
-            self.cameras[cid] = Camera(cid, i, start + phase, start_mono + phase, self.fps, writer)
-        self.frame_count = len(clip.access_units)
+            self.cameras[cid] = Camera(
+                cid, i, start + phase, start_mono + phase, self.fps, writer, clips[cid], audio[cid]
+            )
         self.rtcp_interval_ns = int(args.rtcp_interval * _SECOND_NS)
         self.clock = Gst.SystemClock.obtain()
         self.clock.set_property("clock-type", Gst.ClockType.MONOTONIC)
@@ -160,11 +225,13 @@ class Simulator:
 
     def _make_factory(self, cam: Camera) -> GstRtspServer.RTSPMediaFactory:
         factory = _CameraFactory(cam)
+        h26x = cam.clip.params.codec  # "h264" / "h265", as in the GStreamer element names
+        audio = cam.audio.launch() if cam.audio is not None else ""
         factory.set_launch(
             "( appsrc name=src is-live=true format=time do-timestamp=false "
             "max-bytes=20000000 leaky-type=downstream "
-            "caps=video/x-h264,stream-format=byte-stream,alignment=au "
-            "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+            f"caps=video/x-{h26x},stream-format=byte-stream,alignment=au "
+            f"! {h26x}parse ! rtp{h26x}pay name=pay0 pt=96 config-interval=0 {audio} )"
         )
         factory.set_shared(True)  # one live stream per camera, however many clients
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
@@ -206,10 +273,11 @@ class Simulator:
     def _attach(self, media: GstRtspServer.RTSPMedia, cam: Camera) -> None:
         with cam.lock:
             cam.appsrc = media.get_element().get_by_name("src")
+            cam.audiosrc = media.get_element().get_by_name("asrc")
             cam.media = media
             cam.media_dying = False
             cam.need_headers = True  # a new stream: its first frame may not be a keyframe
-            cam.last_pts = -1  # a new pipeline has seen no buffer yet
+            cam.last_dts = -1  # a new pipeline has seen no buffer yet
 
     def _on_target_state(self, media: GstRtspServer.RTSPMedia, state: int, cam: Camera) -> None:
         if state == Gst.State.NULL:
@@ -221,6 +289,7 @@ class Simulator:
         with cam.lock:
             if cam.media is media:
                 cam.appsrc = None
+                cam.audiosrc = None
                 cam.media = None
 
     def _on_client_connected(
@@ -317,50 +386,74 @@ class Simulator:
                 self.flush_logs()
 
     def _capture(self, cam: Camera) -> None:
-        n = cam.frame_no
-        cam.frame_no = n + 1
-        wall_ns = cam.wall_ns_of(n)
-        wall_us = wall_ns // 1000
+        """One tick: frame `tick` is captured now; the access unit sent is the one due in decode
+        order, which with B-frames is a frame captured up to `lookahead` ticks ago."""
+        tick = cam.frame_no
+        cam.frame_no = tick + 1
         if cam.offline_until is not None and time.monotonic() >= cam.offline_until:
             cam.online = True
             cam.offline_until = None
+        clip = cam.clip
+        decode_no = tick - clip.lookahead
+        if cam.online and cam.audio is not None:
+            with cam.lock:
+                audiosrc = cam.audiosrc
+                if audiosrc is not None:
+                    self._push_audio(cam, cam.audio, audiosrc, tick)
+        if decode_no < 0:
+            return  # the first reference frame waits for the B-frames shown before it
+        i = decode_no % len(clip.access_units)
+        n = decode_no - i + clip.presentation[i]  # the frame number (presentation order)
+        wall_ns = cam.wall_ns_of(n)
         delivered = False
         if cam.online:
             with cam.lock:
                 appsrc = cam.appsrc
                 if appsrc is not None:
-                    delivered = self._push(cam, appsrc, n, wall_ns)
+                    delivered = self._push(cam, appsrc, decode_no, n, wall_ns)
         if delivered:
             cam.delivered += 1
         if cam.log is not None:
-            cam.log.add(n, wall_us, cam.online, delivered)
+            cam.log.add(n, wall_ns // 1000, cam.online, delivered)
 
-    def _push(self, cam: Camera, appsrc: Gst.Element, n: int, wall_ns: int) -> bool:
+    def _push(
+        self, cam: Camera, appsrc: Gst.Element, decode_no: int, n: int, wall_ns: int
+    ) -> bool:
+        clip = cam.clip
         pts = cam.mono_ns_of(n) + self.clock_offset_ns  # running time, as base time is 0
-        if pts <= cam.last_pts:
+        # DTS lags PTS by the reorder delay at most; the sinks sync on DTS, which is in the past.
+        dts = cam.mono_ns_of(decode_no - clip.reorder_delay) + self.clock_offset_ns
+        if dts <= cam.last_dts:
             return False
-        i = n % self.frame_count
-        au = self.clip.access_units[i]
-        k = self.clip.vcl_offsets[i]
-        sei = build_sei_annexb(cam.camera_id, n, wall_ns // 1000)
-        if cam.need_headers and not self.clip.keyframes[i]:
-            # A stream that starts mid-GOP still needs SPS/PPS before h264parse can give caps
+        i = decode_no % len(clip.access_units)
+        au = clip.access_units[i]
+        k = clip.vcl_offsets[i]
+        sei = build_sei_annexb(cam.camera_id, n, wall_ns // 1000, clip.params.codec)
+        if cam.need_headers and not clip.keyframes[i]:
+            # A stream that starts mid-GOP still needs SPS/PPS before the parser can give caps
             # (and the SDP its sprop-parameter-sets); a camera would send them in the SDP too.
-            data = self.clip.parameter_sets + au[:k] + sei + au[k:]
+            data = clip.parameter_sets + au[:k] + sei + au[k:]
         else:
             data = au[:k] + sei + au[k:]
         buf = Gst.Buffer.new_wrapped(data)
         buf.pts = pts
-        buf.dts = pts
+        buf.dts = dts
         buf.duration = _SECOND_NS // self.fps
-        if not self.clip.keyframes[i]:
+        if not clip.keyframes[i]:
             buf.set_flags(Gst.BufferFlags.DELTA_UNIT)
         ret = appsrc.emit("push-buffer", buf)
         if ret != Gst.FlowReturn.OK:
             return False
         cam.need_headers = False
-        cam.last_pts = pts
+        cam.last_dts = dts
         return True
+
+    def _push_audio(self, cam: Camera, audio: AudioTrack, src: Gst.Element, tick: int) -> None:
+        """The audio of frame interval `tick`, stamped on the video's clock (beep = keyframe)."""
+        buf = Gst.Buffer.new_wrapped(audio.chunk(tick))
+        buf.pts = cam.mono_ns_of(tick) + self.clock_offset_ns
+        buf.duration = cam.mono_ns_of(tick + 1) - cam.mono_ns_of(tick)
+        src.emit("push-buffer", buf)
 
     def flush_logs(self) -> None:
         for cam in self.cameras.values():
@@ -543,13 +636,38 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"camera-sim: --max-sessions names unknown cameras: {unknown}", file=sys.stderr)
         return 2
+    try:
+        default = StreamSpec(args.codec, args.bframes, args.slices, args.audio)
+        specs = parse_camera_streams(args.camera_stream, default)
+    except ValueError as exc:
+        print(f"camera-sim: {exc}", file=sys.stderr)
+        return 2
+    unknown = sorted(set(specs) - set(camera_ids))
+    if unknown:
+        print(f"camera-sim: --camera-stream names unknown cameras: {unknown}", file=sys.stderr)
+        return 2
+    specs = {cid: specs.get(cid, default) for cid in camera_ids}
     gop = _gop_frames(args.gop, args.fps)
     clip_frames = max(1, round(args.clip_seconds * args.fps / gop)) * gop
-    params = ClipParams(args.width, args.height, args.fps, gop, args.bitrate, clip_frames)
-    clip, cached = load_or_encode(params, args.cache_dir or default_cache_dir())
+    clips: dict[str, Clip] = {}
+    by_params: dict[ClipParams, Clip] = {}
+    cached = True
+    for cid, spec in specs.items():
+        params = ClipParams(
+            args.width, args.height, args.fps, gop, args.bitrate, clip_frames,
+            spec.codec, spec.bframes, spec.slices,
+        )  # fmt: skip
+        if params not in by_params:
+            by_params[params], hit = load_or_encode(params, args.cache_dir or default_cache_dir())
+            cached = cached and hit
+        clips[cid] = by_params[params]
+    audio = {
+        cid: None if spec.audio == "none" else AudioTrack.make(spec.audio, args.fps, gop)
+        for cid, spec in specs.items()
+    }
     t_clip = time.monotonic()
 
-    sim = Simulator(args, clip, camera_ids)
+    sim = Simulator(args, clips, audio, camera_ids)
     loop = GLib.MainLoop()
     source_id = sim.server.attach(None)
     if source_id == 0:
@@ -579,7 +697,8 @@ def main(argv: list[str] | None = None) -> int:
         "clip_cached": cached,
         "clip_seconds_to_ready": round(t_clip - t0, 3),
         "seconds_to_ready": round(time.monotonic() - t0, 3),
-        "clip_kbps": round(clip.mean_bitrate_kbps),
+        "clip_kbps": round(min(c.mean_bitrate_kbps for c in clips.values())),
+        "streams": {cid: stream_spec_text(spec) for cid, spec in specs.items()},
         "gop_frames": gop,
         "fps": args.fps,
     }
