@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import cast
 
+from bench.recording.floor import start_floors
 from hotspare.config.models import CameraConfig, RecordingSettings
 from hotspare.recorder import Recorder
 from hotspare.recorder.store_protocol import RecorderStore
@@ -25,12 +26,18 @@ VARIANT_SETTINGS: dict[str, dict[str, object]] = {
     "no-flush": {"flush_every_frame": False},
     "no-index": {},
     "frag200": {"fragment_seconds": 0.2},
+    "frag100": {"fragment_seconds": 0.1},
+    "pyav-demux": {},
+    "pyav-remux": {},
+    "pyav-remux200": {"fragment_seconds": 0.2},
 }
 """[recording] settings per variant. default: the product as shipped. no-flush: FFmpeg's I/O
 buffer instead of a flush per frame (cheaper, but a crash loses more). no-index: commit_segment
 does nothing, to show what the store's fsync + SHA-256 + parse + SQLite cost (a bench-only store
 wrapper, not a setting). frag200: one fragment per 200 ms instead of per frame (a crash loses up
-to 200 ms + a frame instead of one frame)."""
+to 200 ms + a frame instead of one frame). frag100: the same with 100 ms fragments. pyav-*: not
+the recorder but bare PyAV loops (demux only; demux + the recorder's writer, per frame or 200 ms
+fragments), the floors of bench/recording/floor.py."""
 VARIANTS = tuple(VARIANT_SETTINGS)
 
 
@@ -56,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     cameras = [CameraConfig(id=u.split("=", 1)[0], url=u.split("=", 1)[1]) for u in args.urls]
+    if args.variant.startswith("pyav-"):
+        return _floor(args, cameras)
     store = SegmentStore.open(args.store, "bench")
     target = cast(RecorderStore, _NoIndexStore(store) if args.variant == "no-index" else store)
     settings = RecordingSettings.model_validate(
@@ -72,6 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     states = {cid: h.state.value for cid, h in recorder.health().items()}
     store.close()
     json.dump({"states": states}, sys.stdout)
+    return 0
+
+
+def _floor(args: argparse.Namespace, cameras: list[CameraConfig]) -> int:
+    settings = RecordingSettings.model_validate(
+        {"segment_seconds": args.segment_seconds, **VARIANT_SETTINGS[args.variant]}
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    root = None if args.variant == "pyav-demux" else args.store
+    threads = start_floors(cameras, root, settings, done)
+    print("RECORDING", flush=True)
+    done.wait()
+    for t in threads:
+        t.join(10)
+    json.dump({"states": {}}, sys.stdout)
     return 0
 
 

@@ -139,6 +139,18 @@ def _terminate(procs: list[subprocess.Popen[Any]], sig: int, timeout: float) -> 
 # ------------------------------------------------------------------------------------ one scenario
 
 
+def _start_perf(out: Path | None, pids: list[int], seconds: float) -> subprocess.Popen[Any] | None:
+    """`perf record -g` of the first hotspare variant and the ffmpeg children over the window
+    (bench/recording/perf_split.py reads it)."""
+    if out is None:
+        return None
+    return subprocess.Popen(
+        ["perf", "record", "-F", "499", "-g", "-o", str(out), "-p", ",".join(map(str, pids)),
+         "--", "sleep", str(seconds)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
 def _hotspare_files(store_root: Path, camera_id: str) -> list[Path]:
     return sorted((store_root / "segments" / camera_id).rglob("*.mp4"))
 
@@ -190,7 +202,11 @@ def run_scenario(
         pids["sim"] = [sim.proc.pid]
         cpu0 = {k: total_cpu_seconds(v) for k, v in pids.items()}
         print(f"   recording {seconds:g} s", flush=True)
+        perf = _start_perf(args.perf, [p.pid for p in hs_procs.values()][:1] + ff_pids, seconds)
         time.sleep(seconds)
+        if perf is not None:
+            perf.wait(30)
+            args.perf = None  # only the first camera count is profiled
         cpu1 = {k: total_cpu_seconds(v) for k, v in pids.items()}
         window = time.monotonic() - t0
         t1_wall = time.time_ns() // 1000
@@ -278,10 +294,13 @@ def main(argv: list[str] | None = None) -> int:
         "--variants",
         default="default",
         help="comma-separated hotspare variants run side by side: default, no-flush, no-index, "
-        "frag200 ([recording] settings, see bench/recording/recorder_child.py)",
+        "frag200, frag100 ([recording] settings, see bench/recording/recorder_child.py)",
     )
     p.add_argument("--keep", action="store_true", help="keep recorded files (printed path)")
     p.add_argument("--debug-missing", action="store_true", help="print missing frame numbers")
+    p.add_argument("--perf", type=Path, default=None,
+                   help="perf record the first variant and ffmpeg over the first window into this "
+                   "file (then: python -m bench.recording.perf_split FILE)")
     args = p.parse_args(argv)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if not Path(FFMPEG).exists():

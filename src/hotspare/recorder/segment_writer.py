@@ -73,6 +73,14 @@ class SegmentWriter:
         )
         self._stream = self._out.add_stream_from_template(template)
         self._stream.time_base = TIME_BASE_90K
+        # A camera's RTP video stream is already stream 0 in 1/90000: packets demuxed from it
+        # then need no re-labelling, which saves two attribute writes per packet (time_base goes
+        # through a Fraction). Any other packet (another source, or one rebuilt from bytes by the
+        # pre-buffer's spill, which has no stream and no time base) is re-labelled.
+        self._template = template
+        self._relabel = not (
+            template.index == self._stream.index and template.time_base == TIME_BASE_90K
+        )
         self._closed = False
 
     def write(
@@ -83,8 +91,9 @@ class SegmentWriter:
         `duration_90k` (the last frame spacing seen) lets the muxer give the segment's last frame
         its true length; RTSP packets carry none and the muxer would have to guess.
         """
-        packet.stream = self._stream
-        packet.time_base = TIME_BASE_90K
+        if self._relabel or packet.stream is not self._template:
+            packet.stream = self._stream
+            packet.time_base = TIME_BASE_90K
         packet.pts = media_90k
         packet.dts = dts_90k
         if duration_90k > 0:
