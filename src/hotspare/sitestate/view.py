@@ -72,7 +72,7 @@ class SiteView:
 
     def reload(self) -> bool:
         """Re-read; tell listeners when the revision changed. True when a configuration exists."""
-        applied = site_config.read(self.coord)
+        applied = site_config.read(self.coord, self.current)
         self._last_read = time.monotonic()
         if applied is None:
             return False
@@ -102,7 +102,12 @@ class SiteView:
             log.warning("site configuration not reloaded: %s", exc)
 
     def watch(self) -> None:
-        self.coord.watch_prefix(layout.CONFIG_PREFIX, self.wake)
+        """From just after the copy we hold: without a revision the watch first reads the whole
+        prefix to learn one, a second full read of the configuration (1 MB at 10 000 cameras) at
+        every node's start, which timed out on a loaded site (bench/site_scale)."""
+        current = self.current
+        after = current.mod_revision + 1 if current is not None and current.mod_revision else None
+        self.coord.watch_prefix(layout.CONFIG_PREFIX, self.wake, from_revision=after)
 
     def _write_cache(self, applied: AppliedSite) -> None:
         try:

@@ -1,0 +1,45 @@
+"""`python -m bench.site_scale --quick` runs end to end and its result says what it measured: a
+3-member etcd carrying a simulated site of 10 servers and 500 cameras, one killed server claimed
+by a spare, every node on a new configuration, and the master's site API answering."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.etcd import require_etcd_binary
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_site_scale_quick_run_measures_the_site(tmp_path: Path) -> None:
+    require_etcd_binary()
+    out = tmp_path / "site-scale.json"
+    run = subprocess.run([sys.executable, "-m", "bench.site_scale", "--quick", "--out", str(out)],
+                         cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "site-scale" and data["quick"] is True
+    assert data["envelope"]["git"]["commit"] and data["envelope"]["load"]["load1_peak"] >= 0
+    site = data["sites"][0]
+    assert site["size"] == {"servers": 10, "cameras": 500, "spares": 2, "node_processes": 2}
+    etcd = site["etcd"]
+    assert len(etcd["members"]) == 3 and etcd["total"]["requests_per_s"] > 0
+    assert etcd["total"]["watchers"] >= 10  # every node watches its configuration at least
+    trial = site["crash"]["trials"][0]
+    assert trial["spare"] in ("spare-01", "spare-02"), trial
+    assert 0 < trial["crash_to_claim_s"] < 10, trial
+    assert trial["revive_to_claim_released_s"] is not None, "the spare never handed back"
+    assert site["config_change"]["every_node_s"] is not None, "a node missed the new config"
+    for name in ("status", "cameras", "protection", "timeline"):
+        assert site["master_api"][name]["n"] > 0, name
+    assert site["master_api_failures"] == []
+    # The snapshot every node reads each second no longer carries the commit watermarks.
+    assert "watermarks" not in site["snapshot"]["by_prefix"]
+    assert site["snapshot"]["watermarks_outside"]["keys"] == 10
+    assert "/tmp/" not in out.read_text() and str(REPO) not in out.read_text()
