@@ -103,6 +103,7 @@ class BenchSite(FailoverSite):
         fps: int,
         bitrate_kbps: int,
         reinsert_bytes_per_second: int,
+        etcd_tls: bool = True,
     ) -> None:
         super().__init__(
             tmp,
@@ -110,6 +111,7 @@ class BenchSite(FailoverSite):
             spares=[SPARE],
             fps=fps,
             reinsert_bytes_per_second=reinsert_bytes_per_second,
+            etcd_tls=etcd_tls,
         )
         self.width = width
         self.height = height
@@ -117,7 +119,7 @@ class BenchSite(FailoverSite):
 
     def __enter__(self) -> BenchSite:
         try:
-            self.etcd = start_etcd_cluster(self.tmp / "etcd", self.etcd_size)
+            self.etcd = start_etcd_cluster(self.tmp / "etcd", self.etcd_size, tls=self.etcd_tls)
             all_cameras = [c for cams in self.cameras.values() for c in cams]
             self.sim = CameraSim(
                 self.tmp / "camsim",
@@ -129,11 +131,13 @@ class BenchSite(FailoverSite):
                 bitrate_kbps=self.bitrate_kbps,
             ).start()
             self.coord = Coordinator(
-                self.etcd.endpoints, layout.site_prefix(self.site_id), timeout=1.0, deadline=5.0
+                self.etcd.endpoints, layout.site_prefix(self.site_id), timeout=1.0, deadline=5.0,
+                tls=self.etcd.client_tls, insecure_plaintext=self.etcd.insecure_plaintext,
             )
             self.holders = RtspHolders([self.sim.rtsp_url(c) for c in all_cameras]).__enter__()
             self._write_site()
-            if cli_main(["site", "apply", str(self.tmp / "site.toml")]) != 0:
+            if cli_main(["site", "apply", str(self.tmp / "site.toml"),
+                         *self.etcd.cli_args()]) != 0:
                 raise RuntimeError("site apply failed")
         except BaseException:
             self.close()
@@ -500,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
         default=50_000_000,
         help="spare's re-insert limit, bytes/s (docs' example value)",
     )
+    p.add_argument("--etcd", choices=["tls", "plaintext"], default="tls",
+                   help="etcd with client/peer TLS and client certificates (the default, as "
+                        "deployed) or plain HTTP, to measure what TLS costs")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--keep", action="store_true", help="keep the site's files (path printed)")
     args = p.parse_args(argv)
@@ -515,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"hotspare failover bench: {trials_n} trials, {args.cameras} cameras "
         f"{args.width}x{args.height} {args.fps} fps GOP {GOP_S:g} s {args.bitrate} kbit/s, "
-        f"1 s segments, lease 2 s, probe 0.2 s; {sampler.line()}",
+        f"1 s segments, lease 2 s, probe 0.2 s, etcd {args.etcd}; {sampler.line()}",
         flush=True,
     )
     work = work_dir("failover")
@@ -533,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
             fps=args.fps,
             bitrate_kbps=args.bitrate,
             reinsert_bytes_per_second=args.reinsert_rate,
+            etcd_tls=args.etcd == "tls",
         ) as site:
             site.start_all()
             wait_for(f"{SERVER} confirmed", lambda: site.alive(SERVER, confirmed=True), 60)
@@ -589,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                 "probe_interval_s": 0.2,
                 "probe_timeout_s": 0.5,
                 "etcd_members": 1,
+                "etcd_transport": args.etcd,
                 "cover_seconds": cover,
                 "reinsert_bytes_per_second": args.reinsert_rate,
                 "trials": trials_n,

@@ -75,6 +75,7 @@ from hotspare.failover.reinsert import (  # noqa: E402
     buffered_segments,
 )
 from hotspare.node.process import NodeProcess  # noqa: E402
+from hotspare.pki.store import SitePki  # noqa: E402
 from hotspare.sitestate import layout  # noqa: E402
 from hotspare.sitestate.access import EtcdSite  # noqa: E402
 from hotspare.store import mp4  # noqa: E402
@@ -544,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     plan.append("against a raw HTTP PUT + fsync of the same files")
     print(f"hotspare re-insert bench: {', '.join(plan)}; {sampler.line()}", flush=True)
     work = work_dir("reinsert")
-    etcd = EtcdCluster(work / "etcd", 1)
+    etcd = EtcdCluster(work / "etcd", 1, pki=SitePki.init(work / "pki", "bench CA"))
     node = start_original(work)
     results: list[Result] = []
     baseline: Result | None = None
@@ -555,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     try:
         etcd.start()
-        coord = Coordinator(etcd.endpoints, layout.site_prefix("bench"), timeout=2.0, deadline=10.0)
+        coord = Coordinator(etcd.endpoints, layout.site_prefix("bench"), timeout=2.0, deadline=10.0,
+                            tls=etcd.client_tls)
         base = encode_base(work / "base")
         seg_mb = sum(p.stat().st_size for p in base) / len(base) / MB
         print(

@@ -114,3 +114,54 @@ def generate_keypair(directory: Path, name: str = "licence-signing") -> tuple[Pa
     _write_new(private_path, private_pem, 0o600)
     _write_new(public_path, public_key_pem(private_key.public_key()).encode("ascii"), 0o644)
     return private_path, public_path, key_id(private_key.public_key())
+
+
+# --------------------------------------------------------------------------- trust roots
+
+TRUST_ROOTS_FILE = "licence-keys.pem"
+"""The installation's licence trust roots: PEM public keys, one after the other, in a file beside
+node.toml on every node (`[site] licence_keys_file`) and beside site.toml for `site apply` and
+`site validate` (`--licence-keys`)."""
+
+BUILT_IN_KEYS: tuple[TrustedPublicKey, ...] = ()
+"""Keys every installation trusts without a file. None yet: no vendor key has been published; a
+release that ships one lists it here, so that a node needs no file for the vendor's licences."""
+
+_PEM_BLOCK = "-----BEGIN PUBLIC KEY-----"
+
+_installed: tuple[TrustedPublicKey, ...] = BUILT_IN_KEYS
+
+
+def read_trust_roots(path: Path) -> list[TrustedPublicKey]:
+    """Every public key in `path` (one or more PEM blocks), then the built-in ones.
+
+    Why a file of the installation and not the site document: the licences arrive in that
+    document (etcd `config/site`), so whoever can write it could add a key of their own next to
+    a licence they signed with it (issue 11). A key is trusted only when someone with access to
+    the machine put it there."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the licence trust roots "
+                           f"({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path}: not a PEM file of public keys (not text)") from None
+    blocks = text.split(_PEM_BLOCK)[1:]
+    if not blocks:
+        raise KeyFileError(f"{path}: holds no '{_PEM_BLOCK}' block; put the licence signing "
+                           "key's .pub file(s) in it")
+    found = [parse_public_key(_PEM_BLOCK + block, f"{path} key {index + 1}")
+             for index, block in enumerate(blocks)]
+    return found + [key for key in BUILT_IN_KEYS if key.key_id not in {k.key_id for k in found}]
+
+
+def install_trust_roots(keys: list[TrustedPublicKey] | tuple[TrustedPublicKey, ...]) -> None:
+    """Make `keys` the keys this process verifies licences with (a node, or one CLI command).
+    Set once at start, from the installation's file; until then only the built-in keys count."""
+    global _installed
+    _installed = tuple(keys)
+
+
+def trust_roots() -> tuple[TrustedPublicKey, ...]:
+    """The keys licences are verified with in this process (`install_trust_roots`)."""
+    return _installed

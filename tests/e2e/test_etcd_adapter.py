@@ -162,7 +162,7 @@ def test_lease_assumed_lost_on_monotonic_clock_when_etcd_is_frozen(etcd1: EtcdCl
             assert keeper.lost.is_set()
             # a call on a frozen etcd fails within its deadline, with an operator's message
             impatient = Coordinator(etcd1.endpoints, "/hotspare/frozen/", timeout=0.5,
-                                    deadline=1.5)
+                                    deadline=1.5, tls=etcd1.client_tls)
             started = time.monotonic()
             with pytest.raises(EtcdUnavailableError) as info:
                 impatient.get("config")
@@ -265,7 +265,8 @@ def test_three_members_survive_leader_kill(etcd3: EtcdCluster) -> None:
     leader = etcd3.leader()
     # put the leader first so the coordinator's preferred endpoint is the one that dies
     ordered = [leader.endpoint] + [m.endpoint for m in etcd3.members if m is not leader]
-    coord = Coordinator(ordered, "/hotspare/ha/", timeout=1.0, deadline=15.0)
+    coord = Coordinator(ordered, "/hotspare/ha/", timeout=1.0, deadline=15.0,
+                        tls=etcd3.client_tls)
     keeper = coord.hold_lease(5)
     claim = coord.create_if_absent("claims/rs1", "spare-a", lease=keeper.lease)
     assert claim.created and claim.token is not None
@@ -295,7 +296,7 @@ def test_three_members_survive_frozen_leader(etcd3: EtcdCluster) -> None:
     leader = etcd3.leader()
     ordered = [leader.endpoint] + [m.endpoint for m in etcd3.members if m is not leader]
     coord = Coordinator(ordered, "/hotspare/ha2/", timeout=1.0, deadline=15.0,
-                        watch_idle_timeout=3.0)
+                        watch_idle_timeout=3.0, tls=etcd3.client_tls)
     keeper = coord.hold_lease(5)
     seen = Collector()
     watch = coord.watch_prefix("claims/", seen)

@@ -13,7 +13,7 @@ import pytest
 from hotspare.failover.reinsert import FENCING_HEADER
 from hotspare.sitestate import layout
 from tests.support.camsim import now_us
-from tests.support.site import TOKEN, FailoverSite, check_exact, wait_for
+from tests.support.site import FailoverSite, check_exact, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -55,10 +55,12 @@ def test_covering_spare_fails(tmp_path: Path, how: str) -> None:
         site.wait_event("done", "rec-1", node=other, timeout=60, after_us=restart_us)
         site.wait_event("done", "rec-1", node=covering, timeout=60, after_us=restart_us)
         wait_for("claim released", lambda: site.claim("rec-1") is None, 10)
-        # The original refuses an upload under the first (stale) token before reading its body.
+        # The original refuses an upload under the first (stale) token before reading its body,
+        # even from the spare that held it, authenticated as itself.
+        own = (site.tmp / covering / "node.token").read_text(encoding="utf-8").strip()
         stale = httpx.put(f"http://127.0.0.1:{site.nodes['rec-1'].port}/api/v1/cameras/"
                           "rec-1-c1/segments/import", content=b"x",
-                          headers={"Authorization": f"Bearer {TOKEN}",
+                          headers={"Authorization": f"bearer {own}",
                                    FENCING_HEADER: f"claims/rec-1:{first.data['token']}"})
         assert stale.status_code == 409 and stale.json()["error"] == "stale_fencing_token"
         for name in ("spare-1", "spare-2"):

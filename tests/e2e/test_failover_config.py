@@ -42,7 +42,8 @@ def test_live_config_and_refused_takeover(tmp_path: Path,
         time.sleep(2.0)
         assert site.claim("rec-1") is None
         capsys.readouterr()
-        code = cli_main(["events", "--etcd", site.etcd.endpoints[0], "--site", site.site_id])
+        code = cli_main(["events", "--etcd", site.etcd.endpoints[0], "--site", site.site_id,
+                         *site.etcd.cli_args()])
         out = capsys.readouterr().out
         assert code == 0 and "refused" in out and "frame-grabber" in out, out
         print(out)

@@ -17,6 +17,7 @@ import pytest
 
 from hotspare.sitestate import layout
 from tests.support.camsim import now_us
+from tests.support.served import STORED, WAYS, assert_served_once, check_served
 from tests.support.site import TOKEN, FailoverSite, check_exact, wait_for
 
 pytestmark = [pytest.mark.slow,
@@ -70,6 +71,9 @@ def test_eight_gapless_cameras_lose_no_frame(tmp_path: Path, how: str) -> None:
         assert sorted(rows) == sorted(cameras)
         assert all(r["spare"] == "spare-1" and r["fallback"] is None for r in rows.values()), rows
         fail_us = now_us()
+        # Served bytes are checked from a little before the failure, for half the cameras (each
+        # costs some 40 requests per way; the store check below covers all eight).
+        begin_us, checked = fail_us - 4_000_000, cameras[:4]
         if how == "kill":
             site.node("rec-1").kill()
         else:
@@ -81,16 +85,26 @@ def test_eight_gapless_cameras_lose_no_frame(tmp_path: Path, how: str) -> None:
         assert all(v["prebuffered"] and v["covered"] for v in gapless.values()), gapless
         if how == "kill":
             time.sleep(3.0)
+            # What a user receives while the spare covers: the site playlist spans both nodes.
+            served = check_served(site, "spare-1", "rec-1", begin_us, ("site VOD",), "covering",
+                                  checked)
             back_us = now_us()
             site.start("rec-1")
         else:
+            time.sleep(3.0)
+            served = check_served(site, "spare-1", "rec-1", begin_us, ("site VOD",), "covering",
+                                  checked)
             time.sleep(max(0.0, 10.0 - (now_us() - fail_us) / 1e6))  # frozen for 10 s
             back_us = now_us()
             site.node("rec-1").thaw()
         site.wait_event("handback", "rec-1", timeout=40, after_us=back_us)
+        served += check_served(site, "rec-1", "rec-1", begin_us, ("site VOD",), "handback",
+                               checked)
         done = site.wait_event("done", "rec-1", timeout=60, after_us=back_us)
         wait_for("claim released", lambda: site.claim("rec-1") is None, 10)
         time.sleep(2.0)
+        served += check_served(site, "rec-1", "rec-1", begin_us, (*WAYS, STORED),
+                               "re-inserted", checked)
         end_us = now_us()
         site.node("rec-1").stop()
         print(site.event_lines())
@@ -98,6 +112,7 @@ def test_eight_gapless_cameras_lose_no_frame(tmp_path: Path, how: str) -> None:
               f"{ {c: v['lead_s'] for c, v in gapless.items()} }")
         missing = check_exact(site, "rec-1", [], end_us)
         assert all(not windows for windows in missing.values()), missing
+        assert_served_once(site, "rec-1", served, [])
 
 
 def test_mixed_site_only_standard_cameras_show_the_gap(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 A killed process on a live host answers "refused" at once; a host whose link is cut answers
 nothing, which is what a power cut, a dead switch port or a kernel panic looks like from the
-spare. These tests measure both on the same site and check that a host that is only slow for a
-moment is not taken over.
+spare. These tests measure both on the same site and check that a host that is only slow, or
+silent for less than the silence that claims, is not taken over (partitions:
+tests/e2e/test_partitions.py).
 """
 
 from __future__ import annotations
@@ -29,10 +30,6 @@ AWAY_AFTER_RECORDING_S = 5.0
 """The host stays away this long once the spare records: its video then comes from the spare."""
 
 
-class VanishedHostTooSlow(AssertionError):
-    """The link-down→claim bound alone missed (everything else in the test held)."""
-
-
 def _wait_reinserted(site: NetSite, server: str, since_us: int) -> None:
     site.wait_event("handback", server, timeout=40, after_us=since_us)
     site.wait_event("done", server, timeout=60, after_us=since_us)
@@ -41,12 +38,6 @@ def _wait_reinserted(site: NetSite, server: str, since_us: int) -> None:
              == "idle", 10)
 
 
-@pytest.mark.xfail(
-    raises=VanishedHostTooSlow, strict=True,
-    reason="issue 12: a vanished host is claimed only once its etcd lease is gone (lease TTL 2 s, "
-           "keepalive every TTL/3, etcd's expiry sweep) and a timeout probe follows: measured "
-           "1.98-3.31 s link-down→claim vs 0.28-0.43 s crash→claim. A probe timeout alone never "
-           "claims (docs/failover.md, Detection). Remove this mark when the bound is met.")
 def test_a_vanished_host_is_claimed_as_fast_as_a_dead_process(tmp_path: Path) -> None:
     with NetSite(tmp_path, servers={"rec-1": 2}, spares=["spare-1"],
                  camera_transport="udp") as site:
@@ -71,9 +62,9 @@ def test_a_vanished_host_is_claimed_as_fast_as_a_dead_process(tmp_path: Path) ->
         cut_us = now_us()
         rec.link_down()
         try:
+            cut_claimed = site.wait_event("claimed", "rec-1", timeout=15, after_us=cut_us)
             key_gone_us = wait_for("rec-1's alive key gone (lease expired)",
                                    lambda: None if site.alive("rec-1") else now_us(), 15, 0.05)
-            cut_claimed = site.wait_event("claimed", "rec-1", timeout=15, after_us=cut_us)
             with contextlib.suppress(AssertionError):  # see below
                 site.wait_event("recording", "rec-1", timeout=10, after_us=cut_us)
             time.sleep(AWAY_AFTER_RECORDING_S)
@@ -86,9 +77,8 @@ def test_a_vanished_host_is_claimed_as_fast_as_a_dead_process(tmp_path: Path) ->
         cut_recording = site.wait_event("recording", "rec-1", timeout=30, after_us=cut_us)
         cut_claim_s = (cut_claimed.wall_us - cut_us) / 1e6
         print(f"crash→claim {crash_claim_s:.2f} s ({claimed.message})")
-        print(f"link-down→claim {cut_claim_s:.2f} s = link-down→lease gone "
-              f"{(key_gone_us - cut_us) / 1e6:.2f} s + lease gone→claim "
-              f"{(cut_claimed.wall_us - key_gone_us) / 1e6:.2f} s ({cut_claimed.message}); "
+        print(f"link-down→claim {cut_claim_s:.2f} s ({cut_claimed.message}); the lease "
+              f"alone would have taken link-down→lease gone {(key_gone_us - cut_us) / 1e6:.2f} s; "
               f"link-down→spare recording {(cut_recording.wall_us - cut_us) / 1e6:.2f} s "
               f"(link back after {(back_us - cut_us) / 1e6:.2f} s"
               f"{'' if cut_recording.wall_us < back_us else '; the spare got no frames before'})")
@@ -108,15 +98,26 @@ def test_a_vanished_host_is_claimed_as_fast_as_a_dead_process(tmp_path: Path) ->
                               for a, b in w] for c, w in missing.items()})
 
         assert crash_claim_s <= VANISHED_HOST_BOUND_S, crash_claim_s
-        if cut_claim_s > VANISHED_HOST_BOUND_S:
-            raise VanishedHostTooSlow(
-                f"link-down→claim {cut_claim_s:.2f} s > {VANISHED_HOST_BOUND_S} s "
-                f"(crash→claim {crash_claim_s:.2f} s): {cut_claimed.message}")
+        assert "host silent" in cut_claimed.message, cut_claimed.message
+        assert cut_claim_s <= VANISHED_HOST_BOUND_S, (
+            f"link-down→claim {cut_claim_s:.2f} s > {VANISHED_HOST_BOUND_S} s "
+            f"(crash→claim {crash_claim_s:.2f} s): {cut_claimed.message}")
+
+
+FREEZE_S = 0.3
+"""Shorter than the silence that claims (a probe unanswered for the probe timeout, 0.5 s here,
+and a question through etcd asked after 0.15 s of it unanswered too; docs/design.md decision
+5)."""
+LINK_BLIP_S = 0.15
+"""A link drop looks longer than it is: TCP resends what the drop lost only after its
+retransmission timeout (≥ 0.2 s on Linux, doubling at each loss), and the server's answer waits
+behind it. 0.3 s drops were claimed in two runs of three (docs/test-hosts.md)."""
 
 
 def test_a_slow_but_alive_host_is_not_claimed(tmp_path: Path) -> None:
-    """A link that drops for less than the detection window, and a server frozen for as long,
-    are suspected (the spare saw them) but never claimed."""
+    """A link that drops, and a server frozen, for less than the silence that claims, and a
+    server starved of CPU for seconds (stopped 150 ms of every 250 ms: it answers late but
+    answers), are never claimed."""
     with NetSite(tmp_path, servers={"rec-1": 2}, spares=["spare-1"]) as site:
         site.start_all()
         wait_for("rec-1 confirmed", lambda: site.alive("rec-1", confirmed=True), 15)
@@ -124,23 +125,30 @@ def test_a_slow_but_alive_host_is_not_claimed(tmp_path: Path) -> None:
         start_us = now_us()
 
         rec = site.host("rec-1")
-        cut_us = now_us()
-        rec.link_down()
-        try:
-            time.sleep(0.8)
-        finally:
-            rec.link_up()
-        site.wait_event("suspected", "rec-1", timeout=5, after_us=cut_us)
-        wait_for("rec-1 alive again", lambda: site.alive("rec-1"), 10)
-        time.sleep(3.0)
+        for _ in range(3):
+            rec.link_down()
+            try:
+                time.sleep(LINK_BLIP_S)
+            finally:
+                rec.link_up()
+            time.sleep(2.0)
 
-        freeze_us = now_us()
-        site.node("rec-1").freeze()
-        try:
-            time.sleep(0.8)
-        finally:
-            site.node("rec-1").thaw()
-        site.wait_event("suspected", "rec-1", timeout=5, after_us=freeze_us)
+        for _ in range(3):
+            site.node("rec-1").freeze()
+            try:
+                time.sleep(FREEZE_S)
+            finally:
+                site.node("rec-1").thaw()
+            time.sleep(2.0)
+
+        starved_until = time.monotonic() + 4.0
+        while time.monotonic() < starved_until:
+            site.node("rec-1").freeze()
+            try:
+                time.sleep(0.15)
+            finally:
+                site.node("rec-1").thaw()
+            time.sleep(0.1)
         time.sleep(4.0)  # well past a lease TTL (2 s): a claim would have been made by now
 
         print(site.event_lines())

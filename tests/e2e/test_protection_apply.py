@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,24 @@ import tomli_w
 from hotspare.cli.main import main as cli_main
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.failover.protection import ProtectionMonitor
+from hotspare.signing_keys import TRUST_ROOTS_FILE, generate_keypair, read_private_key
 from hotspare.site.licences import issue_licence
-from hotspare.site.signing_keys import generate_keypair, read_private_key
 from hotspare.sitestate import applied as site_config
 from hotspare.sitestate import layout
 from hotspare.sitestate.events import EventLog, read_events
 from tests.support.etcd import EtcdCluster, coordinator_for
 
 SITE = "harbour"
+
+
+@pytest.fixture(autouse=True)
+def _etcd_client_certificate(etcd1: EtcdCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands below reach etcd with the launcher's certificate, as an operator whose
+    shell sets $HOTSPARE_ETCD_* does."""
+    tls = etcd1.client_tls
+    assert tls is not None
+    for name, path in (("CA", tls.ca_file), ("CERT", tls.cert_file), ("KEY", tls.key_file)):
+        monkeypatch.setenv(f"HOTSPARE_ETCD_{name}_FILE", str(path))
 
 
 class Files:
@@ -32,7 +43,7 @@ class Files:
         self.tmp = tmp
         private, self.public, _ = generate_keypair(tmp / "keys")
         self.key = read_private_key(private)
-        self.endpoint = endpoint if "://" in endpoint else f"http://{endpoint}"
+        self.endpoint = endpoint if "://" in endpoint else f"https://{endpoint}"
         self.licences: list[str] = []
         self.cameras = 3
 
@@ -61,6 +72,8 @@ class Files:
         }
         path = self.tmp / "site.toml"
         path.write_bytes(tomli_w.dumps(doc).encode())
+        # the key `site apply` trusts is the installation's, beside site.toml (issue 11)
+        shutil.copyfile(self.public, self.tmp / TRUST_ROOTS_FILE)
         return path
 
 
@@ -136,7 +149,8 @@ def test_live_report_and_protection_events(
         endpoint = files.endpoint
 
         def protection(*extra: str) -> tuple[int, str]:
-            code = cli_main(["protection", "--etcd", endpoint, "--site", SITE, *extra])
+            code = cli_main(["protection", "--etcd", endpoint, "--site", SITE,
+                             "--licence-keys", str(tmp_path / TRUST_ROOTS_FILE), *extra])
             return code, capsys.readouterr().out
 
         code, out = protection("--strict")

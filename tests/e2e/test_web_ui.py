@@ -4,15 +4,17 @@ One site (two recording servers with one camera each, one spare), one browser, o
 overview shows the site; rec-2 is SIGKILLed and the open page shows it covered by the spare
 without a reload; rec-2 comes back and the camera's timeline shows its own video and the spare's,
 coloured by who recorded them; a click on the timeline plays video and the scrubber carries it
-across the takeover in wall time; the live grid (layout kept across reloads) plays several cameras
-and its tile follows rec-2's camera to the spare; the master is SIGKILLed and
-the page reconnects to the spare now serving it, via the endpoint list. Along the way: nothing
+across the takeover in wall time, and a range shift-dragged over the takeover exports as one clip
+that `hotspare export verify` accepts; the live grid (layout kept across reloads) plays several
+cameras and its tile follows rec-2's camera to the spare; the master is SIGKILLed and the page
+reconnects to the spare now serving it, via the endpoint list. Along the way: nothing
 of the app shows before login, /favicon.ico needs no token, and the UTC toggle changes the times
 shown and is kept. Screenshots of each step go to test-artifacts/web-ui/.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -21,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from hotspare.cli.main import main as cli_main
+from tests.support.export_keys import give_export_key
 from tests.support.prerequisites import missing_prerequisite
 from tests.support.site import TOKEN, FailoverSite
 
@@ -45,6 +49,7 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
     started = time.monotonic()
     with FailoverSite(tmp_path, servers={"rec-1": 1, "rec-2": 1}, spares=["spare-1"]) as site, \
             sync_api.sync_playwright() as pw:
+        _private, public_key = give_export_key(site, tmp_path / "export-keys")
         site.start_all()
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                      args=CHROMIUM_ARGS)
@@ -177,6 +182,39 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
             assert longest_stall < 1.5, samples
             page.screenshot(path=str(ARTIFACTS / "4b-scrubber-across-takeover.png"),
                             full_page=True)
+
+            # Export: shift-drag over the takeover on rec-2's timeline, export with a progress
+            # bar, download both files; the clip verifies against the site's public key.
+            bar_box = page.locator(bar).bounding_box()
+            assert bar_box is not None
+            start_x = page.eval_on_selector(bar, "(b, w) => { const f = +b.dataset.from, "
+                                            "t = +b.dataset.to, r = b.getBoundingClientRect(); "
+                                            "return r.left + (w - f) / (t - f) * r.width; }",
+                                            spare_start - 4_000_000)
+            y = bar_box["y"] + bar_box["height"] / 2
+            page.keyboard.down("Shift")
+            page.mouse.move(start_x, y)
+            page.mouse.down()
+            page.mouse.move(start_x + 60, y, steps=5)
+            page.mouse.up()
+            page.keyboard.up("Shift")
+            page.wait_for_selector(f"{bar} .selection", timeout=5000)
+            page.click("#export")
+            page.wait_for_selector("#export-status[data-state]", timeout=5000)
+            page.wait_for_selector("#export-status[data-state=done]", timeout=60_000)
+            assert page.eval_on_selector("#export-progress", "p => p.value === p.max")
+            page.screenshot(path=str(ARTIFACTS / "4c-export.png"), full_page=True)
+            files = {}
+            for which in ("clip", "manifest"):
+                with page.expect_download() as download:
+                    page.click(f"#export-links a.{which}")
+                files[which] = tmp_path / download.value.suggested_filename
+                download.value.save_as(files[which])
+            verified = cli_main(["export", "verify", str(files["clip"]), str(files["manifest"]),
+                                 "--key", str(public_key)])
+            assert verified == 0
+            pieces = json.loads(files["manifest"].read_text())["pieces"]
+            assert {p["recorded_by"] for p in pieces} == {"rec-2", "spare-1"}, pieces
 
             # The master dies: the spare covers it, and the open page finds it through the
             # endpoint list (asking rec-2) and carries on from the spare's address.

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 from hotspare.coordination.errors import EtcdUnavailableError, FencingError
-from hotspare.coordination.models import CreateResult, GetResult, KeyValue, Lease
+from hotspare.coordination.models import CreateResult, GetResult, KeyValue, Lease, WatchBatch
 from hotspare.sitestate.access import EtcdSite
 
 
@@ -91,6 +91,7 @@ class FakeEtcd:
         self.keepers: list[FakeLeaseKeeper] = []
         self.down = False
         self.reads = 0
+        self.watches: list[tuple[str, Callable[[WatchBatch], None]]] = []
         self._lock = threading.RLock()
         for key, value in (values or {}).items():
             self.put_json(key, value)
@@ -221,6 +222,11 @@ class FakeEtcd:
             if kv is None or kv.mod_revision != expected_revision:
                 return False
             return self.delete(key) == 1
+
+    def watch_prefix(self, prefix: str, callback: Callable[[WatchBatch], None]) -> None:
+        """Only recorded: a test delivers a change by calling the callback itself."""
+        self._check(f"watch {prefix}")
+        self.watches.append((prefix, callback))
 
     # ------------------------------------------------------------------ leases
 

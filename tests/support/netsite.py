@@ -28,12 +28,11 @@ from typing import Any
 
 import tomli_w
 
-from hotspare.cli.main import main as cli_main
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.etcd_process import EtcdCluster, EtcdMemberSpec, EtcdProcess
 from hotspare.sitestate import layout
 from tests.support.camsim import CameraSim
-from tests.support.etcd import require_etcd_binary
+from tests.support.etcd import require_etcd_binary, session_pki
 from tests.support.netns import Host, TestNet, require_netns
 from tests.support.site import FailoverSite
 
@@ -57,21 +56,22 @@ class HostEtcdCluster(EtcdCluster):
                  heartbeat_interval_ms: int = 100, election_timeout_ms: int = 1000) -> None:
         super().__init__(base_dir, len(hosts), binary=binary, host=hosts[0].address,
                          heartbeat_interval_ms=heartbeat_interval_ms,
-                         election_timeout_ms=election_timeout_ms)
+                         election_timeout_ms=election_timeout_ms, pki=session_pki())
         self.member_hosts = list(hosts)
         self._binary_path = binary
         self._heartbeat_ms = heartbeat_interval_ms
         self._election_ms = election_timeout_ms
 
     def _build(self) -> None:
-        specs = [EtcdMemberSpec(f"etcd{i}", ETCD_CLIENT_PORT, ETCD_PEER_PORT, host.address)
+        specs = [EtcdMemberSpec(f"etcd{i}", ETCD_CLIENT_PORT, ETCD_PEER_PORT, host.address,
+                                tls=True)
                  for i, host in enumerate(self.member_hosts)]
         token = f"hotspare-net-{self.member_hosts[0].net.prefix}"
         self.members = [
             EtcdProcess(spec, self.base_dir / spec.name, specs, binary=self._binary_path,
                         cluster_token=token, log_path=self.base_dir / f"{spec.name}.log",
                         heartbeat_interval_ms=self._heartbeat_ms,
-                        election_timeout_ms=self._election_ms)
+                        election_timeout_ms=self._election_ms, tls=self.member_tls(spec))
             for spec in specs
         ]
 
@@ -143,9 +143,9 @@ class NetSite(FailoverSite):
                                      height=240, fps=self.fps, gop="1s", bitrate_kbps=300,
                                      extra_args=["--bind", cams.address]).start()
             self.coord = Coordinator(self.etcd.endpoints, layout.site_prefix(self.site_id),
-                                     timeout=1.0, deadline=5.0)
+                                     timeout=1.0, deadline=5.0, tls=self.etcd.client_tls)
             self._write_site()
-            assert cli_main(["site", "apply", str(self.tmp / "site.toml")]) == 0
+            self.apply_site()
         except BaseException:
             self.close()
             raise

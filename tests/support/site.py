@@ -24,6 +24,7 @@ import tomli_w
 
 from hotspare.camerasim.sei import FrameTag
 from hotspare.cli.main import main as cli_main
+from hotspare.coordination.errors import EtcdUnavailableError
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.etcd_process import EtcdCluster
 from hotspare.demo.site_files import ServerPlan, SitePlan, SparePlan, write_site
@@ -40,14 +41,22 @@ TOKEN = "site-test-token-0123456789"
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout`.
+
+    The test's own etcd reads may find etcd busy (a frozen member, a loaded machine) as the
+    nodes do: that is "not yet", not the test's failure, until the deadline says otherwise."""
     deadline = time.monotonic() + timeout
+    last_error: EtcdUnavailableError | None = None
     while True:
-        value = check()
+        try:
+            value = check()
+        except EtcdUnavailableError as exc:
+            value, last_error = None, exc
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            seen = f" (etcd was unavailable to the test: {last_error})" if last_error else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{seen}")
         time.sleep(interval)
 
 
@@ -64,11 +73,12 @@ class FailoverSite:
                  reinsert_bytes_per_second: int = 20_000_000, spare_licences: int | None = None,
                  camera_licences: int = 64, startup_grace: float = 5.0,
                  etcd_size: int = 1, server_options: dict[str, dict[str, Any]] | None = None,
-                 shared_paths: dict[str, int] | None = None) -> None:
+                 shared_paths: dict[str, int] | None = None, etcd_tls: bool = True) -> None:
         """`server_options`: extra site.toml fields per recording server (e.g. `platform`,
         `frame_grabber_inputs`). `shared_paths`: server -> N, that server's cameras are served
         by only its first N sim cameras (ids beyond N point at them in turn), so a test can give
-        a server many cameras without paying for as many simulated ones."""
+        a server many cameras without paying for as many simulated ones. `etcd_tls=False`:
+        plain-HTTP etcd (nodes then say etcd_insecure_plaintext), for measuring what TLS costs."""
         self.tmp = tmp
         self.site_id = "testsite"
         self.servers = servers
@@ -81,6 +91,7 @@ class FailoverSite:
         self.camera_licences = camera_licences
         self.startup_grace = startup_grace
         self.etcd_size = etcd_size
+        self.etcd_tls = etcd_tls
         self.cameras = {name: [f"{name}-c{i}" for i in range(1, count + 1)]
                         for name, count in servers.items()}
         self.server_options = server_options or {}
@@ -97,22 +108,29 @@ class FailoverSite:
 
     def __enter__(self) -> FailoverSite:
         try:
-            self.etcd = start_etcd_cluster(self.tmp / "etcd", self.etcd_size)
+            self.etcd = start_etcd_cluster(self.tmp / "etcd", self.etcd_size, tls=self.etcd_tls)
             all_cameras = list(dict.fromkeys(self.sim_camera(c)
                                              for cams in self.cameras.values() for c in cams))
             self.sim = CameraSim(self.tmp / "camsim", cameras=all_cameras, width=320, height=240,
                                  fps=self.fps, gop="1s", bitrate_kbps=300).start()
             self.coord = Coordinator(self.etcd.endpoints, layout.site_prefix(self.site_id),
-                                     timeout=1.0, deadline=5.0)
+                                     timeout=1.0, deadline=5.0, tls=self.etcd.client_tls,
+                                     insecure_plaintext=self.etcd.insecure_plaintext)
             if self.hold_streams:
                 self.holders = RtspHolders([self.sim.rtsp_url(c) for c in all_cameras])
                 self.holders.__enter__()
             self._write_site()
-            assert cli_main(["site", "apply", str(self.tmp / "site.toml")]) == 0
+            self.apply_site()
         except BaseException:
             self.close()
             raise
         return self
+
+    def apply_site(self) -> None:
+        """`hotspare site apply site.toml` with this site's etcd client certificate."""
+        assert self.etcd is not None
+        assert cli_main(["site", "apply", str(self.tmp / "site.toml"),
+                         *self.etcd.cli_args()]) == 0
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -155,6 +173,7 @@ class FailoverSite:
                         "probe_timeout_seconds": 0.5,
                         "startup_grace_seconds": self.startup_grace,
                         "reinsert_bytes_per_second": self.reinsert_rate},
+            etcd_pki=self.etcd.pki,
         )
         files = write_site(self.tmp, plan)
         ports = {n.name: n.port for n in [*plan.servers, *plan.spares]}
@@ -177,7 +196,7 @@ class FailoverSite:
         """Change the site configuration and `site apply` it again (nodes pick it up live)."""
         mutate(self.site_doc)
         (self.tmp / "site.toml").write_bytes(tomli_w.dumps(self.site_doc).encode())
-        assert cli_main(["site", "apply", str(self.tmp / "site.toml")]) == 0
+        self.apply_site()
 
     # ------------------------------------------------------------------ running
 

@@ -59,6 +59,7 @@ class Site:
     master: TestClient
     nodes: dict[str, TestClient]
     unreachable: set[str]
+    stores: dict[str, SegmentStore]
 
 
 def _node_app(store: SegmentStore, name: str, cameras: set[str]) -> FastAPI:
@@ -108,7 +109,8 @@ def open_site(tmp_path: Path) -> Iterator[Site]:
                 TestClient(_node_app(rec2, "rec-2", {"cam-1"}), base_url=REC2) as n2, \
                 TestClient(_node_app(spare, "spare-1", {"cam-1"}), base_url=SPARE) as ns:
             nodes.update({REC1: master, REC2: n2, SPARE: ns})
-            yield Site(coord, master, nodes, unreachable)
+            yield Site(coord, master, nodes, unreachable,
+                       {"rec-1": rec1, "rec-2": rec2, "spare-1": spare})
     finally:
         for store in (rec1, rec2, spare):
             store.close()

@@ -59,7 +59,7 @@ def test_vod_playlist_ranges_match_files(node: Node) -> None:
         )
         assert entry["#EXTINF"] == "0.400,"
         assert entry["#EXT-X-PROGRAM-DATE-TIME"] == format_wall_us(segment.start_wall_us)
-        assert entry["uri"].endswith(f"/segments/{segment.segment_id}/file")
+        assert entry["uri"].endswith(f"/segments/{segment.segment_id}/file?raw=1")
         whole = _get(node, url, entry["uri"], AUTH)
         assert len(whole) == segment.bytes
         assert whole[4:8] == b"ftyp"
@@ -73,8 +73,8 @@ def test_query_token_propagates_into_uris(node: Node) -> None:
     url = f"http://node.test{API}/cameras/{CAMERA}/playback.m3u8"
     text = node.client.get(url, params={**RANGE, "token": TOKEN}).text
     entries = _entries(text)
-    assert all(e["uri"].endswith(f"?token={TOKEN}") for e in entries)
-    assert all(f"?token={TOKEN}" in e["#EXT-X-MAP"] for e in entries)
+    assert all(e["uri"].endswith(f"&token={TOKEN}") for e in entries)
+    assert all(f"&token={TOKEN}" in e["#EXT-X-MAP"] for e in entries)
     assert len(_get(node, url, entries[0]["uri"], {})) == node.segments[0].bytes
     header_text = node.client.get(url, params=RANGE, headers=AUTH).text
     assert "token=" not in header_text

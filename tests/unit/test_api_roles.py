@@ -31,6 +31,9 @@ from hotspare.api.site_routes import SiteApi, site_router
 from hotspare.api.tokens import hash_token, new_token, verify_token
 from hotspare.client.node_client import NodeClient
 from hotspare.config.models import ApiSettings, ApiUser
+from hotspare.export.build import Source
+from hotspare.export.jobs import ExportJobs
+from hotspare.export.routes import export_router, signing_key
 from hotspare.site.pool import LicenceMerge
 from hotspare.sitestate import layout
 from hotspare.sitestate.applied import AppliedSite
@@ -62,6 +65,10 @@ def _users() -> tuple[list[ApiUser], dict[Role, str]]:
     return users, tokens
 
 
+def _no_source() -> Source:
+    raise AssertionError("no export runs in these tests")
+
+
 def build_site_app(store: SegmentStore, users: list[ApiUser]) -> FastAPI:
     """As hotspare.node.site_node puts a site node together; other nodes are unreachable, so
     site reads answer (partially) without any network."""
@@ -84,6 +91,8 @@ def build_site_app(store: SegmentStore, users: list[ApiUser]) -> FastAPI:
     api = SiteApi(coord, lambda: applied, TOKEN, report, client=unreachable,  # type: ignore[arg-type]
                   clock=lambda: T0 + 10_000_000)
     app.include_router(site_router(api), prefix=API_PREFIX)
+    jobs = ExportJobs(store.root / "exports", signing_key(None), _no_source)
+    app.include_router(export_router(api, jobs, "rec-1"), prefix=API_PREFIX)
     allow_site_cors(app)
     mount_web_ui(app)
     return app
@@ -101,7 +110,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoleSite]:
 
 
 def _concrete(path: str, segment_id: int) -> str:
-    values = {"camera": CAMERA, "segment_id": str(segment_id)}
+    values = {"camera": CAMERA, "segment_id": str(segment_id), "job_id": "0" * 32}
     return re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], path)
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from hotspare.config.load import ConfigError, load_node_config
+from hotspare.pki.certs import CertKind
+from tests.support.etcd import session_pki
 
 GOOD = """
 name = "rec-1"
@@ -118,7 +120,7 @@ def test_config_check_prints_summary_without_secrets(tmp_path: Path) -> None:
 SITE_NODE = GOOD + """
 [site]
 id = "harbour"
-etcd_endpoints = ["http://127.0.0.1:2379"]
+etcd_endpoints = ["https://127.0.0.1:2379"]
 """
 
 # One violation per relation, as [table] overrides; each must name both fields in its error.
@@ -259,7 +261,14 @@ def test_example_node_file_is_valid(tmp_path: Path) -> None:
     text = (Path(__file__).parents[2] / "examples" / "node.toml").read_text(encoding="utf-8")
     copy = tmp_path / "node.toml"
     token = tmp_path / "token"
-    copy.write_text(text.replace("/etc/hotspare/token", token.as_posix()), encoding="utf-8")
+    node_cert = session_pki().ensure(CertKind.NODE, "rec-1", ["127.0.0.1"])
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    for source, name in ((node_cert.ca_file, "ca.pem"), (node_cert.cert_file, "rec-1.pem"),
+                         (node_cert.key_file, "rec-1.key")):
+        (pki / name).write_bytes(source.read_bytes())
+    copy.write_text(text.replace("/etc/hotspare/token", token.as_posix())
+                    .replace("/etc/hotspare/pki", pki.as_posix()), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"api\.token_file .*no such file"):
         load_node_config(copy)
     token.write_text("an-example-site-token-0123456789\n", encoding="utf-8")
@@ -279,9 +288,10 @@ def _sites_files(tmp_path: Path) -> list[Path]:
         site_id="demo", etcd_endpoints=["127.0.0.1:2379"], token="t" * 32,
         servers=[ServerPlan("rec-1", {"c1": "rtsp://127.0.0.1:8554/c1"}, role="master")],
         spares=[SparePlan("spare-1")], recording=dict(runner.RECORDING),
-        membership=dict(runner.MEMBERSHIP)))
+        membership=dict(runner.MEMBERSHIP), etcd_pki=session_pki()))
     harness = FailoverSite(tmp_path / "harness", {"rec-1": 1, "rec-2": 1}, ["spare-1"])
-    harness.etcd = SimpleNamespace(endpoints=["127.0.0.1:2379"])  # type: ignore[assignment]
+    harness.etcd = SimpleNamespace(  # type: ignore[assignment]
+        endpoints=["127.0.0.1:2379"], pki=session_pki())
     harness.sim = SimpleNamespace(  # type: ignore[assignment]
         rtsp_url=lambda camera: f"rtsp://127.0.0.1:8554/{camera}")
     harness._write_site()

@@ -1,70 +1,71 @@
-"""The original's fencing check on imports (api/fencing.py), against the one fake site state."""
+"""The original's fencing decision on imports (api/fencing.py `ImportGate`), against the one fake
+site state; the same decisions over HTTP, in every transport, are in test_hostile_import.py."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
-from httpx import Response
+import pytest
 
-from hotspare.api.fencing import FencingMiddleware
+from hotspare.api.auth import Principal
+from hotspare.api.fencing import ImportGate, ImportRefused
+from hotspare.api.roles import Role
 from hotspare.sitestate import layout
-from hotspare.sitestate.layout import FENCING_HEADER
 from tests.support.fake_site_state import FakeSite
 
-
-def _client(site: FakeSite) -> TestClient:
-    app = FastAPI()
-
-    @app.put("/import")
-    def accept() -> dict[str, str]:
-        return {"status": "inserted"}
-
-    app.add_middleware(FencingMiddleware, claims=site, server="rec-1", token="tok")
-    return TestClient(app)
+SPARE_1 = Principal("spare-1", Role.NODE, node="spare-1")
 
 
-def put(client: TestClient, fence: str | None, token: str = "tok") -> Response:
-    headers = {"Authorization": f"Bearer {token}"}
-    if fence is not None:
-        headers[FENCING_HEADER] = fence
-    return client.put("/import", content=b"data", headers=headers)
-
-
-def _claimed() -> tuple[FakeSite, int]:
+def _claimed() -> tuple[FakeSite, ImportGate, int]:
     site = FakeSite()
     site.etcd.put_json(layout.claim("rec-1"), {"spare": "spare-1"})
     kv = site.etcd.kvs[layout.claim("rec-1")]
-    return site, kv.create_revision
+    return site, ImportGate(site, "rec-1", lambda: {"spare-1", "spare-2"}), kv.create_revision
 
 
-def test_current_token_passes_stale_and_foreign_are_refused() -> None:
-    site, token = _claimed()
-    client = _client(site)
-    assert put(client, layout.fence("rec-1", token)).status_code == 200
-    stale = put(client, layout.fence("rec-1", token - 1))
-    assert stale.status_code == 409 and stale.json()["error"] == "stale_fencing_token"
-    assert put(client, layout.fence("rec-2", token)).status_code == 409
-    assert put(client, None).status_code == 200  # a leftover buffer's re-insert carries no claim
+def _refusal(gate: ImportGate, principal: Principal | None, fence: str | None) -> tuple[int, str]:
+    with pytest.raises(ImportRefused) as refused:
+        gate.admit(principal, fence)
+    return refused.value.status, refused.value.error
+
+
+def test_current_token_of_the_holder_passes_stale_and_foreign_are_refused() -> None:
+    site, gate, token = _claimed()
+    assert gate.admit(SPARE_1, layout.fence("rec-1", token)).node == "spare-1"
+    assert _refusal(gate, SPARE_1, layout.fence("rec-1", token - 1)) == (409,
+                                                                          "stale_fencing_token")
+    assert _refusal(gate, SPARE_1, layout.fence("rec-2", token)) == (409, "stale_fencing_token")
+    assert _refusal(gate, SPARE_1, None) == (409, "fencing_required")
+    other = Principal("spare-2", Role.NODE, node="spare-2")
+    assert _refusal(gate, other, layout.fence("rec-1", token)) == (403, "not_claim_holder")
+    shared = Principal("node", Role.NODE)
+    assert _refusal(gate, shared, layout.fence("rec-1", token)) == (403,
+                                                                     "node_identity_required")
     site.etcd.delete(layout.claim("rec-1"))
-    assert put(client, layout.fence("rec-1", token)).status_code == 409
+    assert _refusal(gate, SPARE_1, layout.fence("rec-1", token)) == (409, "stale_fencing_token")
+    # a leftover buffer's re-insert (no claim left anywhere) comes only from a spare
+    assert gate.admit(SPARE_1, None).fencing is None
+    rec = Principal("rec-2", Role.NODE, node="rec-2")
+    assert _refusal(gate, rec, None) == (403, "not_claim_holder")
 
 
 def test_etcd_unreachable_is_a_retryable_503_not_a_stale_token() -> None:
     """The bug this guards: a 409 here made the spare stand down and keep its claim."""
-    site, token = _claimed()
-    client = _client(site)
+    site, gate, token = _claimed()
     site.etcd.down = True
-    answer = put(client, layout.fence("rec-1", token))
-    assert answer.status_code == 503
-    assert answer.json()["error"] == "fencing_unavailable"
-    assert answer.headers["retry-after"] == "1"
-    assert "rec-1" in answer.json()["detail"] and "retried" in answer.json()["detail"]
+    with pytest.raises(ImportRefused) as refused:
+        gate.admit(SPARE_1, layout.fence("rec-1", token))
+    assert (refused.value.status, refused.value.error) == (503, "fencing_unavailable")
+    assert refused.value.headers == {"Retry-After": "1"}
+    assert "rec-1" in refused.value.detail and "retried" in refused.value.detail
+    assert _refusal(gate, SPARE_1, None) == (503, "fencing_unavailable")
     site.etcd.down = False
-    assert put(client, layout.fence("rec-1", token)).status_code == 200
+    assert gate.admit(SPARE_1, layout.fence("rec-1", token)).node == "spare-1"
 
 
-def test_unauthenticated_requests_cost_no_etcd_read() -> None:
-    site, _token = _claimed()
-    client = _client(site)
-    put(client, layout.fence("rec-1", 1), token="wrong")
-    assert site.etcd.reads == 0
+def test_recheck_sees_a_claim_lost_after_admission() -> None:
+    site, gate, token = _claimed()
+    admission = gate.admit(SPARE_1, layout.fence("rec-1", token))
+    admission.recheck()
+    site.etcd.delete(layout.claim("rec-1"))
+    with pytest.raises(ImportRefused) as refused:
+        admission.recheck()
+    assert refused.value.error == "stale_fencing_token"

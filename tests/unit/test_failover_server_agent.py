@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import pytest
 
+from hotspare.coordination.errors import CoordinationError
+from hotspare.coordination.models import ChangeType, KeyChange, WatchBatch
 from hotspare.failover.server_agent import ServerAgent, ServerMode, mode_of
 from hotspare.recorder.health import CameraHealth, CameraState
 from hotspare.sitestate import layout
@@ -125,3 +127,72 @@ def test_watermarks_published_when_they_move_at_most_once_a_second(rig: Rig) -> 
     rig.set(a=cam("a", until=300))
     rig.agent.tick()  # within the second: not yet
     assert rig.site.etcd.value(layout.watermarks("rec-1"))["cameras"]["a"] == 100
+
+
+def deliver(prefix: str, rig: Rig, keys: list[str]) -> None:
+    """What etcd's watch on `prefix` would hand the agent: a put of each key."""
+    callback = next(cb for p, cb in rig.site.etcd.watches if p == prefix)
+    kvs = [rig.site.etcd.get(key) for key in keys]
+    callback(WatchBatch(revision=rig.site.etcd.revision_now,
+                        changes=[KeyChange(ChangeType.PUT, kv) for kv in kvs if kv is not None]))
+
+
+def test_questions_are_answered_once_etcd_lets_the_server_watch(rig: Rig) -> None:
+    rig.site.etcd.down = True
+    with pytest.raises(CoordinationError):
+        rig.agent.tick()  # nothing works without etcd; the watch is retried
+    rig.site.etcd.down = False
+    rig.agent.tick()
+    assert sorted(p for p, _ in rig.site.etcd.watches) == ["asking/rec-1/", "claims/rec-1"]
+    rig.agent.tick()
+    assert len(rig.site.etcd.watches) == 2  # once per process
+
+
+def test_taken_over_while_its_lease_held_confirms_afresh(rig: Rig) -> None:
+    """Silent for a moment, claimed on silence, back: the old `confirmed` key predates the claim
+    and would never let the spare hand back, so the server confirms again after the claim."""
+    rig.commit()
+    rig.agent.tick()
+    assert rig.alive()["confirmed"] is True  # type: ignore[index]
+    rig.site.etcd.put_json(layout.claim("rec-10"), {"spare": "spare-1"})
+    rig.site.etcd.put_json(layout.claim("rec-1"), {"spare": "spare-1"})
+    token = rig.site.claim_of("rec-1").token  # type: ignore[union-attr]
+    deliver("claims/rec-1", rig, ["claims/rec-10"])  # another server's claim: not ours
+    rig.agent.tick()
+    assert rig.events.kinds() == []
+    deliver("claims/rec-1", rig, ["claims/rec-10", "claims/rec-1"])
+    rig.agent.tick()
+    assert rig.events.kinds() == ["displaced"]
+    assert "spare-1 took rec-1 over while it kept recording" in rig.events.last("displaced")[2]
+    assert rig.alive()["confirmed"] is False  # type: ignore[index]
+    rig.commit()
+    rig.agent.tick()
+    assert rig.alive()["confirmed"] is False  # type: ignore[index]
+    rig.commit()
+    rig.agent.tick()
+    alive = rig.site.etcd.get(layout.alive("rec-1"))
+    assert alive is not None and alive.mod_revision > token
+    assert rig.alive()["confirmed"] is True  # type: ignore[index]
+    assert rig.events.kinds() == ["displaced", "returned"]
+
+
+def test_a_claim_older_than_its_alive_key_changes_nothing(rig: Rig) -> None:
+    rig.site.etcd.put_json(layout.claim("rec-1"), {"spare": "spare-1"})
+    token = rig.site.claim_of("rec-1").token  # type: ignore[union-attr]
+    rig.commit()
+    rig.agent.tick()  # published after the claim (a server back from a crash)
+    assert token > 0
+    deliver("claims/rec-1", rig, ["claims/rec-1"])
+    rig.agent.tick()
+    assert "displaced" not in rig.events.kinds()
+    assert rig.alive()["confirmed"] is True  # type: ignore[index]
+
+
+def test_questions_through_etcd_are_answered_by_deleting_them(rig: Rig) -> None:
+    rig.agent.tick()  # starts the watches
+    rig.site.ask("rec-1", "spare-1")
+    rig.site.ask("rec-10", "spare-1")
+    assert rig.site.unanswered("rec-1", "spare-1")
+    deliver("asking/rec-1/", rig, ["asking/rec-1/spare-1"])
+    assert not rig.site.unanswered("rec-1", "spare-1")
+    assert rig.site.unanswered("rec-10", "spare-1")  # another server's question

@@ -161,7 +161,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     events = FakeEvents()
     applied = Applied()
     idle = SegmentStore.open(tmp_path / "idle", "spare-1")
-    membership = SiteMembership(id="t", etcd_endpoints=["http://127.0.0.1:2379"])
+    membership = SiteMembership(id="t", etcd_endpoints=["https://127.0.0.1:2379"])
     agent = SpareAgent(site, "spare-1", "http://spare-1.test:8600", "tok", tmp_path,
                        membership, applied, events, SpareView(idle, lambda _store: None))
     prober, original = FakeProber(), FakeOriginal()

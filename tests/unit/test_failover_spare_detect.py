@@ -31,7 +31,7 @@ def detector(tmp_path: Path) -> Iterator[Detector]:
     idle = SegmentStore.open(tmp_path / "idle", "spare-1")
     ctx = SpareContext("spare-1", "http://spare-1.test:8600", FakeSite(), FakeEvents(),
                        SpareView(idle, lambda _store: None),
-                       SiteMembership(id="t", etcd_endpoints=["http://127.0.0.1:2379"]),
+                       SiteMembership(id="t", etcd_endpoints=["https://127.0.0.1:2379"]),
                        Applied())
     prober = FakeProber()
     prober.answers["rec-1.test:8600"] = DEAD

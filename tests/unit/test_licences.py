@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,20 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hotspare.signing_keys import (
+    BUILT_IN_KEYS,
+    TRUST_ROOTS_FILE,
+    KeyFileError,
+    TrustedPublicKey,
+    generate_keypair,
+    install_trust_roots,
+    key_id,
+    parse_public_key,
+    public_key_pem,
+    read_private_key,
+    read_public_key,
+    read_trust_roots,
+)
 from hotspare.site.licences import (
     LicenceRefused,
     RefusalReason,
@@ -20,17 +35,9 @@ from hotspare.site.licences import (
     read_unverified,
     verify_licence,
 )
+from hotspare.site.load import load_site_licences
+from hotspare.site.model import SiteConfig
 from hotspare.site.pool import LicencePool, OfferedLicence, merge_licences
-from hotspare.site.signing_keys import (
-    KeyFileError,
-    TrustedPublicKey,
-    generate_keypair,
-    key_id,
-    parse_public_key,
-    public_key_pem,
-    read_private_key,
-    read_public_key,
-)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1 = datetime(2027, 1, 1, tzinfo=UTC)
@@ -244,3 +251,61 @@ def test_raw_base64_public_key(vendor: Ed25519PrivateKey) -> None:
     )
     with pytest.raises(KeyFileError, match="not an Ed25519 public key"):
         parse_public_key("bm90IGEga2V5", "t")
+
+
+def _site_with(licences: list[str], keys: list[str]) -> SiteConfig:
+    return SiteConfig.model_validate({
+        "site": {"id": "harbour"},
+        "etcd": {"endpoints": ["http://127.0.0.1:2379"]},
+        "recording_servers": [{"name": "rec-1", "address": "127.0.0.1:1", "role": "master"}],
+        "licences": [{"text": text} for text in licences],
+        "trusted_keys": [{"public_key": pem} for pem in keys],
+    })
+
+
+@pytest.fixture
+def installed(vendor: Ed25519PrivateKey, tmp_path: Path) -> Iterator[Path]:
+    """This installation trusts the vendor's key, from its own licence-keys.pem."""
+    path = tmp_path / TRUST_ROOTS_FILE
+    path.write_text(public_key_pem(vendor.public_key()), encoding="ascii")
+    install_trust_roots(read_trust_roots(path))
+    try:
+        yield path
+    finally:
+        install_trust_roots(BUILT_IN_KEYS)
+
+
+def test_a_self_issued_licence_is_refused_even_with_its_key_in_the_document(
+        vendor: Ed25519PrivateKey, installed: Path) -> None:
+    """Issue 11: whoever can write the site document could add a key of their own next to a
+    licence signed with it; only the installation's keys count."""
+    attacker = Ed25519PrivateKey.generate()
+    forged = issue(attacker, servers=50, cameras=5000, start=T0, end=T1)
+    site = _site_with([forged], [public_key_pem(attacker.public_key())])
+    merge = load_site_licences(site, NOW)
+    assert merge.licences == ()
+    assert [r.reason for r in merge.refused] == [RefusalReason.UNKNOWN_ISSUER]
+    # the vendor's licence counts, with or without its key in the document
+    genuine = issue(vendor, servers=2, cameras=40)
+    for keys in ([], [public_key_pem(attacker.public_key())]):
+        counted = load_site_licences(_site_with([genuine, forged], keys), NOW)
+        assert [lic.document.failover_server_licences for lic in counted.licences] == [2]
+
+
+def test_without_trust_roots_no_licence_counts(vendor: Ed25519PrivateKey) -> None:
+    install_trust_roots(BUILT_IN_KEYS)
+    site = _site_with([issue(vendor)], [public_key_pem(vendor.public_key())])
+    merge = load_site_licences(site, NOW)
+    assert merge.licences == () and merge.refused[0].reason is RefusalReason.UNKNOWN_ISSUER
+
+
+def test_trust_roots_file_holds_several_keys_and_refuses_junk(tmp_path: Path) -> None:
+    keys = [Ed25519PrivateKey.generate() for _ in range(2)]
+    path = tmp_path / TRUST_ROOTS_FILE
+    path.write_text("".join(public_key_pem(k.public_key()) for k in keys), encoding="ascii")
+    assert [k.key_id for k in read_trust_roots(path)] == [key_id(k.public_key()) for k in keys]
+    path.write_text("no keys here\n", encoding="ascii")
+    with pytest.raises(KeyFileError, match="holds no"):
+        read_trust_roots(path)
+    with pytest.raises(KeyFileError, match="cannot read"):
+        read_trust_roots(tmp_path / "missing.pem")

@@ -90,7 +90,7 @@ def test_playback_points_each_segment_at_its_holder(site: Site) -> None:
     assert len(uris) == 6
     assert all(u.startswith(REC2 + "/api/v1/segments/") for u in uris[:3])
     assert all(u.startswith(SPARE + "/api/v1/segments/") for u in uris[3:])
-    assert all(u.endswith(f"/file?token={TOKEN}") for u in uris)
+    assert all(u.endswith(f"/file?raw=1&token={TOKEN}") for u in uris)
     assert response.text.count("#EXT-X-DISCONTINUITY") == 1
     # Every URI answers on its node with the token it carries.
     for uri in uris:
@@ -194,7 +194,8 @@ def test_holders_include_reinserting_and_leftover_spares() -> None:
     assert holders("rec-2", config, snap) == {"rec-2": REC2, "spare-1": SPARE}
     snap = SiteSnapshot(reinsert={"rec-2": {"spare-1": ReinsertProgress(
         "spare-1", "http://moved.test:1", 0)}})
-    assert holders("rec-2", config, snap) == {"rec-2": REC2, "spare-1": "http://moved.test:1"}
+    # a URL published at runtime is not an address: the site configuration's is used (issue 11)
+    assert holders("rec-2", config, snap) == {"rec-2": REC2, "spare-1": SPARE}
     assert holders("rec-1", config, SiteSnapshot()) == {"rec-1": REC1}
 
 
@@ -227,3 +228,45 @@ def test_hls_js_missing_answers_404_and_the_page_still_loads(tmp_path: Path) -> 
         page = client.get("/ui/")
         assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
         assert client.get("/ui/../pyproject.toml").status_code == 404
+
+
+def test_playback_cuts_the_earlier_of_overlapping_segments_on_its_own_node(site: Site) -> None:
+    """A spare run starting inside rec-2's last segment (a takeover that began before the
+    server's last frame): rec-2 is asked for that segment cut, and the spare's overlapping
+    segment is cut where the spare's next run starts; each frame once."""
+    import io
+
+    import av
+
+    from tests.support.api_node import record_run
+
+    takeover_us = T0 + 2 * SEG_US + SEG_US // 2  # half-way through rec-2's third segment
+    record_run(site.stores["spare-1"], "cam-1", takeover_us, 1, recorded_as="rec-2")
+    response = site.master.get(API_PREFIX + "/site/cameras/cam-1/playback.m3u8",
+                               params={"from": T0, "to": T0 + 3_000_000, "token": TOKEN})
+    lines = response.text.splitlines()
+    uris = [line for line in lines if line and not line.startswith("#")]
+    assert len(uris) == 7
+    assert uris[2].startswith(REC2) and f"end_us={takeover_us}&part=media" in uris[2]
+    assert uris[3].startswith(SPARE) and f"end_us={T0 + 3 * SEG_US}&part=media" in uris[3]
+    assert [line for line in lines if line.startswith("#EXTINF")][2:4] == [
+        "#EXTINF:0.200,", "#EXTINF:0.200,"]
+    frames = 0
+    maps = [line.split('URI="')[1].split('"')[0] for line in lines if line.startswith("#EXT-X-MAP")]
+    for map_uri, uri in zip(maps, uris, strict=True):
+        base, _, rest = uri.partition("/api/")
+        answer = site.nodes[base].get("/api/" + rest)
+        assert answer.status_code == 200, answer.text
+        # a cut segment's URI gives only its fragments, to play behind the stored init section
+        data = _init_of(site, map_uri) + answer.content if "part=media" in uri else answer.content
+        with av.open(io.BytesIO(data), format="mp4") as c:
+            frames += sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+    assert frames == 10 + 10 + 5 + 5 + 10 + 10 + 10
+
+
+def _init_of(site: Site, map_uri: str) -> bytes:
+    from hotspare.store import mp4
+
+    base, _, rest = map_uri.partition("/api/")
+    raw = site.nodes[base].get("/api/" + rest).content
+    return raw[: mp4.parse_bytes(raw).init_bytes]

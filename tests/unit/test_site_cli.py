@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hotspare.cli.main import main
+from hotspare.signing_keys import TRUST_ROOTS_FILE, install_trust_roots, read_trust_roots
 from hotspare.site.eligibility import IDLE, SpareState, SpareStatus
 from hotspare.site.load import load_site_config, load_site_licences
 from hotspare.site.report import protection_report, render_text
@@ -29,6 +30,8 @@ def example(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     site = tmp_path / "site.toml"
     shutil.copy(EXAMPLE, site)
     assert run(capsys, "licence", "keygen", "--out", str(tmp_path / "keys"))[0] == 0
+    # this installation trusts the key (the site file's own keys are not trusted, issue 11)
+    shutil.copy(tmp_path / "keys" / "licence-signing.pub", tmp_path / "licence-keys.pem")
     code, _, err = run(
         capsys,
         "licence",
@@ -98,6 +101,7 @@ def test_missing_licence_file_is_refused_not_fatal(
 def test_report_with_live_states(example: Path) -> None:
     site = load_site_config(example)
     now = datetime.now(UTC)
+    install_trust_roots(read_trust_roots(example.parent / TRUST_ROOTS_FILE))
     licences = load_site_licences(site, now).licences
     states = {"spare-a": SpareStatus(SpareState.COVERING, "rec-2"), "spare-b": IDLE}
     report = protection_report(site, states, licences, now)

@@ -8,10 +8,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hotspare.signing_keys import TrustedPublicKey, key_id
 from hotspare.site.licence_plan import plan_licences
 from hotspare.site.licences import issue_licence
 from hotspare.site.model import SiteConfig
-from hotspare.site.signing_keys import TrustedPublicKey, key_id
 
 NOW = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
 KEY = Ed25519PrivateKey.generate()

@@ -92,7 +92,7 @@ def test_encrypted_key_is_refused_without_prompting(tmp_path: Path, pki: Pki) ->
     assert "tls_key_file" in message and "encrypted" in message
 
 
-SITE = "\n[site]\nid = 's'\netcd_endpoints = ['http://127.0.0.1:2379']\n"
+SITE = "\n[site]\nid = 's'\netcd_endpoints = ['https://127.0.0.1:2379']\n"
 
 
 def test_site_ca_file_must_hold_a_certificate(tmp_path: Path, pki: Pki) -> None:

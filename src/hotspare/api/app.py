@@ -7,7 +7,7 @@ serves a recording server, a spare's buffer store, and tests with no camera at a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -45,11 +45,13 @@ def create_app(
     clock: Callable[[], int] = wall_now_us,
     live_segments: int = 6,
     users: Sequence[ApiUser] = (),
+    node_identities: Callable[[], Mapping[str, str]] | None = None,
 ) -> FastAPI:
     """`health` returns camera id → object/dict with state, last_frame_wall_us, last_commit_wall_us,
     run_id and error (Recorder.health fits); `known_cameras` returns the cameras this node records
     (or, on a spare, the identity it has assumed) — asked on every request, so it may change live.
-    `token` is the node credential (role `node`, all rights); `users` hold the other tokens.
+    `token` is the node credential (role `node`, all rights); `users` hold the other tokens;
+    `node_identities` gives, per request, each site node's own credential (SHA-256 -> node name).
     """
     if max_import_bytes < 1:
         raise ValueError("max_import_bytes must be positive")
@@ -79,7 +81,8 @@ def create_app(
     for module in (routes_health, routes_read, routes_hls, routes_import):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(routes_metrics.router)  # /metrics, where Prometheus looks by default
-    app.add_middleware(BearerAuthMiddleware, token=token, users=users)
+    app.add_middleware(BearerAuthMiddleware, token=token, users=users,
+                       identities=node_identities)
     return app
 
 

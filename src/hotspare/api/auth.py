@@ -6,9 +6,13 @@ a route whose role is not declared in `hotspare.api.roles.ROUTE_ROLES` is refuse
 of served to anyone. The route-level security declarations below exist only so the spec tells
 clients what to send.
 
-Two kinds of credential: the node credential (`[api] token`/`token_file`, the site token every
-node of a site shares; role `node`, all rights) and user tokens (`[[api.users]]`, stored as salted
-hashes, each with a role). Tokens are compared in constant time and never appear in an answer or
+Three kinds of credential: a node's own credential (site mode: `[api] node_token_file`, known
+here by the SHA-256 the site configuration lists as that node's `token_sha256`; role `node`, and
+the request knows *which* node asks), the shared node credential (`[api] token`/`token_file`, the
+same on every node of a site; role `node` without a name, kept for reads and bootstrap — it may
+not import video into a site's recording server, `hotspare.api.fencing`) and user tokens
+(`[[api.users]]`, stored as salted hashes, each with a role). Tokens are compared in constant time
+(a node credential is long and random, so one SHA-256 suffices) and never appear in an answer or
 a log line.
 """
 
@@ -19,7 +23,7 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -46,10 +50,12 @@ PRINCIPAL_KEY = "hotspare.principal"  # in the ASGI scope, for routes that want 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request comes from: a user's name, or `node` for the node credential."""
+    """Who a request comes from: a user's name, a node's name (`node` set: it presented its own
+    credential), or `node` for the shared node credential."""
 
     name: str
     role: Role
+    node: str | None = None
 
 
 def token_from_scope(scope: Scope) -> tuple[str | None, str]:
@@ -81,11 +87,13 @@ class Credentials:
     `AuthGuard` (see `hotspare.api.auth_guard` for why and how)."""
 
     def __init__(self, node_token: str, users: Sequence[ApiUser] = (),
-                 guard: AuthGuard | None = None) -> None:
+                 guard: AuthGuard | None = None,
+                 identities: Callable[[], Mapping[str, str]] | None = None) -> None:
         if not node_token:
             raise ValueError("the API token must not be empty: every route is authenticated")
         self._node = node_token.encode("utf-8")
         self._users = {u.name: u for u in users}
+        self._identities = identities or dict
         self._verified: dict[bytes, Principal] = {}
         self.guard = guard or AuthGuard()
 
@@ -94,6 +102,10 @@ class Credentials:
         if hmac.compare_digest(presented.encode("utf-8"), self._node):
             return Principal(NODE_PRINCIPAL, Role.NODE)
         key = hashlib.sha256(presented.encode("utf-8")).digest()
+        # Asked on every request, so a node added to (or removed from) the site counts at once.
+        node = self._identities().get(key.hex())
+        if node is not None:
+            return Principal(node, Role.NODE, node=node)
         known = self._verified.get(key)
         if known is not None:
             return known
@@ -142,9 +154,10 @@ class BearerAuthMiddleware:
     """Refuses a request without a known token (401), or whose token's role is below the role
     its route needs (403); passes the rest on with the `Principal` in the scope."""
 
-    def __init__(self, app: ASGIApp, token: str, users: Sequence[ApiUser] = ()) -> None:
+    def __init__(self, app: ASGIApp, token: str, users: Sequence[ApiUser] = (),
+                 identities: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.app = app
-        self.credentials = Credentials(token, users)
+        self.credentials = Credentials(token, users, identities=identities)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

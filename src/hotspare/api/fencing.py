@@ -1,77 +1,121 @@
-"""The original's side of fencing, as HTTP: an import that carries a claim's token is checked.
+"""Who may import video into a site's recording server: the node that holds the claim on it.
 
-A re-insert under a claim sends `X-Hotspare-Fencing: claims/<server>:<token>` with every upload.
-The recording server accepts it only while that claim still exists with that create revision
-(`hotspare.sitestate.fencing`), so a spare that was frozen past its lease cannot push anything
-under a claim it no longer holds: 409 `stale_fencing_token`. When the claim cannot be read (etcd
-unreachable) the answer is 503 `fencing_unavailable` with Retry-After: the spare pauses and
-retries, and keeps its claim — a refusal there would make it stand down for an etcd hiccup.
+A re-insert under a claim sends `X-Hotspare-Fencing: claims/<server>:<token>` with every upload,
+authenticated with the spare's own credential (`hotspare.api.auth`, `Principal.node`). The
+recording server accepts it only while that claim still exists with that create revision and is
+held by that very node (`hotspare.sitestate.fencing`): a spare frozen past its lease, or any other
+node quoting the token (it is a revision number, no secret), gets 409 `stale_fencing_token` or
+403 `not_claim_holder`. When the claim cannot be read (etcd unreachable) the answer is 503
+`fencing_unavailable` with Retry-After: the spare pauses and retries, and keeps its claim — a
+refusal there would make it stand down for an etcd hiccup.
 
-An upload without the header is a leftover buffer's re-insert (its claim is long gone); it is
-accepted, because the import is idempotent and refusing it would lose video (design decision 6,
-docs/design.md).
+An upload without the header is a leftover buffer's re-insert (its spare restarted and its claim
+is long gone, design decision 6, docs/design.md): accepted only from a failover server of the site
+named by its own credential, and only while nobody holds a claim on this server — while a claim
+exists, only its holder, with its token, may import. The shared node token and user tokens never
+may (403 `node_identity_required`).
 
-Wrapped around the node's API app as plain ASGI middleware in `hotspare.node.site_node`, so the
-streaming upload is not buffered and the check runs before the body is read.
+The check is made by the route before the body is read (so a refused upload costs no transfer),
+whatever way the credential came (any header case, `?token=`: authentication has already resolved
+it), and made again by the store inside the index transaction that inserts the segment
+(`recheck`), so that a claim lost while the body streamed is not written under.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
-import anyio
-
+from hotspare.api.auth import Principal
+from hotspare.coordination.errors import CoordinationError
+from hotspare.sitestate import layout
 from hotspare.sitestate.fencing import ClaimReader, check_fence
-from hotspare.sitestate.layout import FENCING_HEADER
 
 log = logging.getLogger("hotspare.api.fencing")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_HEADER = FENCING_HEADER.lower().encode("latin-1")
 RETRY_AFTER_SECONDS = 1
 
 
-class FencingMiddleware:
-    def __init__(self, app: ASGIApp, claims: ClaimReader, server: str, token: str) -> None:
-        self.app = app
+class ImportRefused(Exception):
+    """The uploader may not import into this server now; `error` is the problem code."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)} if self.status == 503 else None
+
+
+@dataclass(frozen=True)
+class Admission:
+    """An upload let in by `ImportGate.admit`: who sends it, under which claim (None: leftover)."""
+
+    gate: ImportGate
+    node: str
+    fencing: str | None
+
+    def recheck(self) -> None:
+        """The same decision again, for the store to call inside its index transaction."""
+        self.gate.decide(self.node, self.fencing)
+
+
+class ImportGate:
+    """Decides, per upload, whether the authenticated node may import into `server`."""
+
+    def __init__(self, claims: ClaimReader, server: str,
+                 spares: Callable[[], Collection[str]]) -> None:
         self.claims = claims
         self.server = server
-        # Outermost middleware: only authenticated requests may cost an etcd read; the rest go
-        # straight on to the API's own authentication, which refuses them.
-        self._auth = f"Bearer {token}".encode("latin-1")
+        self.spares = spares
+        """The site's failover servers now (the only nodes a leftover upload may come from)."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") == "http" and scope.get("method") == "PUT":
-            headers = scope.get("headers", [])
-            value = next((v for k, v in headers if k == _HEADER), None)
-            authorized = any(k == b"authorization" and hmac.compare_digest(v, self._auth)
-                             for k, v in headers)
-            if value is not None and authorized:
-                check = await anyio.to_thread.run_sync(
-                    check_fence, self.claims, self.server, value.decode("latin-1"))
-                if not check.ok:
-                    log.warning("import refused: %s", check.detail)
-                    if check.retryable:
-                        await _answer(send, 503, "fencing_unavailable", check.detail,
-                                      [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())])
-                    else:
-                        await _answer(send, 409, "stale_fencing_token", check.detail, [])
-                    return
-        await self.app(scope, receive, send)
+    def admit(self, principal: Principal | None, fencing: str | None) -> Admission:
+        """Raises ImportRefused (logged) unless the upload may go on."""
+        if principal is None or principal.node is None:
+            who = "an unauthenticated client" if principal is None else repr(principal.name)
+            raise self._refused(
+                403, "node_identity_required",
+                f"{who} may not import video into {self.server}: only the node holding the "
+                "claim on it may, authenticated with its own credential ([api] node_token_file, "
+                "its SHA-256 listed as that node's token_sha256 in the site configuration); the "
+                "shared node token and user tokens cannot import")
+        self.decide(principal.node, fencing)
+        return Admission(self, principal.node, fencing)
 
+    def decide(self, node: str, fencing: str | None) -> None:
+        if fencing is not None:
+            check = check_fence(self.claims, self.server, fencing, node)
+            if check.ok:
+                return
+            if check.retryable:
+                raise self._refused(503, "fencing_unavailable", check.detail)
+            if check.foreign:
+                raise self._refused(403, "not_claim_holder", check.detail)
+            raise self._refused(409, "stale_fencing_token", check.detail)
+        try:
+            claim = self.claims.claim_of(self.server)
+        except CoordinationError as exc:
+            raise self._refused(
+                503, "fencing_unavailable",
+                f"{self.server} cannot check who holds its claim now: etcd did not answer "
+                f"({exc}); the upload may be retried") from None
+        if claim is not None:
+            raise self._refused(
+                409, "fencing_required",
+                f"{claim.spare!r} holds the claim on {self.server} (token {claim.token}); an "
+                f"upload from {node!r} without {layout.FENCING_HEADER} is refused while a claim "
+                "exists: only the holder may import, with its token")
+        if node not in self.spares():
+            raise self._refused(
+                403, "not_claim_holder",
+                f"{node!r} holds no claim on {self.server} and is not a failover server of the "
+                "site, so it has no video of this server to re-insert")
 
-async def _answer(send: Send, status: int, error: str, detail: str,
-                  extra: list[tuple[bytes, bytes]]) -> None:
-    body = json.dumps({"error": error, "detail": detail}).encode("utf-8")
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode("ascii")), *extra]})
-    await send({"type": "http.response.body", "body": body})
+    def _refused(self, status: int, error: str, detail: str) -> ImportRefused:
+        log.warning("import into %s refused (%s): %s", self.server, error, detail)
+        return ImportRefused(status, error, detail)

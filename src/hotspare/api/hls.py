@@ -2,8 +2,12 @@
 
 Each stored segment is a standalone fragmented MP4: its first `init_bytes` bytes are the init
 section and the rest is media. So one file serves as both the `EXT-X-MAP` (a byte range from 0) and
-the media segment (the byte range after it); players fetch ranges of the very file the store wrote.
-Media time restarts at every run, so a new run, and any hole in time, is marked as a discontinuity.
+the media segment (the byte range after it); players fetch ranges of the very file the store wrote
+(`?raw=1`, so the ranges stay those of the stored file). A segment whose tail a later segment
+serves (hotspare.store.served) is listed cut: its media URI asks the node for the fragments up to
+the cut (`?end_us=…&part=media`), its EXT-X-MAP stays the stored init section (the cut form keeps
+it byte for byte), and EXTINF is the served duration. Media time restarts at every run, so a new
+run, and any hole in time, is marked as a discontinuity.
 """
 
 from __future__ import annotations
@@ -33,23 +37,49 @@ def needs_discontinuity(previous: SegmentInfo | None, current: SegmentInfo) -> b
     return abs(current.start_wall_us - previous.end_wall_us) > GAP_TOLERANCE_US
 
 
-def _segment_lines(segment: SegmentInfo, uri: str, discontinuity: bool) -> list[str]:
+@dataclass(frozen=True)
+class PlaylistItem:
+    """One segment as a playlist lists it."""
+
+    segment: SegmentInfo
+    file_url: str  # the segment's `/file` URL (absolute or relative), without a query
+    end_wall_us: int | None = None  # serve the frames before this (a cut); None: the whole file
+
+    @property
+    def duration_s(self) -> float:
+        if self.end_wall_us is None:
+            return self.segment.duration_90k / TICKS_PER_SECOND
+        return max(0, self.end_wall_us - self.segment.start_wall_us) / 1_000_000
+
+
+def _with_query(url: str, *parts: str) -> str:
+    query = "&".join(p for p in parts if p)
+    return f"{url}?{query}" if query else url
+
+
+def _segment_lines(item: PlaylistItem, query: str, discontinuity: bool) -> list[str]:
+    """`query`: what every URI carries besides its own parameters (a `token=`, or nothing)."""
+    segment = item.segment
+    raw = _with_query(item.file_url, "raw=1", query)
     lines = ["#EXT-X-DISCONTINUITY"] if discontinuity else []
-    media_length = segment.bytes - segment.init_bytes
     lines += [
-        f'#EXT-X-MAP:URI="{uri}",BYTERANGE="{segment.init_bytes}@0"',
+        f'#EXT-X-MAP:URI="{raw}",BYTERANGE="{segment.init_bytes}@0"',
         f"#EXT-X-PROGRAM-DATE-TIME:{format_wall_us(segment.start_wall_us)}",
-        f"#EXTINF:{segment.duration_90k / TICKS_PER_SECOND:.3f},",
-        f"#EXT-X-BYTERANGE:{media_length}@{segment.init_bytes}",
-        uri,
+        f"#EXTINF:{item.duration_s:.3f},",
     ]
+    if item.end_wall_us is None:
+        lines += [f"#EXT-X-BYTERANGE:{segment.bytes - segment.init_bytes}@{segment.init_bytes}",
+                  raw]
+    else:
+        lines.append(_with_query(item.file_url, f"end_us={item.end_wall_us}", "part=media",
+                                 query))
     return lines
 
 
-def _target_duration(segments: Sequence[SegmentInfo], default: int) -> int:
-    if not segments:
+def _target_duration(items: Sequence[PlaylistItem], default: int) -> int:
+    if not items:
         return default
-    return max(1, math.ceil(max(s.duration_90k for s in segments) / TICKS_PER_SECOND))
+    return max(1, math.ceil(max(i.duration_s for i in items)))
 
 
 _T = TypeVar("_T")
@@ -69,9 +99,10 @@ def cut_playlist(items: Sequence[_T], start_of: Callable[[_T], int], cap: int,
     return [i for i in items[: cap + 1] if start_of(i) < cut], cut
 
 
-def vod_playlist(segments: Sequence[SegmentInfo], uri_for: Callable[[SegmentInfo], str],
+def vod_playlist(items: Sequence[PlaylistItem], query: str = "",
                  next_from_wall_us: int | None = None) -> str:
-    """A complete playlist for a past time range; `segments` sorted by wall time.
+    """A complete playlist for a past time range; `items` sorted by wall time, each served
+    once (hotspare.store.served decided which and how far).
 
     A playlist cut at the segment cap still ends with ENDLIST (a valid VOD playlist a player
     plays to its end); a comment says where the rest starts, for people reading it, and the
@@ -80,17 +111,17 @@ def vod_playlist(segments: Sequence[SegmentInfo], uri_for: Callable[[SegmentInfo
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{HLS_VERSION}",
-        f"#EXT-X-TARGETDURATION:{_target_duration(segments, 1)}",
+        f"#EXT-X-TARGETDURATION:{_target_duration(items, 1)}",
         "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-INDEPENDENT-SEGMENTS",
     ]
     previous: SegmentInfo | None = None
-    for segment in segments:
-        lines += _segment_lines(segment, uri_for(segment), needs_discontinuity(previous, segment))
-        previous = segment
+    for item in items:
+        lines += _segment_lines(item, query, needs_discontinuity(previous, item.segment))
+        previous = item.segment
     if next_from_wall_us is not None:
-        lines.append(f"# cut at {len(segments)} segments: the rest from "
+        lines.append(f"# cut at {len(items)} segments: the rest from "
                      f"from={next_from_wall_us} ({format_wall_us(next_from_wall_us)})")
     lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
@@ -147,13 +178,13 @@ class LiveSequencer:
 
 def live_playlist(
     camera_id: str,
-    window: Sequence[SegmentInfo],
-    uri_for: Callable[[SegmentInfo], str],
+    window: Sequence[PlaylistItem],
+    query: str,
     sequencer: LiveSequencer,
     default_target: int,
 ) -> str:
     """The latest segments, no ENDLIST: players reload it about once per target duration."""
-    numbers = sequencer.number(camera_id, window)
+    numbers = sequencer.number(camera_id, [i.segment for i in window])
     first = numbers[0] if numbers else _Numbers(0, 0)
     lines = [
         "#EXTM3U",
@@ -164,7 +195,7 @@ def live_playlist(
         "#EXT-X-INDEPENDENT-SEGMENTS",
     ]
     previous: SegmentInfo | None = None
-    for segment in window:
-        lines += _segment_lines(segment, uri_for(segment), needs_discontinuity(previous, segment))
-        previous = segment
+    for item in window:
+        lines += _segment_lines(item, query, needs_discontinuity(previous, item.segment))
+        previous = item.segment
     return "\n".join(lines) + "\n"

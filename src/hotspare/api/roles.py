@@ -7,9 +7,11 @@ reviewed in one place. A route missing from the table cannot be reached: the aut
 answers 500 (`route_without_role`) rather than guess, and tests/unit/test_api_roles.py walks
 every route of a site node's app to catch it before it ships.
 
-`node` is not a user role: it is held only by the node credential (the site token every node of a
-site shares, `[api] token`/`token_file`), ranks above `admin`, and is the only role that may push
-video into a node (re-insert). It is what keeps node-to-node traffic working whatever users exist.
+`node` is not a user role: it is held only by node credentials (a node's own, `[api]
+node_token_file`, or the site token every node shares, `[api] token`/`token_file`), ranks above
+`admin`, and is the only role that may push video into a node (re-insert; on a site's recording
+server only with the node's own credential and its claim, `hotspare.api.fencing`). It is what
+keeps node-to-node traffic working whatever users exist.
 """
 
 from __future__ import annotations
@@ -44,10 +46,10 @@ USER_ROLES = (Role.VIEWER, Role.OPERATOR, Role.ADMIN)  # what `[[api.users]] rol
 
 _V = Role.VIEWER
 # Every route of every node: method, full path template -> the least role that may call it.
-# Today every route only reads, except the re-insert upload, which only nodes make. `operator`
-# and `admin` have no route of their own yet (configuration is written to etcd by
-# `hotspare site apply`, not through the API); they are here so that clients can be given the
-# role their job needs now and keep it when such routes arrive.
+# Today every route only reads, except the re-insert upload, which only nodes make, and the
+# evidence export (`operator`). `admin` has no route of its own yet (configuration is written to
+# etcd by `hotspare site apply`, not through the API); it is here so that clients can be given
+# the role their job needs now and keep it when such routes arrive.
 ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/openapi.json"): _V,
     ("GET", "/docs"): _V,
@@ -72,6 +74,11 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/site/cameras/{camera}/timeline"): _V,
     ("GET", "/api/v1/site/cameras/{camera}/playback.m3u8"): _V,
     ("GET", "/api/v1/site/cameras/{camera}/live.m3u8"): _V,
+    # evidence export (hotspare.export): signs with the site key, so above a viewer
+    ("POST", "/api/v1/site/cameras/{camera}/exports"): Role.OPERATOR,
+    ("GET", "/api/v1/site/exports/{job_id}"): Role.OPERATOR,
+    ("GET", "/api/v1/site/exports/{job_id}/clip.mp4"): Role.OPERATOR,
+    ("GET", "/api/v1/site/exports/{job_id}/manifest.json"): Role.OPERATOR,
 }
 
 

@@ -1,4 +1,5 @@
-"""HLS playback (a past range) and live view (a sliding window) straight from stored segments.
+"""HLS playback (a past range) and live view (a sliding window) straight from stored segments,
+each frame once (the node's served-span rule, hotspare.api.serving).
 
 URIs in the playlists are relative, so they keep working behind a reverse proxy that mounts the
 node under a prefix. When the playlist itself was fetched with `?token=`, the token is copied into
@@ -14,10 +15,13 @@ from fastapi import APIRouter, Request, Response
 
 from hotspare.api.auth import TOKEN_QUERY_PARAM, token_from_scope
 from hotspare.api.context import Ctx
-from hotspare.api.hls import cut_playlist, live_playlist, vod_playlist
+from hotspare.api.hls import PlaylistItem, cut_playlist, live_playlist, vod_playlist
 from hotspare.api.params import CameraParam, FromParam, ToParam, check_range_length
 from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES
+from hotspare.api.serving import node_spans
 from hotspare.store.models import SegmentInfo
+from hotspare.store.segment_store import SegmentStore
+from hotspare.store.served import Serve
 from hotspare.wire import MAX_PLAYLIST_SEGMENTS, MAX_SEGMENT_RANGE_US, NEXT_FROM_HEADER
 
 router = APIRouter(tags=["playback"], responses=COMMON_RESPONSES)
@@ -31,14 +35,17 @@ _PLAYLIST_RESPONSES: dict[int | str, dict[str, Any]] = {
 _SEGMENT_BASE = "../../segments"
 
 
-def _uri_maker(request: Request) -> Any:
+def token_query(request: Request) -> str:
+    """`token=…` when the playlist was fetched with one in its query (never a header's token)."""
     token, source = token_from_scope(request.scope)
-    suffix = f"?{TOKEN_QUERY_PARAM}={quote(token, safe='')}" if token and source == "query" else ""
+    return f"{TOKEN_QUERY_PARAM}={quote(token, safe='')}" if token and source == "query" else ""
 
-    def uri_for(segment: SegmentInfo) -> str:
-        return f"{_SEGMENT_BASE}/{segment.segment_id}/file{suffix}"
 
-    return uri_for
+def _items(store: SegmentStore, segments: list[SegmentInfo]) -> list[PlaylistItem]:
+    """The segments as served: each frame once, a segment inside others left out."""
+    return [PlaylistItem(span.segment, f"{_SEGMENT_BASE}/{span.segment.segment_id}/file",
+                         span.end_wall_us if span.serve is Serve.BEFORE else None)
+            for span in node_spans(store, segments) if span.serve is not Serve.NOTHING]
 
 
 def _playlist(text: str, *, cache: str) -> Response:
@@ -72,7 +79,8 @@ def playback(
         found, lambda s: s.start_wall_us, MAX_PLAYLIST_SEGMENTS, from_us
     )
     response = _playlist(
-        vod_playlist(segments, _uri_maker(request), next_from), cache="no-cache"
+        vod_playlist(_items(ctx.store, segments), token_query(request), next_from),
+        cache="no-cache",
     )
     if next_from is not None:
         response.headers[NEXT_FROM_HEADER] = str(next_from)
@@ -91,5 +99,6 @@ def live(ctx: Ctx, request: Request, camera: CameraParam) -> Response:
     window = ctx.store.latest_segments(
         camera, max(0, now - ctx.live_lookback_us), now, ctx.live_segments
     )
-    text = live_playlist(camera, window, _uri_maker(request), ctx.sequencer, default_target=4)
+    text = live_playlist(camera, _items(ctx.store, window), token_query(request), ctx.sequencer,
+                         default_target=4)
     return _playlist(text, cache="no-store")

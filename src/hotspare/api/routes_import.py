@@ -8,25 +8,36 @@ arrives, fsynced once) → check length and SHA-256 → hand the file, its hash 
 store, which parses the MP4, checks it against the metadata and indexes it in one step — without
 hashing or syncing the same bytes a second time. Every
 refusal removes the temp file, so nothing is ever half-written (docs/design.md, "Invariants").
+
+On a site's recording server an `ImportGate` (`hotspare.api.fencing`) decides first, before the
+body, that the authenticated node holds the claim on this server, and the store asks it again
+inside the index transaction; the segment's `recorded_by` must then be that node and its
+`recorded_as` this server.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from hotspare.api.auth import PRINCIPAL_KEY
 from hotspare.api.context import Ctx, NodeContext
+from hotspare.api.fencing import Admission, ImportGate, ImportRefused
 from hotspare.api.params import CameraParam
 from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError
 from hotspare.api.upload import receive_to_file
+from hotspare.sitestate.layout import FENCING_HEADER
 from hotspare.store import importer
 from hotspare.store.segment_store import StoreError
 from hotspare.wire import META_HEADER, ImportMetaIn, ImportOut, Problem, SegmentOut
+
+log = logging.getLogger("hotspare.api.import")
 
 router = APIRouter(tags=["import"], responses=COMMON_RESPONSES)
 
@@ -53,6 +64,30 @@ def _meta_from_header(raw: str) -> ImportMetaIn:
     return meta
 
 
+async def _admit(request: Request) -> Admission | None:
+    """Site mode: refuse an upload its sender may not make, before the body is read and before
+    its metadata is even looked at (a dependency runs before the route's own parameters are
+    validated), so a node without the claim learns just that."""
+    gate = _gate(request)
+    if gate is None:
+        return None  # a standalone node: no claims, any node credential may import
+    values = request.headers.getlist(FENCING_HEADER)
+    if len(values) > 1:
+        raise ApiError(400, "bad_fencing", f"{FENCING_HEADER} is sent {len(values)} times; "
+                       "send it once")
+    try:
+        admission = await run_in_threadpool(gate.admit, request.scope.get(PRINCIPAL_KEY),
+                                            values[0] if values else None)
+    except ImportRefused as exc:
+        raise ApiError(exc.status, exc.error, exc.detail, exc.headers) from None
+    return admission
+
+
+def _gate(request: Request) -> ImportGate | None:
+    gate = getattr(request.app.state, "import_gate", None)
+    return gate if isinstance(gate, ImportGate) else None
+
+
 @router.put(
     "/cameras/{camera}/segments/import",
     response_model=ImportOut,
@@ -63,7 +98,23 @@ def _meta_from_header(raw: str) -> ImportMetaIn:
             "model": Problem,
             "description": "bad metadata, truncated body or hash mismatch; nothing was written",
         },
-        409: {"model": Problem, "description": "conflicts with a different segment already stored"},
+        403: {
+            "model": Problem,
+            "description": "site mode: the uploader is not the node holding the claim on this "
+            "server (`node_identity_required`, `not_claim_holder`), or the metadata names "
+            "another recorder (`recorded_by_mismatch`); nothing was read or written",
+        },
+        409: {
+            "model": Problem,
+            "description": "conflicts with a different segment already stored, or site mode: "
+            "the fencing token is stale (`stale_fencing_token`) or missing while a claim exists "
+            "(`fencing_required`)",
+        },
+        503: {
+            "model": Problem,
+            "description": "`fencing_unavailable`: etcd cannot be read to check the claim; "
+            "retry after Retry-After",
+        },
         413: {"model": Problem, "description": "the body exceeds the node's import limit"},
         507: {
             "model": Problem,
@@ -92,6 +143,7 @@ async def import_segment(
     ctx: Ctx,
     request: Request,
     camera: CameraParam,
+    admission: Annotated[Admission | None, Depends(_admit)],
     meta_header: Annotated[
         str,
         Header(
@@ -104,6 +156,7 @@ async def import_segment(
 ) -> JSONResponse:
     camera = ctx.check_camera(camera, must_be_configured=True)
     meta = _meta_from_header(meta_header)
+    _check_recorder(request, admission, meta)
     if meta.bytes > ctx.max_import_bytes:
         raise ApiError(
             413,
@@ -145,7 +198,7 @@ async def import_segment(
         # The body was hashed while it streamed and fsynced once; the store only parses it.
         done = importer.Received(sha256=received.sha256, synced=True)
         result = await run_in_threadpool(_import, ctx, meta.to_store(camera), received.path,
-                                         done)
+                                         done, admission)
     finally:
         received.path.unlink(missing_ok=True)
     return JSONResponse(result.model_dump())
@@ -168,12 +221,31 @@ _REFUSALS = {
 }
 
 
+def _check_recorder(request: Request, admission: Admission | None, meta: ImportMetaIn) -> None:
+    """The video's recorder is the authenticated node, never a name the client chose."""
+    gate = _gate(request)
+    if admission is None or gate is None:
+        return
+    if meta.recorded_by != admission.node or meta.recorded_as != gate.server:
+        log.warning("import into %s refused: %s uploaded a segment it says was recorded by %r "
+                    "as %r", gate.server, admission.node, meta.recorded_by, meta.recorded_as)
+        raise ApiError(
+            403, "recorded_by_mismatch",
+            f"{admission.node!r} may only re-insert video it recorded itself as "
+            f"{gate.server!r}; the metadata says recorded_by={meta.recorded_by!r}, "
+            f"recorded_as={meta.recorded_as!r}; nothing was read or written")
+
+
 def _import(ctx: NodeContext, meta: importer.ImportMeta, path: Path,
-            received: importer.Received) -> ImportOut:
+            received: importer.Received, admission: Admission | None = None) -> ImportOut:
     configured = ctx.known_cameras()
     try:
-        result = ctx.store.import_segment(meta, path, known_camera=configured.__contains__,
-                                          received=received)
+        result = ctx.store.import_segment(
+            meta, path, known_camera=configured.__contains__, received=received,
+            guard=None if admission is None else admission.recheck)
+    except ImportRefused as exc:
+        raise ApiError(exc.status, exc.error, f"{exc.detail}; nothing was written",
+                       exc.headers) from None
     except importer.ImportRejected as exc:
         code, advice = _REFUSALS.get(exc.status, ("import_refused", "see the node's log"))
         raise ApiError(exc.status, code, f"{exc.reason}; nothing was written. {advice}") from None

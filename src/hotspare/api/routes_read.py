@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
@@ -25,7 +26,15 @@ from hotspare.api.params import (
 )
 from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError
 from hotspare.api.roles import Role
+from hotspare.api.serving import (
+    bytes_response,
+    node_spans,
+    served_parts,
+    stored_file_response,
+)
+from hotspare.store import mp4
 from hotspare.store.models import SegmentInfo
+from hotspare.store.served import Serve, half_frame_us
 from hotspare.wire import (
     MAX_PAGE_ROWS,
     MAX_SEGMENT_RANGE_US,
@@ -211,6 +220,16 @@ def get_segment(ctx: Ctx, segment_id: SegmentIdParam) -> SegmentOut:
     return SegmentOut.of(find_segment(ctx, segment_id))
 
 
+RawParam = Annotated[bool, Query(description=(
+    "the stored file byte for byte, whatever is served of it (the store's own copies and "
+    "re-insert use this; its SHA-256 is the index's)"))]
+EndParam = Annotated[int | None, Query(ge=0, le=2**62, description=(
+    "serve only the frames starting before this wall time (µs since the epoch, UTC), the frame "
+    "within half a frame of it excluded; playlists name such cuts"))]
+PartParam = Annotated[Literal["all", "init", "media"], Query(description=(
+    "`init`: only the init section (for an EXT-X-MAP), `media`: only the fragments after it"))]
+
+
 @router.get(
     "/segments/{segment_id}/file",
     response_class=FileResponse,
@@ -218,7 +237,8 @@ def get_segment(ctx: Ctx, segment_id: SegmentIdParam) -> SegmentOut:
         **_SEGMENT_RESPONSES,
         200: {
             "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "the whole file",
+            "description": "the frames served of the segment (the whole file unless a later "
+            "segment overlaps its tail), or the stored file with `raw=1`",
         },
         206: {
             "content": {
@@ -226,30 +246,91 @@ def get_segment(ctx: Ctx, segment_id: SegmentIdParam) -> SegmentOut:
                 "multipart/byteranges": {"schema": {"type": "string", "format": "binary"}},
             },
             "description": "the byte range asked for with `Range: bytes=a-b`; several ranges "
-            "(`bytes=a-b,c-d`) come as `multipart/byteranges`",
+            "(`bytes=a-b,c-d`) of a stored file come as `multipart/byteranges`",
         },
-        400: {"model": Problem, "description": "the `Range` header is malformed"},
+        400: {"model": Problem, "description": "the `Range` header or the query is malformed"},
+        409: {"model": Problem, "description": "every frame of the segment is served by other "
+              "segments (it lies inside them): nothing of it is served; `raw=1` gives the file"},
         416: {"model": Problem, "description": "the range lies outside the file"},
     },
-    summary="The segment's fMP4 file; supports Range requests",
+    summary="The segment's fMP4 file as served (each frame once); supports Range requests",
+    description="By default the frames this node serves of the segment: a later segment that "
+    "overlaps its tail (a spare's first segment after a takeover, a server's first after "
+    "handback) serves those frames, so they are cut here (docs/design.md, decision 13). "
+    "`end_us` asks for an explicit cut (what playlists list), `raw=1` for the stored bytes.",
 )
-def get_segment_file(ctx: Ctx, segment_id: SegmentIdParam, request: Request) -> FileResponse:
+def get_segment_file(ctx: Ctx, segment_id: SegmentIdParam, request: Request,
+                     raw: RawParam = False, end_us: EndParam = None,
+                     part: PartParam = "all") -> Response:
     segment = find_segment(ctx, segment_id)
     path = ctx.store.segment_file(segment)
-    if not path.is_file():
-        raise ApiError(
-            404,
-            "file_missing",
-            f"segment {segment_id} is indexed but its file {segment.relpath} is missing; "
-            "restart the node so it reconciles its store",
-        )
+    if raw and (end_us is not None or part != "all"):
+        raise ApiError(400, "bad_query", "`raw=1` serves the stored file whole: leave out "
+                       "`end_us` and `part`")
+    end = None if raw else _served_end(ctx, segment, end_us)
+    name = f"{segment.camera_id}-{segment.run_id}-{segment.seq:06d}"
     http_range = request.headers.get("range")
+    if end is None and part == "all":
+        try:
+            file = path.open("rb")
+        except FileNotFoundError:
+            raise _file_gone(ctx, segment) from None
+        try:
+            if http_range is not None:
+                check_range(http_range, os.fstat(file.fileno()).st_size)
+        except BaseException:
+            file.close()
+            raise
+        return stored_file_response(file, request, {
+            "Content-Disposition": f'inline; filename="{name}.mp4"',
+            "X-Segment-SHA256": segment.sha256,
+            "Cache-Control": "private, max-age=86400",
+        })
+    try:
+        served = served_parts(path, segment, end)
+    except FileNotFoundError:
+        raise _file_gone(ctx, segment) from None
+    except (OSError, mp4.Mp4Error) as exc:
+        raise ApiError(500, "cannot_serve_segment",
+                       f"segment {segment_id} ({segment.relpath}) cannot be served cut at "
+                       f"{end}: {exc}; `raw=1` gives the stored file") from exc
+    data = {"all": served.data, "init": served.init, "media": served.media}[part]
     if http_range is not None:
-        check_range(http_range, path.stat().st_size)
-    return FileResponse(
-        path,
-        media_type="video/mp4",
-        filename=f"{segment.camera_id}-{segment.run_id}-{segment.seq:06d}.mp4",
-        content_disposition_type="inline",
-        headers={"X-Segment-SHA256": segment.sha256, "Cache-Control": "private, max-age=86400"},
-    )
+        check_range(http_range, len(data))
+    suffix = "" if end is None else f"-{served.frames}frames"
+    return bytes_response(data, request, {
+        "Content-Disposition": f'inline; filename="{name}{suffix}.mp4"',
+        "Cache-Control": "private, no-cache",
+        "Hotspare-Served-Frames": str(served.frames),
+    })
+
+
+def _file_gone(ctx: NodeContext, segment: SegmentInfo) -> ApiError:
+    """404 for a row whose file is not there: deleted since the row was read (re-insert moved a
+    spare's copy to the server, retention removed it), or missing from the store."""
+    if ctx.store.get_segment(segment.segment_id) is None:
+        return ApiError(404, "unknown_segment",
+                        f"segment {segment.segment_id} was removed from node "
+                        f"{ctx.server_name!r} just now (re-inserted elsewhere or deleted by "
+                        "retention); ask the playlist again")
+    return ApiError(404, "file_missing",
+                    f"segment {segment.segment_id} is indexed but its file {segment.relpath} is "
+                    "missing; restart the node so it reconciles its store")
+
+
+def _served_end(ctx: NodeContext, segment: SegmentInfo, end_us: int | None) -> int | None:
+    """Where the served frames of `segment` end (None: the whole file): `end_us` when given,
+    otherwise the node's served-span rule."""
+    if end_us is None:
+        span = node_spans(ctx.store, [segment])[0]
+        if span.serve is Serve.NOTHING:
+            raise ApiError(409, "not_served",
+                           f"every frame of segment {segment.segment_id} is served by other "
+                           f"segments of camera {segment.camera_id!r} (it lies inside them); "
+                           "`raw=1` gives the stored file")
+        return span.end_wall_us if span.serve is Serve.BEFORE else None
+    if end_us - segment.start_wall_us <= half_frame_us(segment):
+        raise ApiError(400, "nothing_served",
+                       f"`end_us` {end_us} is not after segment {segment.segment_id}'s first "
+                       f"frame (at {segment.start_wall_us}): no frame would be served")
+    return None if end_us >= segment.end_wall_us else end_us

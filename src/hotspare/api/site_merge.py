@@ -18,6 +18,7 @@ import httpx
 
 from hotspare.client.node_client import NodeApiError, NodeClient
 from hotspare.store.models import SegmentInfo
+from hotspare.store.served import Serve, ServedSpan, served_spans
 from hotspare.store.timeline import find_gaps
 from hotspare.wire import MAX_PAGE_ROWS, GapOut, HeldRunOut, SegmentOut, SiteTimelineOut, SourceOut
 
@@ -160,10 +161,9 @@ class HeldSegment:
     url: str
 
 
-def merge_segments(results: list[SourceResult], prefer: str) -> list[HeldSegment]:
-    """One playable sequence: each (run, seq) once — from `prefer` (the camera's own server,
-    whose copy is acknowledged) when it has it — oldest first, and a segment wholly inside time
-    already covered dropped (split-brain duplicates are allowed in stores, not in a playlist)."""
+def unique_segments(results: list[SourceResult], prefer: str) -> list[HeldSegment]:
+    """Each (run, seq) once — from `prefer` (the camera's own server, whose copy is
+    acknowledged) when it has it — oldest first."""
     best: dict[tuple[str, int], HeldSegment] = {}
     for result in results:
         if not result.ok or result.value is None:
@@ -172,10 +172,29 @@ def merge_segments(results: list[SourceResult], prefer: str) -> list[HeldSegment
             key = (out.run_id, out.seq)
             if key not in best or result.node == prefer:
                 best[key] = HeldSegment(out.to_info(), result.node, result.url)
+    return sorted(best.values(), key=lambda h: (h.segment.start_wall_us, h.node != prefer))
+
+
+def served_segments(results: list[SourceResult], prefer: str) -> list[ServedSpan[HeldSegment]]:
+    """What the site serves of a camera's segments on every node, oldest first: each
+    (run, seq) once (`unique_segments`), then each frame once (hotspare.store.served: an
+    overlapped tail cut, a segment inside others left out), so that the node holding the earlier
+    of two overlapping segments is asked for it cut."""
+    return [span for span in served_spans(unique_segments(results, prefer), _segment_of)
+            if span.serve is not Serve.NOTHING]
+
+
+def _segment_of(held: HeldSegment) -> SegmentInfo:
+    return held.segment
+
+
+def merge_segments(results: list[SourceResult], prefer: str) -> list[HeldSegment]:
+    """One playable sequence of whole segments: each (run, seq) once, oldest first, and a segment
+    wholly inside time already covered dropped (split-brain duplicates are allowed in stores, not
+    in a playlist). Overlapping tails are not cut here: `served_segments` does that."""
     chosen: list[HeldSegment] = []
     covered = -1
-    for held in sorted(best.values(),
-                       key=lambda h: (h.segment.start_wall_us, h.node != prefer)):
+    for held in unique_segments(results, prefer):
         if held.segment.end_wall_us <= covered:
             continue
         chosen.append(held)

@@ -21,7 +21,7 @@ from fastapi.responses import RedirectResponse
 
 from hotspare.api import site_merge, site_state
 from hotspare.api.auth import TOKEN_QUERY_PARAM, token_from_scope
-from hotspare.api.hls import cut_playlist, vod_playlist
+from hotspare.api.hls import PlaylistItem, cut_playlist, vod_playlist
 from hotspare.api.params import CameraParam, FromParam, MaxGapParam, ToParam, check_range_length
 from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError
 from hotspare.client.node_client import NodeClient
@@ -30,7 +30,7 @@ from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.sitestate.applied import AppliedSite
 from hotspare.sitestate.events import read_events
-from hotspare.store.models import SegmentInfo
+from hotspare.store.served import Serve
 from hotspare.timefmt import TimeFormatError, parse_wall_time, wall_now_us
 from hotspare.wire import (
     MAX_PLAYLIST_SEGMENTS,
@@ -128,10 +128,15 @@ def _ask_holders(api: SiteApi, camera: str, from_: str | None, to: str | None,
     return server, from_us, to_us, results
 
 
-def _token_suffix(request: Request) -> str:
+def _token_query(request: Request) -> str:
     """Copy a `?token=` into URIs we hand out (players can't send headers); never a header's."""
     token, source = token_from_scope(request.scope)
-    return f"?{TOKEN_QUERY_PARAM}={quote(token, safe='')}" if token and source == "query" else ""
+    return f"{TOKEN_QUERY_PARAM}={quote(token, safe='')}" if token and source == "query" else ""
+
+
+def _token_suffix(request: Request) -> str:
+    query = _token_query(request)
+    return f"?{query}" if query else ""
 
 
 def site_router(api: SiteApi) -> APIRouter:
@@ -219,22 +224,20 @@ def site_router(api: SiteApi) -> APIRouter:
             api, camera, from_, to,
             lambda c, f, t: site_merge.segment_pages(c, camera, f, t, MAX_PLAYLIST_SEGMENTS),
             MAX_SEGMENT_RANGE_US, "a playlist")
-        merged = site_merge.merge_segments(results, prefer=server)
-        chosen, next_from = cut_playlist(merged, lambda h: h.segment.start_wall_us,
+        served = site_merge.served_segments(results, prefer=server)
+        chosen, next_from = cut_playlist(served, lambda s: s.segment.start_wall_us,
                                          MAX_PLAYLIST_SEGMENTS, from_us)
         cut = site_merge.unread_from(results)
         if cut is not None and (next_from is None or cut < next_from):
             cut = max(cut, from_us + 1)
-            chosen = [h for h in chosen if h.segment.start_wall_us < cut]
+            chosen = [s for s in chosen if s.segment.start_wall_us < cut]
             next_from = cut
-        suffix = _token_suffix(request)
-        # vod_playlist hands back the very objects it was given: map each to its holder's URL.
-        holder_url = {id(h.segment): h.url for h in chosen}
-
-        def uri_for(segment: SegmentInfo) -> str:
-            return f"{holder_url[id(segment)]}/api/v1/segments/{segment.segment_id}/file{suffix}"
-
-        text = vod_playlist([h.segment for h in chosen], uri_for, next_from)
+        # A segment cut here is served cut by the node holding it (`end_us`).
+        items = [PlaylistItem(s.segment,
+                              f"{s.item.url}/api/v1/segments/{s.segment.segment_id}/file",
+                              s.end_wall_us if s.serve is Serve.BEFORE else None)
+                 for s in chosen]
+        text = vod_playlist(items, _token_query(request), next_from)
         partial = [r.node for r in results if not r.ok]
         headers = {"Cache-Control": "no-cache"}
         if partial:

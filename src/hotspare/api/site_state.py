@@ -6,6 +6,12 @@ see the same answer for the same keys. Nothing here talks to another node: where
 decided from the keys (`owners/`, `claims/`, `spares/`, `reinsert/`), and the timeline module asks
 the nodes themselves.
 
+Which node, from the keys; at which URL, never: a node's URL is built only from its `address` in
+the applied site configuration and the site's TLS flag (design decision 12). A URL that a runtime
+key publishes and that differs is ignored and logged (once per key and URL), because whoever can
+write etcd could otherwise send the master's requests — and the credentials they carry — to a
+listener of their own (issue 11).
+
 Server states (a string, so clients can show it as is):
 
 | state | when |
@@ -18,6 +24,7 @@ Server states (a string, so clients can show it as is):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,11 +37,35 @@ from hotspare.tls import node_url
 SiteSnapshot = SiteState
 """The name the site API's callers know the snapshot by."""
 
+log = logging.getLogger("hotspare.api.site_state")
+_REPORTED_MAX = 1000
+_reported: set[tuple[str, str, str]] = set()
+
 
 def address_url(address: str, config: SiteConfig) -> str:
     """A node's `host:port` from site.toml as the URL its API answers on (https when the site
     says `tls = true`)."""
     return node_url(address, config.site.tls)
+
+
+def configured_url(name: str, config: SiteConfig) -> str:
+    """Node `name`'s URL from the site configuration; "" for a name the site does not list."""
+    node = config.recording_server(name) or config.failover_server(name)
+    return address_url(node.address, config) if node is not None else ""
+
+
+def _url_of(name: str, published: str, key: str, config: SiteConfig) -> str:
+    """`name`'s configured URL; `published` (read from etcd `key`) is only compared with it."""
+    url = configured_url(name, config)
+    if published and published != url:
+        seen = (key, name, published)
+        if seen not in _reported and len(_reported) < _REPORTED_MAX:
+            _reported.add(seen)
+            log.warning("etcd %s names %s at %s, but the site configuration puts it at %s; the "
+                        "runtime value is ignored (node URLs come only from config/site). Check "
+                        "who writes to etcd, or re-apply the site if %s has moved", key, name,
+                        published, url or "no address (not a node of the site)", name)
+    return url
 
 
 def read_snapshot(coord: Coordinator) -> SiteState:
@@ -54,29 +85,29 @@ def server_state(server: str, snap: SiteSnapshot) -> str:
 
 def owner_of(server: str, config: SiteConfig, snap: SiteSnapshot) -> tuple[str, str]:
     """(node, url) serving the server's cameras now: the covering spare while its claim holds,
-    else the server itself at its configured address (an `owners/` key left by a finished
-    coverage is not trusted once the claim is gone)."""
+    else the server itself (an `owners/` key left by a finished coverage is not trusted once the
+    claim is gone). URLs from the configuration only (module docstring); a claim by a node the
+    site does not list is ignored."""
     claim = snap.claims.get(server)
     owner = snap.owners.get(server)
     if claim is not None:
-        if owner is not None and owner.node == claim.spare and owner.url:
-            return claim.spare, owner.url
-        if claim.url:
-            return claim.spare, claim.url
+        if owner is not None and owner.node == claim.spare:
+            _url_of(claim.spare, owner.url, f"owners/{server}", config)
+        url = _url_of(claim.spare, claim.url, f"claims/{server}", config)
+        if url:
+            return claim.spare, url
     me = config.recording_server(server)
     if me is not None:
         return server, address_url(me.address, config)
     if owner is None:
         return server, ""
-    return owner.node or server, owner.url
+    node = owner.node or server
+    return node, _url_of(node, owner.url, f"owners/{server}", config)
 
 
 def spare_url(name: str, config: SiteConfig, snap: SiteSnapshot) -> str:
     record = snap.spares.get(name)
-    if record is not None and record.url:
-        return record.url
-    spare = config.failover_server(name)
-    return address_url(spare.address, config) if spare is not None else ""
+    return _url_of(name, record.url if record is not None else "", f"spares/{name}", config)
 
 
 def holders(server: str, config: SiteConfig, snap: SiteSnapshot) -> dict[str, str]:
@@ -93,7 +124,8 @@ def holders(server: str, config: SiteConfig, snap: SiteSnapshot) -> dict[str, st
     if claim is not None and claim.spare:
         found[claim.spare] = spare_url(claim.spare, config, snap)
     for spare, progress in snap.reinsert.get(server, {}).items():
-        found.setdefault(spare, progress.url or spare_url(spare, config, snap))
+        _url_of(spare, progress.url, f"reinsert/{server}/{spare}", config)
+        found.setdefault(spare, spare_url(spare, config, snap))
     for spare, value in snap.spares.items():
         if server in (value.covering, value.leftover):
             found.setdefault(spare, spare_url(spare, config, snap))

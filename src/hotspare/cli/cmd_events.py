@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hotspare.cli.etcd_option import add_etcd_options, coordinator
 from hotspare.config.load import ConfigError, load_node_config
 from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
@@ -42,7 +43,7 @@ def _coordinator(args: argparse.Namespace) -> Coordinator:
     if not args.etcd or not args.site:
         raise ConfigError("name the site: --node URL --token-file FILE, --config NODE.toml, "
                           "or --etcd URL --site ID")
-    return Coordinator(args.etcd, layout.site_prefix(args.site))
+    return coordinator(args, args.etcd, layout.site_prefix(args.site))
 
 
 def _show(event: Event, as_json: bool) -> None:
@@ -183,6 +184,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--config", type=Path, help="a node's TOML file with a [site] table")
     parser.add_argument("--etcd", action="append", metavar="URL", help="etcd endpoint (repeatable)")
     parser.add_argument("--site", help="site id (with --etcd)")
+    add_etcd_options(parser)
     parser.add_argument("--limit", type=int, default=None,
                         help=f"only the newest N stored events (with --node at most {SITE_LIMIT})")
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new events")

@@ -12,6 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hotspare.config.models import is_identifier
+from hotspare.signing_keys import (
+    KeyFileError,
+    TrustedPublicKey,
+    generate_keypair,
+    read_private_key,
+    read_public_key,
+)
 from hotspare.site.licences import (
     LicenceDocument,
     LicenceRefused,
@@ -20,13 +27,6 @@ from hotspare.site.licences import (
     validity_window,
     verify_licence,
     write_licence_file,
-)
-from hotspare.site.signing_keys import (
-    KeyFileError,
-    TrustedPublicKey,
-    generate_keypair,
-    read_private_key,
-    read_public_key,
 )
 
 
@@ -70,7 +70,8 @@ def _keygen(args: argparse.Namespace) -> int:
     except (KeyFileError, OSError) as exc:
         return _fail(str(exc))
     print(f"private key: {private_path}  (keep it secret; it signs licences)")
-    print(f"public key:  {public_path}  (give it to sites as a trusted key)")
+    print(f"public key:  {public_path}  (sites trust it by adding it to licence-keys.pem "
+          "beside each node.toml and beside site.toml; not in site.toml itself)")
     print(f"key id:      {key_id}")
     return 0
 

@@ -12,15 +12,22 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hotspare.cli.licence_keys import (
+    add_licence_keys_option,
+    install_licence_keys,
+    warn_ignored_document_keys,
+)
 from hotspare.config.load import ConfigError
 from hotspare.site.eligibility import IDLE
-from hotspare.site.load import load_site_config, load_site_licences
+from hotspare.site.load import load_site_config, load_site_licences, read_trusted_keys
 from hotspare.site.report import protection_report, render_text
 
 
 def _validate(args: argparse.Namespace) -> int:
     try:
         site = load_site_config(args.file)
+        trusted = install_licence_keys(args, args.file)
+        warn_ignored_document_keys(site, trusted, read_trusted_keys(site.trusted_keys))
         now = datetime.now(UTC)
         licences = load_site_licences(site, now)
     except ConfigError as exc:
@@ -69,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="store_true",
         help="exit 4 when a licence is refused or a server is unprotected",
     )
+    add_licence_keys_option(validate, "the site file")
     validate.set_defaults(handler=_validate)
 
     from hotspare.cli.cmd_site_apply import add_apply  # `site apply` (failover, issue 3)

@@ -20,15 +20,21 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hotspare.cli.etcd_option import add_etcd_options, coordinator
+from hotspare.cli.licence_keys import (
+    add_licence_keys_option,
+    install_licence_keys,
+    warn_ignored_document_keys,
+)
 from hotspare.config.load import ConfigError
 from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.signing_keys import TrustedPublicKey, trust_roots
 from hotspare.site.eligibility import IDLE
 from hotspare.site.licence_plan import plan_licences
 from hotspare.site.load import load_site_config, load_site_licences, read_trusted_keys
 from hotspare.site.model import SiteConfig
 from hotspare.site.report import protection_report, render_text
-from hotspare.site.signing_keys import TrustedPublicKey
 from hotspare.sitestate import applied as site_config
 from hotspare.sitestate import layout
 
@@ -43,7 +49,7 @@ def _held(coord: Coordinator) -> tuple[int, list[str], list[TrustedPublicKey], i
         return 0, [], [], 0
     try:
         stored = site_config.decode(kv.value)
-        trusted = read_trusted_keys(stored.trusted_keys)
+        trusted = list(trust_roots())
         counted = len(load_site_licences(stored, datetime.now(UTC)).licences)
     except ConfigError as exc:
         print(f"warning: the stored site configuration is unreadable ({exc}); it holds no "
@@ -56,12 +62,14 @@ def _held(coord: Coordinator) -> tuple[int, list[str], list[TrustedPublicKey], i
 def _apply(args: argparse.Namespace) -> int:
     try:
         site = load_site_config(args.file)
-        trusted = read_trusted_keys(site.trusted_keys)
+        trusted = install_licence_keys(args, args.file)
+        warn_ignored_document_keys(site, trusted, read_trusted_keys(site.trusted_keys))
+        endpoints = args.etcd or site.etcd.endpoints
+        coord = coordinator(args, endpoints, layout.site_prefix(site.site.id), timeout=2.0,
+                            deadline=10.0)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    endpoints = args.etcd or site.etcd.endpoints
-    coord = Coordinator(endpoints, layout.site_prefix(site.site.id), timeout=2.0, deadline=10.0)
     try:
         return _apply_with(args, site, trusted, coord)
     except (CoordinationError, ConfigError) as exc:
@@ -128,6 +136,8 @@ def add_apply(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
     apply.add_argument("--drop-refused-licences", action="store_true",
                        help="apply the rest when a licence is refused (each one dropped is "
                             "named); without it a refused licence refuses the whole apply (exit 5)")
+    add_etcd_options(apply)
+    add_licence_keys_option(apply, "the site file")
     apply.set_defaults(handler=_apply)
 
 

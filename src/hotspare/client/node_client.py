@@ -186,11 +186,13 @@ class NodeClient:
     def download_segment(
         self, segment_id: int, target: Path, *, expected_sha256: str | None = None
     ) -> Path:
-        """Streams the file to `target` (written via a temp name, so a failure leaves no file)."""
+        """Streams the stored file (`raw=1`: byte for byte, not the served form, so its hash is
+        the index's) to `target`, written via a temp name, so a failure leaves no file."""
         partial = target.with_name(target.name + ".part")
         digest = hashlib.sha256()
         try:
-            with self._http.stream("GET", f"{API_PREFIX}/segments/{segment_id}/file") as response:
+            with self._http.stream("GET", f"{API_PREFIX}/segments/{segment_id}/file",
+                                   params={"raw": "1"}) as response:
                 raise_for_problem(response)
                 with partial.open("wb") as out:
                     for chunk in response.iter_bytes(_CHUNK):

@@ -7,6 +7,8 @@ ignored. `hotspare.config.load` turns pydantic's errors into one operator-readab
 from __future__ import annotations
 
 import re
+import ssl
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,7 +25,9 @@ from pydantic import (
 )
 
 from hotspare.config.timing import check_relations
+from hotspare.etcd_security import EtcdSecurityError, EtcdTls, endpoint_scheme
 from hotspare.redact import redact_url
+from hotspare.signing_keys import KeyFileError, read_private_key, read_trust_roots
 from hotspare.tls import check_server_files, client_context
 
 # Ids end up in file paths, URLs and etcd keys: keep them to a portable, unambiguous alphabet.
@@ -208,6 +212,12 @@ class ApiSettings(StrictModel):
         description="users and API clients, each with a role; the token above is the node "
         "credential (all rights), shared by the nodes of a site",
     )
+    node_token_file: Path | None = Field(
+        None,
+        description="file holding this node's own credential (site mode): it signs the node's "
+        "calls to other nodes, and its SHA-256 is the node's `token_sha256` in the site "
+        "configuration, by which a recording server knows which node re-inserts video",
+    )
     tls_cert_file: Path | None = Field(
         None, description="PEM certificate (chain) to serve HTTPS with; needs tls_key_file"
     )
@@ -240,6 +250,17 @@ class ApiSettings(StrictModel):
     def _tls_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return beside_config(value, info)
 
+    @field_validator("node_token_file")
+    @classmethod
+    def _node_token_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        """Read now, so a missing or weak credential stops `config check`, not the first upload."""
+        path = beside_config(value, info)
+        if path is not None:
+            problem = token_problem(_read_token(path))
+            if problem is not None:
+                raise ValueError(f"{path}: {problem}")
+        return path
+
     @model_validator(mode="after")
     def _tls_pair(self) -> ApiSettings:
         """Loaded here, as the server will load them, so a wrong file stops `config check` and
@@ -263,6 +284,30 @@ class ApiSettings(StrictModel):
         assert self.token is not None
         return self.token.get_secret_value()
 
+    def node_token(self) -> str | None:
+        """This node's own credential, or None when it has none (a standalone node)."""
+        return None if self.node_token_file is None else _read_token(self.node_token_file)
+
+    def outgoing_token(self) -> str:
+        """What this node presents to other nodes: its own credential when it has one."""
+        return self.node_token() or self.bearer_token()
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _key_file_read(path: Path, read: Callable[[Path], object]) -> Path:
+    """Read a key file at load, so a damaged one stops `config check` naming its field."""
+    try:
+        read(path)
+    except KeyFileError as exc:
+        raise ValueError(str(exc)) from None
+    return path
+
 
 class SiteMembership(StrictModel):
     """Present when the node belongs to a site: its role and cameras then come from etcd.
@@ -274,8 +319,18 @@ class SiteMembership(StrictModel):
 
     id: Identifier = Field(description="the site's id (etcd key prefix /hotspare/<id>/)")
     etcd_endpoints: list[str] = Field(
-        min_length=1, description="http://host:port of each etcd member"
+        min_length=1, description="https://host:port of each etcd member (http:// only with "
+        "etcd_insecure_plaintext)"
     )
+    etcd_ca_file: Path | None = Field(
+        None, description="PEM bundle of the CA that signed the etcd members' certificates "
+        "(unset: the system's trust store)")
+    etcd_cert_file: Path | None = Field(
+        None, description="this node's client certificate for etcd (`hotspare pki issue-node`)")
+    etcd_key_file: Path | None = Field(None, description="the key of etcd_cert_file (mode 0600)")
+    etcd_insecure_plaintext: bool = Field(
+        False, description="allow http:// etcd endpoints: no encryption, no authentication; "
+        "local demos only, logged as a warning at start")
     lease_ttl_seconds: float = Field(
         3.0, ge=2, le=60, description="liveness lease; etcd grants at least ~2 s"
     )
@@ -315,6 +370,35 @@ class SiteMembership(StrictModel):
         "node-to-node HTTPS when the site has `tls = true` (unset: the system's trust store)",
     )
 
+    licence_keys_file: Path = Field(
+        Path("licence-keys.pem"),  # hotspare.signing_keys.TRUST_ROOTS_FILE
+        validate_default=True,
+        description="the licence signing keys this node trusts (PEM public keys, one after the "
+        "other), beside node.toml unless absolute; never taken from the site configuration, "
+        "which carries the licences. Missing: only built-in keys count (docs/site-config.md)",
+    )
+
+    export_signing_key_file: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM) that signs evidence exports made through this "
+        "node's site API (`hotspare export keygen`); unset: exports are refused",
+    )
+
+    @field_validator("licence_keys_file")
+    @classmethod
+    def _licence_keys(cls, value: Path, info: ValidationInfo) -> Path:
+        """Read now when present, so a damaged file stops `config check` with its field name;
+        a missing one is reported when the node starts (its licences then do not count)."""
+        path = beside_config(value, info) or value
+        return _key_file_read(path, read_trust_roots) if path.is_file() else path
+
+    @field_validator("export_signing_key_file")
+    @classmethod
+    def _export_key(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        """Loaded now, so a wrong file stops `config check` rather than the first export."""
+        path = beside_config(value, info)
+        return None if path is None else _key_file_read(path, read_private_key)
+
     @field_validator("tls_ca_file")
     @classmethod
     def _ca_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
@@ -323,6 +407,41 @@ class SiteMembership(StrictModel):
         if path is not None:
             client_context(path)
         return path
+
+    @field_validator("etcd_ca_file", "etcd_cert_file", "etcd_key_file")
+    @classmethod
+    def _etcd_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        path = beside_config(value, info)
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} does not exist or is not a file; give the PEM file "
+                             "(relative paths resolve against node.toml; `hotspare pki` makes "
+                             "them)")
+        return path
+
+    @model_validator(mode="after")
+    def _etcd_security(self) -> SiteMembership:
+        """Checked now, with the files loaded as the client will load them, so a node that
+        could not reach etcd securely never starts instead of failing at its first lease."""
+        if (self.etcd_cert_file is None) != (self.etcd_key_file is None):
+            raise ValueError("set both `etcd_cert_file` and `etcd_key_file` (the node's client "
+                             "certificate for etcd), or neither")
+        try:
+            endpoint_scheme(self.etcd_endpoints, self.etcd_tls, self.etcd_insecure_plaintext)
+        except EtcdSecurityError as exc:
+            raise ValueError(f"etcd_endpoints / etcd_insecure_plaintext: {exc}") from None
+        if not self.etcd_insecure_plaintext:
+            try:
+                self.etcd_tls.ssl_context()
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(
+                    f"etcd_ca_file / etcd_cert_file / etcd_key_file: cannot load them: {exc}; "
+                    "the CA must be PEM and the key the certificate's own, unencrypted"
+                ) from None
+        return self
+
+    @property
+    def etcd_tls(self) -> EtcdTls:
+        return EtcdTls(self.etcd_ca_file, self.etcd_cert_file, self.etcd_key_file)
 
     @model_validator(mode="after")
     def _timing_relations(self) -> SiteMembership:

@@ -58,6 +58,12 @@ from hotspare.coordination.models import (
     WatchBatch,
 )
 from hotspare.coordination.retry import Retry, RetryError
+from hotspare.etcd_security import (
+    INSECURE_HINT,
+    EtcdTls,
+    endpoint_scheme,
+    split_scheme,
+)
 
 if TYPE_CHECKING:
     from hotspare.config.models import SiteMembership
@@ -73,6 +79,12 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
     gw_exc.InternalServerError,
     requests.exceptions.RequestException,
 )
+
+
+_TLS_HINT = (" [TLS handshake with etcd failed: the members must hold certificates from the CA "
+             "in etcd_ca_file (--etcd-ca-file), and this client must present a certificate from "
+             "the CA they trust (etcd_cert_file/etcd_key_file, --etcd-cert-file/--etcd-key-file; "
+             "`hotspare pki show` lists expiry)]")
 
 
 class _Retryable(Exception):
@@ -107,12 +119,9 @@ def _range_end(prefix: bytes) -> bytes:
 
 
 def normalize_endpoint(endpoint: str) -> str:
-    """Accept `host:port` or `http://host:port`; return `host:port` for messages and URLs."""
-    text = endpoint.strip()
-    for scheme in ("http://", "https://"):
-        if text.startswith(scheme):
-            text = text[len(scheme):]
-    text = text.rstrip("/")
+    """Accept `host:port` or `http(s)://host:port`; return `host:port` for messages and URLs.
+    The scheme is not lost: `Coordinator` decides it from all endpoints (etcd_security)."""
+    text = split_scheme(endpoint)[1].rstrip("/")
     if ":" not in text.rsplit("]", 1)[-1]:
         text += ":2379"
     return text
@@ -152,14 +161,24 @@ class Coordinator:
         timeout: float = 2.0,
         deadline: float = 5.0,
         watch_idle_timeout: float = 15.0,
+        tls: EtcdTls | None = None,
+        insecure_plaintext: bool = False,
     ) -> None:
+        """`tls`: the CA and client certificate presented to etcd; endpoints are reached over
+        https unless they say http:// AND `insecure_plaintext` is set (EtcdSecurityError, a
+        ValueError, otherwise)."""
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
         if not prefix.startswith("/") or not prefix.endswith("/"):
             raise ValueError(f"key prefix must start and end with '/': {prefix!r}")
         if timeout <= 0 or deadline <= 0:
             raise ValueError("timeout and deadline must be positive")
+        self.scheme = endpoint_scheme(endpoints, tls, insecure_plaintext)
+        self.tls = tls or EtcdTls()
         self.endpoints: list[str] = [normalize_endpoint(e) for e in endpoints]
+        if self.scheme == "http":
+            log.warning("etcd at %s is reached over plain HTTP (insecure_plaintext): %s",
+                        ", ".join(self.endpoints), INSECURE_HINT)
         self.prefix = prefix
         self._prefix_bytes = prefix.encode("utf-8")
         self.timeout = timeout
@@ -183,7 +202,8 @@ class Coordinator:
         timings (checked against its lease at config load, hotspare.config.timing)."""
         return cls.for_site(site.etcd_endpoints, site.id,
                             timeout=site.etcd_request_timeout_seconds,
-                            deadline=site.etcd_deadline_seconds)
+                            deadline=site.etcd_deadline_seconds,
+                            tls=site.etcd_tls, insecure_plaintext=site.etcd_insecure_plaintext)
 
     # ------------------------------------------------------------------ transport
 
@@ -195,9 +215,22 @@ class Coordinator:
         client = clients.get(endpoint)
         if client is None:
             host, port = _split_host_port(endpoint)
-            client = Etcd3Client(host=host, port=port, timeout=self.timeout, api_path=_API_PATH)
+            client = Etcd3Client(host=host, port=port, protocol=self.scheme,
+                                 timeout=self.timeout, api_path=_API_PATH,
+                                 session=self._session())
             clients[endpoint] = client
         return client
+
+    def _session(self) -> requests.Session:
+        """The HTTP session etcd3gw would build from ca_cert/cert_*, except that it ignores the
+        environment: requests lets $REQUESTS_CA_BUNDLE replace a session's own CA bundle, which
+        would swap the site CA for the public ones (and an $HTTPS_PROXY could sit between a node
+        and its trust root)."""
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(self.tls.ca_file) if self.tls.ca_file is not None else True
+        session.cert = self.tls.client_cert
+        return session
 
     def _endpoint_order(self) -> Iterator[str]:
         """Endpoints starting at the preferred one, round and round."""
@@ -222,6 +255,10 @@ class Coordinator:
                 message = _error_detail(exc)[1]
             else:
                 message = str(exc) or type(exc).__name__
+            if "SSLError" in message or "CERTIFICATE" in message:
+                message += _TLS_HINT
+            elif self.scheme == "http" and "without response" in message:
+                message += " [a member serving TLS drops plain HTTP like this: use https://]"
             raise _Retryable(endpoint, message) from exc
         except gw_exc.Etcd3Exception as exc:
             code, message = _error_detail(exc)

@@ -6,6 +6,11 @@ directory, loopback URLs and a bounded wait until the member answers. This modul
 standard library (it never talks the etcd API; `etcd_adapter` alone does that) so that it works
 before any client is configured.
 
+TLS: given a site PKI (`hotspare.pki`), every member serves clients and peers over TLS and
+demands a certificate from the site CA of both (`--client-cert-auth`, `--peer-client-cert-auth`),
+so a client without one, or with one from another CA, fails its handshake. Without a PKI the
+members speak plain HTTP, which only the callers that say so (insecure_plaintext) accept.
+
 Freezing a member (`freeze`/`thaw`, SIGSTOP/SIGCONT) is test tooling and exists on POSIX only: it
 is how the tests make etcd unreachable without closing its sockets, which is what a hung or
 partitioned machine looks like to a client.
@@ -18,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -26,10 +32,17 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from hotspare.etcd_security import EtcdTls
 from hotspare.tcp_ports import pick_free_ports as pick_free_ports  # re-exported for tests and tools
 
+if TYPE_CHECKING:
+    from hotspare.pki.store import SitePki
+
 ENV_BINARY = "HOTSPARE_ETCD_BINARY"
+CLUSTER_CLIENT = "etcd-launcher"
+"""The client certificate a TLS EtcdCluster issues for whoever started it (tests, the demo)."""
 
 _INSTALL_HINT = (
     "install it with `apt-get install etcd-server` (Debian/Ubuntu, etcd 3.4) or download a release "
@@ -78,14 +91,19 @@ class EtcdMemberSpec:
     client_port: int
     peer_port: int
     host: str = "127.0.0.1"
+    tls: bool = False
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        return f"{self.scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://{self.host}:{self.peer_port}"
+        return f"{self.scheme}://{self.host}:{self.peer_port}"
 
     @property
     def endpoint(self) -> str:
@@ -97,11 +115,12 @@ def initial_cluster_arg(members: Sequence[EtcdMemberSpec]) -> str:
     return ",".join(f"{m.name}={m.peer_url}" for m in members)
 
 
-def _http_json(url: str, timeout: float, body: bytes | None = None) -> dict[str, object]:
+def _http_json(url: str, timeout: float, body: bytes | None = None,
+               context: ssl.SSLContext | None = None) -> dict[str, object]:
     request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
     if body is not None:
         request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         data = json.loads(response.read().decode("utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"unexpected answer from {url}: {data!r}")
@@ -127,7 +146,16 @@ class EtcdProcess:
         heartbeat_interval_ms: int = 100,
         election_timeout_ms: int = 1000,
         extra_args: Sequence[str] = (),
+        tls: EtcdTls | None = None,
     ) -> None:
+        """`tls`: the site CA and this member's own certificate (server and client usage, as
+        `hotspare pki issue-etcd` makes it); required when `spec.tls`, and also the identity
+        this launcher uses for its own health checks."""
+        if spec.tls and (tls is None or tls.cert_file is None or tls.ca_file is None):
+            raise EtcdProcessError(f"etcd member {spec.name}: TLS needs the CA file and the "
+                                   "member's certificate and key")
+        self.tls = tls if spec.tls else None
+        self._context = self.tls.ssl_context() if self.tls is not None else None
         self.spec = spec
         self.data_dir = Path(data_dir)
         self.initial_cluster: tuple[EtcdMemberSpec, ...] = tuple(initial_cluster or (spec,))
@@ -179,8 +207,18 @@ class EtcdProcess:
             # Idle watches get a progress notification this often, which lets the adapter tell a
             # quiet stream from a dead one (its watch_idle_timeout is longer than this).
             "--experimental-watch-progress-notify-interval", "5s",
+            *self._tls_args(),
             *self.extra_args,
         ]
+
+    def _tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        ca, cert, key = (str(p) for p in (self.tls.ca_file, self.tls.cert_file, self.tls.key_file))
+        return ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca,
+                "--client-cert-auth",
+                "--peer-cert-file", cert, "--peer-key-file", key, "--peer-trusted-ca-file", ca,
+                "--peer-client-cert-auth"]
 
     def start(self, *, wait: bool = True, timeout: float = 20.0) -> None:
         if self.running:
@@ -208,7 +246,7 @@ class EtcdProcess:
     def is_healthy(self, timeout: float = 1.0) -> bool:
         """True when the member answers /health with a leader known (cluster has quorum)."""
         try:
-            data = _http_json(self.client_url + "/health", timeout)
+            data = _http_json(self.client_url + "/health", timeout, context=self._context)
         except (OSError, ValueError, urllib.error.URLError):
             return False
         return str(data.get("health")).lower() == "true"
@@ -239,7 +277,8 @@ class EtcdProcess:
 
     def member_status(self, timeout: float = 1.0) -> dict[str, object]:
         """The member's own status (leader id, raft term); used to find the leader in tests."""
-        return _http_json(self.client_url + "/v3/maintenance/status", timeout, body=b"{}")
+        return _http_json(self.client_url + "/v3/maintenance/status", timeout, body=b"{}",
+                          context=self._context)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate gracefully, then kill if it does not exit within `timeout`."""
@@ -300,9 +339,13 @@ class EtcdCluster:
         election_timeout_ms: int = 1000,
         ports: Sequence[int] | None = None,
         fresh: bool = True,
+        pki: SitePki | None = None,
     ) -> None:
         """`fresh=False` keeps existing data dirs (a restarted demo keeps its state); pass the
         same `ports` as before then, because a member's peer URL is recorded in its data dir.
+        `pki`: run with client and peer TLS and client-certificate auth, member certificates
+        `etcd0`… and the launcher's client certificate issued from it when missing; None: plain
+        HTTP (clients must then say insecure_plaintext).
         """
         if size < 1:
             raise ValueError("an etcd cluster needs at least one member")
@@ -316,12 +359,42 @@ class EtcdCluster:
         if self._ports is not None and len(self._ports) != 2 * size:
             raise ValueError(f"need {2 * size} ports (client and peer per member)")
         self.fresh = fresh
+        self.pki = pki
         self.members: list[EtcdProcess] = []
+        self.client_tls: EtcdTls | None = None
+        """What a client of this cluster presents (None: plaintext, see `insecure_plaintext`)."""
+        if pki is not None:
+            from hotspare.pki.certs import CertKind
+
+            files = pki.ensure(CertKind.CLIENT, CLUSTER_CLIENT)
+            self.client_tls = EtcdTls(files.ca_file, files.cert_file, files.key_file)
+
+    @property
+    def insecure_plaintext(self) -> bool:
+        return self.pki is None
+
+    def member_tls(self, spec: EtcdMemberSpec) -> EtcdTls | None:
+        """The member's certificate (server and peer, naming its host), issued when missing."""
+        if self.pki is None:
+            return None
+        from hotspare.pki.certs import CertKind
+
+        files = self.pki.ensure(CertKind.ETCD, spec.name, [spec.host])
+        return EtcdTls(files.ca_file, files.cert_file, files.key_file)
+
+    def cli_args(self) -> list[str]:
+        """The `hotspare` command-line options that reach this cluster as its launcher does."""
+        if self.client_tls is None:
+            return ["--etcd-insecure-plaintext"]
+        tls = self.client_tls
+        return ["--etcd-ca-file", str(tls.ca_file), "--etcd-cert-file", str(tls.cert_file),
+                "--etcd-key-file", str(tls.key_file)]
 
     def _build(self) -> None:
         ports = self._ports or pick_free_ports(2 * self.size, self.host)
         specs = [
-            EtcdMemberSpec(f"etcd{i}", ports[2 * i], ports[2 * i + 1], self.host)
+            EtcdMemberSpec(f"etcd{i}", ports[2 * i], ports[2 * i + 1], self.host,
+                           tls=self.pki is not None)
             for i in range(self.size)
         ]
         self.members = [
@@ -334,6 +407,7 @@ class EtcdCluster:
                 log_path=self.base_dir / f"{spec.name}.log",
                 heartbeat_interval_ms=self._timing[0],
                 election_timeout_ms=self._timing[1],
+                tls=self.member_tls(spec),
             )
             for spec in specs
         ]

@@ -24,6 +24,7 @@ from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.etcd_process import EtcdCluster
 from hotspare.demo.site_files import ServerPlan, SitePlan, SparePlan, write_site
 from hotspare.node.process import NodeProcess
+from hotspare.pki.store import SitePki
 from hotspare.site.load import load_site_config
 from hotspare.sitestate import applied, layout
 from hotspare.sitestate.events import read_events
@@ -92,8 +93,11 @@ class DemoSite:
         token_file.write_text(self.token + "\n", encoding="utf-8")
         users = self._write_user_tokens()
 
-        self.say("starting etcd (one member on loopback)")
-        self.etcd = EtcdCluster(self.base / "etcd", 1)
+        pki = SitePki.init(self.base / "pki", "hotspare demo site CA")
+        self.say("starting etcd (one member on loopback) with TLS and client-certificate auth: "
+                 f"only holders of a certificate from the demo's site CA ({shown(pki.ca_file)}) "
+                 "can read or write it")
+        self.etcd = EtcdCluster(self.base / "etcd", 1, pki=pki)
         self.etcd.start()
         n = self.options.cameras_per_server
         camera_ids = {s: [f"{s}-cam-{i}" for i in range(1, n + 1)] for s in self.servers}
@@ -132,10 +136,12 @@ class DemoSite:
             recording=dict(RECORDING),
             membership=dict(MEMBERSHIP),
             users=users,
+            etcd_pki=pki,
         )
         files = write_site(self.base, plan)
         self.say(f"applying the site configuration {files.site_toml}")
-        self.coord = Coordinator(self.etcd.endpoints, layout.site_prefix(SITE_ID), timeout=2.0)
+        self.coord = Coordinator(self.etcd.endpoints, layout.site_prefix(SITE_ID), timeout=2.0,
+                                 tls=self.etcd.client_tls)
         # What `hotspare site apply` stores, called directly: the demo is not a command line, and
         # the command's own checks (held licences, --strict) have nothing to check on a new site.
         revision, licences = applied.apply(self.coord, load_site_config(files.site_toml))

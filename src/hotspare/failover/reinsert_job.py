@@ -10,7 +10,13 @@ responsive (a leftover re-insert yields to a takeover between slices). The answe
   pause and retry — etcd trouble on the original's side is not a lost claim;
 - the original's disk is full (507 `insufficient_storage`): pause longer and retry; the buffer
   keeps the video meanwhile;
-- the original has not recorded past the next segment yet (`NotYet`): next tick.
+- the original has not recorded past the next segment yet (`NotYet`): next tick;
+- the original refuses the sender itself (403 `node_identity_required`: this node has no own
+  credential, `[api] node_token_file`; `not_claim_holder`; 409 `fencing_required`): pause and
+  retry, logged with the original's reason — the buffer keeps the video until that is fixed.
+
+Uploads carry this node's own credential (`api_token` is `ApiSettings.outgoing_token()`), by which
+the original knows the sender holds the claim (`hotspare.api.fencing`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,13 @@ States (`ServerMode`, from one health snapshot per tick; `mode_of` is the rule):
     any ──lease assumed lost──▶ same mode, but CONFIRMED needs two new commits per camera
                            (the segment open at a freeze proves nothing), then republished
 
+It answers the spares' questions through etcd (`asking/<server>/`, decision 5): a spare whose
+probe goes unanswered asks, and a server that still talks to etcd deletes the question at once,
+from its watch thread, so a server cut off from one spare only is not taken over. A server taken
+over while its lease held (silent for a moment, then back) learns of the claim from a watch and
+confirms afresh, as after a lost lease: otherwise its old `confirmed` key, written before the
+claim, would never let the spare hand back.
+
 It also publishes the commit watermarks (`watermarks/<server>`, no lease so they outlive a crash):
 per camera, the wall time up to which video is durably committed. A spare holding a gapless
 camera's pre-buffer writes from there on a takeover. One batched write per second at most.
@@ -30,6 +37,7 @@ import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 
+from hotspare.coordination.errors import CoordinationError
 from hotspare.failover.ticker import run_ticks
 from hotspare.recorder.health import CameraHealth, CameraState
 from hotspare.sitestate.access import HeldLease, SiteAccess
@@ -83,12 +91,41 @@ class ServerAgent:
         self._confirm_need = 1
         self._blocked: list[str] | None = None  # cameras named in our `returning/` key
         self._watermarks: dict[str, int] = {}
+        self._alive_revision = 0  # of our last `alive/` write
+        self._claimed_token: int | None = None  # a claim seen by the watch, for the next tick
+        self._watching = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="server-agent", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def _watch(self) -> None:
+        """Once per process, retried each tick while etcd is away (a watch starts with a read)."""
+        if self._watching:
+            return
+        try:
+            self.site.answer_questions(self.name)  # asked before we started: we are here now
+            self.site.watch_server(self.name, self._answer, self._claimed)
+        except CoordinationError as exc:
+            log.warning("%s cannot watch etcd for spares' questions yet (%s): a spare that loses "
+                        "sight of it meanwhile may take it over although it records; retrying",
+                        self.name, exc)
+            return
+        self._watching = True
+
+    def _answer(self) -> None:
+        """On the watch thread: answering must not wait for a tick."""
+        try:
+            self.site.answer_questions(self.name)
+        except CoordinationError as exc:
+            log.warning("cannot answer a spare's question through etcd (%s); it may take "
+                        "over %s although it records", exc, self.name)
+
+    def _claimed(self, token: int) -> None:
+        self._claimed_token = token
+        self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -167,10 +204,34 @@ class ServerAgent:
         self.site.publish_watermarks(self.name, Watermarks(marks))
         self._watermarks, self._watermarks_at = marks, now
 
+    def _notice_claim(self, cameras: Mapping[str, CameraHealth]) -> None:
+        """A claim made after our last `alive/` write: a spare took us over while this process
+        lived and (as far as we know) held its lease. Confirm afresh, like after a lost lease."""
+        token, self._claimed_token = self._claimed_token, None
+        if token is None or token <= self._alive_revision or self._published is None:
+            return
+        holder = self.site.claim_of(self.name)
+        if holder is None or holder.token != token:
+            return  # released meanwhile, or superseded: the next watch event says
+        log.warning("%s took %s over (token %d) while it kept recording: both record now; "
+                    "handing back needs two new segments per camera", holder.spare, self.name,
+                    token)
+        self.events.emit("displaced", self.name,
+                         f"{holder.spare} took {self.name} over while it kept recording (it was "
+                         "unreachable or frozen for a moment); both record until the handback, "
+                         "which needs two new segments per camera; re-insert resolves the "
+                         "duplicates", spare=holder.spare, token=token)
+        self._confirm_base = {cid: h.segments_committed for cid, h in cameras.items()}
+        self._confirm_need = 2
+        self._returned_announced = False
+        self._published = None
+
     def tick(self) -> None:
+        self._watch()
         cameras = dict(self.health())  # one snapshot per tick, for every decision below
         self.publish_watermarks(cameras)
         self._notice_lost_lease(cameras)
+        self._notice_claim(cameras)
         mode = mode_of(cameras, self._confirm_base, self._confirm_need)
         if mode is ServerMode.NOT_RECORDING:
             if self._published is not None:
@@ -186,7 +247,7 @@ class ServerAgent:
         value = Alive(self.url, self.boot, mode is ServerMode.CONFIRMED)
         if value != self._published:
             first = self._published is None
-            self.site.publish_alive(self.name, value, keeper)
+            self._alive_revision = self.site.publish_alive(self.name, value, keeper)
             self._published = value
             if first:
                 self.site.put_owner(self.name, Owner(self.name, self.url))

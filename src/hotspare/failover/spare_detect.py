@@ -1,20 +1,32 @@
 """The spare's detection job: probe every unclaimed server, judge it, and pick what to claim.
 
 Runs in the spare's idle tick (and between a leftover re-insert's segments). Per server, the
-rules of `detection.judge` on the spare's own probe and the server's alive key; then the
-designated spare's grace (the spare holding a gapless camera's pre-buffer claims first), then
-eligibility (`site/eligibility.can_spare_take`, the rules the operator is shown). A `suspected`
-event once per episode, a `refused` event once per reason and episode.
+rules of `detection.judge` on the spare's own probe, the server's alive key and, for a probe that
+goes unanswered, a question asked through etcd (`asking/<server>/<spare>`, which a server that
+still talks to etcd deletes at once); then the designated spare's grace (the spare holding a
+gapless camera's pre-buffer claims first), then eligibility (`site/eligibility.can_spare_take`,
+the rules the operator is shown). A `suspected` event once per episode, a `refused` event once
+per reason and episode.
+
+The question goes out when a probe has been unanswered for `ASK_AFTER` of the probe timeout (a
+probe on a LAN answers in milliseconds), and is judged when the probe times out, so a vanished
+host is claimed one probe interval plus one probe timeout after it went silent (design decision
+5), and a server gets most of the probe timeout to answer: after a short link drop, TCP resends
+what was lost only after its retransmission timeout (≥ 200 ms on Linux). A server taken over
+on silence that goes silent again within `FLAP_HOLD_SECONDS` (a flapping link) waits for its
+lease instead: one takeover, not a storm.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from hotspare.failover.detection import ServerTrack, judge
-from hotspare.failover.probe import HealthProber
+from hotspare.coordination.errors import CoordinationError
+from hotspare.failover.detection import EtcdAnswer, ServerTrack, Verdict, judge
+from hotspare.failover.probe import HealthProber, ProbeKind, ProbeResult
 from hotspare.failover.spare_work import SpareContext
 from hotspare.failover.standby_pool import DESIGNATED_GRACE_SECONDS
 from hotspare.site.eligibility import DOWN, SpareState, SpareStatus, can_spare_take
@@ -22,8 +34,21 @@ from hotspare.site.model import RecordingServerConfig
 from hotspare.site.standby_plan import StandbyPlan
 from hotspare.sitestate.snapshot import SiteState
 
+log = logging.getLogger("hotspare.failover.spare")
+
 ClaimFn = Callable[[RecordingServerConfig, str, ServerTrack], bool]
 """Try to claim a failed server (reason, its track); True when won."""
+
+FLAP_HOLD_SECONDS = 30.0
+"""After a takeover on silence, how long the same server's silence alone does not claim again."""
+ASK_AFTER = 0.3
+"""A probe unanswered for this share of the probe timeout makes the spare ask through etcd."""
+ANSWER_WINDOW = 0.5
+"""The least share of the probe timeout a server gets to answer, from etcd's acknowledgement."""
+ANSWER_ROUND_TRIPS = 3.0
+"""And at least this many times what our own question took: the server's answer is a write too
+(a raft commit, a disk sync on each member), so a slow etcd must not look like a silent server."""
+ASK_POLL_SECONDS = 0.05
 
 
 class Detector:
@@ -34,6 +59,8 @@ class Detector:
         self.clock = clock
         self.tracks: dict[str, ServerTrack] = {}
         self._failed_at: dict[str, float] = {}  # server -> when first judged failed (grace)
+        self._silent_claim_at: dict[str, float] = {}  # server -> our last takeover on silence
+        self._hold_reported: dict[str, float] = {}
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
 
     def close(self) -> None:
@@ -54,19 +81,24 @@ class Detector:
         for server in servers:
             if server.name in state.claims:
                 self.tracks.setdefault(server.name, ServerTrack()).clear()  # someone acts for it
-        # In parallel: one hung host must not delay the detection of every other server.
-        probes = dict(zip([s.name for s in unclaimed],
-                          self._probes.map(lambda s: self.prober.probe(s.address), unclaimed),
-                          strict=True))
+        probes, asked = self._probe(unclaimed)
+        unanswered: list[str] = []
         claimed = False
         for server in unclaimed:
             track = self.tracks.setdefault(server.name, ServerTrack())
+            probe = probes[server.name]
+            answer = None
+            if server.name in asked and probe.kind is ProbeKind.TIMEOUT:
+                answer = self._answer(server.name, asked[server.name])
             now = self.clock()
-            verdict = judge(track, server.name in state.alive, probes[server.name], now,
-                            ctx.settings.startup_grace_seconds)
-            if verdict.suspect and not track.announced:
-                track.announced = True
-                ctx.events.emit("suspected", server.name, verdict.reason)
+            if answer is not None and not answer.answered and self._holding(server.name, now):
+                answer = None  # flapping: the lease decides
+            verdict = judge(track, server.name in state.alive, probe, now,
+                            ctx.settings.startup_grace_seconds, answer)
+            if answer is not None and not answer.answered:
+                unanswered.append(server.name)
+            if not verdict.silent:  # a silent host is claimed in this same round: `claimed` says
+                self._announce(track, server.name, verdict)
             if not verdict.failed:
                 self._failed_at.pop(server.name, None)
                 continue
@@ -75,6 +107,7 @@ class Detector:
             if (designated not in (None, ctx.name)
                     and states.get(designated, DOWN).state is SpareState.IDLE
                     and now - failed_at < DESIGNATED_GRACE_SECONDS):
+                self._announce(track, server.name, verdict)
                 continue  # its gapless cameras' pre-buffer is there: let it claim first
             decision = can_spare_take(me, server, allotment, my_status())
             if not decision.allowed:
@@ -83,8 +116,109 @@ class Detector:
                     track.refusal_reported = text
                     ctx.events.emit("refused", server.name, f"{ctx.name} may not take over: "
                                     f"{text}", reasons=[r.value for r in decision.reasons])
+                self._announce(track, server.name, verdict)
                 continue
             if claim(server, verdict.reason, track):
                 self._failed_at.pop(server.name, None)
+                if verdict.silent:
+                    self._silent_claim_at[server.name] = now
                 claimed = True
+            else:
+                self._announce(track, server.name, verdict)
+        self._withdraw(unanswered)
         return claimed
+
+    def _announce(self, track: ServerTrack, server: str, verdict: Verdict) -> None:
+        """The `suspected` event, once per episode."""
+        if verdict.suspect and not track.announced:
+            track.announced = True
+            self.ctx.events.emit("suspected", server, verdict.reason)
+
+    def _withdraw(self, servers: list[str]) -> None:
+        """Our unanswered questions, after the claims (not in a claim's way)."""
+        for server in servers:
+            try:
+                self.ctx.site.withdraw_question(server, self.ctx.name)
+            except CoordinationError as exc:
+                log.warning("could not withdraw the question to %s (%s); it deletes it when "
+                            "it sees it", server, exc)
+
+    def _probe(self, unclaimed: list[RecordingServerConfig]
+               ) -> tuple[dict[str, ProbeResult], dict[str, tuple[float, float]]]:
+        """Probe every server in parallel (one hung host must not delay the detection of the
+        others). A probe still unanswered after `ASK_AFTER` of the probe timeout has its question
+        asked through etcd meanwhile, so the answer is due when the probe times out. Returns the
+        probes and, per server asked, when etcd acknowledged the question and how long that
+        took."""
+        started: dict[str, float] = {}
+
+        def probe(server: RecordingServerConfig) -> ProbeResult:
+            started[server.name] = time.monotonic()
+            return self.prober.probe(server.address)
+
+        futures: dict[Future[ProbeResult], str] = {
+            self._probes.submit(probe, s): s.name for s in unclaimed}
+        ask_after = self.ctx.settings.probe_timeout_seconds * ASK_AFTER
+        asked: dict[str, tuple[float, float]] = {}
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=ASK_POLL_SECONDS)
+            for future in pending:
+                name = futures[future]
+                since = started.get(name)  # None: queued behind other probes, not yet sent
+                if (name not in asked and since is not None
+                        and time.monotonic() - since >= ask_after):
+                    acknowledged = self._ask(name)
+                    if acknowledged is not None:
+                        asked[name] = acknowledged
+        results = {name: future.result() for future, name in futures.items()}
+        for name, result in results.items():
+            if result.kind is ProbeKind.TIMEOUT and name not in asked:
+                acknowledged = self._ask(name)  # not asked in time (a busy spare): ask now
+                if acknowledged is not None:
+                    asked[name] = acknowledged
+        return results, asked
+
+    def _ask(self, server: str) -> tuple[float, float] | None:
+        sent = time.monotonic()
+        try:
+            self.ctx.site.ask(server, self.ctx.name)
+        except CoordinationError as exc:
+            log.warning("cannot ask %s through etcd whether it is alive (%s); its lease decides",
+                        server, exc)
+            return None
+        acknowledged = time.monotonic()
+        return acknowledged, acknowledged - sent
+
+    def _answer(self, server: str, asked: tuple[float, float]) -> EtcdAnswer | None:
+        """Whether the server deleted our question; from etcd's acknowledgement it gets at least
+        `ANSWER_WINDOW` of the probe timeout and `ANSWER_ROUND_TRIPS` times what the question
+        took. None when etcd cannot tell us: the lease decides."""
+        asked_at, took = asked
+        window = max(self.ctx.settings.probe_timeout_seconds * ANSWER_WINDOW,
+                     ANSWER_ROUND_TRIPS * took)
+        remaining = asked_at + window - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+        try:
+            unanswered = self.ctx.site.unanswered(server, self.ctx.name)
+            waited = time.monotonic() - asked_at
+        except CoordinationError as exc:
+            log.warning("cannot read %s's answer through etcd (%s); its lease decides",
+                        server, exc)
+            return None
+        return EtcdAnswer(not unanswered, waited)
+
+    def _holding(self, server: str, now: float) -> bool:
+        """True within the flap hold of our last takeover of `server` on silence; says so once."""
+        since = self._silent_claim_at.get(server)
+        if since is None or now - since >= FLAP_HOLD_SECONDS:
+            return False
+        if self._hold_reported.get(server) != since:
+            self._hold_reported[server] = since
+            self.ctx.events.emit(
+                "suspected", server,
+                f"{server} went silent again {now - since:.1f} s after {self.ctx.name} took it "
+                f"over on silence: its link flaps. For {FLAP_HOLD_SECONDS - (now - since):.0f} s "
+                "more a takeover waits for its lease; check its network link", flapping=True)
+        return True

@@ -8,6 +8,7 @@ its data lives and where its API listens.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from hotspare.api.app import API_PREFIX, create_app
-from hotspare.api.fencing import FencingMiddleware
+from hotspare.api.fencing import ImportGate
 from hotspare.api.routes_protection import protection_router
 from hotspare.api.site_cors import allow_site_cors
 from hotspare.api.site_merge import NODE_TIMEOUT_SECONDS
@@ -26,6 +27,7 @@ from hotspare.api.site_routes import SiteApi, site_router
 from hotspare.client.node_client import NodeClient
 from hotspare.config.models import NodeConfig, SiteMembership
 from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.export.mount import mount_export
 from hotspare.failover.protection import ProtectionMonitor
 from hotspare.failover.server_agent import ServerAgent
 from hotspare.failover.spare_agent import SpareAgent, SpareView
@@ -39,6 +41,13 @@ from hotspare.node.runtime import (
     write_node_file,
 )
 from hotspare.recorder.engine import Recorder
+from hotspare.signing_keys import (
+    BUILT_IN_KEYS,
+    KeyFileError,
+    TrustedPublicKey,
+    install_trust_roots,
+    read_trust_roots,
+)
 from hotspare.site.model import SiteConfig
 from hotspare.sitestate import layout
 from hotspare.sitestate.access import EtcdSite
@@ -79,10 +88,45 @@ def tls_mismatch(config: NodeConfig, site: SiteConfig) -> str | None:
             "true in site.toml and apply it, or remove the certificate")
 
 
+def identity_mismatch(config: NodeConfig, site: SiteConfig) -> str | None:
+    """Why this node's own credential and its `token_sha256` in the site disagree, or None: a
+    spare whose uploads its servers cannot attribute would find out only at its first re-insert."""
+    listed = site.node_identities()
+    mine = next((digest for digest, name in listed.items() if name == config.name), None)
+    token = config.api.node_token()
+    if token is None:
+        if mine is None:
+            return None
+        return (f"site {site.site.id!r} lists a token_sha256 for {config.name!r} but its "
+                "node.toml sets no [api] node_token_file; give it the token file whose SHA-256 "
+                "that is")
+    if hashlib.sha256(token.encode("utf-8")).hexdigest() != mine:
+        return (f"the SHA-256 of {config.name!r}'s [api] node_token_file is not the "
+                f"token_sha256 site {site.site.id!r} lists for it; put the file's SHA-256 in "
+                "site.toml and apply it")
+    return None
+
+
+def _trust_roots(site: SiteMembership) -> list[TrustedPublicKey]:
+    """The licence keys of this installation (never the site document's own, issue 11)."""
+    path = site.licence_keys_file
+    if not path.is_file():
+        log.error("no licence trust roots: %s does not exist, so no licence of site %s counts "
+                  "here (its spares protect nothing); put the licence signing key's .pub file "
+                  "there and restart the node", path, site.id)
+        return list(BUILT_IN_KEYS)
+    try:
+        return read_trust_roots(path)
+    except KeyFileError as exc:  # checked at load; changed since
+        log.error("licence trust roots unusable (%s); no licence counts here", exc)
+        return list(BUILT_IN_KEYS)
+
+
 def run_site_node(config: NodeConfig) -> int:
     site = config.site
     assert site is not None
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    install_trust_roots(_trust_roots(site))
     coord = coordinator(site)
     view = SiteView(coord, config.data_dir / "site-cache.json")
     applied = view.load_initial(SITE_WAIT_SECONDS)
@@ -102,7 +146,7 @@ def run_site_node(config: NodeConfig) -> int:
             file=sys.stderr,
         )
         return 2
-    mismatch = tls_mismatch(config, applied.config)
+    mismatch = tls_mismatch(config, applied.config) or identity_mismatch(config, applied.config)
     if mismatch is not None:
         print(f"hotspare node: {mismatch}", file=sys.stderr)
         return 2
@@ -111,13 +155,15 @@ def run_site_node(config: NodeConfig) -> int:
     sock = bind_socket(config.api.host, config.api.port)
     host, port = sock.getsockname()[:2]
     url = own_url(config.api, host, port)
-    token = config.api.bearer_token()
+    token = config.api.outgoing_token()  # what this node presents to the others
     if role == "recording":
         app, start, stop = _recording_server(config, coord, view, events, url)
     else:
         app, start, stop = _spare(config, coord, view, events, url, token)
     monitor = _protection(app, coord, view, events, config.name, site)
-    _site_api_and_ui(app, coord, view, token, PeerTls(site.tls_ca_file, lambda: _site_tls(view)))
+    peers = PeerTls(site.tls_ca_file, lambda: _site_tls(view))
+    mount_export(app, config, coord, view, token, peers, url)
+    _site_api_and_ui(app, coord, view, token, peers)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -243,13 +289,20 @@ def _recording_server(
 
     app = create_app(
         store, recorder.health, config.api.bearer_token(), config.name, lambda: set(cameras),
-        users=config.api.users,
+        users=config.api.users, node_identities=lambda: _identities(view),
     )
-    app.add_middleware(
-        FencingMiddleware, claims=EtcdSite(coord), server=config.name,
-        token=config.api.bearer_token(),
-    )
+    app.state.import_gate = ImportGate(EtcdSite(coord), config.name, lambda: _spares(view))
     return app, start, stop
+
+
+def _identities(view: SiteView) -> dict[str, str]:
+    applied = view.current
+    return {} if applied is None else applied.config.node_identities()
+
+
+def _spares(view: SiteView) -> set[str]:
+    applied = view.current
+    return set() if applied is None else {s.name for s in applied.config.failover_servers}
 
 
 def _spare(
@@ -281,7 +334,8 @@ def _spare(
         agent.stop()
         idle_store.close()
 
-    app = create_app(idle_store, spare_view.health, token, config.name, spare_view.known_cameras,
-                     users=config.api.users)
+    app = create_app(idle_store, spare_view.health, config.api.bearer_token(), config.name,
+                     spare_view.known_cameras, users=config.api.users,
+                     node_identities=lambda: _identities(view))
     holder["app"] = app
     return app, start, stop

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from hotspare.signing_keys import TrustedPublicKey
 from hotspare.site.licences import (
     LicenceRefused,
     RefusalReason,
@@ -26,7 +27,6 @@ from hotspare.site.licences import (
     verify_licence,
 )
 from hotspare.site.model import LicenceRef, SiteConfig
-from hotspare.site.signing_keys import TrustedPublicKey
 
 
 @dataclass(frozen=True)

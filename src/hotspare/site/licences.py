@@ -28,7 +28,7 @@ from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
 from hotspare.config.load import describe_validation_error
 from hotspare.config.models import Identifier, StrictModel
-from hotspare.site.signing_keys import TrustedPublicKey, key_id
+from hotspare.signing_keys import TrustedPublicKey, key_id
 
 FILE_FORMAT = "hotspare-licence/1"
 

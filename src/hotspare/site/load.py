@@ -14,15 +14,16 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from hotspare.config.load import ConfigError, describe_validation_error, read_config_text
-from hotspare.site.licences import Licence, LicenceRefused, RefusalReason
-from hotspare.site.model import LicenceRef, SiteConfig, TrustedKey
-from hotspare.site.pool import LicenceMerge, OfferedLicence, merge_licences
-from hotspare.site.signing_keys import (
+from hotspare.signing_keys import (
     KeyFileError,
     TrustedPublicKey,
     parse_public_key,
     read_public_key,
+    trust_roots,
 )
+from hotspare.site.licences import Licence, LicenceRefused, RefusalReason
+from hotspare.site.model import LicenceRef, SiteConfig, TrustedKey
+from hotspare.site.pool import LicenceMerge, OfferedLicence, merge_licences
 
 
 class SiteConfigError(ConfigError):
@@ -88,8 +89,10 @@ def _offer(index: int, ref: LicenceRef) -> OfferedLicence | LicenceRefused:
 def load_site_licences(
     config: SiteConfig, now: datetime, held: Sequence[Licence] = ()
 ) -> LicenceMerge:
-    """Verify every licence the configuration names, on top of those the site already holds."""
-    trusted = read_trusted_keys(config.trusted_keys)
+    """Verify every licence the configuration names, on top of those the site already holds,
+    against this installation's trust roots (`signing_keys.trust_roots`): the document's own
+    `trusted_keys` are not trusted, since whoever writes the document writes its licences."""
+    trusted = list(trust_roots())
     offers = [_offer(index, ref) for index, ref in enumerate(config.licences)]
     merge = merge_licences(
         held, [o for o in offers if isinstance(o, OfferedLicence)], trusted, config.site.id, now

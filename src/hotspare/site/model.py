@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -44,6 +45,18 @@ class Platform(StrEnum):
     WINDOWS = "windows"
     NETBSD = "netbsd"
     OTHER = "other"
+
+
+TOKEN_SHA256_PATTERN = r"^[0-9a-f]{64}$"
+TokenSha256 = Annotated[
+    str | None,
+    Field(
+        pattern=TOKEN_SHA256_PATTERN,
+        description="SHA-256 (64 lower-case hex digits) of this node's own credential, the token "
+        "in its [api] node_token_file; the import route knows which node uploads by it "
+        "(docs/site-config.md, \"Node identities\")",
+    ),
+]
 
 
 def _check_host_port(value: str) -> str:
@@ -92,6 +105,7 @@ class RecordingServerConfig(StrictModel):
 
     name: Identifier
     address: str = Field(description="host:port of the server's HTTP API")
+    token_sha256: TokenSha256 = None
     role: Role = Role.RECORDING
     platform: Platform = Platform.LINUX
     frame_grabber_inputs: int = Field(
@@ -129,6 +143,7 @@ class FailoverServerConfig(StrictModel):
 
     name: Identifier
     address: str = Field(description="host:port of the spare's HTTP API")
+    token_sha256: TokenSha256 = None
     max_cameras: int | None = Field(
         None,
         ge=0,
@@ -238,6 +253,27 @@ class SiteConfig(StrictModel):
                 raise ValueError(f"[{index}] name {spare.name!r} appears twice")
             seen.add(spare.name)
         return spares
+
+    @model_validator(mode="after")
+    def _distinct_identities(self) -> SiteConfig:
+        """Two nodes with one credential could not be told apart, which is all the field is for."""
+        seen: dict[str, str] = {}
+        for node in self._nodes():
+            if node.token_sha256 is None:
+                continue
+            if node.token_sha256 in seen:
+                raise ValueError(f"token_sha256 of {node.name!r} is the same as that of "
+                                 f"{seen[node.token_sha256]!r}: give every node its own token")
+            seen[node.token_sha256] = node.name
+        return self
+
+    def node_identities(self) -> dict[str, str]:
+        """SHA-256 hex of each node's own credential -> the node's name."""
+        return {node.token_sha256: node.name for node in self._nodes()
+                if node.token_sha256 is not None}
+
+    def _nodes(self) -> list[RecordingServerConfig | FailoverServerConfig]:
+        return [*self.recording_servers, *self.failover_servers]
 
     @property
     def master(self) -> RecordingServerConfig:

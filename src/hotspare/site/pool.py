@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from hotspare.signing_keys import TrustedPublicKey
 from hotspare.site.licences import Licence, LicenceRefused, verify_licence
-from hotspare.site.signing_keys import TrustedPublicKey
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,13 @@ the agents' state machines are tested against the same rules the product runs on
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Protocol
 
 from hotspare.coordination.errors import FencingError
 from hotspare.coordination.etcd_adapter import Coordinator
-from hotspare.coordination.models import Lease
+from hotspare.coordination.models import ChangeType, Lease, WatchBatch
 from hotspare.sitestate import layout
 from hotspare.sitestate.snapshot import SiteState
 from hotspare.sitestate.values import (
@@ -29,6 +31,7 @@ from hotspare.sitestate.values import (
     Returning,
     SpareRecord,
     Watermarks,
+    now_us,
     standby_dumps,
 )
 
@@ -61,7 +64,7 @@ class SiteAccess(Protocol):
     def hold_lease(self, ttl: float, role: str) -> HeldLease: ...
 
     # a recording server
-    def publish_alive(self, server: str, value: Alive, lease: HeldLease) -> None: ...
+    def publish_alive(self, server: str, value: Alive, lease: HeldLease) -> int: ...
 
     def drop_alive(self, server: str) -> None: ...
 
@@ -74,6 +77,11 @@ class SiteAccess(Protocol):
     def ask_release(self, server: str, value: Returning, lease: HeldLease) -> None: ...
 
     def withdraw_release(self, server: str) -> None: ...
+
+    def answer_questions(self, server: str) -> None: ...
+
+    def watch_server(self, server: str, on_question: Callable[[], None],
+                     on_claim: Callable[[int], None]) -> None: ...
 
     # a spare
     def publish_spare(self, spare: str, value: SpareRecord, lease: HeldLease) -> None: ...
@@ -96,6 +104,12 @@ class SiteAccess(Protocol):
 
     def delete_progress(self, server: str, spare: str, token: int | None) -> None: ...
 
+    def ask(self, server: str, spare: str) -> None: ...
+
+    def unanswered(self, server: str, spare: str) -> bool: ...
+
+    def withdraw_question(self, server: str, spare: str) -> None: ...
+
 
 class EtcdSite:
     """`SiteAccess` on etcd, under the coordinator's site prefix."""
@@ -111,8 +125,9 @@ class EtcdSite:
 
     # ------------------------------------------------------------------ a recording server
 
-    def publish_alive(self, server: str, value: Alive, lease: HeldLease) -> None:
-        self.coord.put(layout.alive(server), value.dumps(), lease=lease.lease)
+    def publish_alive(self, server: str, value: Alive, lease: HeldLease) -> int:
+        """The revision written: a claim with a later token was made after it."""
+        return self.coord.put(layout.alive(server), value.dumps(), lease=lease.lease)
 
     def drop_alive(self, server: str) -> None:
         self.coord.delete(layout.alive(server))
@@ -132,6 +147,31 @@ class EtcdSite:
 
     def withdraw_release(self, server: str) -> None:
         self.coord.delete(layout.returning(server))
+
+    def answer_questions(self, server: str) -> None:
+        """Delete every spare's question: "yes, I still talk to etcd" (decision 5)."""
+        self.coord.delete(layout.asking_prefix(server), prefix=True)
+
+    def watch_server(self, server: str, on_question: Callable[[], None],
+                     on_claim: Callable[[int], None]) -> None:
+        """Two watches for a recording server: a question asked of it (`on_question`), and a
+        claim made on it (`on_claim(token)`), which it must learn of even when its lease never
+        lapsed (taken over while it was only unreachable for a moment)."""
+        claim_key = layout.claim(server)
+
+        def questions(batch: WatchBatch) -> None:
+            if batch.resynced or any(c.type is ChangeType.PUT for c in batch.changes):
+                on_question()
+
+        def claims(batch: WatchBatch) -> None:
+            kvs = (batch.snapshot or []) if batch.resynced else [
+                c.kv for c in batch.changes if c.type is ChangeType.PUT]
+            for kv in kvs:
+                if kv.key == claim_key:  # the prefix also matches e.g. rec-10 for rec-1
+                    on_claim(kv.create_revision)
+
+        self.coord.watch_prefix(layout.asking_prefix(server), questions)
+        self.coord.watch_prefix(claim_key, claims)
 
     # ------------------------------------------------------------------ a spare
 
@@ -182,6 +222,16 @@ class EtcdSite:
             self.coord.delete(key)
         else:
             self.coord.delete_fenced(key, claim_key=layout.claim(server), token=token)
+
+    def ask(self, server: str, spare: str) -> None:
+        """Ask a server we cannot reach whether it still talks to etcd (it deletes the key)."""
+        self.coord.put(layout.asking(server, spare), json.dumps({"at_us": now_us()}))
+
+    def unanswered(self, server: str, spare: str) -> bool:
+        return self.coord.get(layout.asking(server, spare)) is not None
+
+    def withdraw_question(self, server: str, spare: str) -> None:
+        self.coord.delete(layout.asking(server, spare))
 
     # ------------------------------------------------------------------ any node
 

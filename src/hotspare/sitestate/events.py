@@ -25,7 +25,7 @@ log = logging.getLogger("hotspare.sitestate.events")
 
 KINDS = ("suspected", "claimed", "recording", "returned", "handback", "reinserting", "done",
          "refused", "stood_down", "lost_claim", "not_recording", "config", "protection",
-         "gapless_fallback", "blocked", "released", "early_deleted")
+         "gapless_fallback", "blocked", "released", "early_deleted", "displaced")
 for _kind in KINDS:  # exported as 0 from the start, so increase() sees the first event
     metrics.EVENTS.labels(_kind)
 

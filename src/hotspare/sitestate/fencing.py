@@ -24,10 +24,14 @@ class FenceCheck:
     ok: bool
     retryable: bool = False
     detail: str = ""
+    foreign: bool = False
+    """The token is current but the claim is another node's: the sender is not its holder."""
 
 
-def check_fence(claims: ClaimReader, server: str, value: str) -> FenceCheck:
-    """Check one upload's `X-Hotspare-Fencing` value; never raises for etcd trouble."""
+def check_fence(claims: ClaimReader, server: str, value: str,
+                node: str | None = None) -> FenceCheck:
+    """Check one upload's `X-Hotspare-Fencing` value, and with `node` that this node holds the
+    claim (a token is no secret: it is a revision number); never raises for etcd trouble."""
     claim_key, _, token_text = value.rpartition(":")
     if claim_key != layout.claim(server) or not token_text.isdigit():
         return FenceCheck(False, detail=f"{layout.FENCING_HEADER} {value!r} does not name a "
@@ -44,4 +48,8 @@ def check_fence(claims: ClaimReader, server: str, value: str) -> FenceCheck:
     if claim.token != int(token_text):
         return FenceCheck(False, detail=f"token {token_text} is stale: the claim on {server} "
                           f"now has token {claim.token}")
+    if node is not None and claim.spare != node:
+        return FenceCheck(False, foreign=True,
+                          detail=f"the claim on {server} with token {token_text} is held by "
+                          f"{claim.spare!r}, not by {node!r}, which sent the upload")
     return FenceCheck(True)

@@ -22,6 +22,7 @@ PROTECTION_PREFIX = "protection/"
 WATERMARKS_PREFIX = "watermarks/"
 RETURNING_PREFIX = "returning/"
 STANDBY_PREFIX = "standby/"
+ASKING_PREFIX = "asking/"
 
 
 def site_prefix(site_id: str) -> str:
@@ -61,6 +62,18 @@ def standby(spare_name: str) -> str:
     {"cameras": {camera_id: {"server", "state" (buffering|connecting|refused), "buffered_s",
     "kbps", "error"}}}."""
     return STANDBY_PREFIX + spare_name
+
+
+def asking(server: str, spare: str) -> str:
+    """A spare's question to a server it cannot reach directly, "do you still talk to etcd?";
+    the server answers by deleting it (design decision 5). No lease: the server deletes every
+    question it sees, and a spare deletes one left unanswered. Value: {"at_us"}."""
+    return f"{ASKING_PREFIX}{server}/{spare}"
+
+
+def asking_prefix(server: str) -> str:
+    """Every spare's question to one server (what that server watches)."""
+    return f"{ASKING_PREFIX}{server}/"
 
 
 def claim(server: str) -> str:

@@ -158,6 +158,10 @@ def _verify_file(meta: ImportMeta, path: Path, known_sha256: str | None = None) 
         raise ImportRejected(f"not a fragmented MP4 segment: {e}") from e
     if not info.complete:
         raise ImportRejected(f"segment file is incomplete: {info.trailing_note or 'no fragment'}")
+    try:
+        mp4.check_frames(path, info)
+    except mp4.Mp4Error as e:
+        raise ImportRejected(f"the segment's frames are damaged: {e}") from e
     checks = (("init_bytes", meta.init_bytes, info.init_bytes),
               ("frame_count", meta.frame_count, info.frame_count),
               ("duration_90k", meta.duration_90k, info.duration_90k),
@@ -262,12 +266,15 @@ def _held_frames(store: StoreParts, segments: list[SegmentInfo],
 def import_segment(store: StoreParts, meta: ImportMeta, data: Path, *,
                    known_camera: Callable[[str], bool] | None = None,
                    imported_from: str | None = None,
-                   received: Received | None = None) -> ImportResult:
+                   received: Received | None = None,
+                   guard: Callable[[], None] | None = None) -> ImportResult:
     """Verify and index one segment, all or nothing (module docstring, docs/store.md).
 
     `received` says the bytes at `data` were already hashed (and maybe fsynced) by the caller;
     the hash is still compared with the metadata and the file still parsed, only the repeated
-    work is skipped.
+    work is skipped. `guard` is called inside the index transaction that would store the
+    segment, before anything is written; whatever it raises undoes the import and propagates
+    (the API re-checks there that the uploader still holds its claim, `hotspare.api.fencing`).
     """
     _validate_meta(meta, store, known_camera)
     if not data.is_file():
@@ -282,7 +289,8 @@ def import_segment(store: StoreParts, meta: ImportMeta, data: Path, *,
             # Done for duplicates too (rare, and cheap next to losing an acknowledged file).
             layout.fsync_file(staged)
         with store.index.locked():
-            return _commit(store, meta, info, staged, imported_from or meta.recorded_by)
+            return _commit(store, meta, info, staged, imported_from or meta.recorded_by,
+                           guard or _no_guard)
     finally:
         if ours and staged.exists():
             staged.unlink()
@@ -292,8 +300,12 @@ SAME_TIME_TOLERANCE_US = 1_000
 """Two rows with equal bytes whose starts differ by less than this are one recording."""
 
 
+def _no_guard() -> None:
+    return None
+
+
 def _commit(store: StoreParts, meta: ImportMeta, info: mp4.Mp4Info, staged: Path,
-            imported_from: str) -> ImportResult:
+            imported_from: str, guard: Callable[[], None]) -> ImportResult:
     db = store.index.read()
     same = db.execute(f"select {SEGMENT_COLUMNS} from segment where run_id = ? and seq = ?",
                       (meta.run_id, meta.seq)).fetchone()
@@ -301,7 +313,7 @@ def _commit(store: StoreParts, meta: ImportMeta, info: mp4.Mp4Info, staged: Path
         seg = row_to_segment(same)
         if seg.sha256 == meta.sha256 and seg.camera_id == meta.camera_id:
             if seg.file_problem is not None:
-                return _restore(store, seg, staged)
+                return _restore(store, seg, staged, guard)
             return ImportResult("duplicate", seg, message="already stored (same run and seq)")
         raise ImportRejected(f"run {meta.run_id} seq {meta.seq} is already stored with other "
                              f"content (sha256 {seg.sha256})", 409)
@@ -343,6 +355,7 @@ def _commit(store: StoreParts, meta: ImportMeta, info: mp4.Mp4Info, staged: Path
     layout.fsync_dir(final.parent)
     try:
         with store.index.write() as w:
+            guard()
             if run is None:
                 run = RunInfo(meta.run_id, meta.camera_id, meta.recorded_by, meta.recorded_as,
                               meta.anchor_wall_us, WallSource(meta.wall_source),
@@ -373,9 +386,11 @@ def _commit(store: StoreParts, meta: ImportMeta, info: mp4.Mp4Info, staged: Path
     return ImportResult("inserted", seg, covering, "stored")
 
 
-def _restore(store: StoreParts, seg: SegmentInfo, staged: Path) -> ImportResult:
+def _restore(store: StoreParts, seg: SegmentInfo, staged: Path,
+             guard: Callable[[], None]) -> ImportResult:
     """The row is here but reconcile found its file missing or damaged: put the verified bytes
     back (the hash matches the row) and clear the mark."""
+    guard()  # under the writer lock, before the file is put back
     final = layout.to_path(store.root, seg.relpath)
     # The staged file's data was synced before the lock (import_segment).
     layout.make_dirs_durable(store.root, final.parent)

@@ -396,9 +396,10 @@ class SegmentStore:
     def import_segment(self, meta: ImportMeta, data: Path, *,
                        known_camera: Callable[[str], bool] | None = None,
                        imported_from: str | None = None,
-                       received: Received | None = None) -> ImportResult:
+                       received: Received | None = None,
+                       guard: Callable[[], None] | None = None) -> ImportResult:
         return importer.import_segment(self.parts, meta, data, known_camera=known_camera,
-                              imported_from=imported_from, received=received)
+                              imported_from=imported_from, received=received, guard=guard)
 
     def apply_retention(self, max_age_us: int | None, min_free_bytes: int,
                         now_wall_us: int) -> RetentionReport:

@@ -37,6 +37,8 @@ const state = {
   spareNames: [],
   tiles: [],                        // the live grid: {camera, video, hls, status, retry}
   playback: null,                   // {camera, from, end, next}: the range the player is on
+  selection: null,                  // {camera, from, to}: the range to export
+  exporting: false,
 };
 
 class AuthError extends Error {}
@@ -57,6 +59,21 @@ async function call(path, base = state.base) {
   } finally {
     clearTimeout(timer);
   }
+}
+
+// Calls that are not a plain GET of JSON (the export): same token, the API's error text on failure.
+async function request(path, { method = "GET", as = "json" } = {}) {
+  const res = await fetch(state.base + path, {
+    method, headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store",
+  });
+  if (res.status === 401) throw new AuthError("the token was refused");
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    const err = new Error(body.detail || `HTTP ${res.status}`);
+    err.status = res.status;
+    throw err;
+  }
+  return as === "blob" ? res.blob() : res.json();
 }
 
 // The master may move (a spare assumes its identity): when our node stops answering, ask every
@@ -189,8 +206,10 @@ function drawCameras() {
   const want = state.cameras.map((c) => c.id);
   if (want.join() !== [...have].join()) {
     box.replaceChildren(...state.cameras.map((c) => {
-      const bar = el("div", { class: "timeline", "data-camera": c.id, title: "click to play from here" });
-      bar.addEventListener("click", (ev) => playFromClick(c.id, bar, ev));
+      const bar = el("div", { class: "timeline", "data-camera": c.id,
+        title: "click to play from here; shift-drag to choose a range to export" });
+      bar.addEventListener("click", (ev) => { if (!ev.shiftKey) playFromClick(c.id, bar, ev); });
+      bar.addEventListener("mousedown", (ev) => { if (ev.shiftKey) startSelect(c.id, bar, ev); });
       const live = el("button", { class: "small", type: "button" }, "live");
       live.addEventListener("click", () => playLive(c.id));
       return el("div", { class: "camera", "data-camera": c.id },
@@ -246,6 +265,7 @@ function drawTimeline(camera, tl) {
     : "click to play from here";
   bar.dataset.from = tl.from_wall_us;
   bar.dataset.to = tl.to_wall_us;
+  drawSelection();
   drawLegend();
 }
 
@@ -441,6 +461,124 @@ $("#scrubber").addEventListener("input", () => {
   $("#scrub-time").textContent = fmt(Number($("#scrubber").value) * 1000);
 });
 $("#scrubber").addEventListener("change", () => seekWall(Number($("#scrubber").value) * 1000));
+
+// ---------------------------------------------------------------- export
+
+// A range of one camera, chosen by shift-dragging on its timeline or with in/out at the playing
+// position, exported by the master as one MP4 with a signed manifest (docs/export.md). The job
+// runs on the master; the page polls its progress and then fetches both files with the token
+// (a plain link cannot send it). Exporting needs an operator's token; a viewer is told so.
+function wallAt(bar, clientX) {
+  const rect = bar.getBoundingClientRect();
+  const from = Number(bar.dataset.from), to = Number(bar.dataset.to);
+  const x = Math.max(0, Math.min(1, (clientX - rect.left) / rect.width));
+  return Math.round(from + x * (to - from));
+}
+
+function startSelect(camera, bar, ev) {
+  ev.preventDefault();
+  const anchor = wallAt(bar, ev.clientX);
+  const move = (e) => setSelection(camera, anchor, wallAt(bar, e.clientX));
+  const up = (e) => {
+    move(e);
+    window.removeEventListener("mousemove", move);
+    window.removeEventListener("mouseup", up);
+  };
+  window.addEventListener("mousemove", move);
+  window.addEventListener("mouseup", up);
+}
+
+function setSelection(camera, a, b) {
+  state.selection = { camera, from: Math.min(a, b), to: Math.max(a, b) };
+  drawSelection();
+}
+
+function drawSelection() {
+  document.querySelectorAll(".timeline .selection").forEach((s) => s.remove());
+  const sel = state.selection;
+  const ok = sel && sel.to - sel.from >= 1e6;
+  $("#export").disabled = !ok || state.exporting;
+  $("#export-range").textContent = sel
+    ? `Export ${sel.camera} ${fmt(sel.from)} – ${fmt(sel.to)} (${((sel.to - sel.from) / 1e6).toFixed(1)} s)`
+      + (ok ? "" : ": choose at least a second")
+    : "Export: shift-drag on a timeline, or mark in and out while playing.";
+  if (!sel) return;
+  const bar = document.querySelector(`.timeline[data-camera="${sel.camera}"]`);
+  if (!bar) return;
+  const from = Number(bar.dataset.from), to = Number(bar.dataset.to);
+  const pct = (w) => Math.max(0, Math.min(100, ((w - from) / (to - from)) * 100));
+  const box = el("div", { class: "selection", "data-from": sel.from, "data-to": sel.to });
+  box.style.left = `${pct(sel.from)}%`;
+  box.style.width = `${Math.max(0.3, pct(sel.to) - pct(sel.from))}%`;
+  bar.append(box);
+}
+
+function mark(which) {
+  const wall = playingWallUs();
+  const range = state.playback;
+  if (wall === null || !range) {
+    $("#export-status").textContent = "play a recording first, then mark in and out";
+    return;
+  }
+  const sel = state.selection && state.selection.camera === range.camera ? state.selection
+    : { camera: range.camera, from: wall, to: wall };
+  if (which === "in") setSelection(range.camera, wall, Math.max(wall, sel.to));
+  else setSelection(range.camera, Math.min(wall, sel.from), wall);
+}
+
+async function runExport() {
+  const sel = state.selection;
+  if (!sel || state.exporting) return;
+  state.exporting = true;
+  drawSelection();
+  const bar = $("#export-progress"), status = $("#export-status");
+  $("#export-links").replaceChildren();
+  bar.hidden = false;
+  bar.value = 0;
+  status.textContent = "starting";
+  status.dataset.state = "running";
+  try {
+    let job = await request(`/api/v1/site/cameras/${sel.camera}/exports?from=${sel.from}&to=${sel.to}`,
+      { method: "POST" });
+    $("#export-progress").dataset.job = job.job_id;
+    while (job.state === "running") {
+      await new Promise((r) => setTimeout(r, 500));
+      job = await request(`/api/v1/site/exports/${job.job_id}`);
+      bar.max = Math.max(1, job.pieces_total);
+      bar.value = job.pieces_done;
+      status.textContent = `${job.pieces_done}/${job.pieces_total} pieces, `
+        + `${job.frames_done} frames, ${(job.bytes_done / 1e6).toFixed(1)} MB`;
+    }
+    if (job.state !== "done") throw new Error(job.detail || job.error || job.state);
+    const base = `/api/v1/site/exports/${job.job_id}`;
+    const [clip, manifest] = await Promise.all([
+      request(`${base}/clip.mp4`, { as: "blob" }), request(`${base}/manifest.json`, { as: "blob" })]);
+    const name = `${sel.camera}-${job.job_id.slice(0, 8)}`;
+    $("#export-links").replaceChildren(
+      el("a", { href: URL.createObjectURL(clip), download: `${name}.mp4`, class: "clip" }, "clip.mp4"),
+      el("a", { href: URL.createObjectURL(manifest), download: `${name}.manifest.json`,
+        class: "manifest" }, "manifest.json"));
+    bar.value = bar.max;
+    status.textContent = `done: ${job.frames_done} frames, ${(clip.size / 1e6).toFixed(1)} MB `
+      + "(check it with `hotspare export verify`)";
+    status.dataset.state = "done";
+  } catch (err) {
+    if (err instanceof AuthError) throw err;
+    status.dataset.state = "failed";
+    status.textContent = err.status === 403
+      ? "exporting needs an operator's token (log in with one)"
+      : `export failed: ${err.message}`;
+  } finally {
+    state.exporting = false;
+    drawSelection();
+  }
+}
+
+$("#mark-in").addEventListener("click", () => mark("in"));
+$("#mark-out").addEventListener("click", () => mark("out"));
+$("#export").addEventListener("click", () => runExport().catch((err) => {
+  if (err instanceof AuthError) logout(err.message);
+}));
 
 // ---------------------------------------------------------------- live grid
 

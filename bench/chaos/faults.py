@@ -1,0 +1,231 @@
+"""The faults the chaos soak draws from, each injected and healed on a running FailoverSite.
+
+Each fault is one function: it injects the fault, waits for the reaction the product promises (a
+claim, a takeover, nothing at all), heals it, and returns a record with the times that matter.
+The soak then waits for the whole site to be steady again before the next one, so every frame
+lost or stored twice can be charged to exactly one fault.
+
+Not here yet (say so in the results, not silently): partitions and a vanished host (they need
+the network-namespace site, tests/support/netsite.py), a spare's disk filled and freed, and the
+camera faults (silent camera, RTCP without RTP, stream restart, resolution change).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hotspare.sitestate import layout
+from hotspare.sitestate.snapshot import SiteState
+from tests.support.site import FailoverSite, wait_for
+
+GOP_S = 1.0
+PREBUFFER_READY_S = 4.0  # seconds a gapless camera's standby holds before it counts as covered
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class FaultRecord:
+    kind: str
+    target: str
+    start_us: int
+    healed_us: int = 0
+    steady_us: int = 0
+    claim_s: float | None = None  # fault → claimed event, where a claim is the expected reaction
+    claims: list[str] = field(default_factory=list)  # "spare→server" claims seen in the window
+    note: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "target": self.target, "start_us": self.start_us,
+                "healed_us": self.healed_us, "steady_us": self.steady_us,
+                "claim_s": self.claim_s, "claims": self.claims, "note": self.note}
+
+
+Fault = Callable[[FailoverSite, random.Random], FaultRecord]
+
+
+def claims_since(site: FailoverSite, after_us: int) -> list[str]:
+    return [f"{e.node}->{e.server}" for e in site.events()
+            if e.kind == "claimed" and e.wall_us >= after_us]
+
+
+def steady(site: FailoverSite, timeout: float, gapless: list[str]) -> None:
+    """Every server recording and confirmed, no claim or re-insert left, every spare idle, every
+    etcd member healthy, and every gapless camera pre-buffered again on a spare: the state every
+    fault must end in. A fault injected before the pre-buffers refill would find those cameras
+    protected as standard cameras only; that is a second fault, not what the soak measures."""
+    assert site.coord is not None and site.etcd is not None
+    coord, etcd = site.coord, site.etcd
+
+    def check() -> bool:
+        state = SiteState.read(coord)
+        servers_ok = all(s in state.alive and state.alive[s].confirmed for s in site.servers)
+        spares_ok = all(s in state.spares and state.spares[s].state == "idle"
+                        and state.spares[s].leftover is None for s in site.spares)
+        members_ok = all(m.is_healthy() for m in etcd.members)
+        sessions = {camera: session for cameras in state.standby.values()
+                    for camera, session in cameras.items()}
+        buffered = all(c in sessions and sessions[c].state == "buffering"
+                       and (sessions[c].buffered_s or 0) >= PREBUFFER_READY_S for c in gapless)
+        return (servers_ok and spares_ok and members_ok and buffered and not state.claims
+                and not any(state.reinsert.values()))
+
+    wait_for("the site steady again (servers confirmed, no claim or re-insert, spares idle, "
+             "gapless cameras pre-buffered)", check, timeout, 0.3)
+
+
+def _claim_after(site: FailoverSite, server: str, after_us: int, timeout: float = 20.0
+                 ) -> tuple[str, float]:
+    event = site.wait_event("claimed", server, timeout=timeout, after_us=after_us)
+    return event.node, (event.wall_us - after_us) / 1e6
+
+
+def _crash(site: FailoverSite, record: FaultRecord) -> str:
+    """SIGKILL the record's server and wait until a spare records its cameras; that spare."""
+    site.node(record.target).kill()
+    spare, record.claim_s = _claim_after(site, record.target, record.start_us)
+    site.wait_event("recording", record.target, timeout=20, after_us=record.start_us)
+    return spare
+
+
+def kill_server(site: FailoverSite, rng: random.Random) -> FaultRecord:
+    """SIGKILL a recording server (the master among them); a spare covers it; it restarts."""
+    server = rng.choice(list(site.servers))
+    record = FaultRecord("kill_master" if server == "rec-1" else "kill_server", server, now_us())
+    spare = _crash(site, record)
+    time.sleep(rng.uniform(2.0, 5.0))
+    site.start(server)
+    record.healed_us = now_us()
+    record.note = f"covered by {spare}"
+    return record
+
+
+def freeze_server(site: FailoverSite, rng: random.Random) -> FaultRecord:
+    """SIGSTOP a recording server past its lease (a hung machine), then SIGCONT it."""
+    server = rng.choice(list(site.servers))
+    record = FaultRecord("freeze_server", server, now_us())
+    site.node(server).freeze()
+    try:
+        spare, record.claim_s = _claim_after(site, server, record.start_us)
+        time.sleep(rng.uniform(1.0, 3.0))
+    finally:
+        site.node(server).thaw()
+    record.healed_us = now_us()
+    record.note = f"covered by {spare}"
+    return record
+
+
+def kill_covering_spare(site: FailoverSite, rng: random.Random) -> FaultRecord:
+    """A server dies, and then the spare covering it: the other spare must take over."""
+    server = rng.choice(list(site.servers))
+    record = FaultRecord("kill_covering_spare", server, now_us())
+    first = _crash(site, record)
+    time.sleep(rng.uniform(1.5, 3.0))
+    spare_killed_us = now_us()
+    site.node(first).kill()
+    second, _ = _claim_after(site, server, spare_killed_us, timeout=25)
+    site.wait_event("recording", server, node=second, timeout=20, after_us=spare_killed_us)
+    time.sleep(rng.uniform(1.0, 3.0))
+    site.start(first)
+    site.start(server)
+    record.healed_us = now_us()
+    record.note = f"{first} killed while covering; {second} took over"
+    return record
+
+
+def restart_mid_reinsert(site: FailoverSite, rng: random.Random) -> FaultRecord:
+    """A server comes back, and dies again while the spare re-inserts into it."""
+    server = rng.choice(list(site.servers))
+    record = FaultRecord("restart_mid_reinsert", server, now_us())
+    spare = _crash(site, record)
+    time.sleep(rng.uniform(3.0, 5.0))
+    site.start(server)
+    key = layout.reinsert(server, spare)
+    try:
+        wait_for("re-insert under way", lambda: (site.get(key) or {}).get("done", 0) >= 1, 30,
+                 0.05)
+        site.node(server).kill()
+        record.note = f"killed again during re-insert from {spare}"
+    except AssertionError:
+        record.note = f"re-insert from {spare} finished before the second kill"
+    time.sleep(rng.uniform(0.5, 2.0))
+    if site.node(server).process is None or site.node(server).process.poll() is not None:
+        site.start(server)
+    record.healed_us = now_us()
+    return record
+
+
+def freeze_idle_spare(site: FailoverSite, rng: random.Random) -> FaultRecord:
+    """SIGSTOP an idle spare for a few seconds: nothing may be claimed."""
+    spare = rng.choice(site.spares)
+    record = FaultRecord("freeze_idle_spare", spare, now_us())
+    site.node(spare).freeze()
+    time.sleep(rng.uniform(2.0, 4.0))
+    site.node(spare).thaw()
+    record.healed_us = now_us()
+    return record
+
+
+def kill_etcd_member(site: FailoverSite, rng: random.Random) -> FaultRecord:
+    """SIGKILL one etcd member (of three) and start it again: the site must not notice."""
+    assert site.etcd is not None
+    member = rng.choice(site.etcd.members)
+    record = FaultRecord("kill_etcd_member", member.name, now_us())
+    member.kill()
+    time.sleep(rng.uniform(2.0, 4.0))
+    member.start()
+    record.healed_us = now_us()
+    return record
+
+
+def freeze_etcd_member(site: FailoverSite, rng: random.Random) -> FaultRecord:
+    """SIGSTOP one etcd member (the leader, when it is chosen) for a few seconds."""
+    assert site.etcd is not None
+    member = rng.choice(site.etcd.members)
+    record = FaultRecord("freeze_etcd_member", member.name, now_us())
+    member.freeze()
+    try:
+        time.sleep(rng.uniform(2.0, 4.0))
+    finally:
+        member.thaw()
+    record.healed_us = now_us()
+    return record
+
+
+# Each kind with its weight, and whether a claim is the expected reaction (True), forbidden
+# (False: a claim would be a false failover), or either (None).
+FAULTS: dict[str, tuple[Fault, float, bool | None]] = {
+    "kill_server": (kill_server, 3.0, True),  # also draws the master (rec-1): kill_master
+    "freeze_server": (freeze_server, 2.0, True),
+    "kill_covering_spare": (kill_covering_spare, 1.0, True),
+    "restart_mid_reinsert": (restart_mid_reinsert, 1.5, True),
+    "freeze_idle_spare": (freeze_idle_spare, 1.0, False),
+    "kill_etcd_member": (kill_etcd_member, 1.0, False),
+    "freeze_etcd_member": (freeze_etcd_member, 1.0, False),
+}
+
+# Video a camera may lose to one fault, in seconds of capture time, by protection mode. Standard:
+# detection (≤ lease + probe) plus the spare's start and one GOP, twice when the covering spare
+# dies too. Gapless: nothing, except when the covering spare itself dies (no second pre-buffer).
+STANDARD_BOUND_S = 3.5
+LOSS_BOUND_S: dict[str, dict[str, float]] = {
+    "kill_server": {"standard": STANDARD_BOUND_S, "gapless": 0.0},
+    "kill_master": {"standard": STANDARD_BOUND_S, "gapless": 0.0},
+    "freeze_server": {"standard": STANDARD_BOUND_S + 1.0, "gapless": 0.0},
+    "kill_covering_spare": {"standard": 2 * STANDARD_BOUND_S, "gapless": STANDARD_BOUND_S},
+    "restart_mid_reinsert": {"standard": 2 * STANDARD_BOUND_S, "gapless": STANDARD_BOUND_S},
+    "freeze_idle_spare": {"standard": 0.0, "gapless": 0.0},
+    "kill_etcd_member": {"standard": 0.0, "gapless": 0.0},
+    "freeze_etcd_member": {"standard": 0.0, "gapless": 0.0},
+}
+
+
+def draw(rng: random.Random) -> str:
+    kinds = list(FAULTS)
+    return rng.choices(kinds, weights=[FAULTS[k][1] for k in kinds])[0]

@@ -1,0 +1,287 @@
+"""Chaos soak: random faults, one after another, on a whole site; then every frame accounted for.
+
+    .venv/bin/python -m bench.chaos --faults 100 --seed 7     # the full soak (about 40 minutes)
+    .venv/bin/python -m bench.chaos --quick --seed 1          # 10 faults, what CI runs
+
+The site is the end-to-end tests' FailoverSite: a three-member etcd (TLS, client certificates),
+the camera simulator (every frame carries its number and capture time), two recording servers
+(`rec-1`, the master, with standard cameras; `rec-2` with gapless cameras) and two spares, all
+real `hotspare node` processes on loopback. Faults are drawn by seed from bench/chaos/faults.py;
+after each one the soak waits until the site is steady again (servers confirmed, no claim or
+re-insert left, spares idle, etcd healthy), so each lost frame is charged to one fault.
+
+At the end every node is stopped and every camera's frames are read back from its server's store
+(where re-insert has put the spares' video) and compared with the simulator's log of delivered
+frames: frames lost, by the fault whose window holds them, against the bound each fault type
+allows (faults.LOSS_BOUND_S); frames twice as the index counts them, in the segment files as
+stored, and in what a user receives (each server's playlist and downloads, the site playlist:
+tests/support/served.py); imports accepted outside the importer's claim (a stale writer); claims and
+re-insert records left in etcd. The baseline in the same run is the quiet stretch before the
+first fault: the same site with no fault must lose nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+if __package__ in (None, ""):  # run as a script: make `bench`, `tests` and `hotspare` importable
+    sys.path[:0] = [str(REPO), str(REPO / "src")]
+
+from bench.chaos.faults import (  # noqa: E402
+    FAULTS,
+    LOSS_BOUND_S,
+    FaultRecord,
+    claims_since,
+    draw,
+    now_us,
+    steady,
+)
+from bench.common import LoadSampler, remove_work_dir, table, work_dir, write_result  # noqa: E402
+from hotspare.sitestate.snapshot import SiteState  # noqa: E402
+from tests.support.frames import all_segments, frames_in_file  # noqa: E402
+from tests.support.served import check_served  # noqa: E402
+from tests.support.site import FailoverSite, camera_frames  # noqa: E402
+
+QUICK_FAULTS = 10
+QUIET_S = 20.0
+STEADY_TIMEOUT_S = 120.0
+FPS = 10
+MASTER = "rec-1"
+CLAIM_END_KINDS = {"released", "stood_down", "done"}
+
+
+def build_site(tmp: Path) -> FailoverSite:
+    return FailoverSite(tmp, servers={"rec-1": 2, "rec-2": 2}, spares=["spare-1", "spare-2"],
+                        etcd_size=3, fps=FPS, server_options={"rec-2": {"protection": "gapless"}})
+
+
+def mode_of(camera: str) -> str:
+    return "gapless" if camera.startswith("rec-2-") else "standard"
+
+
+def gapless_cameras(site: FailoverSite) -> list[str]:
+    return [c for cams in site.cameras.values() for c in cams if mode_of(c) == "gapless"]
+
+
+def soak(site: FailoverSite, faults: int, rng: random.Random, deadline: float
+         ) -> tuple[list[FaultRecord], list[str]]:
+    """Inject `faults` faults (fewer if the time runs out); returns them and what went wrong."""
+    records: list[FaultRecord] = []
+    problems: list[str] = []
+    for n in range(faults):
+        if time.monotonic() > deadline:
+            problems.append(f"time ran out after {n} of {faults} faults")
+            break
+        kind = draw(rng)
+        function, _weight, expect_claim = FAULTS[kind]
+        started = now_us()
+        try:
+            record = function(site, rng)
+            steady(site, STEADY_TIMEOUT_S, gapless_cameras(site))
+        except AssertionError as exc:
+            problems.append(f"fault {n + 1} ({kind}): {exc}".splitlines()[0])
+            print(f"  fault {n + 1:3d} {kind}: FAILED: {str(exc).splitlines()[0]}", flush=True)
+            print(site.event_lines()[-3000:])
+            break
+        record.steady_us = now_us()
+        record.claims = claims_since(site, started)
+        if expect_claim is False and record.claims:
+            problems.append(f"fault {n + 1} ({kind} {record.target}): false failover "
+                            f"{record.claims}")
+        records.append(record)
+        claim = f" claim {record.claim_s:.2f} s" if record.claim_s is not None else ""
+        print(f"  fault {n + 1:3d} {record.kind:<20} {record.target:<8}{claim} steady after "
+              f"{(record.steady_us - record.start_us) / 1e6:5.1f} s  {record.note}", flush=True)
+    return records, problems
+
+
+Intervals = dict[tuple[str, str], list[tuple[int, int]]]
+
+
+def claim_intervals(site: FailoverSite, end_us: int) -> Intervals:
+    """(spare, server) → the wall-time intervals the spare held its claim, from the events."""
+    out: Intervals = defaultdict(list)
+    open_at: dict[tuple[str, str], int] = {}
+    for event in site.events():
+        if event.server is None:
+            continue
+        key = (event.node, event.server)
+        if event.kind == "claimed":
+            open_at[key] = event.wall_us
+        elif event.kind in CLAIM_END_KINDS and key in open_at:
+            out[key].append((open_at.pop(key), event.wall_us))
+    for key, start in open_at.items():
+        out[key].append((start, end_us))
+    return out
+
+
+def account(site: FailoverSite, faults: list[FaultRecord], quiet: tuple[int, int],
+            end_us: int) -> dict[str, Any]:
+    """Every camera's frames against the simulator's log; nodes must be stopped."""
+    assert site.sim is not None
+    intervals = claim_intervals(site, end_us)
+    cameras: dict[str, Any] = {}
+    lost_by_cause: Counter[str] = Counter()
+    over_bound: list[str] = []
+    stale_imports: list[str] = []
+    for server, names in site.cameras.items():
+        store = site.store_of(server)
+        try:
+            for camera in names:
+                tags = camera_frames(store, camera)
+                numbers = [t.frame_no for t in tags]
+                counted = Counter(numbers)
+                in_files: Counter[int] = Counter()
+                for segment in all_segments(store, camera):
+                    for frame in frames_in_file(store.segment_file(segment), segment):
+                        in_files[frame.tag.frame_no] += 1
+                    if segment.imported_from is not None:
+                        spans = intervals.get((segment.imported_from, server), [])
+                        if not any(a <= segment.committed_at_us <= b + 500_000 for a, b in spans):
+                            stale_imports.append(f"{server} segment {segment.segment_id} from "
+                                                 f"{segment.imported_from}")
+                site.sim.wait_logged(camera, end_us)
+                first, last = min(numbers), max(numbers)
+                sent = {r.frame: r.wall_us for r in site.sim.frames(camera)
+                        if r.delivered and first <= r.frame <= last}
+                missing = sorted(set(sent) - set(numbers))
+                per_fault: Counter[int] = Counter()
+                unattributed = 0
+                for number in missing:
+                    wall = sent[number]
+                    index = next((i for i, f in enumerate(faults)
+                                  if f.start_us - 1_500_000 <= wall <= f.steady_us), None)
+                    if index is None:
+                        unattributed += 1
+                        lost_by_cause["unattributed"] += 1
+                    else:
+                        per_fault[index] += 1
+                        lost_by_cause[faults[index].kind] += 1
+                for index, count in per_fault.items():
+                    bound = LOSS_BOUND_S[faults[index].kind][mode_of(camera)]
+                    if count / FPS > bound + 1e-9:
+                        over_bound.append(f"{camera}: {count} frames ({count / FPS:.1f} s) lost "
+                                          f"to fault {index + 1} {faults[index].kind}, bound "
+                                          f"{bound} s")
+                quiet_sent = [n for n, w in sent.items() if quiet[0] <= w < quiet[1]]
+                cameras[camera] = {
+                    "mode": mode_of(camera), "delivered": len(sent), "stored": len(counted),
+                    "lost": len(missing), "lost_unattributed": unattributed,
+                    "lost_in_quiet_baseline": len(set(quiet_sent) - set(numbers)),
+                    "twice_index": sum(1 for c in counted.values() if c > 1),
+                    "twice_in_files": sum(1 for c in in_files.values() if c > 1),
+                }
+        finally:
+            store.close()
+    return {"cameras": cameras, "lost_by_cause": dict(lost_by_cause),
+            "over_bound": over_bound, "stale_imports_accepted": stale_imports}
+
+
+def served_twice(site: FailoverSite, from_us: int) -> dict[str, dict[str, int]]:
+    """camera -> way -> frames served twice, read from what the API hands out (the site's VOD
+    playlist from the master, each server's own playlist and downloads), after the last fault."""
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for server in site.servers:
+        measured = [*check_served(site, server, server, from_us, ("node VOD", "download"), "end"),
+                    *check_served(site, MASTER, server, from_us, ("site VOD",), "end")]
+        for _phase, result in measured:
+            for camera, twice in result.twice.items():
+                out[camera][result.way] = len(twice)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faults", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_FAULTS} faults (what CI runs)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop injecting after this long (default: 1 minute per fault + 5)")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON path")
+    parser.add_argument("--keep", action="store_true", help="keep the site's files")
+    args = parser.parse_args(argv)
+    faults = QUICK_FAULTS if args.quick else args.faults
+    minutes = args.max_minutes if args.max_minutes is not None else faults + 5
+    rng = random.Random(args.seed)
+    started = dt.datetime.now(dt.UTC)
+    tmp = work_dir("chaos")
+    load = LoadSampler().__enter__()
+    try:
+        with build_site(tmp) as site:
+            site.start_all()
+            steady(site, STEADY_TIMEOUT_S, gapless_cameras(site))
+            quiet_start = now_us()
+            print(f"chaos soak: seed {args.seed}, {faults} faults; {QUIET_S:.0f} s quiet first "
+                  "(the baseline)", flush=True)
+            time.sleep(QUIET_S)
+            # The last 2 s are left out: a fault's window starts 1.5 s before it (the frames a
+            # crash loses were captured just before it).
+            quiet = (quiet_start, now_us() - 2_000_000)
+            records, problems = soak(site, faults, rng,
+                                     time.monotonic() + minutes * 60)
+            time.sleep(3.0)  # let the last segments close
+            end_us = now_us()
+            assert site.coord is not None
+            state = SiteState.read(site.coord)
+            left = {"claims": sorted(state.claims),
+                    "reinsert": sorted(f"{s}/{p}" for s, r in state.reinsert.items() for p in r)}
+            event_lines = [e.line() for e in site.events()]
+            served = served_twice(site, quiet_start)
+            for name in [*site.spares, *site.servers]:
+                site.node(name).stop()
+            result = account(site, records, quiet, end_us)
+            for camera, ways in served.items():
+                result["cameras"][camera]["twice_served"] = ways
+    finally:
+        load_summary = load.stop()
+        remove_work_dir(tmp, args.keep)
+
+    rows = [(c, v["mode"], v["delivered"], v["lost"], v["lost_unattributed"],
+             v["lost_in_quiet_baseline"], v["twice_index"], v["twice_in_files"],
+             sum(v.get("twice_served", {}).values()))
+            for c, v in sorted(result["cameras"].items())]
+    print(table(["camera", "mode", "delivered", "lost", "unattributed", "lost (quiet baseline)",
+                 "twice (index)", "twice (stored files)", "twice (served: VOD, site, download)"],
+                rows, "ll"))
+    kinds = Counter(r.kind for r in records)
+    claims = [r.claim_s for r in records if r.claim_s is not None]
+    print(table(["fault", "count", "frames lost (all cameras)", "bound per camera (std/gapless)"],
+                [(k, kinds[k], result["lost_by_cause"].get(k, 0),
+                  "{standard}/{gapless} s".format(**LOSS_BOUND_S[k])) for k in sorted(kinds)],
+                "l"))
+    verdict = {
+        "faults_done": len(records), "faults_asked": faults,
+        "frames_lost_gapless": sum(v["lost"] for v in result["cameras"].values()
+                                   if v["mode"] == "gapless"),
+        "frames_twice_index": sum(v["twice_index"] for v in result["cameras"].values()),
+        "frames_twice_in_files": sum(v["twice_in_files"] for v in result["cameras"].values()),
+        "frames_twice_served": sum(sum(v.get("twice_served", {}).values())
+                                   for v in result["cameras"].values()),
+        "over_bound": result["over_bound"],
+        "stale_imports_accepted": len(result["stale_imports_accepted"]),
+        "claims_left": left, "problems": problems,
+        "crash_to_claim_s": {"n": len(claims), "max": max(claims) if claims else None},
+    }
+    for key, value in verdict.items():
+        print(f"{key}: {value}")
+    write_result("chaos", {"seed": args.seed, "site": "2 servers (rec-1 master, standard; rec-2 "
+                           "gapless) x 2 cameras 320x240 10 fps, 2 spares, 3-member etcd",
+                           "not_injected": ["partitions", "vanished host", "spare disk full",
+                                            "camera faults"],
+                           "faults": [r.as_json() for r in records], "verdict": verdict,
+                           **result, "events": event_lines},
+                 started=started, load=load_summary, quick=args.quick, out=args.out)
+    failed = (problems or result["over_bound"] or result["stale_imports_accepted"]
+              or left["claims"] or left["reinsert"] or verdict["frames_twice_index"]
+              or verdict["frames_twice_served"])
+    return 1 if failed else 0
