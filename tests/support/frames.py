@@ -83,11 +83,16 @@ def store_frames(store: SegmentStore, camera_id: str, *, frame_us: int) -> list[
     """Every counted frame of a camera, checked: keyframe starts, counts, once only, true time."""
     frames: list[StoredFrame] = []
     for segment in all_segments(store, camera_id):
-        raw = frames_in_file(store.segment_file(segment), segment)
-        assert raw, f"segment {segment.relpath} is empty"
-        assert raw[0].keyframe, f"segment {segment.relpath} does not start on a keyframe"
-        assert segment.frame_count == len(raw), (segment.relpath, segment.frame_count, len(raw))
-        frames.extend(counted_frames(store, segment))
+        path = store.segment_file(segment)
+        packets = _packets(path, segment)
+        assert packets, f"segment {segment.relpath} is empty"
+        assert packets[0][2], f"segment {segment.relpath} does not start on a keyframe"
+        assert segment.frame_count == len(packets), (segment.relpath, segment.frame_count,
+                                                     len(packets))
+        if segment.seq == 0 and not packets[0][0]:
+            packets = packets[1:]  # a join's partial first access unit (see counted_frames)
+        _frames(path, segment, packets)  # every other packet carries exactly one tag
+        frames.extend(counted_frames(store, segment, partial_join_ok=True))
     counts = Counter(f.tag.frame_no for f in frames)
     twice = sorted(n for n, c in counts.items() if c > 1)
     assert not twice, f"{camera_id}: frames stored twice: {twice[:10]}"

@@ -25,6 +25,7 @@ from hotspare.coordination.etcd_process import EtcdCluster
 from hotspare.demo.site_files import ServerPlan, SitePlan, SparePlan, write_site
 from hotspare.node.process import NodeProcess
 from hotspare.pki.store import SitePki
+from hotspare.signing_keys import TRUST_ROOTS_FILE, install_trust_roots, read_trust_roots
 from hotspare.site.load import load_site_config
 from hotspare.sitestate import applied, layout
 from hotspare.sitestate.events import read_events
@@ -144,6 +145,9 @@ class DemoSite:
                                  tls=self.etcd.client_tls)
         # What `hotspare site apply` stores, called directly: the demo is not a command line, and
         # the command's own checks (held licences, --strict) have nothing to check on a new site.
+        # The licence key the demo made is trusted as an installation's file says, as the
+        # nodes and `site apply` do (never from the site document).
+        install_trust_roots(read_trust_roots(files.site_toml.parent / TRUST_ROOTS_FILE))
         revision, licences = applied.apply(self.coord, load_site_config(files.site_toml))
         if licences.refused:
             raise RuntimeError("the demo site's licences were refused: "
