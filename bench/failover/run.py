@@ -37,15 +37,15 @@ import datetime as dt
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-if __package__ in (None, ""):  # run as a script: make `bench`, `tests` and `hotspare` importable
-    sys.path[:0] = [str(REPO), str(REPO / "src")]
+import tomli_w
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     LoadSampler,
     cpu_seconds,
     first_line,
@@ -57,14 +57,15 @@ from bench.common import (  # noqa: E402
     work_dir,
     write_result,
 )
-from hotspare.camerasim.launcher import CameraSim  # noqa: E402
-from hotspare.cli.main import main as cli_main  # noqa: E402
-from hotspare.coordination.etcd_adapter import Coordinator  # noqa: E402
-from hotspare.coordination.etcd_process import find_etcd_binary  # noqa: E402
-from hotspare.sitestate import layout  # noqa: E402
-from tests.support.camsim import now_us  # noqa: E402
-from tests.support.etcd import start_etcd_cluster  # noqa: E402
-from tests.support.site import FailoverSite, RtspHolders, stored_tags, wait_for  # noqa: E402
+from hotspare.camerasim.launcher import CameraSim
+from hotspare.cli.main import main as cli_main
+from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.coordination.etcd_process import find_etcd_binary
+from hotspare.sitestate import layout
+from hotspare.store.models import SegmentInfo
+from tests.support.camsim import now_us
+from tests.support.etcd import start_etcd_cluster
+from tests.support.site import FailoverSite, RtspHolders, stored_tags, wait_for
 
 SERVER = "rec-1"
 SPARE = "spare-1"
@@ -104,18 +105,25 @@ class BenchSite(FailoverSite):
         bitrate_kbps: int,
         reinsert_bytes_per_second: int,
         etcd_tls: bool = True,
+        spare_options: dict[str, Any] | None = None,
+        segment_seconds: float = 1.0,
     ) -> None:
+        """`spare_options`: extra site.toml fields of the spare (e.g. a larger
+        `standby_sessions` than the default 16, for a bench with more gapless cameras)."""
         super().__init__(
             tmp,
             servers={SERVER: cameras},
             spares=[SPARE],
             fps=fps,
             reinsert_bytes_per_second=reinsert_bytes_per_second,
+            segment_seconds=segment_seconds,
+            camera_licences=max(64, cameras),
             etcd_tls=etcd_tls,
         )
         self.width = width
         self.height = height
         self.bitrate_kbps = bitrate_kbps
+        self.spare_options = dict(spare_options or {})
 
     def __enter__(self) -> BenchSite:
         try:
@@ -136,6 +144,10 @@ class BenchSite(FailoverSite):
             )
             self.holders = RtspHolders([self.sim.rtsp_url(c) for c in all_cameras]).__enter__()
             self._write_site()
+            if self.spare_options:
+                for spare in self.site_doc["failover_servers"]:
+                    spare.update(self.spare_options)
+                (self.tmp / "site.toml").write_bytes(tomli_w.dumps(self.site_doc).encode())
             if cli_main(["site", "apply", str(self.tmp / "site.toml"),
                          *self.etcd.cli_args()]) != 0:
                 raise RuntimeError("site apply failed")
@@ -159,6 +171,7 @@ class Trial:
     handback_us: int = 0
     done_us: int = 0
     reinsert: dict[str, Any] = field(default_factory=dict)
+    cover: dict[str, Any] = field(default_factory=dict)  # what `cover_probe` measured
     # filled in by the analysis, per camera
     first_spare_frame_s: dict[str, float | None] = field(default_factory=dict)
     missing_takeover_frames: dict[str, int] = field(default_factory=dict)
@@ -183,11 +196,13 @@ class Trial:
 
 
 def run_trial(site: BenchSite, index: int, cover_seconds: float, settle_seconds: float,
-              gapless: frozenset[str] = frozenset()) -> Trial:
+              gapless: frozenset[str] = frozenset(),
+              cover_probe: Callable[[float], dict[str, Any]] | None = None) -> Trial:
+    """One crash → claim → cover → restart → handback → re-insert cycle. `cover_probe(seconds)`,
+    when given, replaces the sleep while the spare covers (e.g. to measure the spare meanwhile);
+    what it returns is kept as the trial's `cover`."""
     if gapless:  # the standby sessions restart after each re-insert: let them fill again
-        wait_for("pre-buffers ready", lambda: all(
-            float(_standby_sessions(site).get(c, {}).get("buffered_s") or 0) >= 6.0
-            for c in gapless), 60)
+        wait_prebuffers(site, gapless, 6.0, "pre-buffers ready")
     crash_us = now_us()
     site.node(SERVER).kill()
     trial = Trial(index, crash_us)
@@ -206,7 +221,10 @@ def run_trial(site: BenchSite, index: int, cover_seconds: float, settle_seconds:
         f"{trial.crash_to_recording_s:.3f} s after the crash",
         flush=True,
     )
-    time.sleep(cover_seconds)
+    if cover_probe is None:
+        time.sleep(cover_seconds)
+    else:
+        trial.cover = cover_probe(cover_seconds)
     trial.restart_us = now_us()
     site.start(SERVER)
     trial.handback_us = site.wait_event(
@@ -238,8 +256,29 @@ def set_modes(site: BenchSite, gapless: frozenset[str]) -> None:
     site.reapply(mutate)
 
 
-def _standby_sessions(site: BenchSite) -> dict[str, Any]:
+def standby_sessions(site: BenchSite) -> dict[str, Any]:
     return dict((site.get(layout.standby(SPARE)) or {}).get("cameras", {}))
+
+
+def wait_prebuffers(site: BenchSite, gapless: frozenset[str], seconds: float, what: str,
+                    timeout: float = 60.0) -> None:
+    """Until every camera in `gapless` has a standby session on the spare holding at least
+    `seconds` of pre-buffer."""
+    wait_for(what, lambda: all(
+        float(standby_sessions(site).get(c, {}).get("buffered_s") or 0) >= seconds
+        for c in gapless), timeout)
+
+
+def spare_window(site: BenchSite, seconds: float) -> tuple[float, float, float]:
+    """(spare CPU s/min, spare RSS MB at the end, server CPU s/min) over `seconds`."""
+    spare = site.node(SPARE).process
+    server = site.node(SERVER).process
+    assert spare is not None and server is not None
+    spare0, server0, t0 = cpu_seconds(spare.pid), cpu_seconds(server.pid), time.monotonic()
+    time.sleep(seconds)
+    minutes = (time.monotonic() - t0) / 60
+    return ((cpu_seconds(spare.pid) - spare0) / minutes, rss_bytes(spare.pid) / 1e6,
+            (cpu_seconds(server.pid) - server0) / minutes)
 
 
 def standing_cost(site: BenchSite, gapless: frozenset[str], cameras: int,
@@ -247,38 +286,23 @@ def standing_cost(site: BenchSite, gapless: frozenset[str], cameras: int,
     """What holding the gapless cameras' standby costs the spare, against the same spare with
     every camera standard (baseline, measured in the same run just before); the recording
     server's CPU per camera over the first window is printed beside it for scale."""
-    spare = site.node(SPARE).process
-    server = site.node(SERVER).process
-    assert spare is not None and server is not None
 
     def buffering() -> bool:
-        sessions = _standby_sessions(site)
+        sessions = standby_sessions(site)
         return all(sessions.get(c, {}).get("state") == "buffering" for c in gapless)
-
-    def window() -> tuple[float, float, float]:
-        """(spare CPU s/min, spare RSS MB at the end, server CPU s/min) over `seconds`."""
-        spare0, server0, t0 = cpu_seconds(spare.pid), cpu_seconds(server.pid), time.monotonic()
-        time.sleep(seconds)
-        minutes = (time.monotonic() - t0) / 60
-        return ((cpu_seconds(spare.pid) - spare0) / minutes, rss_bytes(spare.pid) / 1e6,
-                (cpu_seconds(server.pid) - server0) / minutes)
 
     # Baseline first: memory a process has touched is rarely given back, so measuring after the
     # standby sessions closed would understate their cost.
-    assert not _standby_sessions(site), "start the site with every camera standard"
+    assert not standby_sessions(site), "start the site with every camera standard"
     time.sleep(2.0)
-    without_cpu, without_rss, _ = window()
+    without_cpu, without_rss, _ = spare_window(site, seconds)
     set_modes(site, gapless)
     wait_for("standby sessions buffering", buffering, 60)
-
-    def full() -> bool:  # pre-buffers grown to their horizon (they stop growing there)
-        sessions = _standby_sessions(site)
-        return all(float(sessions[c].get("buffered_s") or 0) >= 8.0 for c in gapless)
-
-    wait_for("pre-buffers full", full, 60)
-    with_cpu, with_rss, server_cpu = window()
-    sessions = _standby_sessions(site)
-    kbps = [float(sessions[c].get("kbps") or 0) for c in gapless]
+    # pre-buffers grown to their horizon (they stop growing there)
+    wait_prebuffers(site, gapless, 8.0, "pre-buffers full")
+    with_cpu, with_rss, server_cpu = spare_window(site, seconds)
+    sessions = standby_sessions(site)
+    kbps = median([float(sessions[c].get("kbps") or 0) for c in gapless])
     buffered = [float(sessions[c].get("buffered_s") or 0) for c in gapless]
     n = max(1, len(gapless))
     return {
@@ -291,7 +315,7 @@ def standing_cost(site: BenchSite, gapless: frozenset[str], cameras: int,
         "spare_rss_mb_with_standby": round(with_rss, 1),
         "spare_rss_mb_baseline": round(without_rss, 1),
         "rss_mb_per_camera": round((with_rss - without_rss) / n, 2),
-        "mbit_s_per_camera": round(median(kbps) / 1000, 3) if kbps else None,
+        "mbit_s_per_camera": None if kbps is None else round(kbps / 1000, 3),
         "prebuffer_s_median": median(buffered) if buffered else None,
     }
 
@@ -314,20 +338,35 @@ def cost_table(cost: dict[str, Any]) -> str:
     ])
 
 
-def analyse(site: BenchSite, trials: list[Trial], end_us: int) -> dict[str, Any]:
-    """Read rec-1's store (stopped) and attribute every missing or doubled frame to a trial."""
+def analyse(site: BenchSite, trials: list[Trial], end_us: int,
+            only_trial_windows: bool = False) -> dict[str, Any]:
+    """Read rec-1's store (stopped) and attribute every missing or doubled frame to a trial.
+
+    `only_trial_windows`: read only the segments that overlap a trial's window (`_trial_of`) and
+    leave frames outside every window uncounted (`outside_trials` then says so): with many
+    cameras at a high bitrate, reading back the whole run would take longer than the trials."""
     assert site.sim is not None
     fps = site.fps
-    other: dict[str, dict[str, int]] = {}
+    other: dict[str, dict[str, int | None]] = {}
     store = site.store_of(SERVER)
+
+    def wanted(seg: SegmentInfo) -> bool:
+        return not only_trial_windows or any(
+            seg.start_wall_us <= t.done_us + 3_000_000 and seg.end_wall_us >= t.crash_us - 3_000_000
+            for t in trials)
+
+    pool = ThreadPoolExecutor(max_workers=2)
     try:
         for camera in site.cameras[SERVER]:
             segments = sorted(
-                store.list_segments(camera, 0, 2**62), key=lambda s: (s.start_wall_us, s.segment_id)
+                (s for s in store.list_segments(camera, 0, 2**62) if wanted(s)),
+                key=lambda s: (s.start_wall_us, s.segment_id),
             )
             stored: list[tuple[int, int, str]] = []  # frame_no, capture wall, recorded_by
-            for seg in segments:
-                for tag in stored_tags(store, seg, partial_join_ok=True):
+            # PyAV releases the GIL while it reads: two readers measured ~1.5x faster.
+            tags = pool.map(lambda seg: stored_tags(store, seg, partial_join_ok=True), segments)
+            for seg, seg_tags in zip(segments, tags, strict=True):
+                for tag in seg_tags:
                     stored.append((tag.frame_no, tag.capture_wall_us, seg.recorded_by))
             site.sim.wait_logged(camera, end_us, timeout=10)
             numbers = [n for n, _, _ in stored]
@@ -341,7 +380,9 @@ def analyse(site: BenchSite, trials: list[Trial], end_us: int) -> dict[str, Any]
             counts = Counter(numbers)
             twice = {n: c - 1 for n, c in counts.items() if c > 1}
             capture = {n: w for n, w, _ in stored}
-            leftover = {"missing": 0, "twice": 0}
+            leftover: dict[str, int | None] = {"missing": 0, "twice": 0}
+            if only_trial_windows:
+                leftover = {"missing": None, "twice": None}  # not read, not counted
             for t in trials:
                 t.missing_takeover_frames[camera] = 0
                 t.missing_handback_frames[camera] = 0
@@ -358,7 +399,8 @@ def analyse(site: BenchSite, trials: list[Trial], end_us: int) -> dict[str, Any]
                 wall = sent[number]
                 owner = _trial_of(trials, wall)
                 if owner is None:
-                    leftover["missing"] += 1
+                    if leftover["missing"] is not None:
+                        leftover["missing"] += 1
                 elif wall < owner.restart_us:
                     owner.missing_takeover_frames[camera] += 1
                 else:
@@ -366,11 +408,13 @@ def analyse(site: BenchSite, trials: list[Trial], end_us: int) -> dict[str, Any]
             for number, extra in twice.items():
                 owner = _trial_of(trials, capture[number])
                 if owner is None:
-                    leftover["twice"] += extra
+                    if leftover["twice"] is not None:
+                        leftover["twice"] += extra
                 else:
                     owner.frames_twice[camera] += extra
             other[camera] = leftover
     finally:
+        pool.shutdown()
         store.close()
     return {"fps": fps, "outside_trials": other}
 

@@ -24,13 +24,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-if __package__ in (None, ""):
-    sys.path[:0] = [str(REPO), str(REPO / "src")]
-
-from bench.common import MB, LoadSampler, remove_work_dir, table, work_dir, write_result  # noqa: E402
-from hotspare.store.db import init_schema  # noqa: E402
-from hotspare.store.synth import insert_rows_only  # noqa: E402
+from bench.common import MB, REPO, LoadSampler, remove_work_dir, table, work_dir, write_result
+from hotspare.store.db import init_schema
+from hotspare.store.synth import insert_rows_only
 
 DAY_US = 86_400_000_000
 SEGMENT_US = 4_000_000

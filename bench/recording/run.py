@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.recording               # 1, 8, 32 cameras, 60 s each
     .venv/bin/python -m bench.recording --quick       # 1, 8, 32 cameras, 20 s each
     .venv/bin/python bench/recording/run.py --cameras 8 --seconds 30
+    .venv/bin/python -m bench.recording --sweep 1,4,8,16,32,64   # cost against size, JSON + PNG
 
 For each camera count one simulator (1080p25, 4 Mbit/s, 1 s GOP) serves both contenders at once:
 (a) one hotspare recorder process (PyAV in process, one thread per camera) into a temporary
@@ -30,25 +31,24 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-if __package__ in (None, ""):  # run as a script: make `bench` and `hotspare` importable
-    sys.path[:0] = [str(REPO), str(REPO / "src")]
-
-from bench.common import (  # noqa: E402
+from bench.common import (
     MB,
+    REPO,
     LoadSampler,
     first_line,
     remove_work_dir,
+    result_path,
     table,
     total_cpu_seconds,
     total_peak_rss_bytes,
     work_dir,
     write_result,
 )
-from bench.recording.frames import frame_numbers  # noqa: E402
-from hotspare.camerasim.framelog import log_path, read_frame_log  # noqa: E402
-from hotspare.camerasim.interpreter import sim_command, sim_env  # noqa: E402
-from hotspare.camerasim.options import READY_PREFIX  # noqa: E402
+from bench.plot import plot_panels
+from bench.recording.frames import frame_numbers
+from hotspare.camerasim.framelog import log_path, read_frame_log
+from hotspare.camerasim.interpreter import sim_command, sim_env
+from hotspare.camerasim.options import READY_PREFIX
 
 FFMPEG = os.environ.get("HOTSPARE_BENCH_FFMPEG", "/usr/bin/ffmpeg")
 
@@ -276,6 +276,29 @@ def results_table(results: list[ToolResult]) -> str:
                   "dup", "CPU hs/ff"], rows, align="rl")  # fmt: skip
 
 
+def plot_sweep(results: list[ToolResult], path: Path) -> Path | None:
+    """CPU per camera-minute, hotspare ÷ ffmpeg and peak MB per camera against the camera count,
+    one line per contender (None when matplotlib is not installed)."""
+    counts = sorted({r.cameras for r in results})
+    tools = list(dict.fromkeys(r.tool for r in results))
+    by = {(r.cameras, r.tool): r for r in results}
+
+    def line(tool: str, value: Callable[[ToolResult], float]) -> list[float | None]:
+        return [value(by[(n, tool)]) if (n, tool) in by else None for n in counts]
+
+    def ratio(n: int, tool: str) -> float | None:
+        hs, ff = by.get((n, tool)), by.get((n, "ffmpeg"))
+        return None if hs is None or ff is None or ff.cpu_s <= 0 else hs.cpu_s / ff.cpu_s
+
+    return plot_panels(path, counts, "cameras", [
+        ("CPU s per camera-minute", {t: line(t, lambda r: r.cpu_s_per_camera_minute)
+                                     for t in tools}),
+        ("CPU hotspare / ffmpeg", {t: [ratio(n, t) for n in counts]
+                                   for t in tools if t != "ffmpeg"}),
+        ("peak MB per camera", {t: line(t, lambda r: r.peak_rss_mb_per_camera) for t in tools}),
+    ], log_x=True)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.recording",
@@ -283,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--cameras", default="1,8,32", help="comma-separated camera counts")
+    p.add_argument("--sweep", default=None, metavar="COUNTS",
+                   help="a size sweep, e.g. 1,4,8,16,32,64: these camera counts instead of "
+                   "--cameras, written as recording-sweep-<date>.json with a PNG of the cost "
+                   "against the count")
     p.add_argument("--seconds", type=float, default=60.0, help="measured window per count")
     p.add_argument("--quick", action="store_true", help="20 s windows (same camera counts)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds before the window opens")
@@ -307,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{FFMPEG} not found (set HOTSPARE_BENCH_FFMPEG)", file=sys.stderr)
         return 2
     seconds = 20.0 if args.quick else args.seconds
-    counts = [int(x) for x in args.cameras.split(",") if x.strip()]
+    counts = [int(x) for x in (args.sweep or args.cameras).split(",") if x.strip()]
     started = dt.datetime.now(dt.UTC)
     sampler = LoadSampler().__enter__()
     print(f"hotspare recording bench: {counts} cameras, {seconds:g} s windows, variants "
@@ -322,8 +349,13 @@ def main(argv: list[str] | None = None) -> int:
         load = sampler.stop()
         remove_work_dir(work_root, args.keep)
     print(f"\n{results_table(results)}\n\n{sampler.line()}")
+    name = "recording-sweep" if args.sweep else "recording"
+    png = None
+    if args.sweep:
+        png = plot_sweep(results, result_path(name, args.quick, args.out).with_suffix(".png"))
+        print(f"plot: {png}" if png else "plot: matplotlib not installed (the table above)")
     write_result(
-        "recording",
+        name,
         {
             "stream": {"width": args.width, "height": args.height, "fps": 25, "gop_s": 1,
                        "bitrate_kbps": args.bitrate},
@@ -333,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             "variants": args.variants,
             "baseline": "ffmpeg -c copy -f segment, one process per camera, same streams",
             "results": [asdict(r) for r in results],
+            **({"plot": None if png is None else png.name} if args.sweep else {}),
         },
         started=started, load=load, quick=args.quick, out=args.out,
         tools={"ffmpeg": first_line([FFMPEG, "-version"])},

@@ -47,16 +47,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-if __package__ in (None, ""):
-    sys.path[:0] = [str(REPO), str(REPO / "src")]
+import av
+import httpx
+import tomli_w
+from av.video.frame import VideoFrame
 
-import av  # noqa: E402
-import httpx  # noqa: E402
-import tomli_w  # noqa: E402
-from av.video.frame import VideoFrame  # noqa: E402
-
-from bench.common import (  # noqa: E402
+from bench.common import (
     LoadSampler,
     first_line,
     remove_work_dir,
@@ -64,24 +60,24 @@ from bench.common import (  # noqa: E402
     work_dir,
     write_result,
 )
-from hotspare.client.node_client import NodeClient  # noqa: E402
-from hotspare.config.models import SiteMembership  # noqa: E402
-from hotspare.coordination.etcd_adapter import Coordinator  # noqa: E402
-from hotspare.coordination.etcd_process import EtcdCluster, find_etcd_binary  # noqa: E402
-from hotspare.failover.reinsert import (  # noqa: E402
+from hotspare.client.node_client import NodeClient
+from hotspare.config.models import SiteMembership
+from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.coordination.etcd_process import EtcdCluster, find_etcd_binary
+from hotspare.failover.reinsert import (
     NotYet,
     RateLimiter,
     Reinserter,
     buffered_segments,
 )
-from hotspare.node.process import NodeProcess  # noqa: E402
-from hotspare.pki.store import SitePki  # noqa: E402
-from hotspare.sitestate import layout  # noqa: E402
-from hotspare.sitestate.access import EtcdSite  # noqa: E402
-from hotspare.store import mp4  # noqa: E402
-from hotspare.store.models import WallSource  # noqa: E402
-from hotspare.store.segment_store import SegmentStore  # noqa: E402
-from hotspare.store.synth import MOVFLAGS  # noqa: E402
+from hotspare.node.process import NodeProcess
+from hotspare.pki.store import SitePki
+from hotspare.sitestate import layout
+from hotspare.sitestate.access import EtcdSite
+from hotspare.store import mp4
+from hotspare.store.models import WallSource
+from hotspare.store.segment_store import SegmentStore
+from hotspare.store.synth import MOVFLAGS
 
 SERVER = "rec-1"
 SPARE = "spare-1"

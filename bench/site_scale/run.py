@@ -43,13 +43,10 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-REPO = Path(__file__).resolve().parents[2]
-if __package__ in (None, ""):  # run as a script: make `bench`, `tests` and `hotspare` importable
-    sys.path[:0] = [str(REPO), str(REPO / "src")]
+import tomli_w
 
-import tomli_w  # noqa: E402
-
-from bench.common import (  # noqa: E402
+from bench.common import (
+    REPO,
     RESULTS_DIR,
     LoadSampler,
     first_line,
@@ -61,19 +58,20 @@ from bench.common import (  # noqa: E402
     work_dir,
     write_result,
 )
-from bench.site_scale import etcd_stats  # noqa: E402
-from bench.site_scale.master import Master, snapshot_facts, summary_ms, timed  # noqa: E402
-from hotspare.cli.main import main as cli_main  # noqa: E402
-from hotspare.coordination.etcd_adapter import Coordinator  # noqa: E402
-from hotspare.coordination.etcd_process import EtcdCluster, find_etcd_binary  # noqa: E402
-from hotspare.demo.site_files import ServerPlan, SitePlan, SparePlan, write_site  # noqa: E402
-from hotspare.node.runtime import bind_socket  # noqa: E402
-from hotspare.signing_keys import TRUST_ROOTS_FILE  # noqa: E402
-from hotspare.sitestate import applied as site_config  # noqa: E402
-from hotspare.sitestate import layout  # noqa: E402
-from hotspare.sitestate.protection import live_report  # noqa: E402
-from hotspare.sitestate.values import Claim  # noqa: E402
-from tests.support.etcd import start_etcd_cluster  # noqa: E402
+from bench.plot import plot_panels
+from bench.site_scale import etcd_stats
+from bench.site_scale.master import Master, snapshot_facts, summary_ms, timed
+from hotspare.cli.main import main as cli_main
+from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.coordination.etcd_process import EtcdCluster, find_etcd_binary
+from hotspare.demo.site_files import ServerPlan, SitePlan, SparePlan, write_site
+from hotspare.node.runtime import bind_socket
+from hotspare.signing_keys import TRUST_ROOTS_FILE
+from hotspare.sitestate import applied as site_config
+from hotspare.sitestate import layout
+from hotspare.sitestate.protection import live_report
+from hotspare.sitestate.values import Claim
+from tests.support.etcd import start_etcd_cluster
 
 SITE_ID = "scale"
 TOKEN = "bench-site-scale-token-0123456789"
@@ -518,13 +516,6 @@ def print_curve(results: list[dict[str, Any]]) -> None:
 
 def plot(results: list[dict[str, Any]], path: Path) -> Path | None:
     """A PNG of the curve when matplotlib is installed (the `bench` extra); None otherwise."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
     xs = [r["size"]["servers"] for r in results]
     series = [("etcd CPU (cores, 3 members)", [r["etcd"]["total"]["cpu_fraction"]
                                                for r in results]),
@@ -533,17 +524,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> Path | None:
                                           for r in results]),
               ("spare detection round p95 (ms)", [r["spare_detection_round"]["p95_ms"]
                                                   for r in results])]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
-    for ax, (title, ys) in zip(axes, series, strict=True):
-        ax.plot(xs, ys, marker="o")
-        ax.set_title(title)
-        ax.set_xlabel("recording servers (50 cameras each)")
-        ax.set_ylim(bottom=0)
-        ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return plot_panels(path, xs, "recording servers (50 cameras each)",
+                       [(title, {title: ys}) for title, ys in series])
 
 
 # ------------------------------------------------------------------------------ main

@@ -539,3 +539,30 @@ def test_audio_beeps_start_at_each_keyframes_capture_time(tmp_path: Path, kind: 
         assert 0 <= min(errors) and max(errors) <= 2 * 1024 * 1_000_000 / 16_000, errors
     else:
         assert max(abs(e) for e in errors) <= 1_000, errors
+
+
+def test_stall_keeps_the_session_sends_no_video_then_resumes(camera_sim: CameraSim) -> None:
+    """`stall`: a hung encoder. The client's session stays open (RTCP goes on), no frame comes for
+    the stall, then frames resume in the same session; the frames in between are logged, not
+    delivered (the chaos soak's `camera_stall`)."""
+    url = camera_sim.rtsp_url("cam-1")
+    box: dict[str, ClientResult] = {}
+    reader = read_in_background(url, box, "r", 6)
+    camera_sim.wait_clients("cam-1", 1, timeout=10)
+    time.sleep(1.0)
+    status = camera_sim.stall("cam-1", seconds=2)
+    assert status["online"] is True and status["stalled_remaining_s"] > 1.5, status
+    assert camera_sim.camera_status("cam-1")["sessions"] == 1
+    reader.join(15)
+    got = box["r"]
+    assert got.ended == "enough", got.ended  # one session from start to end: never dropped
+    jumps = [(a, b) for a, b in itertools.pairwise(got.frames) if b != a + 1]
+    assert len(jumps) == 1, jumps  # the stall, and nothing else
+    skipped = jumps[0][1] - jumps[0][0] - 1
+    assert 45 <= skipped <= 55, skipped  # 2 s at 25 fps
+    camera_sim.wait_logged("cam-1", now_us())  # past the client's last frame
+    by_no = {r.frame: r for r in camera_sim.frames("cam-1")}
+    stalled = range(jumps[0][0] + 1, jumps[0][1])
+    assert not any(by_no[n].delivered for n in stalled)
+    assert all(by_no[n].online for n in stalled)
+    assert all(by_no[f].delivered for f in got.frames)

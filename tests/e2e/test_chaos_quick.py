@@ -25,9 +25,13 @@ def test_chaos_soak_quick(tmp_path: Path) -> None:
     assert verdict["frames_twice_index"] == verdict["frames_twice_served"] == 0, verdict
     assert verdict["stale_imports_accepted"] == 0, verdict
     assert verdict["claims_left"] == {"claims": [], "reinsert": []}, verdict
-    if verdict["over_bound"]:
-        # Open defect (docs/status.md): in CI runs of seed 1 the master's standard cameras lost
-        # 0.2 s while an idle spare was frozen, a fault that should cost nothing; the cause is
-        # not found yet. Reported as an expected failure with the numbers, never passed.
-        pytest.xfail(f"frames lost beyond a fault's bound: {verdict['over_bound']}")
+    # The 0.2 s the master's cameras "lost to a frozen idle spare" were the next SIGKILL's, charged
+    # to the wrong fault (fixed in the soak's accounting, bench/README.md). One loss over a bound
+    # is an open product defect (docs/status.md): a gapless server taken over by a spare whose
+    # disk is full loses the takeover window. Reported as an expected failure with the numbers;
+    # any other loss over a bound fails.
+    known = [line for line in verdict["over_bound"] if "takeover_on_full_disk" in line]
+    assert known == verdict["over_bound"], verdict["over_bound"]
+    if known:
+        pytest.xfail(f"open defect, frames lost beyond a fault's bound: {known}")
     assert code == 0

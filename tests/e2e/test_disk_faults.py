@@ -12,14 +12,18 @@ runs it on every store the test made).
 from __future__ import annotations
 
 import errno
+import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hotspare.client.node_client import NodeClient
+from hotspare.store.check import check_store
+from hotspare.store.layout import INDEX_NAME
 from hotspare.store.segment_store import SegmentStore
 from tests.support.camsim import CameraSim, now_us
 from tests.support.faultyfs import FaultyFs
@@ -131,3 +135,46 @@ def test_slow_disk_for_a_few_seconds_loses_no_frame(tmp_path: Path) -> None:
     assert slow, "no frame stored from the slow stretch"
     missing = [n for n in range(min(numbers), max(numbers) + 1) if n not in numbers]
     assert not missing, f"frames lost on a slow disk: {missing[:20]} ({len(missing)})"
+
+
+def test_eio_on_reading_a_segment_answers_503_and_the_node_keeps_serving(tmp_path: Path) -> None:
+    """A bad sector under one stored segment: reading it fails with EIO. Its download and
+    playback (the same route: playlists list `/segments/{id}/file`) answer a 503 problem that
+    names the segment and what to do, never a traceback or a 200 cut short; the other segments
+    are served, the node records on, and `hotspare store check` lists the segment."""
+    with node_on_faulty_disk(tmp_path) as (node, client, disk, camera):
+        bad, good = segments(client, camera)[:2]
+        store_dir = node.data_dir / "store"
+        with closing(sqlite3.connect(f"file:{store_dir / INDEX_NAME}?mode=ro", uri=True)) as db:
+            relpath = str(db.execute("SELECT relpath FROM segment WHERE segment_id = ?",
+                                     (bad,)).fetchone()[0])
+        assert node.url is not None
+        url = f"{node.url}/api/v1/segments"
+        headers = {"Authorization": f"Bearer {node.token}"}
+        with disk.faults.lock:
+            disk.faults.read_filter = lambda path: path.endswith(relpath)
+            disk.faults.read_errno = errno.EIO
+        for params in ({}, {"raw": "1"}, {"part": "media"}):
+            answer = httpx.get(f"{url}/{bad}/file", params=params, headers=headers, timeout=10)
+            assert answer.status_code == 503, (params, answer.status_code, answer.text[:300])
+            problem = answer.json()
+            assert problem["error"] == "segment_unreadable", problem
+            detail = problem["detail"]
+            assert f"segment {bad} ({relpath})" in detail and "I/O error" in detail, detail
+            assert "store check" in detail, detail
+        ranged = httpx.get(f"{url}/{bad}/file", params={"raw": "1"},  # how HLS asks for it
+                           headers={**headers, "Range": "bytes=0-999"}, timeout=10)
+        assert ranged.status_code == 503 and ranged.json()["error"] == "segment_unreadable", (
+            ranged.status_code, ranged.text[:300])
+        print("503 detail:", detail)
+        assert httpx.get(f"{url}/{good}/file", headers=headers, timeout=10).status_code == 200
+        report = check_store(store_dir)
+        unreadable = [f for f in report.findings if f.kind == "file_unreadable"]
+        assert [f.where for f in unreadable] == [f"segment {bad} ({relpath})"], report.findings
+        print("store check:", unreadable[0].line())
+        assert disk.faults.failed_reads > 0
+        assert node.process is not None and node.process.poll() is None
+        assert camera_health(client, camera)[0] == "recording"
+        with disk.faults.lock:
+            disk.faults.read_errno = None
+        assert httpx.get(f"{url}/{bad}/file", headers=headers, timeout=10).status_code == 200

@@ -33,6 +33,7 @@ def test_spare_killed_mid_reinsert_resumes(tmp_path: Path) -> None:
         assert done.data["done"] == done.data["total"]
         wait_for("claim gone", lambda: site.claim("rec-1") is None, 10)
         assert site.get(layout.reinsert("rec-1", "spare-1")) is None
+        assert site.get(layout.buffer("rec-1", "spare-1")) is None  # the leftover grant ends
         time.sleep(1.5)
         end_us = now_us()
         site.node("rec-1").stop()

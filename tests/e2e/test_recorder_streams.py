@@ -17,6 +17,7 @@ from hotspare.config.models import CameraConfig, RecordingSettings
 from hotspare.recorder import CameraState, Recorder
 from hotspare.store.models import WallSource
 from hotspare.store.segment_store import SegmentStore
+from tests.support.audio import AudioReport, read_audio
 from tests.support.camsim import CameraSim, now_us
 from tests.support.frames import all_segments, store_frames
 
@@ -27,15 +28,19 @@ media time exact stores every frame within this of its capture time, whatever th
 
 
 def record_and_check(
-    tmp_path: Path, streams: dict[str, str], *, camera_timed_only: bool = False
+    tmp_path: Path, streams: dict[str, str], *, camera_timed_only: bool = False,
+    silent: frozenset[str] = frozenset(),
 ) -> dict[str, float]:
     """Record every camera for 10 s; assert the frame-exact invariants; return the largest wall
     time error per camera (µs). `camera_timed_only`: check wall times only where the run is timed
-    by the camera (RTCP); a run left on the local estimate is reported, not failed."""
+    by the camera (RTCP); a run left on the local estimate is reported, not failed. `silent`:
+    cameras recorded with `record_audio = false` (video only, their wall time checked as with
+    `camera_timed_only`); every other camera's audio, if it sends any, must be in its files."""
     worst: dict[str, float] = {}
     with CameraSim(tmp_path / "sim", list(streams), streams=streams, clip_seconds=2) as sim:
         store = SegmentStore.open(tmp_path / "store", "server-a")
-        cameras = [CameraConfig(id=c, url=sim.rtsp_url(c)) for c in sim.camera_ids]
+        cameras = [CameraConfig(id=c, url=sim.rtsp_url(c), record_audio=c not in silent)
+                   for c in sim.camera_ids]
         recorder = Recorder("server-a", cameras, store, RecordingSettings(segment_seconds=2.0))
         recorder.start()
         time.sleep(10.0)
@@ -50,7 +55,8 @@ def record_and_check(
                 assert health[camera_id].consecutive_failures == 0, health[camera_id]
                 runs = store.list_runs(camera_id, 0, 2**62)
                 assert len(runs) == 1, (camera_id, runs)
-                if camera_timed_only and runs[0].wall_source is not WallSource.CAMERA:
+                local_ok = camera_timed_only or camera_id in silent
+                if local_ok and runs[0].wall_source is not WallSource.CAMERA:
                     print(f"\n{camera_id}: run timed by {runs[0].wall_source.value} clock")
                     frames = store_frames(store, camera_id, frame_us=2**62)
                 else:
@@ -65,10 +71,14 @@ def record_and_check(
                 }
                 missing = sorted(delivered - set(numbers))
                 assert not missing, f"{camera_id}: delivered but not stored: {missing[:20]}"
-                with av.open(str(store.segment_file(all_segments(store, camera_id)[0]))) as mp4:
+                files = [store.segment_file(s) for s in all_segments(store, camera_id)]
+                with av.open(str(files[0])) as mp4:
                     codec = mp4.streams.video[0].codec_context.name
-                    # Camera audio is not recorded today (docs/recorder.md, Streams).
-                    assert not mp4.streams.audio, camera_id
+                    has_audio = bool(mp4.streams.audio)
+                sends_audio = "audio=" in spec and camera_id not in silent
+                assert has_audio == sends_audio, (camera_id, has_audio)
+                if sends_audio:
+                    _check_audio(camera_id, spec, files)
                 assert codec == ("hevc" if "h265" in spec else "h264"), camera_id
                 if runs[0].wall_source is WallSource.CAMERA:
                     worst[camera_id] = max(abs(f.wall_us - f.tag.capture_wall_us) for f in frames)
@@ -90,30 +100,69 @@ def test_h265_and_multi_slice_cameras_record_every_frame_once_exactly_timed(
     assert len(worst) == 3 and max(worst.values()) <= WALL_EXACT_US, worst
 
 
+def _check_audio(camera_id: str, spec: str, files: list[Path]) -> None:
+    """The camera's audio in its segment files: AAC (G.711 made AAC), over the video's whole
+    time, each beep at its keyframe's capture time as a live client hears it (G.711 to the
+    sample; the camera's AAC late by its encoder's delay, < 2 AAC frames: docs/camera-sim.md)."""
+    report = AudioReport()
+    for path in files:
+        read_audio(path.read_bytes(), report)
+    errors = report.onset_errors_us
+    start, end = report.edges_s()
+    print(f"\n{camera_id}: audio from {start:+.3f} s to {-end:+.3f} s of the video, largest gap "
+          f"{report.largest_gap_s():.3f} s, beep onset - keyframe µs {[round(e) for e in errors]}")
+    assert report.codecs == {"aac"} and not report.pieces_without_audio, camera_id
+    assert start <= 0.26 and end <= 0.26 and report.largest_gap_s() <= 0.001, camera_id
+    assert len(errors) >= 3 and max(errors) - min(errors) <= 2_000, (camera_id, errors)
+    if "aac" in spec:
+        assert 0 <= min(errors) and max(errors) <= 2 * 1024 / 16_000 * 1e6, (camera_id, errors)
+    else:
+        assert max(abs(e) for e in errors) <= 5_000, (camera_id, errors)
+
+
 @pytest.mark.slow
-def test_cameras_with_audio_are_recorded_as_video_only(tmp_path: Path) -> None:
-    """Audio is dropped and the video recorded frame by frame. The run's wall time is checked
-    only where RTCP timed it: a client that sets up only the video of a camera that also sends
-    audio sometimes never gets a sender report from the simulator (docs/recorder.md, Streams)."""
+def test_cameras_with_audio_record_it_in_sync_and_every_frame_once(tmp_path: Path) -> None:
+    """AAC copied, G.711 µ-law/A-law made AAC, each in the segment files with the video, which
+    is still recorded frame by frame and timed by the camera (with both streams set up every
+    run got its RTCP sender report). A camera with `record_audio = false` is recorded video
+    only; its run's wall time is checked only where RTCP timed it: a client that sets up only
+    the video of a camera with audio sometimes gets no sender report from the simulator
+    (docs/recorder.md, Audio)."""
     worst = record_and_check(tmp_path, {
         "h264-pcmu": "audio=pcmu",
         "h264-pcma": "audio=pcma",
         "h265-aac": "codec=h265,audio=aac",
-    }, camera_timed_only=True)  # fmt: skip
-    assert not worst or max(worst.values()) <= WALL_EXACT_US, worst
+        "h264-aac-off": "audio=aac",
+    }, silent=frozenset({"h264-aac-off"}))  # fmt: skip
+    assert {"h264-pcmu", "h264-pcma", "h265-aac"} <= set(worst), worst
+    assert max(worst.values()) <= WALL_EXACT_US, worst
+
+
+def _decoded_and_demuxed_pts(path: Path) -> tuple[list[int], list[int]]:
+    """Presentation times of the frames a player decodes from one segment file, and of its
+    packets (each file alone: a player starts at any segment)."""
+    with av.open(str(path)) as mp4:
+        decoded = [f.pts for f in mp4.decode(video=0) if f.pts is not None]
+    with av.open(str(path)) as mp4:
+        demuxed = [p.pts for p in mp4.demux(video=0) if p.size and p.pts is not None]
+    return decoded, sorted(demuxed)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="B-frames: the fMP4 muxer (movflags frag_discont, empty_moov) puts the first sample's "
-    "decode time at its presentation time, so every frame reads back one reorder delay late "
-    "(40 ms at bframes=2); and a connection whose first packet is a keyframe without dts fails "
-    "the segment (dts=pts fallback, non-monotonic dts). See docs/recorder.md, Streams.",
-)
 def test_b_frame_cameras_record_every_frame_once_exactly_timed(tmp_path: Path) -> None:
+    """Every frame at its capture time (the fMP4's edit list takes the reorder delay back) and
+    every frame decodable; a run may start on a keyframe FFmpeg gives without pts or dts."""
     worst = record_and_check(tmp_path, {
         "h264-bframes": "bframes=2",
         "h265-bframes": "codec=h265,bframes=2",
     })  # fmt: skip
-    assert max(worst.values()) <= WALL_EXACT_US, worst
+    assert len(worst) == 2 and max(worst.values()) <= WALL_EXACT_US, worst
+    store = SegmentStore.open(tmp_path / "store", "server-a")
+    try:
+        for camera_id in worst:
+            for segment in all_segments(store, camera_id):
+                decoded, demuxed = _decoded_and_demuxed_pts(store.segment_file(segment))
+                assert decoded == demuxed, (camera_id, segment.relpath, decoded, demuxed)
+                assert len(decoded) == segment.frame_count, (camera_id, segment.relpath)
+    finally:
+        store.close()

@@ -24,27 +24,18 @@ from typing import Any
 import pytest
 
 from hotspare.cli.main import main as cli_main
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, playwright_sync_api, wait_tile_plays
 from tests.support.export_keys import give_export_key
-from tests.support.prerequisites import missing_prerequisite
 from tests.support.site import TOKEN, FailoverSite
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-ui"
 
 
 @pytest.mark.timeout(210)
 def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
-    try:
-        from playwright import sync_api
-    except ImportError:
-        missing_prerequisite("playwright is not installed (scripts/setup --test installs it)")
-    if not CHROMIUM.exists():
-        missing_prerequisite(f"Debian's chromium ({CHROMIUM}) is not installed "
-                             "(scripts/setup --test installs it)")
+    sync_api = playwright_sync_api()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with FailoverSite(tmp_path, servers={"rec-1": 1, "rec-2": 1}, spares=["spare-1"]) as site, \
@@ -60,6 +51,8 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
                                     timezone_id="Asia/Kolkata")
             page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text} "
                                                           f"{msg.location.get('url', '')}"))
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
             master = f"http://127.0.0.1:{site.nodes['rec-1'].port}"
             page.goto(f"{master}/ui/")
 
@@ -216,6 +209,10 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
             pieces = json.loads(files["manifest"].read_text())["pieces"]
             assert {p["recorded_by"] for p in pieces} == {"rec-2", "spare-1"}, pieces
 
+            # The token went to the master only; the other nodes saw signed grants.
+            assert not [u for u in requested if TOKEN in u and not u.startswith(master)]
+            assert [u for u in requested if "grant=" in u and not u.startswith(master)]
+
             # The master dies: the spare covers it, and the open page finds it through the
             # endpoint list (asking rec-2) and carries on from the spare's address.
             spare_url = f"http://127.0.0.1:{site.nodes['spare-1'].port}"
@@ -237,16 +234,6 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
         finally:
             browser.close()
     assert time.monotonic() - started < 180
-
-
-def wait_tile_plays(page: Any, camera: str, timeout: float = 20_000) -> None:
-    """The grid tile showing `camera` is live and its picture moves (currentTime advances)."""
-    video = f'.tile[data-camera="{camera}"][data-status="live"] video'
-    page.wait_for_selector(video, timeout=timeout)
-    start = page.eval_on_selector(video, "v => v.currentTime")
-    page.wait_for_function(
-        "([sel, t]) => { const v = document.querySelector(sel); "
-        "return v && v.currentTime > t + 1; }", arg=[video, start], timeout=timeout)
 
 
 def sample_playback(page: Any, seconds: float) -> list[tuple[float, int]]:

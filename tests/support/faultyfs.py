@@ -55,6 +55,9 @@ class Faults:
         self.write_filter: PathFilter = lambda _path: True
         self.write_delay_s = 0.0  # added to every write and fsync
         self.read_only = False  # every call that changes the file system fails with EROFS
+        self.read_errno: int | None = None  # raised by read on matching paths (a bad sector)
+        self.read_filter: PathFilter = lambda _path: True
+        self.failed_reads = 0
         self.failed_writes = 0  # how many calls the faults refused
         self.delayed_s = 0.0  # total delay added, summed over calls (may overlap in threads)
 
@@ -69,6 +72,15 @@ class Faults:
             self.delayed_s += delay
         if delay:
             time.sleep(delay)
+        if code is not None:
+            raise OSError(code, os.strerror(code), path)
+
+    def check_read(self, path: str) -> None:
+        with self.lock:
+            code = (self.read_errno if self.read_errno is not None and self.read_filter(path)
+                    else None)
+            if code is not None:
+                self.failed_reads += 1
         if code is not None:
             raise OSError(code, os.strerror(code), path)
 
@@ -156,6 +168,7 @@ def _operations(fuse: Any, root: Path, faults: Faults) -> Any:
             return int(wrap(lambda: os.open(full(path), os.O_RDWR | os.O_CREAT | os.O_TRUNC, mode)))
 
         def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+            wrap(lambda: faults.check_read(path))
             return bytes(wrap(lambda: os.pread(fh, size, offset)))
 
         def write(self, path: str, data: bytes, offset: int, fh: int) -> int:

@@ -122,6 +122,9 @@ class NetSite(FailoverSite):
         """The host of a node (by node name), or `etcd`/`etcdN`, `cams`, `test`."""
         return self.net.host(name)
 
+    def api_url(self, name: str) -> str:
+        return f"http://{self.net.host(name).address}:{self.nodes[name].port}"
+
     # ------------------------------------------------------------------ set-up
 
     def __enter__(self) -> NetSite:

@@ -11,6 +11,7 @@ import io
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
@@ -110,9 +111,18 @@ def playlist_frames(client: httpx.Client, url: str, attempts: int = 30) -> Serve
 
 
 def _playlist_frames(client: httpx.Client, url: str) -> ServedFrames:
+    out = ServedFrames()
+    for segment_url, data in playlist_pieces(client, url):
+        out.cut_pieces += int("end_us=" in segment_url)
+        _read_piece(data, segment_url, out)
+    return out
+
+
+def playlist_pieces(client: httpx.Client, url: str) -> Iterator[tuple[str, bytes]]:
+    """(media URL, init + media bytes) of every media segment of the HLS playlist at `url`, as a
+    player fetches them; a listed segment gone meanwhile raises _Gone."""
     answer = client.get(url)
     answer.raise_for_status()
-    out = ServedFrames()
     init: tuple[str, tuple[int, int] | None] | None = None
     init_cache: dict[tuple[str, tuple[int, int] | None], bytes] = {}
     files: dict[str, bytes] = {}
@@ -129,11 +139,9 @@ def _playlist_frames(client: httpx.Client, url: str) -> ServedFrames:
             if init not in init_cache:
                 init_cache[init] = _fetch(client, *init, files)
             segment_url = urljoin(url, line)
-            out.cut_pieces += int("end_us=" in line)
             media = _fetch(client, segment_url, pending_range, files)
-            _read_piece(init_cache[init] + media, segment_url, out)
+            yield segment_url, init_cache[init] + media
             pending_range = None
-    return out
 
 
 def download_frames(client: httpx.Client, base_url: str, camera: str, from_us: int,
@@ -142,6 +150,15 @@ def download_frames(client: httpx.Client, base_url: str, camera: str, from_us: i
     (`GET /segments/{id}/file`, the default form), in the list's order; a segment the node
     serves nothing of (`409 not_served`) gives nothing."""
     out = ServedFrames()
+    for url, cut, data in downloaded_pieces(client, base_url, camera, from_us, to_us, raw=raw):
+        out.cut_pieces += int(cut)
+        _read_piece(data, url, out)
+    return out
+
+
+def downloaded_pieces(client: httpx.Client, base_url: str, camera: str, from_us: int,
+                      to_us: int, *, raw: bool = False) -> Iterator[tuple[str, bool, bytes]]:
+    """(URL, served cut, bytes) of every listed segment of a camera downloaded from one node."""
     after: str | None = None
     while True:
         params: dict[str, str | int] = {"from": from_us, "to": to_us, "limit": 1000}
@@ -156,11 +173,10 @@ def download_frames(client: httpx.Client, base_url: str, camera: str, from_us: i
             if answer.status_code == 409 and answer.json().get("error") == "not_served":
                 continue  # every frame of it is served by other segments: nothing to download
             answer.raise_for_status()
-            out.cut_pieces += int("hotspare-served-frames" in answer.headers)
-            _read_piece(answer.content, url, out)
+            yield url, "hotspare-served-frames" in answer.headers, answer.content
         after = body.get("next")
         if after is None:
-            return out
+            return
 
 
 def missing_between(served: ServedFrames, delivered: dict[int, int]) -> list[int]:
@@ -266,7 +282,7 @@ def check_served(site: FailoverSite, node: str, server: str, from_us: int,
     started = time.monotonic()
     to_us = now_us()
     cameras = cameras or site.cameras[server]
-    base = f"http://127.0.0.1:{site.nodes[node].port}"
+    base = site.api_url(node)
     results = served_frames(base, TOKEN, cameras, from_us, to_us, ways=ways,
                             delivered=delivered_frames(site.sim, cameras, to_us))
     for result in results.values():

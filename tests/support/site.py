@@ -73,12 +73,14 @@ class FailoverSite:
                  reinsert_bytes_per_second: int = 20_000_000, spare_licences: int | None = None,
                  camera_licences: int = 64, startup_grace: float = 5.0,
                  etcd_size: int = 1, server_options: dict[str, dict[str, Any]] | None = None,
-                 shared_paths: dict[str, int] | None = None, etcd_tls: bool = True) -> None:
+                 shared_paths: dict[str, int] | None = None, etcd_tls: bool = True,
+                 users: list[dict[str, str]] | None = None) -> None:
         """`server_options`: extra site.toml fields per recording server (e.g. `platform`,
         `frame_grabber_inputs`). `shared_paths`: server -> N, that server's cameras are served
         by only its first N sim cameras (ids beyond N point at them in turn), so a test can give
         a server many cameras without paying for as many simulated ones. `etcd_tls=False`:
-        plain-HTTP etcd (nodes then say etcd_insecure_plaintext), for measuring what TLS costs."""
+        plain-HTTP etcd (nodes then say etcd_insecure_plaintext), for measuring what TLS costs.
+        `users`: `[[api.users]]` of every node ({"name", "role", "token_hash"})."""
         self.tmp = tmp
         self.site_id = "testsite"
         self.servers = servers
@@ -96,7 +98,9 @@ class FailoverSite:
                         for name, count in servers.items()}
         self.server_options = server_options or {}
         self.shared_paths = shared_paths or {}
+        self.users = users or []
         self.hold_streams = False  # one extra reader per camera (see RtspHolders); off by default
+        self.camera_streams: dict[str, str] = {}  # sim camera -> stream, e.g. "audio=aac"
         self.etcd: EtcdCluster | None = None
         self.sim: CameraSim | None = None
         self.nodes: dict[str, SiteNode] = {}
@@ -112,7 +116,8 @@ class FailoverSite:
             all_cameras = list(dict.fromkeys(self.sim_camera(c)
                                              for cams in self.cameras.values() for c in cams))
             self.sim = CameraSim(self.tmp / "camsim", cameras=all_cameras, width=320, height=240,
-                                 fps=self.fps, gop="1s", bitrate_kbps=300).start()
+                                 fps=self.fps, gop="1s", bitrate_kbps=300,
+                                 streams=self.camera_streams).start()
             self.coord = Coordinator(self.etcd.endpoints, layout.site_prefix(self.site_id),
                                      timeout=1.0, deadline=5.0, tls=self.etcd.client_tls,
                                      insecure_plaintext=self.etcd.insecure_plaintext)
@@ -174,6 +179,7 @@ class FailoverSite:
                         "startup_grace_seconds": self.startup_grace,
                         "reinsert_bytes_per_second": self.reinsert_rate},
             etcd_pki=self.etcd.pki,
+            users=self.users,
         )
         files = write_site(self.tmp, plan)
         ports = {n.name: n.port for n in [*plan.servers, *plan.spares]}
@@ -202,6 +208,10 @@ class FailoverSite:
 
     def node(self, name: str) -> NodeProcess:
         return self.nodes[name].process
+
+    def api_url(self, name: str) -> str:
+        """Where a node's API answers (NetSite: on its own host's address)."""
+        return f"http://127.0.0.1:{self.nodes[name].port}"
 
     def start(self, name: str) -> None:
         self.node(name).start(timeout=30.0)

@@ -7,7 +7,7 @@ spare's buffer holds what it recorded since. The `site` fixture (tests/unit/conf
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from hotspare.api.app import API_PREFIX, create_app
 from hotspare.api.site_cors import allow_site_cors
 from hotspare.api.site_routes import SiteApi, site_router
 from hotspare.client.node_client import NodeClient
+from hotspare.config.models import ApiUser
 from hotspare.site.model import SiteConfig
 from hotspare.site.pool import LicenceMerge
 from hotspare.sitestate import layout
@@ -62,13 +63,15 @@ class Site:
     stores: dict[str, SegmentStore]
 
 
-def _node_app(store: SegmentStore, name: str, cameras: set[str]) -> FastAPI:
+def _node_app(store: SegmentStore, name: str, cameras: set[str],
+              users: Sequence[ApiUser] = ()) -> FastAPI:
     return create_app(store, health=dict, token=TOKEN, server_name=name,
-                      known_cameras=lambda: cameras, clock=lambda: T0 + 60_000_000)
+                      known_cameras=lambda: cameras, clock=lambda: T0 + 60_000_000, users=users)
 
 
 @contextmanager
-def open_site(tmp_path: Path) -> Iterator[Site]:
+def open_site(tmp_path: Path, users: Sequence[ApiUser] = ()) -> Iterator[Site]:
+    """`users`: the same `[api] users` on every node, as a site configures them."""
     rec1 = SegmentStore.open(tmp_path / "rec-1", "rec-1")
     rec2 = SegmentStore.open(tmp_path / "rec-2", "rec-2")
     spare = SegmentStore.open(tmp_path / "spare-1", "spare-1")
@@ -98,7 +101,7 @@ def open_site(tmp_path: Path) -> Iterator[Site]:
                                                             base_url=url))
         return NodeClient(url, TOKEN, http=nodes[url])
 
-    master_app = _node_app(rec1, "rec-1", {"cam-m"})
+    master_app = _node_app(rec1, "rec-1", {"cam-m"}, users)
     api = SiteApi(coord, lambda: applied, TOKEN, client=client,  # type: ignore[arg-type]
                   clock=lambda: T0 + 10_000_000)
     master_app.include_router(site_router(api), prefix=API_PREFIX)
@@ -106,8 +109,8 @@ def open_site(tmp_path: Path) -> Iterator[Site]:
     mount_web_ui(master_app)
     try:
         with TestClient(master_app, base_url=REC1) as master, \
-                TestClient(_node_app(rec2, "rec-2", {"cam-1"}), base_url=REC2) as n2, \
-                TestClient(_node_app(spare, "spare-1", {"cam-1"}), base_url=SPARE) as ns:
+                TestClient(_node_app(rec2, "rec-2", {"cam-1"}, users), base_url=REC2) as n2, \
+                TestClient(_node_app(spare, "spare-1", {"cam-1"}, users), base_url=SPARE) as ns:
             nodes.update({REC1: master, REC2: n2, SPARE: ns})
             yield Site(coord, master, nodes, unreachable,
                        {"rec-1": rec1, "rec-2": rec2, "spare-1": spare})

@@ -1,4 +1,4 @@
-"""HLS playlists: byte ranges match the files, discontinuities fall between runs, tokens carry."""
+"""HLS playlists: byte ranges match the files, discontinuities fall between runs, grants carry."""
 
 from __future__ import annotations
 
@@ -69,15 +69,16 @@ def test_vod_playlist_ranges_match_files(node: Node) -> None:
     assert "#EXT-X-TARGETDURATION:1" in lines
 
 
-def test_query_token_propagates_into_uris(node: Node) -> None:
+def test_query_token_becomes_a_grant_in_uris_never_the_token(node: Node) -> None:
     url = f"http://node.test{API}/cameras/{CAMERA}/playback.m3u8"
     text = node.client.get(url, params={**RANGE, "token": TOKEN}).text
+    assert TOKEN not in text and "token=" not in text
     entries = _entries(text)
-    assert all(e["uri"].endswith(f"&token={TOKEN}") for e in entries)
-    assert all(f"&token={TOKEN}" in e["#EXT-X-MAP"] for e in entries)
+    assert all("&grant=v1." in e["uri"] for e in entries)
+    assert all("&grant=v1." in e["#EXT-X-MAP"] for e in entries)
     assert len(_get(node, url, entries[0]["uri"], {})) == node.segments[0].bytes
     header_text = node.client.get(url, params=RANGE, headers=AUTH).text
-    assert "token=" not in header_text
+    assert "token=" not in header_text and "grant=" not in header_text
 
 
 def test_empty_range_is_a_valid_playlist(node: Node) -> None:

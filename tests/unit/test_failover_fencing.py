@@ -8,6 +8,7 @@ import pytest
 from hotspare.api.auth import Principal
 from hotspare.api.fencing import ImportGate, ImportRefused
 from hotspare.api.roles import Role
+from hotspare.coordination.errors import FencingError
 from hotspare.sitestate import layout
 from tests.support.fake_site_state import FakeSite
 
@@ -39,12 +40,31 @@ def test_current_token_of_the_holder_passes_stale_and_foreign_are_refused() -> N
     shared = Principal("node", Role.NODE)
     assert _refusal(gate, shared, layout.fence("rec-1", token)) == (403,
                                                                      "node_identity_required")
+    site.record_buffer("rec-1", "spare-1", token)  # what spare-1's takeover writes, fenced
     site.etcd.delete(layout.claim("rec-1"))
     assert _refusal(gate, SPARE_1, layout.fence("rec-1", token)) == (409, "stale_fencing_token")
-    # a leftover buffer's re-insert (no claim left anywhere) comes only from a spare
+    # a leftover buffer's re-insert (no claim left anywhere) comes only from the spare that
+    # recorded this server under an earlier claim
     assert gate.admit(SPARE_1, None).fencing is None
+    assert _refusal(gate, other, None) == (403, "no_buffer_record")
     rec = Principal("rec-2", Role.NODE, node="rec-2")
     assert _refusal(gate, rec, None) == (403, "not_claim_holder")
+
+
+def test_a_buffer_record_is_written_only_under_a_claim_and_ends_the_leftover_grant() -> None:
+    site, gate, token = _claimed()
+    spare_2 = Principal("spare-2", Role.NODE, node="spare-2")
+    with pytest.raises(FencingError):  # spare-2 holds no claim: it cannot record a buffer
+        site.record_buffer("rec-1", "spare-2", token + 1)
+    site.record_buffer("rec-1", "spare-1", token)
+    site.etcd.delete(layout.claim("rec-1"))
+    with pytest.raises(FencingError):  # nor after the claim is gone, with its old token
+        site.record_buffer("rec-1", "spare-2", token)
+    assert _refusal(gate, spare_2, None) == (403, "no_buffer_record")
+    assert gate.admit(SPARE_1, None).node == "spare-1"
+    site.forget_buffer("rec-1", "spare-1", None)  # its buffer is re-inserted: the grant ends
+    assert _refusal(gate, SPARE_1, None) == (403, "no_buffer_record")
+    assert site.buffer_record("rec-1", "spare-1") is None
 
 
 def test_etcd_unreachable_is_a_retryable_503_not_a_stale_token() -> None:

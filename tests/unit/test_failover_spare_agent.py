@@ -180,7 +180,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 def covering(rig: Rig, server: str = "rec-1") -> int:
     rig.buffer(server)
     rig.fail(server)
-    rig.tick(2)  # refused twice: the process is gone
+    rig.tick()  # refused twice in one round: the process is gone
     assert isinstance(rig.agent.state, Covering)
     return rig.token(server)
 
@@ -189,9 +189,7 @@ def test_idle_claims_a_dead_server_and_covers_it(rig: Rig) -> None:
     rig.tick()
     assert rig.agent.state == Idle() and rig.record()["state"] == "idle"
     rig.fail("rec-1")
-    rig.tick()
-    assert rig.agent.state == Idle()  # refused once is not enough
-    rig.tick()
+    rig.tick()  # refused, probed again at once on a fresh connection, refused again: gone
     token = rig.token("rec-1")
     assert rig.agent.state == Covering("rec-1", token)
     assert rig.site.etcd.value(layout.owner("rec-1"))["node"] == "spare-1"
@@ -378,3 +376,32 @@ def test_a_full_original_pauses_the_reinsert_longer_and_keeps_the_buffer(rig: Ri
     rig.tick()
     assert rig.agent.state == Idle()
     assert rig.events.last("done")[2].endswith("claim released")
+
+
+def test_a_spare_that_cannot_open_its_buffer_does_not_claim(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk refuses even SQLite's open: claiming then held the claim with no one recording
+    (chaos soak, takeover_on_full_disk). The spare refuses, says why once, and claims once the
+    disk has room again."""
+    import sqlite3
+
+    from hotspare.failover import spare_agent
+
+    real_open = SegmentStore.open
+
+    def full_disk(root: Path, *args: Any, **kwargs: Any) -> SegmentStore:
+        if "buffer" in root.parts:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_open(root, *args, **kwargs)
+
+    monkeypatch.setattr(spare_agent.SegmentStore, "open", full_disk)
+    rig.fail("rec-1")
+    rig.tick(3)
+    assert rig.agent.state == Idle()
+    assert layout.claim("rec-1") not in rig.site.etcd.kvs
+    assert rig.events.kinds().count("refused") == 1
+    message = rig.events.last("refused")[2]
+    assert "buffer store for rec-1 cannot be opened (database or disk is full)" in message
+    monkeypatch.setattr(spare_agent.SegmentStore, "open", real_open)
+    rig.tick()
+    assert rig.agent.state == Covering("rec-1", rig.token("rec-1"))

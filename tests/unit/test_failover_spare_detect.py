@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from hotspare.config.models import SiteMembership
 from hotspare.failover.detection import ServerTrack
+from hotspare.failover.probe import ProbeResult
 from hotspare.failover.spare_detect import Detector
 from hotspare.failover.spare_view import SpareView
 from hotspare.failover.spare_work import SpareContext
@@ -16,7 +18,7 @@ from hotspare.site.eligibility import DOWN, IDLE, SpareStatus
 from hotspare.site.model import RecordingServerConfig
 from hotspare.store.segment_store import SegmentStore
 from tests.support.fake_site_state import FakeEvents, FakeSite
-from tests.unit.test_failover_spare_agent import DEAD, Applied, FakeProber
+from tests.unit.test_failover_spare_agent import DEAD, UP, Applied, FakeProber
 
 
 class Plan:
@@ -58,8 +60,8 @@ def run(detector: Detector, spare_2: SpareStatus) -> list[str]:
 
 def test_others_leave_a_failed_server_to_its_idle_designated_spare_for_a_second(
         detector: Detector) -> None:
-    assert run(detector, IDLE) == []  # refused once
     assert run(detector, IDLE) == []  # failed, but spare-2 holds the pre-buffer: its turn
+    assert run(detector, IDLE) == []
     now[0] += 0.9
     assert run(detector, IDLE) == []
     now[0] += 0.2
@@ -67,5 +69,48 @@ def test_others_leave_a_failed_server_to_its_idle_designated_spare_for_a_second(
 
 
 def test_a_designated_spare_that_is_down_gets_no_grace(detector: Detector) -> None:
-    assert run(detector, DOWN) == []  # refused once
-    assert run(detector, DOWN) == ["rec-1"]
+    assert run(detector, DOWN) == ["rec-1"]  # refused twice in the round: no grace to wait
+
+
+class Scripted:
+    """Per server, the probe answers in order (the last one repeats); rec-1 answers only after
+    `slow` seconds. `returned`: servers whose probe has returned, in order."""
+
+    def __init__(self, answers: dict[str, list[ProbeResult]], slow: float = 0.0) -> None:
+        self.answers = answers
+        self.slow = slow
+        self.returned: list[str] = []
+
+    def probe(self, address: str) -> ProbeResult:
+        server = address.split(".")[0]
+        if server == "rec-1":
+            time.sleep(self.slow)
+        queue = self.answers[server]
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        self.returned.append(server)
+        return answer
+
+
+def test_a_refusal_is_probed_again_at_once_and_an_answer_then_claims_nothing(
+        detector: Detector) -> None:
+    """A kept-alive connection reset by a server that is alive (the next connect answers)."""
+    prober = Scripted({"rec-1": [DEAD, UP], "rec-2": [UP]})
+    detector.prober = prober  # type: ignore[assignment]
+    assert run(detector, DOWN) == []
+    assert prober.returned.count("rec-1") == 2  # the second probe in the same round
+    assert detector.tracks["rec-1"].refused_in_a_row == 0
+
+
+def test_a_slow_server_does_not_delay_the_claim_of_a_dead_one(detector: Detector) -> None:
+    prober = Scripted({"rec-1": [UP], "rec-2": [DEAD]}, slow=0.4)
+    detector.prober = prober  # type: ignore[assignment]
+    claimed_while: list[list[str]] = []
+
+    def claim(server: RecordingServerConfig, reason: str, track: ServerTrack) -> bool:
+        claimed_while.append(list(prober.returned))
+        return True
+
+    detector.run(detector.ctx.site.read(), {}, Plan(), lambda: IDLE,  # type: ignore[arg-type]
+                 claim)
+    assert claimed_while == [["rec-2", "rec-2"]]  # judged before rec-1's probe came back
+    assert prober.returned[-1] == "rec-1"  # and the round still waited for rec-1's verdict

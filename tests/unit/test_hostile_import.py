@@ -169,10 +169,42 @@ def test_a_node_without_the_claim_cannot_import(rig: Rig, transport: str) -> Non
     assert rig.snapshot() == before
 
 
-def test_a_leftover_buffer_is_taken_only_from_a_spare_while_nobody_holds_a_claim(rig: Rig) -> None:
-    answer = upload(rig)  # spare-1 restarted: its claim is long gone, its buffer is not
+def test_a_leftover_buffer_is_taken_only_from_the_spare_that_recorded_it(rig: Rig) -> None:
+    """Issue 11: a leftover re-insert (no claim) only from the spare whose takeover wrote
+    `buffers/<server>/<spare>` under a claim, and only video it recorded itself."""
+    token = rig.claim("spare-1")
+    rig.site.record_buffer(SERVER, "spare-1", token)  # what spare-1's takeover writes, fenced
+    rig.site.etcd.delete(layout.claim(SERVER))  # spare-1 restarted: its claim is long gone
+    before = rig.snapshot()
+    for transport in TRANSPORTS:
+        # spare-2 is a spare of the site but never recorded rec-a: no record, nothing written
+        answer = upload(rig, token=OWN["spare-2"], transport=transport)
+        assert (answer.status_code, answer.json()["error"]) == (403, "no_buffer_record")
+        assert "buffers/rec-a/spare-2" in answer.json()["detail"]
+        # spare-1 has the record, but names another recorder than itself
+        forged = ImportMetaIn.of(rig.segments[0], rig.run).model_copy(
+            update={"recorded_by": "spare-2"})
+        answer = upload(rig, transport=transport, meta=forged)
+        assert (answer.status_code, answer.json()["error"]) == (403, "recorded_by_mismatch")
+        assert rig.snapshot() == before
+    answer = upload(rig)  # its buffer is not gone: spare-1 re-inserts it
     assert answer.status_code == 200 and answer.json()["status"] == "inserted", answer.text
     assert answer.json()["segment"]["recorded_by"] == "spare-1"
+
+
+def test_a_leftover_upload_without_a_buffer_record_is_refused(rig: Rig) -> None:
+    """Before issue 11's fix any spare of the site was taken while nobody held a claim."""
+    before = rig.snapshot()
+    for name in ("spare-1", "spare-2"):
+        answer = upload(rig, token=OWN[name])
+        assert (answer.status_code, answer.json()["error"]) == (403, "no_buffer_record")
+    token = rig.claim("spare-1")
+    rig.site.record_buffer(SERVER, "spare-1", token)
+    rig.site.etcd.delete(layout.claim(SERVER))
+    rig.site.forget_buffer(SERVER, "spare-1", None)  # re-inserted before: the grant is over
+    answer = upload(rig)
+    assert (answer.status_code, answer.json()["error"]) == (403, "no_buffer_record")
+    assert rig.snapshot() == before
 
 
 def test_a_forged_recorded_by_or_recorded_as_is_refused(rig: Rig) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 from pathlib import Path
 
+import av
 import av.packet
+import av.stream
 import pytest
 
 from hotspare.recorder.prebuffer import PreBuffer, StandbySettings
@@ -109,3 +112,55 @@ def test_close_deletes_spill_files(tmp_path: Path) -> None:
     assert any(itertools.islice(tmp_path.iterdir(), 1))
     buffer.close()
     assert not list(tmp_path.iterdir()) and buffer.seconds(0) == 0.0
+
+
+def _audio_stream() -> av.stream.Stream:
+    """A real audio stream for packets to belong to (the buffer tells audio by its stream)."""
+    out = av.open(io.BytesIO(), "w", format="mp4")
+    return out.add_stream("aac", rate=8000)
+
+
+def _with_audio(audio: av.stream.Stream, frames: int) -> list[tuple[av.packet.Packet, int]]:
+    """The video of `stream` with an audio packet (payload 9000 + n) after every frame."""
+    out = []
+    for n, (packet, recv_us) in enumerate(stream(frames)):
+        out.append((packet, recv_us))
+        sound = av.packet.Packet((9_000 + n).to_bytes(4, "big") * 25)
+        sound.stream = audio
+        sound.pts = sound.dts = n * 800
+        out.append((sound, recv_us + 1))
+    return out
+
+
+@pytest.mark.parametrize("spill", [False, True], ids=["memory", "spilled"])
+def test_audio_rides_with_its_gop_and_the_one_before_leads_in(tmp_path: Path,
+                                                               spill: bool) -> None:
+    audio = _audio_stream()
+    buffer = PreBuffer(StandbySettings(horizon_s=3.0, max_bytes=12 * SIZE if spill else 10 << 20,
+                                       max_spill_bytes=100 * SIZE if spill else 0,
+                                       spill_dir=tmp_path), audio)
+    sound = av.packet.Packet(b"early")
+    sound.stream = audio
+    buffer.add_audio(sound, 0)  # before any keyframe: not held
+    assert buffer.bytes == 0
+    for packet, recv_us in _with_audio(audio, 45):
+        if buffer.is_audio(packet):
+            buffer.add_audio(packet, recv_us)
+        else:
+            buffer.add(packet, recv_us)
+    assert bool(buffer.spilled_bytes) is spill
+    packets, covered = buffer.take_from(wall, 1_000_000_000 + 35 * FRAME_US)
+    assert covered
+    kinds = ["audio" if buffer.is_audio(p) else "video" for p, _ in packets]
+    video = [int.from_bytes(bytes(p)[:4], "big") for p, _ in packets if not buffer.is_audio(p)]
+    sounds = [int.from_bytes(bytes(p)[:4], "big") - 9_000 for p, _ in packets
+              if buffer.is_audio(p)]
+    assert video == list(range(30, 45))
+    # The keyframe first, then the previous GOP's audio (the run keeps what starts at or after
+    # the keyframe), then everything in arrival order.
+    assert kinds[0] == "video" and sounds == list(range(20, 45))
+    assert kinds[1:11] == ["audio"] * 10 and kinds[11:] == ["audio", "video"] * 14 + ["audio"]
+    for packet, _ in packets:
+        if buffer.is_audio(packet):
+            n = int.from_bytes(bytes(packet)[:4], "big") - 9_000
+            assert packet.pts == n * 800 and packet.time_base == audio.time_base

@@ -276,3 +276,28 @@ def test_unwritable_store_ends_the_run_with_a_disk_message(tmp_path: Path, h264_
         run.finish("disk")
     worker._committer.close(10)
     assert store.calls[-1] == ("end", "run1", "disk")
+
+
+def test_frames_lost_before_a_cut_do_not_lengthen_the_segment(tmp_path: Path) -> None:
+    """Frames lost in delivery (UDP through a flapping link) just before a keyframe: the frame
+    after the gap ends its segment, and its duration was once the gap's (the last spacing seen),
+    so the file reached into the next segment of its run (store check `overlap`)."""
+    clip = make_h264_file(tmp_path / "clip.mp4", frames=80, gop=20)
+    store = FakeStore(tmp_path / "store")
+    worker = _worker(store, segment_seconds=0.5)  # cut at every keyframe
+    with av.open(str(clip)) as src:
+        run = _Run(worker, src)
+        packets = [p for p in src.demux(src.streams.video[0]) if p.size]
+        for i, packet in enumerate(packets):
+            if not 21 <= i <= 38:  # frames 21..38 lost; 39 arrives, then keyframe 40
+                run.on_packet(packet)
+        run.finish(STOPPED)
+    worker._committer.close(10)
+    commits = [c for c in store.calls if c[0] == "commit"]
+    assert [c[3] for c in commits] == [0, 72_000, 144_000, 216_000]
+    ends = []
+    for _, run_id, seq, start, duration, *_ in commits:
+        info = mp4.parse_path(store.segment_path("cam-1", str(run_id), int(seq)))  # type: ignore[arg-type]
+        assert (info.start_media_90k, info.duration_90k) == (start, duration)
+        ends.append(info.start_media_90k + info.duration_90k)
+    assert ends == [72_000, 144_000, 216_000, 288_000]  # each ends where the next begins

@@ -78,5 +78,5 @@ def test_the_worker_passes_the_settings_to_its_writer(
             run.finish(STOPPED)
         worker._committer.close(10)
     assert seen and all(
-        k == {"flush_every_frame": False, "fragment_seconds": 0.4} for k in seen
+        k["flush_every_frame"] is False and k["fragment_seconds"] == 0.4 for k in seen
     ), seen

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-from pydantic import ValidationError
+import json
+from pathlib import Path
 
-from hotspare.config.models import CameraConfig
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from hotspare.config.models import ApiSettings, CameraConfig, NodeConfig
+from hotspare.node.runtime import describe
 from hotspare.recorder.source import CameraSource
 from hotspare.redact import redact_url
 from hotspare.site.licences import LicenceRefused, RefusalReason, read_unverified
@@ -52,3 +56,15 @@ def test_an_oversized_licence_is_refused_unread() -> None:
         read_unverified(" " * 200_000 + "{}", "huge.licence")
     assert caught.value.reason is RefusalReason.MALFORMED
     assert "at most" in str(caught.value)
+
+
+def test_config_check_summary_hides_camera_passwords(tmp_path: Path) -> None:
+    """`hotspare config check` prints `describe()`: an operator pastes it into tickets."""
+    config = NodeConfig(
+        name="rec-1", data_dir=tmp_path,
+        api=ApiSettings(token=SecretStr("a-long-enough-node-token")),
+        cameras=[CameraConfig(id="cam-1", url="rtsp://admin@cam.example/live", password="hunter2"),
+                 CameraConfig(id="cam-2", url="rtsp://cam.example/live?password=hunter3&ch=1")])
+    shown = json.dumps(describe(config))
+    assert "hunter2" not in shown and "hunter3" not in shown
+    assert "cam.example/live" in shown

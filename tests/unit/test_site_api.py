@@ -90,9 +90,10 @@ def test_playback_points_each_segment_at_its_holder(site: Site) -> None:
     assert len(uris) == 6
     assert all(u.startswith(REC2 + "/api/v1/segments/") for u in uris[:3])
     assert all(u.startswith(SPARE + "/api/v1/segments/") for u in uris[3:])
-    assert all(u.endswith(f"/file?raw=1&token={TOKEN}") for u in uris)
+    assert all("/file?raw=1&grant=v1.cam-1." in u for u in uris)
+    assert TOKEN not in response.text
     assert response.text.count("#EXT-X-DISCONTINUITY") == 1
-    # Every URI answers on its node with the token it carries.
+    # Every URI answers on its node with the grant it carries.
     for uri in uris:
         base, _, rest = uri.partition("/api/")
         assert site.nodes[base].get("/api/" + rest).status_code == 200
@@ -101,7 +102,7 @@ def test_playback_points_each_segment_at_its_holder(site: Site) -> None:
 def test_playback_without_query_token_carries_none_and_reports_partial(site: Site) -> None:
     site.unreachable.add(SPARE)
     response = get(site, "/site/cameras/cam-1/playback.m3u8", **{"from": T0, "to": T0 + 3_000_000})
-    assert "token=" not in response.text
+    assert "token=" not in response.text and "grant=" not in response.text
     assert response.headers["Hotspare-Partial"] == "spare-1"
     assert response.text.count("#EXTINF") == 3
 
@@ -110,7 +111,9 @@ def test_live_redirects_to_current_owner(site: Site) -> None:
     response = site.master.get(API_PREFIX + "/site/cameras/cam-1/live.m3u8",
                                params={"token": TOKEN}, follow_redirects=False)
     assert response.status_code == 307
-    assert response.headers["location"] == f"{SPARE}/api/v1/cameras/cam-1/live.m3u8?token={TOKEN}"
+    location = response.headers["location"]
+    assert location.startswith(f"{SPARE}/api/v1/cameras/cam-1/live.m3u8?grant=v1.cam-1.")
+    assert TOKEN not in location
     response = site.master.get(API_PREFIX + "/site/cameras/cam-m/live.m3u8", headers=AUTH,
                                follow_redirects=False)
     assert response.headers["location"] == f"{REC1}/api/v1/cameras/cam-m/live.m3u8"

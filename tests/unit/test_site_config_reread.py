@@ -7,16 +7,19 @@ from __future__ import annotations
 from typing import cast
 
 from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.site_secret import SiteSecret
 from hotspare.sitestate import applied as site_config
 from hotspare.sitestate.snapshot import STATE_PREFIXES
 from tests.support.fake_site_state import FakeEtcd
 from tests.support.site_api import site_config as example_site
 
+SECRET = SiteSecret((bytes(range(32)),))
+
 
 def test_an_unchanged_revision_reuses_the_configuration_and_a_new_one_is_decoded() -> None:
     etcd = FakeEtcd()
     coord = cast(Coordinator, etcd)
-    site_config.apply(coord, example_site())
+    site_config.apply(coord, example_site(), SECRET)
     first = site_config.read(coord)
     assert first is not None
     again = site_config.read(coord, first)
@@ -24,7 +27,7 @@ def test_an_unchanged_revision_reuses_the_configuration_and_a_new_one_is_decoded
     assert again.mod_revision == first.mod_revision
     changed = example_site().model_copy(update={"recording_servers": example_site()
                                                 .recording_servers[:1]})
-    site_config.apply(coord, changed)
+    site_config.apply(coord, changed, SECRET)
     fresh = site_config.read(coord, first)
     assert fresh is not None and fresh.mod_revision > first.mod_revision
     assert fresh.config is not first.config

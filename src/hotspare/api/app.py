@@ -24,6 +24,7 @@ from hotspare.api.auth import (
     token_from_scope,
 )
 from hotspare.api.context import HealthSource, NodeContext
+from hotspare.api.grants import DEFAULT_TTL_SECONDS, GrantSigner
 from hotspare.api.problems import install_problem_handlers
 from hotspare.api.roles import ROUTE_ROLES
 from hotspare.config.models import ApiUser
@@ -46,12 +47,15 @@ def create_app(
     live_segments: int = 6,
     users: Sequence[ApiUser] = (),
     node_identities: Callable[[], Mapping[str, str]] | None = None,
+    playback_url_seconds: float = DEFAULT_TTL_SECONDS,
 ) -> FastAPI:
     """`health` returns camera id → object/dict with state, last_frame_wall_us, last_commit_wall_us,
     run_id and error (Recorder.health fits); `known_cameras` returns the cameras this node records
     (or, on a spare, the identity it has assumed) — asked on every request, so it may change live.
     `token` is the node credential (role `node`, all rights); `users` hold the other tokens;
     `node_identities` gives, per request, each site node's own credential (SHA-256 -> node name).
+    Playback grants (hotspare.api.grants) are signed with a key derived from `token`, which every
+    node of a site shares, and live `playback_url_seconds` (plus a VOD playlist's length).
     """
     if max_import_bytes < 1:
         raise ValueError("max_import_bytes must be positive")
@@ -75,6 +79,7 @@ def create_app(
         max_import_bytes=max_import_bytes,
         live_segments=live_segments,
     )
+    app.state.grants = GrantSigner(token, playback_url_seconds, clock)
     install_problem_handlers(app)
     _add_docs(app)
     _document_spec_extras(app)
@@ -82,7 +87,7 @@ def create_app(
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(routes_metrics.router)  # /metrics, where Prometheus looks by default
     app.add_middleware(BearerAuthMiddleware, token=token, users=users,
-                       identities=node_identities)
+                       identities=node_identities, grants=app.state.grants)
     return app
 
 

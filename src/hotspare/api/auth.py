@@ -13,7 +13,8 @@ same on every node of a site; role `node` without a name, kept for reads and boo
 not import video into a site's recording server, `hotspare.api.fencing`) and user tokens
 (`[[api.users]]`, stored as salted hashes, each with a role). Tokens are compared in constant time
 (a node credential is long and random, so one SHA-256 suffices) and never appear in an answer or
-a log line.
+a log line. A request with no token may carry a playback grant (`?grant=`, `hotspare.api.grants`):
+a read-only credential for one camera and time range, opening only the routes in `GRANT_ROUTES`.
 """
 
 from __future__ import annotations
@@ -34,9 +35,16 @@ from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBear
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hotspare.api.auth_guard import AuthGuard
+from hotspare.api.auth_guard import LOG_INTERVAL_SECONDS, AuthGuard
+from hotspare.api.grants import (
+    GRANT_QUERY_PARAM,
+    Grant,
+    GrantRefused,
+    GrantSigner,
+    grant_from_scope,
+)
 from hotspare.api.problems import problem_response
-from hotspare.api.roles import Requirement, Role, requirement
+from hotspare.api.roles import GRANT_ROUTES, Requirement, Role, requirement
 from hotspare.api.tokens import is_user_shaped, token_user, verify_token
 from hotspare.config.models import ApiUser
 
@@ -51,11 +59,13 @@ PRINCIPAL_KEY = "hotspare.principal"  # in the ASGI scope, for routes that want 
 @dataclass(frozen=True)
 class Principal:
     """Who a request comes from: a user's name, a node's name (`node` set: it presented its own
-    credential), or `node` for the shared node credential."""
+    credential), or `node` for the shared node credential; `grant` set: it presented a playback
+    grant, minted for `name`, and may read only what the grant covers."""
 
     name: str
     role: Role
     node: str | None = None
+    grant: Grant | None = None
 
 
 def token_from_scope(scope: Scope) -> tuple[str | None, str]:
@@ -155,9 +165,13 @@ class BearerAuthMiddleware:
     its route needs (403); passes the rest on with the `Principal` in the scope."""
 
     def __init__(self, app: ASGIApp, token: str, users: Sequence[ApiUser] = (),
-                 identities: Callable[[], Mapping[str, str]] | None = None) -> None:
+                 identities: Callable[[], Mapping[str, str]] | None = None,
+                 grants: GrantSigner | None = None) -> None:
         self.app = app
         self.credentials = Credentials(token, users, identities=identities)
+        self.grants = grants or GrantSigner(token)
+        self._grants_refused = 0
+        self._grants_logged_at = -LOG_INTERVAL_SECONDS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -173,6 +187,9 @@ class BearerAuthMiddleware:
 
     async def _refusal(self, scope: Scope) -> Response | None:
         presented, _ = token_from_scope(scope)
+        grant = grant_from_scope(scope) if presented is None else None
+        if grant is not None:
+            return self._grant_refusal(scope, grant)
         if presented is None:
             return problem_response(
                 401,
@@ -202,14 +219,55 @@ class BearerAuthMiddleware:
         scope[PRINCIPAL_KEY] = principal
         return _forbidden(scope, principal)
 
+    def _grant_refusal(self, scope: Scope, text: str) -> Response | None:
+        """A grant is checked at the cost of one HMAC, so a bad one needs no failure budget;
+        the route checks the camera and range it reads against it."""
+        try:
+            grant = self.grants.verify(text)
+        except GrantRefused as exc:
+            self._log_grant_refusal(scope, exc.error)
+            return problem_response(403, exc.error, exc.detail)
+        principal = Principal(grant.principal, Role.VIEWER, grant=grant)
+        method, needed = _needed(scope)
+        if ("GET" if method == "HEAD" else method, needed.path) not in GRANT_ROUTES:
+            return problem_response(
+                403, "grant_not_for_route",
+                f"a playback grant (`?{GRANT_QUERY_PARAM}=`) opens only a camera's playlists and "
+                f"segment files, not {method} {needed.path or _route_path(scope)}; send an API "
+                "token for this request")
+        scope[PRINCIPAL_KEY] = principal
+        return _forbidden(scope, principal)
 
-def _forbidden(scope: Scope, principal: Principal) -> Response | None:
+    def _log_grant_refusal(self, scope: Scope, error: str) -> None:
+        """At most one line per interval: a player with an expired grant retries quickly."""
+        self._grants_refused += 1
+        now = time.monotonic()
+        if now - self._grants_logged_at < LOG_INTERVAL_SECONDS:
+            return
+        log.info("%d playback grant(s) refused in the last %.0f s, the latest from %s (%s)",
+                 self._grants_refused, min(now - self._grants_logged_at, 3600),
+                 _client_address(scope), error)
+        self._grants_refused = 0
+        self._grants_logged_at = now
+
+
+def grant_of(scope: Scope) -> Grant | None:
+    """The playback grant this request was let in with, or None (it presented a token)."""
+    principal = scope.get(PRINCIPAL_KEY)
+    return principal.grant if isinstance(principal, Principal) else None
+
+
+def _needed(scope: Scope) -> tuple[str, Requirement]:
+    """The request's method and what its route needs."""
     app: Any = scope.get("app")
     method = str(scope.get("method", "GET")) if scope["type"] == "http" else "GET"
     if app is None:  # not under a Starlette app: the routes can't be known, so nothing is allowed
-        needed = Requirement(None, _route_path(scope), undeclared=True)
-    else:
-        needed = requirement(app.router.routes, method, _route_path(scope))
+        return method, Requirement(None, _route_path(scope), undeclared=True)
+    return method, requirement(app.router.routes, method, _route_path(scope))
+
+
+def _forbidden(scope: Scope, principal: Principal) -> Response | None:
+    method, needed = _needed(scope)
     if needed.undeclared:
         log.error("%s %s has no role in hotspare.api.roles.ROUTE_ROLES; refused", method,
                   needed.path)
@@ -240,8 +298,17 @@ _query = APIKeyQuery(
 )
 
 
+_grant = APIKeyQuery(
+    name=GRANT_QUERY_PARAM,
+    auto_error=False,
+    description="a signed playback grant from a playlist or the live redirect: reads one "
+    "camera's playlists and segment files over a time range for minutes, nothing else",
+)
+
+
 async def declare_auth(
     _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     _query_token: Annotated[str | None, Security(_query)],
+    _grant_token: Annotated[str | None, Security(_grant)],
 ) -> None:
     """Documentation only: the middleware has already checked the token before any route runs."""

@@ -10,10 +10,13 @@ node quoting the token (it is a revision number, no secret), gets 409 `stale_fen
 refusal there would make it stand down for an etcd hiccup.
 
 An upload without the header is a leftover buffer's re-insert (its spare restarted and its claim
-is long gone, design decision 6, docs/design.md): accepted only from a failover server of the site
-named by its own credential, and only while nobody holds a claim on this server — while a claim
-exists, only its holder, with its token, may import. The shared node token and user tokens never
-may (403 `node_identity_required`).
+is long gone, design decision 6, docs/design.md): accepted only while nobody holds a claim on this
+server — while a claim exists, only its holder, with its token, may import — and only from a
+failover server of the site, named by its own credential, that recorded this server under an
+earlier claim: its `buffers/<server>/<spare>` record, written by a fenced write when it claimed
+and deleted when its buffer is re-inserted, must exist (403 `no_buffer_record` otherwise). The
+route then checks that the segment's `recorded_by` is that spare. The shared node token and user
+tokens never may import (403 `node_identity_required`).
 
 The check is made by the route before the body is read (so a refused upload costs no transfer),
 whatever way the credential came (any header case, `?token=`: authentication has already resolved
@@ -26,11 +29,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Protocol
 
 from hotspare.api.auth import Principal
 from hotspare.coordination.errors import CoordinationError
 from hotspare.sitestate import layout
 from hotspare.sitestate.fencing import ClaimReader, check_fence
+from hotspare.sitestate.values import BufferRecord
 
 log = logging.getLogger("hotspare.api.fencing")
 
@@ -51,6 +56,12 @@ class ImportRefused(Exception):
         return {"Retry-After": str(RETRY_AFTER_SECONDS)} if self.status == 503 else None
 
 
+class GateReader(ClaimReader, Protocol):
+    """What the gate reads from etcd (`hotspare.sitestate.access.EtcdSite` in the product)."""
+
+    def buffer_record(self, server: str, spare: str) -> BufferRecord | None: ...
+
+
 @dataclass(frozen=True)
 class Admission:
     """An upload let in by `ImportGate.admit`: who sends it, under which claim (None: leftover)."""
@@ -67,7 +78,7 @@ class Admission:
 class ImportGate:
     """Decides, per upload, whether the authenticated node may import into `server`."""
 
-    def __init__(self, claims: ClaimReader, server: str,
+    def __init__(self, claims: GateReader, server: str,
                  spares: Callable[[], Collection[str]]) -> None:
         self.claims = claims
         self.server = server
@@ -115,6 +126,21 @@ class ImportGate:
                 403, "not_claim_holder",
                 f"{node!r} holds no claim on {self.server} and is not a failover server of the "
                 "site, so it has no video of this server to re-insert")
+        try:
+            record = self.claims.buffer_record(self.server, node)
+        except CoordinationError as exc:
+            raise self._refused(
+                503, "fencing_unavailable",
+                f"{self.server} cannot check whether {node!r} recorded it under a claim: etcd "
+                f"did not answer ({exc}); the upload may be retried") from None
+        if record is None or record.spare != node:
+            raise self._refused(
+                403, "no_buffer_record",
+                f"{node!r} holds no claim on {self.server} and no record says it recorded "
+                f"{self.server} under an earlier claim ({layout.buffer(self.server, node)} is "
+                "absent): a leftover buffer is taken only from the spare that recorded it. If "
+                "that spare really holds such video, keep its buffer folder and copy the video "
+                "out with `hotspare export`")
 
     def _refused(self, status: int, error: str, detail: str) -> ImportRefused:
         log.warning("import into %s refused (%s): %s", self.server, error, detail)

@@ -58,7 +58,7 @@ def _with_query(url: str, *parts: str) -> str:
 
 
 def _segment_lines(item: PlaylistItem, query: str, discontinuity: bool) -> list[str]:
-    """`query`: what every URI carries besides its own parameters (a `token=`, or nothing)."""
+    """`query`: what every URI carries besides its own parameters (a `grant=`, or nothing)."""
     segment = item.segment
     raw = _with_query(item.file_url, "raw=1", query)
     lines = ["#EXT-X-DISCONTINUITY"] if discontinuity else []

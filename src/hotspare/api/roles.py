@@ -81,6 +81,14 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/site/exports/{job_id}/manifest.json"): Role.OPERATOR,
 }
 
+# The only routes a playback grant (hotspare.api.grants) opens, whatever role its user holds;
+# each checks the grant's camera and range itself, since only the route knows what it reads.
+GRANT_ROUTES = frozenset({
+    ("GET", "/api/v1/cameras/{camera}/playback.m3u8"),
+    ("GET", "/api/v1/cameras/{camera}/live.m3u8"),
+    ("GET", "/api/v1/segments/{segment_id}/file"),
+})
+
 
 @dataclass(frozen=True)
 class RouteRule:

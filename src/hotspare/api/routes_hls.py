@@ -2,21 +2,25 @@
 each frame once (the node's served-span rule, hotspare.api.serving).
 
 URIs in the playlists are relative, so they keep working behind a reverse proxy that mounts the
-node under a prefix. When the playlist itself was fetched with `?token=`, the token is copied into
-every URI, because a browser's HLS player fetches them without our Authorization header.
+node under a prefix. When the playlist itself was fetched with a credential in its URL (`?token=`,
+or a playback grant), every URI carries a playback grant for the camera and the playlist's range
+(hotspare.api.playback_urls), because a browser's HLS player fetches them without our
+Authorization header; the caller's token itself is never written into a playlist. Asked under a
+grant, a playlist must lie inside it.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 
-from hotspare.api.auth import TOKEN_QUERY_PARAM, token_from_scope
+from hotspare.api.auth import grant_of
 from hotspare.api.context import Ctx
+from hotspare.api.grants import check_grant, check_grant_covers
 from hotspare.api.hls import PlaylistItem, cut_playlist, live_playlist, vod_playlist
 from hotspare.api.params import CameraParam, FromParam, ToParam, check_range_length
+from hotspare.api.playback_urls import grant_query
 from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES
 from hotspare.api.serving import node_spans
 from hotspare.store.models import SegmentInfo
@@ -33,12 +37,6 @@ _PLAYLIST_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 # Playlists are built against the relative position of /api/v1/cameras/{camera}/<name>.m3u8.
 _SEGMENT_BASE = "../../segments"
-
-
-def token_query(request: Request) -> str:
-    """`token=…` when the playlist was fetched with one in its query (never a header's token)."""
-    token, source = token_from_scope(request.scope)
-    return f"{TOKEN_QUERY_PARAM}={quote(token, safe='')}" if token and source == "query" else ""
 
 
 def _items(store: SegmentStore, segments: list[SegmentInfo]) -> list[PlaylistItem]:
@@ -71,15 +69,19 @@ def _playlist(text: str, *, cache: str) -> Response:
 def playback(
     ctx: Ctx, request: Request, camera: CameraParam, from_: FromParam = None, to: ToParam = None
 ) -> Response:
-    camera = ctx.check_camera(camera)
     from_us, to_us = ctx.time_range(from_, to)
     check_range_length(from_us, to_us, MAX_SEGMENT_RANGE_US, "a playlist")
+    # Before the camera check, so a grant does not learn which cameras a node holds.
+    check_grant_covers(grant_of(request.scope), camera, from_us, to_us, what="the playlist")
+    camera = ctx.check_camera(camera)
     found = ctx.store.list_segments(camera, from_us, to_us, limit=MAX_PLAYLIST_SEGMENTS + 1)
     segments, next_from = cut_playlist(
         found, lambda s: s.start_wall_us, MAX_PLAYLIST_SEGMENTS, from_us
     )
     response = _playlist(
-        vod_playlist(_items(ctx.store, segments), token_query(request), next_from),
+        vod_playlist(_items(ctx.store, segments),
+                     grant_query(request, camera, from_us, to_us, extra_us=to_us - from_us),
+                     next_from),
         cache="no-cache",
     )
     if next_from is not None:
@@ -94,11 +96,12 @@ def playback(
     summary="HLS live playlist: the latest segments",
 )
 def live(ctx: Ctx, request: Request, camera: CameraParam) -> Response:
-    camera = ctx.check_camera(camera)
     now = ctx.clock()
-    window = ctx.store.latest_segments(
-        camera, max(0, now - ctx.live_lookback_us), now, ctx.live_segments
-    )
-    text = live_playlist(camera, _items(ctx.store, window), token_query(request), ctx.sequencer,
+    check_grant(grant_of(request.scope), camera, now, now, what="now")
+    camera = ctx.check_camera(camera)
+    since = max(0, now - ctx.live_lookback_us)
+    window = ctx.store.latest_segments(camera, since, now, ctx.live_segments)
+    text = live_playlist(camera, _items(ctx.store, window),
+                         grant_query(request, camera, since, now), ctx.sequencer,
                          default_target=4)
     return _playlist(text, cache="no-store")

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
-from hotspare.api.auth import PRINCIPAL_KEY, Principal
+from hotspare.api.auth import PRINCIPAL_KEY, Principal, grant_of
 from hotspare.api.context import Ctx, NodeContext
+from hotspare.api.grants import check_grant
 from hotspare.api.params import (
     CameraParam,
     FromParam,
@@ -29,6 +30,7 @@ from hotspare.api.roles import Role
 from hotspare.api.serving import (
     bytes_response,
     node_spans,
+    segment_unreadable,
     served_parts,
     stored_file_response,
 )
@@ -252,6 +254,8 @@ PartParam = Annotated[Literal["all", "init", "media"], Query(description=(
         409: {"model": Problem, "description": "every frame of the segment is served by other "
               "segments (it lies inside them): nothing of it is served; `raw=1` gives the file"},
         416: {"model": Problem, "description": "the range lies outside the file"},
+        503: {"model": Problem, "description": "the disk cannot give the file back "
+              "(`segment_unreadable`: an I/O error, with what to do)"},
     },
     summary="The segment's fMP4 file as served (each frame once); supports Range requests",
     description="By default the frames this node serves of the segment: a later segment that "
@@ -263,6 +267,8 @@ def get_segment_file(ctx: Ctx, segment_id: SegmentIdParam, request: Request,
                      raw: RawParam = False, end_us: EndParam = None,
                      part: PartParam = "all") -> Response:
     segment = find_segment(ctx, segment_id)
+    check_grant(grant_of(request.scope), segment.camera_id, segment.start_wall_us,
+                segment.end_wall_us, what=f"segment {segment_id}")
     path = ctx.store.segment_file(segment)
     if raw and (end_us is not None or part != "all"):
         raise ApiError(400, "bad_query", "`raw=1` serves the stored file whole: leave out "
@@ -275,22 +281,29 @@ def get_segment_file(ctx: Ctx, segment_id: SegmentIdParam, request: Request,
             file = path.open("rb")
         except FileNotFoundError:
             raise _file_gone(ctx, segment) from None
+        except OSError as exc:
+            raise segment_unreadable(segment, exc) from exc
         try:
             if http_range is not None:
                 check_range(http_range, os.fstat(file.fileno()).st_size)
         except BaseException:
             file.close()
             raise
-        return stored_file_response(file, request, {
-            "Content-Disposition": f'inline; filename="{name}.mp4"',
-            "X-Segment-SHA256": segment.sha256,
-            "Cache-Control": "private, max-age=86400",
-        })
+        try:
+            return stored_file_response(file, request, {
+                "Content-Disposition": f'inline; filename="{name}.mp4"',
+                "X-Segment-SHA256": segment.sha256,
+                "Cache-Control": "private, max-age=86400",
+            })
+        except OSError as exc:
+            raise segment_unreadable(segment, exc) from exc
     try:
         served = served_parts(path, segment, end)
     except FileNotFoundError:
         raise _file_gone(ctx, segment) from None
-    except (OSError, mp4.Mp4Error) as exc:
+    except OSError as exc:
+        raise segment_unreadable(segment, exc) from exc
+    except mp4.Mp4Error as exc:
         raise ApiError(500, "cannot_serve_segment",
                        f"segment {segment_id} ({segment.relpath}) cannot be served cut at "
                        f"{end}: {exc}; `raw=1` gives the stored file") from exc

@@ -8,6 +8,7 @@ is applied to the listed segments plus the ones overlapping their edges.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,13 +18,26 @@ from fastapi import Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from hotspare.api.problems import ApiError
 from hotspare.store import mp4
+from hotspare.store.disk_errors import disk_read_advice
 from hotspare.store.models import SegmentInfo
 from hotspare.store.segment_store import SegmentStore
 from hotspare.store.served import ServedSpan, segment_spans
 from hotspare.store.served_file import ServedFile, served_file
 
 _EDGE_ROWS = 64  # neighbours read at each edge; far more than can overlap one instant
+
+log = logging.getLogger("hotspare.api.serving")
+
+
+def segment_unreadable(segment: SegmentInfo, exc: OSError) -> ApiError:
+    """503 for a segment the disk cannot give back (EIO on a bad sector, ...): a problem naming
+    the segment and what to do, logged for the operator, instead of a traceback and a 500."""
+    detail = (f"segment {segment.segment_id} ({segment.relpath}) of camera {segment.camera_id} "
+              f"cannot be read from disk: {exc.strerror or exc}; {disk_read_advice(exc)}")
+    log.warning("%s", detail)
+    return ApiError(503, "segment_unreadable", detail)
 
 
 def node_spans(store: SegmentStore,
@@ -97,10 +111,25 @@ def stored_file_response(file: BinaryIO, request: Request, headers: dict[str, st
         headers["Content-Range"] = f"bytes {start}-{start + len(data) - 1}/{size}"
         return Response(data, status_code=206, media_type="video/mp4", headers=headers)
 
+    # The first block is read before answering, so a file the disk cannot give back is refused
+    # with a problem (the caller's OSError) rather than a 200 cut short.
+    try:
+        first = file.read(min(_CHUNK, size))
+    except BaseException:
+        file.close()
+        raise
+
     def chunks() -> Iterator[bytes]:
-        left = size
+        left = size - len(first)
+        yield first
         while left > 0:
-            block = file.read(min(_CHUNK, left))
+            try:
+                block = file.read(min(_CHUNK, left))
+            except OSError as exc:  # headers are sent: all we can do is end it short and say so
+                log.warning("%s: read failed after %d of %d bytes were sent: %s; %s",
+                            getattr(file, "name", "a segment file"), size - left, size, exc,
+                            disk_read_advice(exc))
+                return
             if not block:
                 return
             left -= len(block)

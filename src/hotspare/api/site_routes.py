@@ -5,7 +5,10 @@ the other nodes' APIs: so the spare that assumes the master's identity serves it
 published address without any role transfer, and clients follow `GET /site/endpoints` to find
 that address. Clients should still talk to the master (docs/site-api.md). Authentication is the
 node's bearer-token middleware, in front of these routes like all others; each route's role (all
-`viewer`: they only read) is declared in `hotspare.api.roles.ROUTE_ROLES`.
+`viewer`: they only read) is declared in `hotspare.api.roles.ROUTE_ROLES`. The URLs the site
+playlist and the live redirect hand out point at other nodes, so they never carry the caller's
+token: a caller whose credential came in the URL gets a playback grant in them instead
+(hotspare.api.playback_urls), which every node of the site verifies with the same key.
 """
 
 from __future__ import annotations
@@ -14,16 +17,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from hotspare.api import site_merge, site_state
-from hotspare.api.auth import TOKEN_QUERY_PARAM, token_from_scope
 from hotspare.api.hls import PlaylistItem, cut_playlist, vod_playlist
 from hotspare.api.params import CameraParam, FromParam, MaxGapParam, ToParam, check_range_length
+from hotspare.api.playback_urls import grant_query
 from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError
+from hotspare.api.status_cache import StatusCache
 from hotspare.client.node_client import NodeClient
 from hotspare.config.models import is_identifier
 from hotspare.coordination.errors import CoordinationError
@@ -44,6 +47,8 @@ from hotspare.wire import (
 
 MPEGURL = "application/vnd.apple.mpegurl"
 DEFAULT_RANGE_US = 3_600_000_000
+LIVE_GRANT_PAST_US = 3_600_000_000
+"""How far back a live redirect's grant reaches: past every node's live window."""
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": Problem, "description": "etcd or the site configuration is not available"},
 }
@@ -128,17 +133,6 @@ def _ask_holders(api: SiteApi, camera: str, from_: str | None, to: str | None,
     return server, from_us, to_us, results
 
 
-def _token_query(request: Request) -> str:
-    """Copy a `?token=` into URIs we hand out (players can't send headers); never a header's."""
-    token, source = token_from_scope(request.scope)
-    return f"{TOKEN_QUERY_PARAM}={quote(token, safe='')}" if token and source == "query" else ""
-
-
-def _token_suffix(request: Request) -> str:
-    query = _token_query(request)
-    return f"?{query}" if query else ""
-
-
 def site_router(api: SiteApi) -> APIRouter:
     router = APIRouter(tags=["site"], responses=COMMON_RESPONSES)
 
@@ -150,13 +144,18 @@ def site_router(api: SiteApi) -> APIRouter:
         except (CoordinationError, LookupError):
             return None
 
-    @router.get("/site/servers", responses=_UNAVAILABLE,
+    status = StatusCache()
+
+    @router.get("/site/servers", responses=_UNAVAILABLE, response_model=dict[str, Any],
                 summary="Recording servers (state, owner, protection, re-insert) and spares")
-    def servers() -> dict[str, Any]:
+    def servers() -> Response:
         applied = api.applied()
         with _etcd():
             snap = site_state.read_snapshot(api.coord)
-        return site_state.servers_view(applied, snap, protection_report())
+        view = status.get((snap.fingerprint, applied.mod_revision, id(applied)),
+                          lambda: site_state.servers_view(applied, snap, protection_report()))
+        # Plain JSON values already: FastAPI's generic encoder would cost more than the view.
+        return JSONResponse({**view, "revision": snap.revision})
 
     @router.get("/site/cameras", responses=_UNAVAILABLE,
                 summary="Every camera, its recording server and the node serving it now")
@@ -220,7 +219,7 @@ def site_router(api: SiteApi) -> APIRouter:
                                                      "max_segments": MAX_PLAYLIST_SEGMENTS}})
     def playback(request: Request, camera: CameraParam, from_: FromParam = None,
                  to: ToParam = None) -> Response:
-        server, from_us, _, results = _ask_holders(
+        server, from_us, to_us, results = _ask_holders(
             api, camera, from_, to,
             lambda c, f, t: site_merge.segment_pages(c, camera, f, t, MAX_PLAYLIST_SEGMENTS),
             MAX_SEGMENT_RANGE_US, "a playlist")
@@ -237,7 +236,8 @@ def site_router(api: SiteApi) -> APIRouter:
                               f"{s.item.url}/api/v1/segments/{s.segment.segment_id}/file",
                               s.end_wall_us if s.serve is Serve.BEFORE else None)
                  for s in chosen]
-        text = vod_playlist(items, _token_query(request), next_from)
+        text = vod_playlist(items, grant_query(request, camera, from_us, to_us,
+                                               extra_us=to_us - from_us), next_from)
         partial = [r.node for r in results if not r.ok]
         headers = {"Cache-Control": "no-cache"}
         if partial:
@@ -257,7 +257,11 @@ def site_router(api: SiteApi) -> APIRouter:
         with _etcd():
             snap = site_state.read_snapshot(api.coord)
         _node, url = site_state.owner_of(server, applied.config, snap)
-        target = f"{url}/api/v1/cameras/{camera}/live.m3u8{_token_suffix(request)}"
+        signer = request.app.state.grants
+        now = signer.clock()
+        grant = grant_query(request, camera, max(0, now - LIVE_GRANT_PAST_US),
+                            now + signer.ttl_us)
+        target = f"{url}/api/v1/cameras/{camera}/live.m3u8{'?' + grant if grant else ''}"
         return RedirectResponse(target, status_code=307, headers={"Cache-Control": "no-store"})
 
     return router

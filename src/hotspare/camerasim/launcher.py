@@ -214,6 +214,12 @@ class CameraSim:
         query = "" if seconds is None else f"?seconds={seconds}"
         return dict(self._call("POST", f"/cameras/{camera_id}/offline{query}"))
 
+    def stall(self, camera_id: str, seconds: float | None = None) -> dict[str, Any]:
+        """Keep the camera's sessions (and RTCP) but send no video for `seconds` (or until
+        online()): a camera whose encoder hung."""
+        query = "" if seconds is None else f"?seconds={seconds}"
+        return dict(self._call("POST", f"/cameras/{camera_id}/stall{query}"))
+
     def online(self, camera_id: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/cameras/{camera_id}/online"))
 

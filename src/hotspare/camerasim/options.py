@@ -60,6 +60,7 @@ CODECS = ("h264", "h265")
 AUDIO_CODECS = ("none", "pcmu", "pcma", "aac")
 MAX_BFRAMES = 4
 MAX_SLICES = 8
+MAX_CLOCK_PPM = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,10 @@ class StreamSpec:
     bframes: int = 0
     slices: int = 1
     audio: str = "none"
+    clock_ppm: int = 0
+    """How fast the camera's RTP clock runs against true time (parts per million; negative:
+    slow) while its RTCP sender reports stay true, like a camera whose encoder clock drifts
+    from its NTP-disciplined wall clock (docs/camera-sim.md, *Clock drift*)."""
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -80,6 +85,8 @@ class StreamSpec:
             raise ValueError(f"slices {self.slices}: must be 1..{MAX_SLICES}")
         if self.audio not in AUDIO_CODECS:
             raise ValueError(f"audio {self.audio!r}: must be one of {', '.join(AUDIO_CODECS)}")
+        if abs(self.clock_ppm) > MAX_CLOCK_PPM:
+            raise ValueError(f"clock_ppm {self.clock_ppm}: must be within ±{MAX_CLOCK_PPM}")
 
 
 def parse_stream_spec(text: str, base: StreamSpec | None = None) -> StreamSpec:
@@ -95,6 +102,10 @@ def parse_stream_spec(text: str, base: StreamSpec | None = None) -> StreamSpec:
             spec = replace(spec, codec=value)
         elif key == "audio":
             spec = replace(spec, audio=value)
+        elif key == "clock_ppm":
+            if not value.removeprefix("-").isdigit():
+                raise ValueError(f"stream option {part!r}: must be a whole number")
+            spec = replace(spec, clock_ppm=int(value))
         elif key in ("bframes", "slices"):
             if not value.isdigit():
                 raise ValueError(f"stream option {part!r}: must be a whole number")
@@ -103,7 +114,9 @@ def parse_stream_spec(text: str, base: StreamSpec | None = None) -> StreamSpec:
             else:
                 spec = replace(spec, bframes=int(value))
         else:
-            raise ValueError(f"stream option {key!r}: known are codec, bframes, slices, audio")
+            raise ValueError(
+                f"stream option {key!r}: known are codec, bframes, slices, audio, clock_ppm"
+            )
     return spec
 
 
@@ -122,7 +135,8 @@ def parse_camera_streams(
 
 def stream_spec_text(spec: StreamSpec) -> str:
     """The inverse of parse_stream_spec, for passing a spec on as a command-line option."""
-    return f"codec={spec.codec},bframes={spec.bframes},slices={spec.slices},audio={spec.audio}"
+    text = f"codec={spec.codec},bframes={spec.bframes},slices={spec.slices},audio={spec.audio}"
+    return text + (f",clock_ppm={spec.clock_ppm}" if spec.clock_ppm else "")
 
 
 def camera_stream_args(streams: Mapping[str, StreamSpec | str]) -> list[str]:
@@ -189,7 +203,8 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="ID:KEY=VALUE,...",
         help="per-camera codec/bframes/slices/audio over the options above, e.g. "
-        "cam-2:codec=h265,bframes=2 (repeatable)",
+        "cam-2:codec=h265,bframes=2 (repeatable); also clock_ppm=N: the camera's RTP clock runs "
+        "N ppm fast (negative: slow) while its RTCP sender reports stay true",
     )
     _opt(
         p,

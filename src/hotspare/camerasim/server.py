@@ -68,6 +68,7 @@ class Camera:
     frame_no: int = 0  # next frame tick: the frame captured now (with B-frames, not the one sent)
     online: bool = True
     offline_until: float | None = None  # time.monotonic(); None while online or offline for good
+    stalled_until: float = 0.0  # time.monotonic(): sessions stay open, RTCP flows, no RTP before
     appsrc: Gst.Element | None = None
     audiosrc: Gst.Element | None = None
     media: GstRtspServer.RTSPMedia | None = None
@@ -76,6 +77,9 @@ class Camera:
     generation: int = 0  # bumped to keep new clients away from a dying media
     last_dts: int = -1
     delivered: int = 0
+    clock: Gst.Clock | None = None  # a clock of its own when its RTP clock drifts (clock_ppm)
+    clock_ppm: int = 0
+    clock_origin_ns: int = 0  # where the drifting clock and the shared one agree
     max_sessions: int | None = None  # None: as many RTSP sessions as clients ask for
     refused: int = 0  # requests answered 503 because the session limit was reached
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -85,6 +89,13 @@ class Camera:
 
     def mono_ns_of(self, frame_no: int) -> int:
         return self.start_mono_ns + frame_no * _SECOND_NS // self.fps
+
+    def on_own_clock(self, ns: int) -> int:
+        """A time of the shared pipeline clock as this camera's (drifting) clock reads it."""
+        if not self.clock_ppm:
+            return ns
+        delta = ns - self.clock_origin_ns
+        return self.clock_origin_ns + delta + delta * self.clock_ppm // 1_000_000
 
 
 _AUDIO_FORMATS = {  # rate, encoder + payloader; FFmpeg's RTSP client reads all three
@@ -180,6 +191,7 @@ class Simulator:
         clips: dict[str, Clip],
         audio: dict[str, AudioTrack | None],
         camera_ids: list[str],
+        clock_ppm: dict[str, int] | None = None,
     ) -> None:
         self.args = args
         self.fps = args.fps
@@ -201,6 +213,9 @@ class Simulator:
         self.clock.set_property("clock-type", Gst.ClockType.MONOTONIC)
         # GstSystemClock and time.monotonic_ns() read the same CLOCK_MONOTONIC; measure anyway.
         self.clock_offset_ns = self.clock.get_time() - time.monotonic_ns()
+        for cid, ppm in (clock_ppm or {}).items():
+            if ppm:
+                self._give_drifting_clock(self.cameras[cid], ppm)
         self._stop = threading.Event()
         self._client_cams: dict[int, tuple[GstRtspServer.RTSPClient, set[str]]] = {}
         # Per camera, the clients (id of the wrapper kept alive in _client_cams) that hold one of
@@ -220,6 +235,17 @@ class Simulator:
             mounts.add_factory(f"/{cam.camera_id}", self._make_factory(cam))
         self.server.connect("client-connected", self._on_client_connected)
         self.ticker = threading.Thread(target=self._tick_loop, name="frame-clock", daemon=True)
+
+    def _give_drifting_clock(self, cam: Camera, ppm: int) -> None:
+        """A pipeline clock running `ppm` fast. The RTP session stamps RTP time from the pipeline
+        clock and pairs it in sender reports with the system's real time (its default NTP
+        source), so the camera's RTP clock drifts from true time while every report stays true:
+        what a camera whose encoder clock drifts from its NTP-disciplined wall clock sends."""
+        clock = Gst.SystemClock()
+        clock.set_property("clock-type", Gst.ClockType.MONOTONIC)
+        origin = self.clock.get_time()
+        clock.set_calibration(origin, origin, 1_000_000 + ppm, 1_000_000)
+        cam.clock, cam.clock_ppm, cam.clock_origin_ns = clock, ppm, origin
 
     # ------------------------------------------------------------------------------------ RTSP
 
@@ -250,7 +276,7 @@ class Simulator:
         # default (a new base time at every PAUSED->PLAYING, e.g. between preroll and PLAY), a
         # PTS computed a moment earlier can land minutes in the future: the sinks then hold the
         # stream back (seen under load as clients stuck probing forever) and RTCP shifts.
-        media.set_clock(self.clock)
+        media.set_clock(cam.clock or self.clock)
         pipeline = media.get_element().get_parent()
         if pipeline is not None:
             pipeline.set_start_time(Gst.CLOCK_TIME_NONE)
@@ -406,7 +432,7 @@ class Simulator:
         n = decode_no - i + clip.presentation[i]  # the frame number (presentation order)
         wall_ns = cam.wall_ns_of(n)
         delivered = False
-        if cam.online:
+        if cam.online and time.monotonic() >= cam.stalled_until:
             with cam.lock:
                 appsrc = cam.appsrc
                 if appsrc is not None:
@@ -420,9 +446,10 @@ class Simulator:
         self, cam: Camera, appsrc: Gst.Element, decode_no: int, n: int, wall_ns: int
     ) -> bool:
         clip = cam.clip
-        pts = cam.mono_ns_of(n) + self.clock_offset_ns  # running time, as base time is 0
+        pts = cam.on_own_clock(cam.mono_ns_of(n) + self.clock_offset_ns)  # running time
         # DTS lags PTS by the reorder delay at most; the sinks sync on DTS, which is in the past.
-        dts = cam.mono_ns_of(decode_no - clip.reorder_delay) + self.clock_offset_ns
+        dts = cam.on_own_clock(cam.mono_ns_of(decode_no - clip.reorder_delay)
+                               + self.clock_offset_ns)
         if dts <= cam.last_dts:
             return False
         i = decode_no % len(clip.access_units)
@@ -451,8 +478,9 @@ class Simulator:
     def _push_audio(self, cam: Camera, audio: AudioTrack, src: Gst.Element, tick: int) -> None:
         """The audio of frame interval `tick`, stamped on the video's clock (beep = keyframe)."""
         buf = Gst.Buffer.new_wrapped(audio.chunk(tick))
-        buf.pts = cam.mono_ns_of(tick) + self.clock_offset_ns
-        buf.duration = cam.mono_ns_of(tick + 1) - cam.mono_ns_of(tick)
+        buf.pts = cam.on_own_clock(cam.mono_ns_of(tick) + self.clock_offset_ns)
+        buf.duration = cam.on_own_clock(cam.mono_ns_of(tick + 1)) - cam.on_own_clock(
+            cam.mono_ns_of(tick))
         src.emit("push-buffer", buf)
 
     def flush_logs(self) -> None:
@@ -475,7 +503,15 @@ class Simulator:
     def set_online(self, camera_id: str) -> None:
         cam = self.cameras[camera_id]
         cam.offline_until = None
+        cam.stalled_until = 0.0
         cam.online = True
+
+    def stall(self, camera_id: str, seconds: float | None) -> None:
+        """A camera whose encoder hangs while its network stack lives: sessions stay open and the
+        RTP session keeps sending RTCP, but no video packet leaves for `seconds` (no `seconds`:
+        until `online`). Frames keep counting, logged not delivered."""
+        cam = self.cameras[camera_id]
+        cam.stalled_until = math.inf if seconds is None else time.monotonic() + seconds
 
     def set_max_sessions(self, camera_id: str, limit: int | None) -> None:
         """Sessions already open are kept, like a camera reconfigured while streaming."""
@@ -498,6 +534,9 @@ class Simulator:
                     "path": f"/{cam.camera_id}",
                     "online": cam.online,
                     "offline_remaining_s": remaining,
+                    # None: stalled until `online`
+                    "stalled_remaining_s": (None if math.isinf(cam.stalled_until) else
+                                            max(0.0, cam.stalled_until - time.monotonic())),
                     "frames_produced": cam.frame_no,
                     "frames_delivered": cam.delivered,
                     "clients": len(self.clients_of(cam.camera_id)),
@@ -549,7 +588,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         parts = urlsplit(self.path)
         segs = [s for s in parts.path.split("/") if s]
-        actions = ("offline", "online", "max_sessions")
+        actions = ("offline", "online", "max_sessions", "stall")
         if len(segs) != 3 or segs[0] != "cameras" or segs[2] not in actions:
             self._send(404, {"error": "not found"})
             return
@@ -567,6 +606,8 @@ class _ControlHandler(BaseHTTPRequestHandler):
             self.sim.set_online(cid)
         elif segs[2] == "max_sessions":
             self.sim.set_max_sessions(cid, limit)
+        elif segs[2] == "stall":
+            self.sim.stall(cid, seconds)
         else:
             self.sim.set_offline(cid, seconds)
         found = [c for c in self.sim.status() if c["id"] == cid]
@@ -667,7 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     t_clip = time.monotonic()
 
-    sim = Simulator(args, clips, audio, camera_ids)
+    sim = Simulator(args, clips, audio, camera_ids,
+                    {cid: spec.clock_ppm for cid, spec in specs.items()})
     loop = GLib.MainLoop()
     source_id = sim.server.attach(None)
     if source_id == 0:

@@ -4,6 +4,7 @@
     hotspare pki issue-etcd pki/ --name m1 --host 10.0.0.11 --host etcd1.example
     hotspare pki issue-node pki/ --name rec-1 --host 10.0.0.21
     hotspare pki issue-client pki/ --name admin
+    hotspare pki site-secret pki/          # the key camera passwords are sealed with
     hotspare pki show pki/
 
 docs/site-config.md, "Site PKI", says which file goes where and how to renew.
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from hotspare.pki.certs import CertKind
 from hotspare.pki.store import CA_DAYS, LEAF_DAYS, PkiError, SitePki
+from hotspare.signing_keys import KeyFileError
+from hotspare.site_secret import SITE_SECRET_FILE, create_site_secret
 
 _KINDS = {"issue-etcd": CertKind.ETCD, "issue-node": CertKind.NODE,
           "issue-client": CertKind.CLIENT}
@@ -60,11 +63,25 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _site_secret(args: argparse.Namespace) -> int:
+    path = args.dir / SITE_SECRET_FILE
+    secret = create_site_secret(path, rotate=args.rotate)
+    if args.rotate:
+        print(f"{path}: new key {secret.current_id} seals from now on; the {len(secret.keys) - 1} "
+              "older key(s) still open. Copy the file to every node, restart them, `site apply` "
+              "again, then drop the old line(s) (docs/deploy.md)")
+    else:
+        print(f"created the site secret {path} (key {secret.current_id}, mode 0600): copy it "
+              f"beside every node's node.toml and beside site.toml; it seals camera passwords")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
-    handler = {"init-ca": _init_ca, "show": _show}.get(args.pki_command, _issue)
+    handler = {"init-ca": _init_ca, "show": _show,
+               "site-secret": _site_secret}.get(args.pki_command, _issue)
     try:
         return handler(args)
-    except (PkiError, OSError) as exc:
+    except (PkiError, KeyFileError, OSError) as exc:
         print(f"hotspare pki {args.pki_command}: {exc}", file=sys.stderr)
         return 2
 
@@ -88,6 +105,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                            help="validity (default %(default)g; never beyond the CA's)")
         issue.add_argument("--replace", action="store_true",
                            help="reissue an existing certificate and key (renewal)")
+    secret = commands.add_parser(
+        "site-secret", help=f"create DIR/{SITE_SECRET_FILE}, the key camera passwords are sealed "
+        "with in etcd (refuses to replace one)")
+    secret.add_argument("dir", type=Path)
+    secret.add_argument("--rotate", action="store_true",
+                        help="put a new sealing key in front of the file's keys (rotation)")
     show = commands.add_parser("show", help="list the CA and issued certificates with expiry")
     show.add_argument("dir", type=Path)
     parser.set_defaults(handler=_run)

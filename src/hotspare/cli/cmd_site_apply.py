@@ -29,12 +29,13 @@ from hotspare.cli.licence_keys import (
 from hotspare.config.load import ConfigError
 from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
-from hotspare.signing_keys import TrustedPublicKey, trust_roots
+from hotspare.signing_keys import KeyFileError, TrustedPublicKey, trust_roots
 from hotspare.site.eligibility import IDLE
 from hotspare.site.licence_plan import plan_licences
 from hotspare.site.load import load_site_config, load_site_licences, read_trusted_keys
 from hotspare.site.model import SiteConfig
 from hotspare.site.report import protection_report, render_text
+from hotspare.site_secret import SITE_SECRET_FILE, SiteSecret, read_site_secret
 from hotspare.sitestate import applied as site_config
 from hotspare.sitestate import layout
 
@@ -64,6 +65,7 @@ def _apply(args: argparse.Namespace) -> int:
         site = load_site_config(args.file)
         trusted = install_licence_keys(args, args.file)
         warn_ignored_document_keys(site, trusted, read_trusted_keys(site.trusted_keys))
+        site = site_config.seal_passwords(site, _site_secret(args))
         endpoints = args.etcd or site.etcd.endpoints
         coord = coordinator(args, endpoints, layout.site_prefix(site.site.id), timeout=2.0,
                             deadline=10.0)
@@ -138,7 +140,25 @@ def add_apply(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
                             "named); without it a refused licence refuses the whole apply (exit 5)")
     add_etcd_options(apply)
     add_licence_keys_option(apply, "the site file")
+    apply.add_argument("--site-secret", type=Path, metavar="FILE",
+                       help=f"the site secret camera passwords are sealed with (`hotspare pki "
+                       f"site-secret`); default {SITE_SECRET_FILE} beside the site file; needed "
+                       "only when a camera has a password")
     apply.set_defaults(handler=_apply)
+
+
+def _site_secret(args: argparse.Namespace) -> SiteSecret | None:
+    """The named file must be readable; the default one may be absent (then a camera password
+    refuses the apply, naming the camera: `applied.seal_passwords`)."""
+    path: Path | None = args.site_secret
+    if path is None:
+        path = args.file.parent / SITE_SECRET_FILE
+        if not path.exists():
+            return None
+    try:
+        return read_site_secret(path)
+    except KeyFileError as exc:
+        raise ConfigError(f"--site-secret: {exc}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

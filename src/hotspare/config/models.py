@@ -28,6 +28,7 @@ from hotspare.config.timing import check_relations
 from hotspare.etcd_security import EtcdSecurityError, EtcdTls, endpoint_scheme
 from hotspare.redact import redact_url
 from hotspare.signing_keys import KeyFileError, read_private_key, read_trust_roots
+from hotspare.site_secret import read_site_secret
 from hotspare.tls import check_server_files, client_context
 
 # Ids end up in file paths, URLs and etcd keys: keep them to a portable, unambiguous alphabet.
@@ -87,6 +88,11 @@ class CameraConfig(StrictModel):
     mbps: float | None = Field(
         None, gt=0, le=1000,
         description="expected stream bitrate in Mbit/s, for gapless placement (unset: 4)",
+    )
+    record_audio: bool = Field(
+        True,
+        description="record the camera's audio with its video when it sends any (AAC copied, "
+        "G.711 made AAC); false drops it",
     )
 
     @field_validator("url")
@@ -165,8 +171,9 @@ class ApiUser(StrictModel):
 
     Only a salted hash of the token is stored, so reading the config does not let anyone in;
     `hotspare user new-token NAME --role ROLE` prints a token and the lines to paste here.
-    Users are per node: give every node of a site the same list, because the master's UI and
-    site playlists send the user's token on to whichever node holds the video.
+    Users are per node: give every node of a site the same list, because whichever node serves
+    the master's address (a spare covering it) answers the UI and the site API. The other nodes
+    see only signed playback URLs (hotspare.api.grants), never the user's token.
     """
 
     name: Identifier
@@ -217,6 +224,12 @@ class ApiSettings(StrictModel):
         description="file holding this node's own credential (site mode): it signs the node's "
         "calls to other nodes, and its SHA-256 is the node's `token_sha256` in the site "
         "configuration, by which a recording server knows which node re-inserts video",
+    )
+    playback_url_seconds: int = Field(
+        600, ge=30, le=86_400,
+        description="how long the signed playback URLs in playlists and the live redirect stay "
+        "valid (a VOD playlist's URLs also for its range's length); players renew them as they "
+        "load the playlist again",
     )
     tls_cert_file: Path | None = Field(
         None, description="PEM certificate (chain) to serve HTTPS with; needs tls_key_file"
@@ -350,6 +363,12 @@ class SiteMembership(StrictModel):
         le=300,
         description="how long a reachable server may be not recording before a takeover",
     )
+    buffer_warn_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="a spare warns (event `buffer_low`) when its data folder has room for less "
+        "than this many seconds of covering the protected server with the most video; 0: off",
+    )
     etcd_request_timeout_seconds: float = Field(
         1.0, ge=0.05, le=30,
         description="one HTTP request to one etcd member (a keepalive, a read, a claim); a "
@@ -384,6 +403,14 @@ class SiteMembership(StrictModel):
         "node's site API (`hotspare export keygen`); unset: exports are refused",
     )
 
+    site_secret_file: Path = Field(
+        Path("site-secret.key"),  # hotspare.site_secret.SITE_SECRET_FILE
+        validate_default=True,
+        description="the site secret camera passwords are sealed with in etcd (`hotspare pki "
+        "site-secret`; the same file on every node and for `site apply`), beside node.toml "
+        "unless absolute. Missing: cameras with a password report that they cannot connect",
+    )
+
     @field_validator("licence_keys_file")
     @classmethod
     def _licence_keys(cls, value: Path, info: ValidationInfo) -> Path:
@@ -391,6 +418,13 @@ class SiteMembership(StrictModel):
         a missing one is reported when the node starts (its licences then do not count)."""
         path = beside_config(value, info) or value
         return _key_file_read(path, read_trust_roots) if path.is_file() else path
+
+    @field_validator("site_secret_file")
+    @classmethod
+    def _site_secret(cls, value: Path, info: ValidationInfo) -> Path:
+        """Read now when present, so a damaged file stops `config check` with its field name."""
+        path = beside_config(value, info) or value
+        return _key_file_read(path, read_site_secret) if path.is_file() else path
 
     @field_validator("export_signing_key_file")
     @classmethod

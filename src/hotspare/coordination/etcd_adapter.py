@@ -243,6 +243,12 @@ class Coordinator:
         with self._lock:
             if self.endpoints[self._preferred % len(self.endpoints)] == endpoint:
                 self._preferred = (self._preferred + 1) % len(self.endpoints)
+            watches = [c for c in self._children if isinstance(c, Watch)]
+        # A member cut off in a minority still streams (its progress notifications go on) but
+        # never sees another change: a watch left there would miss the questions and claims
+        # the rest of the site writes. When a request fails on it, move the streams too.
+        for watch in watches:
+            watch.leave(endpoint)
 
     def _post_once(self, endpoint: str, path: str, payload: dict[str, Any], timeout: float,
                    operation: str) -> dict[str, Any]:
@@ -854,6 +860,12 @@ class LeaseKeeper:
                 self.coordinator.revoke_lease(self.lease)
 
 
+REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
+"""etcd's require-leader flag, through its HTTP gateway: a member that has no leader refuses a
+new watch at once (503 `no leader`, tried), and by etcd's source ends an open one after three
+election timeouts without a leader."""
+
+
 class Watch:
     """A prefix watch in a thread that survives broken streams and compaction.
 
@@ -878,6 +890,7 @@ class Watch:
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._response: requests.Response | None = None
+        self._endpoint: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"watch-{prefix}", daemon=True)
 
     def start(self) -> None:
@@ -885,6 +898,12 @@ class Watch:
 
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    def leave(self, endpoint: str) -> None:
+        """Drop the stream if it is on `endpoint`: it reopens, from the next revision, on the
+        endpoint the coordinator prefers now."""
+        if self._endpoint == endpoint and threading.current_thread() is not self._thread:
+            _shutdown_response(self._response)
 
     def _deliver(self, batch: WatchBatch) -> None:
         try:
@@ -912,9 +931,10 @@ class Watch:
                                       "start_revision": self.next_revision,
                                       "progress_notify": True}
             try:
+                self._endpoint = endpoint
                 self._response = client.session.post(
                     client.get_url("watch"), json={"create_request": create}, stream=True,
-                    timeout=(c.timeout, c.watch_idle_timeout))
+                    headers=REQUIRE_LEADER, timeout=(c.timeout, c.watch_idle_timeout))
                 if self._response.status_code != 200:
                     raise requests.exceptions.ConnectionError(
                         f"HTTP {self._response.status_code}: {self._response.text[:200]}")
@@ -951,6 +971,7 @@ class Watch:
             finally:
                 _shutdown_response(self._response)
                 self._response = None
+                self._endpoint = None
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

@@ -27,6 +27,7 @@ from hotspare.node.process import NodeProcess
 from hotspare.pki.store import SitePki
 from hotspare.signing_keys import TRUST_ROOTS_FILE, install_trust_roots, read_trust_roots
 from hotspare.site.load import load_site_config
+from hotspare.site_secret import SITE_SECRET_FILE, read_site_secret
 from hotspare.sitestate import applied, layout
 from hotspare.sitestate.events import read_events
 from hotspare.sitestate.values import Alive
@@ -148,7 +149,9 @@ class DemoSite:
         # The licence key the demo made is trusted as an installation's file says, as the
         # nodes and `site apply` do (never from the site document).
         install_trust_roots(read_trust_roots(files.site_toml.parent / TRUST_ROOTS_FILE))
-        revision, licences = applied.apply(self.coord, load_site_config(files.site_toml))
+        revision, licences = applied.apply(
+            self.coord, load_site_config(files.site_toml),
+            read_site_secret(files.site_toml.parent / SITE_SECRET_FILE))
         if licences.refused:
             raise RuntimeError("the demo site's licences were refused: "
                                + "; ".join(str(r) for r in licences.refused))

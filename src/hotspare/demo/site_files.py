@@ -1,6 +1,7 @@
 """Write a site's files: signing key, licence, site.toml and one node.toml per node, each node
 with its own credential (`node.token`, its SHA-256 in site.toml as the node's `token_sha256`) and
-the licence key it trusts (`licence-keys.pem`, also beside site.toml for `site apply`).
+the licence key it trusts (`licence-keys.pem`, also beside site.toml for `site apply`) and the
+site secret camera passwords are sealed with (`site-secret.key`, beside site.toml too).
 
 The demo and the end-to-end tests lay out sites through this one module, so a test site is built
 exactly like the one a newcomer runs.
@@ -27,6 +28,7 @@ from hotspare.signing_keys import (
     read_private_key,
 )
 from hotspare.site.licences import issue_licence
+from hotspare.site_secret import SITE_SECRET_FILE, new_key_line
 from hotspare.tcp_ports import free_port
 
 
@@ -191,10 +193,13 @@ def write_site(base: Path, plan: SitePlan) -> SiteFiles:
     tokens = {node.name: secrets.token_urlsafe(32) for node in every}
     document = site_document(plan, licence, tokens)
     site_toml = write_toml(base / "site.toml", document)
-    # The licence key is trusted by each installation, not by the document (issue 11).
+    # The licence key is trusted by each installation, not by the document (issue 11); the site
+    # secret that seals camera passwords is held by `site apply` and by every node alike.
+    secret = new_key_line()
     for folder in [base, *(base / node.name for node in every)]:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / TRUST_ROOTS_FILE).write_text(pem, encoding="ascii")
+        _write_secret(folder / SITE_SECRET_FILE, secret)
     nodes = {
         node.name: write_toml(
             base / node.name / "node.toml",

@@ -21,9 +21,18 @@ from hotspare.api.site_routes import SiteApi, _camera_server, _range
 from hotspare.export.build import ExportRequest
 from hotspare.export.jobs import ExportJobs, Job, TooBusy
 from hotspare.signing_keys import KeyFileError, read_private_key
-from hotspare.wire import MAX_SEGMENT_RANGE_US
+from hotspare.wire import MAX_SEGMENT_RANGE_US, Problem
 
 JobParam = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="the export job's id")]
+_UNKNOWN_JOB: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem,
+          "description": "`unknown_export`: no such job on this node (jobs are kept in memory)"},
+}
+_UNFINISHED: dict[int | str, dict[str, Any]] = {
+    **_UNKNOWN_JOB,
+    409: {"model": Problem,
+          "description": "`export_running` or `export_failed`: the job is not done"},
+}
 
 
 def signing_key(path: FilePath | None) -> Callable[[], Ed25519PrivateKey]:
@@ -89,16 +98,19 @@ def export_router(api: SiteApi, jobs: ExportJobs, node_name: str) -> APIRouter:
             raise ApiError(429, "too_many_exports", str(exc)) from None
         return job.view()
 
-    @router.get("/site/exports/{job_id}", summary="An export's state and progress")
+    @router.get("/site/exports/{job_id}", summary="An export's state and progress",
+                responses=_UNKNOWN_JOB)
     def status(job_id: JobParam) -> dict[str, Any]:
         return job_or_404(job_id).view()
 
     @router.get("/site/exports/{job_id}/clip.mp4", response_class=FileResponse,
+                responses=_UNFINISHED,
                 summary="The exported clip (when the export is done)")
     def clip(job_id: JobParam) -> FileResponse:
         return download(finished(job_id), "clip")
 
     @router.get("/site/exports/{job_id}/manifest.json", response_class=FileResponse,
+                responses=_UNFINISHED,
                 summary="The export's signed manifest (when the export is done)")
     def manifest(job_id: JobParam) -> FileResponse:
         return download(finished(job_id), "manifest")

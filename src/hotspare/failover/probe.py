@@ -4,20 +4,33 @@ The outcome is deliberately coarse, because each kind leads to a different rule
 (docs/failover.md, "Detection"): a refused connection means the process is gone on a host that is
 up, so the spare may act at once; a timeout may be a hung or partitioned host, so the spare also
 waits for the server's lease; an answer saying "recording" vetoes any takeover.
+
+The probe runs for every server several times a second, so its cost is the spare's cost per
+server (issue 14): the standard library's `http.client` on one kept-alive connection per server
+costs about a quarter of the CPU of an `httpx` request, and an answer saying `"ok": true` is not
+validated field by field (only one that is not, for the cameras it names).
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlsplit
 
 from hotspare.tls import PeerTls
 from hotspare.wire import HealthOut
+
+HEALTH_PATH = "/api/v1/health"
+IDLE_REUSE_SECONDS = 2.0
+"""A kept-alive connection idle for longer is replaced by a fresh one: the server may have closed
+it meanwhile (uvicorn closes idle ones after 5 s), and a closed one would read as a reset."""
 
 
 class ProbeKind(StrEnum):
@@ -34,9 +47,19 @@ class ProbeResult:
     detail: str = ""
 
 
+class _Connection:
+    def __init__(self, url: str, timeout: float, context: ssl.SSLContext | None) -> None:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+        self.http: http.client.HTTPConnection = (
+            http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+            if context is not None else http.client.HTTPConnection(host, port, timeout=timeout))
+        self.used = 0.0
+
+
 class HealthProber:
-    """One HTTP client per server (connection reuse keeps a probe to a few ms, and with TLS
-    saves a handshake per probe).
+    """One kept-alive connection per server (connection reuse keeps a probe to a fraction of a
+    millisecond, and with TLS saves a handshake per probe).
 
     `ca_file` and `tls` are the node's `[site] tls_ca_file` and the site's `tls` flag (read at
     each probe); `peers` keeps them for the spare's other calls to servers (re-insert).
@@ -44,49 +67,79 @@ class HealthProber:
 
     def __init__(self, token: str, timeout: float, ca_file: Path | None = None,
                  tls: Callable[[], bool] = lambda: False) -> None:
-        self._token = token
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         self._timeout = timeout
         self.peers = PeerTls(ca_file, tls)
-        self._clients: dict[str, httpx.Client] = {}
+        self._idle: dict[str, _Connection] = {}
         self._lock = threading.Lock()
 
-    def _client(self, url: str) -> httpx.Client:
+    def _take(self, url: str) -> _Connection:
+        """The server's idle connection, or a new one; a probe holds it alone until `_give`."""
         with self._lock:  # probes of different servers run on different threads
-            client = self._clients.get(url)
-            if client is None:
-                client = httpx.Client(base_url=url, timeout=self._timeout,
-                                      headers={"Authorization": f"Bearer {self._token}"},
-                                      verify=self.peers.verify)
-                self._clients[url] = client
-            return client
+            conn = self._idle.pop(url, None)
+        if conn is not None and time.monotonic() - conn.used > IDLE_REUSE_SECONDS:
+            conn.http.close()
+            conn = None
+        if conn is None:
+            context = self.peers.verify if url.startswith("https:") else None
+            conn = _Connection(url, self._timeout, context)
+        return conn
+
+    def _give(self, url: str, conn: _Connection) -> None:
+        conn.used = time.monotonic()
+        with self._lock:
+            spare = self._idle.pop(url, None)
+            self._idle[url] = conn
+        if spare is not None:
+            spare.http.close()
 
     def probe(self, address: str) -> ProbeResult:
-        """An untrusted certificate is a ConnectError without "refused", so ERROR: the server is
-        up but misconfigured, no reason to take it over. Plain HTTP against a TLS port would look
-        like a reset (REFUSED); nodes prevent it by refusing to start when their own TLS and the
-        site's `tls` flag disagree (hotspare/node/site_node.py)."""
+        """An untrusted certificate or an unreachable host fails the connect with something other
+        than a refusal, so ERROR: not proof of death. A kept-alive connection that breaks is a
+        reset, which is what a dying process's socket does: REFUSED, and the next probe connects
+        afresh. Plain HTTP against a TLS port would look like a reset (REFUSED); nodes prevent it
+        by refusing to start when their own TLS and the site's `tls` flag disagree
+        (hotspare/node/site_node.py)."""
         url = self.peers.url(address)
-        client = self._client(url)
+        conn = self._take(url)
+        if conn.http.sock is None:
+            try:
+                conn.http.connect()
+            except TimeoutError:
+                conn.http.close()
+                return self._timed_out("connect")
+            except ConnectionRefusedError as exc:
+                conn.http.close()
+                return ProbeResult(ProbeKind.REFUSED, str(exc) or "connection refused")
+            except OSError as exc:  # unreachable, TLS refused, reset during the handshake
+                conn.http.close()
+                return ProbeResult(ProbeKind.ERROR, f"cannot connect: {exc}")
         try:
-            response = client.get("/api/v1/health")
-        except httpx.TimeoutException as exc:
-            return ProbeResult(ProbeKind.TIMEOUT, f"no answer within {self._timeout:.2f} s "
-                               f"({type(exc).__name__})")
-        except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError,
-                httpx.WriteError) as exc:
-            text = str(exc)
-            if isinstance(exc, httpx.ConnectError) and "refused" not in text.lower():
-                return ProbeResult(ProbeKind.ERROR, text)  # unreachable host: not proof of death
-            # Refused, or a kept-alive connection reset by a dying process.
-            self._drop(url)
-            return ProbeResult(ProbeKind.REFUSED, text or type(exc).__name__)
-        except httpx.HTTPError as exc:
-            self._drop(url)
-            return ProbeResult(ProbeKind.ERROR, str(exc) or type(exc).__name__)
-        if response.status_code != 200:
-            return ProbeResult(ProbeKind.ERROR, f"HTTP {response.status_code}")
+            conn.http.request("GET", HEALTH_PATH, headers=self._headers)
+            response = conn.http.getresponse()
+            status, body = response.status, response.read()
+        except TimeoutError:
+            conn.http.close()  # a late answer would be read as the next probe's
+            return self._timed_out("answer")
+        except (OSError, http.client.HTTPException) as exc:
+            conn.http.close()
+            return ProbeResult(ProbeKind.REFUSED,
+                               f"connection reset ({str(exc) or type(exc).__name__})")
+        self._give(url, conn)
+        if status != 200:
+            return ProbeResult(ProbeKind.ERROR, f"HTTP {status}")
+        return self._judge_body(body)
+
+    def _timed_out(self, phase: str) -> ProbeResult:
+        return ProbeResult(ProbeKind.TIMEOUT, f"no answer within {self._timeout:.2f} s ({phase})")
+
+    @staticmethod
+    def _judge_body(body: bytes) -> ProbeResult:
         try:
-            health = HealthOut.model_validate(response.json())
+            data = json.loads(body)
+            if isinstance(data, dict) and data.get("ok") is True:
+                return ProbeResult(ProbeKind.RECORDING)
+            health = HealthOut.model_validate(data)
         except ValueError as exc:
             return ProbeResult(ProbeKind.ERROR, f"unreadable health answer: {exc}")
         if health.ok:
@@ -94,13 +147,8 @@ class HealthProber:
         states = ", ".join(f"{c.camera_id}={c.state}" for c in health.cameras) or health.error
         return ProbeResult(ProbeKind.NOT_RECORDING, states or "not recording")
 
-    def _drop(self, url: str) -> None:
-        with self._lock:
-            client = self._clients.pop(url, None)
-        if client is not None:
-            client.close()
-
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conn in idle.values():
+            conn.http.close()

@@ -97,6 +97,8 @@ class ProgressStore(Protocol):
 
     def delete_progress(self, server: str, spare: str, token: int | None) -> None: ...
 
+    def forget_buffer(self, server: str, spare: str, token: int | None) -> None: ...
+
 
 def buffered_segments(store: SegmentStore, server: str, limit: int = 10_000) -> list[SegmentInfo]:
     """Every segment the buffer holds for `server`, oldest first (pending or not: a crash between
@@ -308,3 +310,4 @@ class Reinserter:
 
     def finish(self) -> None:
         self.site.delete_progress(self.server, self.spare, self.token)
+        self.site.forget_buffer(self.server, self.spare, self.token)

@@ -12,7 +12,8 @@ responsive (a leftover re-insert yields to a takeover between slices). The answe
   keeps the video meanwhile;
 - the original has not recorded past the next segment yet (`NotYet`): next tick;
 - the original refuses the sender itself (403 `node_identity_required`: this node has no own
-  credential, `[api] node_token_file`; `not_claim_holder`; 409 `fencing_required`): pause and
+  credential, `[api] node_token_file`; `not_claim_holder`; `no_buffer_record`: a leftover whose
+  `buffers/<server>/<spare>` record is gone; 409 `fencing_required`): pause and
   retry, logged with the original's reason — the buffer keeps the video until that is fixed.
 
 Uploads carry this node's own credential (`api_token` is `ApiSettings.outgoing_token()`), by which

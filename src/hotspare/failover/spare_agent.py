@@ -20,6 +20,7 @@ that server until this one restarted.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -237,6 +238,8 @@ class SpareAgent:
 
     def _claim(self, server: RecordingServerConfig, keeper: HeldLease, reason: str,
                track: ServerTrack) -> bool:
+        if not self._buffer_usable(server.name, track):
+            return False
         signal = takeover.claim(self.ctx, server, keeper, reason, track)
         if signal is None:
             return False
@@ -250,6 +253,24 @@ class SpareAgent:
         if not isinstance(self.state, Covering):
             return False  # the claim was gone at once
         self._publish(keeper)
+        return True
+
+    def _buffer_usable(self, server: str, track: ServerTrack) -> bool:
+        """Open the server's buffer store before claiming it: a claim won by a spare that then
+        cannot open its store (disk full: SQLite refuses even to open its log) was held forever
+        with no one recording (chaos soak, `takeover_on_full_disk`). Refused instead, with a
+        `refused` event once per episode, so another spare claims (after the designated grace)."""
+        try:
+            self._store(server)
+        except (sqlite3.Error, OSError) as exc:
+            text = (f"{self.name} may not take over: its buffer store for {server} cannot be "
+                    f"opened ({exc}); free space on {self.name}'s data disk "
+                    f"({self.data_dir})")
+            if track.refusal_reported != text:
+                track.refusal_reported = text
+                log.warning("%s", text)
+                self.ctx.events.emit("refused", server, text, reasons=["buffer_unusable"])
+            return False
         return True
 
     def _covering(self, site: SiteState, keeper: HeldLease) -> Signal | None:

@@ -8,6 +8,12 @@ gapless camera's pre-buffer claims first), then eligibility (`site/eligibility.c
 the rules the operator is shown). A `suspected` event once per episode, a `refused` event once
 per reason and episode.
 
+Each server is judged as soon as its own probe decides (`_ProbeRound`), not after the whole
+round, and a refused connection is probed again at once on a fresh connection: a dead process is
+claimed within one round (two refusals in a row, as before, but milliseconds apart instead of a
+probe interval). Servers whose lease the watch saw go, or that are already suspected, are probed
+first.
+
 The question goes out when a probe has been unanswered for `ASK_AFTER` of the probe timeout (a
 probe on a LAN answers in milliseconds), and is judged when the probe times out, so a vanished
 host is claimed one probe interval plus one probe timeout after it went silent (design decision
@@ -21,8 +27,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from hotspare.coordination.errors import CoordinationError
 from hotspare.failover.detection import EtcdAnswer, ServerTrack, Verdict, judge
@@ -49,6 +55,9 @@ ANSWER_ROUND_TRIPS = 3.0
 """And at least this many times what our own question took: the server's answer is a write too
 (a raft commit, a disk sync on each member), so a slow etcd must not look like a silent server."""
 ASK_POLL_SECONDS = 0.05
+PROBE_THREADS = 16
+"""Probes in flight at once: enough that a few silent hosts (each holding a thread for the probe
+timeout) do not queue the probes of the others."""
 
 
 class Detector:
@@ -61,16 +70,18 @@ class Detector:
         self._failed_at: dict[str, float] = {}  # server -> when first judged failed (grace)
         self._silent_claim_at: dict[str, float] = {}  # server -> our last takeover on silence
         self._hold_reported: dict[str, float] = {}
-        self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
+        self._probes = ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="probe")
 
     def close(self) -> None:
         self._probes.shutdown(wait=False)
 
     def run(self, state: SiteState, states: dict[str, SpareStatus], plan: StandbyPlan,
             my_status: Callable[[], SpareStatus], claim: ClaimFn) -> bool:
-        """One round over every recording server; True when a claim was won. After a win it
-        goes on through the list: servers that failed together are then refused with "spare not
-        free", so the operator learns of them at once."""
+        """One round over every recording server; True when a claim was won. Each server is
+        judged as soon as its own probe says enough (a slow one delays no other's verdict), and
+        one whose connection is refused is probed again at once, so a dead process is claimed
+        within this round. After a win it goes on: servers that failed together are then refused
+        with "spare not free", so the operator learns of them at once."""
         ctx = self.ctx
         applied = ctx.applied_now()
         me = applied.config.failover_server(ctx.name)
@@ -81,15 +92,13 @@ class Detector:
         for server in servers:
             if server.name in state.claims:
                 self.tracks.setdefault(server.name, ServerTrack()).clear()  # someone acts for it
-        probes, asked = self._probe(unclaimed)
+        # Suspects first: a lease seen gone by the watch that woke us is probed before the rest.
+        unclaimed.sort(key=lambda s: not self._suspect(s.name, state))
+        probes = _ProbeRound(self, unclaimed)
         unanswered: list[str] = []
         claimed = False
-        for server in unclaimed:
+        for server, probe, answer in probes.results():
             track = self.tracks.setdefault(server.name, ServerTrack())
-            probe = probes[server.name]
-            answer = None
-            if server.name in asked and probe.kind is ProbeKind.TIMEOUT:
-                answer = self._answer(server.name, asked[server.name])
             now = self.clock()
             if answer is not None and not answer.answered and self._holding(server.name, now):
                 answer = None  # flapping: the lease decides
@@ -101,6 +110,8 @@ class Detector:
                 self._announce(track, server.name, verdict)
             if not verdict.failed:
                 self._failed_at.pop(server.name, None)
+                if probe.kind is ProbeKind.REFUSED:
+                    probes.again(server)  # refused twice in a row means gone: probe again now
                 continue
             failed_at = self._failed_at.setdefault(server.name, now)
             designated = plan.designated(server.name)
@@ -128,6 +139,11 @@ class Detector:
         self._withdraw(unanswered)
         return claimed
 
+    def _suspect(self, server: str, state: SiteState) -> bool:
+        track = self.tracks.get(server)
+        return server not in state.alive or (track is not None and (
+            track.suspect_since is not None or track.refused_in_a_row > 0))
+
     def _announce(self, track: ServerTrack, server: str, verdict: Verdict) -> None:
         """The `suspected` event, once per episode."""
         if verdict.suspect and not track.announced:
@@ -143,42 +159,6 @@ class Detector:
                 log.warning("could not withdraw the question to %s (%s); it deletes it when "
                             "it sees it", server, exc)
 
-    def _probe(self, unclaimed: list[RecordingServerConfig]
-               ) -> tuple[dict[str, ProbeResult], dict[str, tuple[float, float]]]:
-        """Probe every server in parallel (one hung host must not delay the detection of the
-        others). A probe still unanswered after `ASK_AFTER` of the probe timeout has its question
-        asked through etcd meanwhile, so the answer is due when the probe times out. Returns the
-        probes and, per server asked, when etcd acknowledged the question and how long that
-        took."""
-        started: dict[str, float] = {}
-
-        def probe(server: RecordingServerConfig) -> ProbeResult:
-            started[server.name] = time.monotonic()
-            return self.prober.probe(server.address)
-
-        futures: dict[Future[ProbeResult], str] = {
-            self._probes.submit(probe, s): s.name for s in unclaimed}
-        ask_after = self.ctx.settings.probe_timeout_seconds * ASK_AFTER
-        asked: dict[str, tuple[float, float]] = {}
-        pending = set(futures)
-        while pending:
-            _, pending = wait(pending, timeout=ASK_POLL_SECONDS)
-            for future in pending:
-                name = futures[future]
-                since = started.get(name)  # None: queued behind other probes, not yet sent
-                if (name not in asked and since is not None
-                        and time.monotonic() - since >= ask_after):
-                    acknowledged = self._ask(name)
-                    if acknowledged is not None:
-                        asked[name] = acknowledged
-        results = {name: future.result() for future, name in futures.items()}
-        for name, result in results.items():
-            if result.kind is ProbeKind.TIMEOUT and name not in asked:
-                acknowledged = self._ask(name)  # not asked in time (a busy spare): ask now
-                if acknowledged is not None:
-                    asked[name] = acknowledged
-        return results, asked
-
     def _ask(self, server: str) -> tuple[float, float] | None:
         sent = time.monotonic()
         try:
@@ -190,19 +170,20 @@ class Detector:
         acknowledged = time.monotonic()
         return acknowledged, acknowledged - sent
 
-    def _answer(self, server: str, asked: tuple[float, float]) -> EtcdAnswer | None:
-        """Whether the server deleted our question; from etcd's acknowledgement it gets at least
-        `ANSWER_WINDOW` of the probe timeout and `ANSWER_ROUND_TRIPS` times what the question
-        took. None when etcd cannot tell us: the lease decides."""
+    def _answer_due(self, asked: tuple[float, float]) -> float:
+        """When the server's answer to our question is due: from etcd's acknowledgement it gets
+        at least `ANSWER_WINDOW` of the probe timeout and `ANSWER_ROUND_TRIPS` times what the
+        question took."""
         asked_at, took = asked
-        window = max(self.ctx.settings.probe_timeout_seconds * ANSWER_WINDOW,
-                     ANSWER_ROUND_TRIPS * took)
-        remaining = asked_at + window - time.monotonic()
-        if remaining > 0:
-            time.sleep(remaining)
+        return asked_at + max(self.ctx.settings.probe_timeout_seconds * ANSWER_WINDOW,
+                              ANSWER_ROUND_TRIPS * took)
+
+    def _answer(self, server: str, asked: tuple[float, float]) -> EtcdAnswer | None:
+        """Whether the server deleted our question (read once its answer is due). None when etcd
+        cannot tell us: the lease decides."""
         try:
             unanswered = self.ctx.site.unanswered(server, self.ctx.name)
-            waited = time.monotonic() - asked_at
+            waited = time.monotonic() - asked[0]
         except CoordinationError as exc:
             log.warning("cannot read %s's answer through etcd (%s); its lease decides",
                         server, exc)
@@ -222,3 +203,70 @@ class Detector:
                 f"over on silence: its link flaps. For {FLAP_HOLD_SECONDS - (now - since):.0f} s "
                 "more a takeover waits for its lease; check its network link", flapping=True)
         return True
+
+
+class _ProbeRound:
+    """One round's probes, in parallel (one hung host must not delay the detection of the
+    others), handed out as each becomes decidable: at once for an answer or a refusal; for a
+    timeout, once the server's answer to the question asked through etcd is due. A probe still
+    unanswered after `ASK_AFTER` of the probe timeout has its question asked meanwhile, so the
+    answer is due about when the probe times out; a spare too busy to ask in time asks then."""
+
+    def __init__(self, detector: Detector, servers: list[RecordingServerConfig]) -> None:
+        self._detector = detector
+        self._pending: dict[Future[ProbeResult], RecordingServerConfig] = {}
+        self._started: dict[str, float] = {}
+        self._asked: dict[str, tuple[float, float]] = {}
+        self._due: dict[str, tuple[RecordingServerConfig, ProbeResult, tuple[float, float]]] = {}
+        self._ask_after = detector.ctx.settings.probe_timeout_seconds * ASK_AFTER
+        for server in servers:
+            self.again(server)
+
+    def again(self, server: RecordingServerConfig) -> None:
+        """Probe `server` (again) in this round."""
+        self._started.pop(server.name, None)
+        self._asked.pop(server.name, None)
+        self._pending[self._detector._probes.submit(self._probe, server)] = server
+
+    def _probe(self, server: RecordingServerConfig) -> ProbeResult:
+        self._started[server.name] = time.monotonic()
+        return self._detector.prober.probe(server.address)
+
+    def results(self) -> Iterator[tuple[RecordingServerConfig, ProbeResult, EtcdAnswer | None]]:
+        """(server, probe, the answer through etcd if a question was asked) as each is ready."""
+        detector = self._detector
+        while self._pending or self._due:
+            now = time.monotonic()
+            for name, (server, probe, question) in list(self._due.items()):
+                if detector._answer_due(question) <= now:
+                    del self._due[name]
+                    yield server, probe, detector._answer(name, question)
+            wait_for = ASK_POLL_SECONDS
+            if self._due:
+                next_due = min(detector._answer_due(a) for _s, _p, a in self._due.values())
+                wait_for = min(wait_for, max(0.0, next_due - time.monotonic()))
+            if not self._pending:
+                time.sleep(wait_for)
+                continue
+            done, _ = wait(list(self._pending), timeout=wait_for, return_when=FIRST_COMPLETED)
+            for future in done:
+                server = self._pending.pop(future)
+                probe = future.result()
+                if probe.kind is ProbeKind.TIMEOUT:
+                    asked: tuple[float, float] | None = (self._asked.get(server.name)
+                                                         or detector._ask(server.name))
+                    if asked is not None:
+                        self._due[server.name] = (server, probe, asked)
+                        continue
+                yield server, probe, None
+            self._ask_overdue()
+
+    def _ask_overdue(self) -> None:
+        now = time.monotonic()
+        for server in list(self._pending.values()):
+            since = self._started.get(server.name)  # None: queued behind others, not yet sent
+            if (server.name not in self._asked and since is not None
+                    and now - since >= self._ask_after):
+                acknowledged = self._detector._ask(server.name)
+                if acknowledged is not None:
+                    self._asked[server.name] = acknowledged

@@ -51,8 +51,11 @@ def claim(ctx: SpareContext, server: RecordingServerConfig, keeper: HeldLease, r
 
 
 def own(ctx: SpareContext, server: str, token: int) -> Refused | None:
-    """The owner record, fenced: API clients now find the server's cameras here."""
+    """The buffer record, then the owner record, both fenced: the original takes this spare's
+    video later even without a claim (`hotspare.api.fencing`), and API clients now find the
+    server's cameras here."""
     try:
+        ctx.site.record_buffer(server, ctx.name, token)
         ctx.site.put_owner_fenced(server, Owner(ctx.name, ctx.url, token), token)
     except FencingError:
         return Refused("claim gone right after it was made", proven=False)

@@ -24,6 +24,7 @@ from hotspare import metrics
 from hotspare.api.app import create_app
 from hotspare.config.models import ApiSettings, NodeConfig
 from hotspare.recorder.engine import Recorder
+from hotspare.redact import redact_url
 from hotspare.store.retention import RetentionReport
 from hotspare.store.segment_store import SegmentStore
 from hotspare.tls import node_url
@@ -186,7 +187,7 @@ def run_node(config: NodeConfig) -> int:
 
     app = create_app(
         store, recorder.health, config.api.bearer_token(), config.name, lambda: set(camera_ids),
-        users=config.api.users,
+        users=config.api.users, playback_url_seconds=config.api.playback_url_seconds,
     )
     app.router.lifespan_context = lifespan
     serve(app, config.api, sock)
@@ -200,6 +201,7 @@ def describe(config: NodeConfig) -> dict[str, Any]:
         "data_dir": str(config.data_dir),
         "api": f"{config.api.host}:{config.api.port}",
         "https": config.api.tls,
-        "cameras": [{"id": c.id, "url": c.url, "transport": c.transport} for c in config.cameras],
+        "cameras": [{"id": c.id, "url": redact_url(c.url), "transport": c.transport}
+                    for c in config.cameras],
         "segment_seconds": config.recording.segment_seconds,
     }

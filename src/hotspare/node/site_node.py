@@ -28,6 +28,7 @@ from hotspare.client.node_client import NodeClient
 from hotspare.config.models import NodeConfig, SiteMembership
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.export.mount import mount_export
+from hotspare.failover.buffer_room import BufferRoomMonitor
 from hotspare.failover.protection import ProtectionMonitor
 from hotspare.failover.server_agent import ServerAgent
 from hotspare.failover.spare_agent import SpareAgent, SpareView
@@ -49,6 +50,7 @@ from hotspare.signing_keys import (
     read_trust_roots,
 )
 from hotspare.site.model import SiteConfig
+from hotspare.site_secret import SiteSecret, install_site_secret, read_site_secret
 from hotspare.sitestate import layout
 from hotspare.sitestate.access import EtcdSite
 from hotspare.sitestate.events import EventLog
@@ -122,11 +124,27 @@ def _trust_roots(site: SiteMembership) -> list[TrustedPublicKey]:
         return list(BUILT_IN_KEYS)
 
 
+def _site_secret(site: SiteMembership) -> SiteSecret | None:
+    """The key camera passwords are opened with; None (said once here, and by each camera with
+    a password when it connects) when the node holds none."""
+    path = site.site_secret_file
+    if not path.is_file():
+        log.info("no site secret (%s): cameras whose password is sealed in the site "
+                 "configuration cannot connect from this node", path)
+        return None
+    try:
+        return read_site_secret(path)
+    except KeyFileError as exc:  # checked at load; changed since
+        log.error("site secret unusable (%s): cameras with a password cannot connect", exc)
+        return None
+
+
 def run_site_node(config: NodeConfig) -> int:
     site = config.site
     assert site is not None
     config.data_dir.mkdir(parents=True, exist_ok=True)
     install_trust_roots(_trust_roots(site))
+    install_site_secret(_site_secret(site), site.site_secret_file)
     coord = coordinator(site)
     view = SiteView(coord, config.data_dir / "site-cache.json")
     applied = view.load_initial(SITE_WAIT_SECONDS)
@@ -290,6 +308,7 @@ def _recording_server(
     app = create_app(
         store, recorder.health, config.api.bearer_token(), config.name, lambda: set(cameras),
         users=config.api.users, node_identities=lambda: _identities(view),
+        playback_url_seconds=config.api.playback_url_seconds,
     )
     app.state.import_gate = ImportGate(EtcdSite(coord), config.name, lambda: _spares(view))
     return app, start, stop
@@ -324,18 +343,23 @@ def _spare(
     )
     agent.open_leftover_buffers()
     view.on_change(lambda _applied: agent.wake())
+    room = BufferRoomMonitor(config.name, config.data_dir, config.retention.min_free_bytes,
+                             site.buffer_warn_seconds, lambda: view.current, events)
 
     def start() -> None:
         agent.start()
+        room.start()
         coord.watch_prefix(layout.ALIVE_PREFIX, agent.wake)
         coord.watch_prefix(layout.CLAIMS_PREFIX, agent.wake)
 
     def stop() -> None:
+        room.stop()
         agent.stop()
         idle_store.close()
 
     app = create_app(idle_store, spare_view.health, config.api.bearer_token(), config.name,
                      spare_view.known_cameras, users=config.api.users,
-                     node_identities=lambda: _identities(view))
+                     node_identities=lambda: _identities(view),
+                     playback_url_seconds=config.api.playback_url_seconds)
     holder["app"] = app
     return app, start, stop

@@ -9,7 +9,9 @@ time is anchored once per run: from the camera's RTCP sender reports when they a
 from __future__ import annotations
 
 import time
+from collections import deque
 from fractions import Fraction
+from itertools import pairwise
 
 from hotspare.store.models import TICKS_PER_SECOND
 
@@ -21,6 +23,11 @@ MAX_FORWARD_JUMP_90K = 10 * TICKS_PER_SECOND
 
 MAX_REORDER_90K = TICKS_PER_SECOND // 2
 """Presentation times may step back this far (B-frames arrive in decode order) without a new run."""
+
+FRAME_STEP_WINDOW = 8
+"""A frame's length is the smallest step between consecutive packets among the last this many: a
+gap (frames lost over UDP) or a B-frame stream's step from one reference frame to the next is
+never taken for one frame, and a real change of frame rate is followed within this many frames."""
 
 
 def now_wall_us() -> int:
@@ -43,8 +50,14 @@ class RunClock:
         self._first_ts: int | None = None
         self._last_ts: int | None = None
         self._last_delta = 0
+        self._prev_ts: int | None = None  # the previous packet's, in arrival (decode) order
+        self._steps: deque[int] = deque(maxlen=FRAME_STEP_WINDOW)  # stream ticks, positive
         self.last_media_90k = 0
         self.frame_duration_90k = 0
+        """One frame's length (90 kHz): the smallest recent step, see FRAME_STEP_WINDOW."""
+        self.whole = True
+        """False after a packet that leaves frames shown before the latest one still to come
+        (B-frames arrive after the reference frame shown after them): no place to stop a run."""
 
     @property
     def started(self) -> bool:
@@ -62,12 +75,21 @@ class RunClock:
             raise ValueError("stream_ts(None) before start(): the first frame's time is unknown")
         return self._last_ts + self._last_delta
 
-    def start(self, ts: int, frame_step: int = 0) -> None:
+    def start(self, ts: int, frame_step: int = 0, lead: int = 0) -> None:
         """Begin the run at stream time `ts`; `frame_step` (stream ticks) times a later packet that
-        comes without pts before any packet with one has set the spacing."""
-        self._first_ts = ts
+        comes without pts before any packet with one has set the spacing. `lead` (stream ticks):
+        media 0 lies this much before the first frame (a replayed run whose audio starts first)."""
+        self._first_ts = ts - max(0, lead)
         self._last_ts = ts
         self._last_delta = max(0, frame_step)
+        if frame_step > 0:
+            self._steps.append(frame_step)
+            self.frame_duration_90k = self._to_90k(frame_step)
+
+    @property
+    def frame_step(self) -> int:
+        """One frame's length in stream ticks (0 while unknown)."""
+        return min(self._steps, default=0)
 
     def media_90k(self, ts: int) -> int:
         """Media time of `ts`; raises TimestampDiscontinuity on a jump back or far forward."""
@@ -79,11 +101,18 @@ class RunClock:
                 f"camera timestamp jumped by {float(delta * self._tb):+.3f} s"
             )
         media = self._to_90k(ts - self._first_ts)
+        if self._prev_ts is not None and ts > self._prev_ts:
+            self._steps.append(ts - self._prev_ts)
+            self.frame_duration_90k = self._to_90k(min(self._steps))
+        self._prev_ts = ts
         if delta > 0:  # the newest frame so far; a reordered (earlier) one changes nothing here
             self._last_delta = delta
-            self.frame_duration_90k = delta_90k
             self._last_ts = ts
             self.last_media_90k = media
+        # Half a frame's slack for rounding; a gap (frames lost) also reads as not whole, for
+        # the one packet after it.
+        slack = self.frame_duration_90k * 3 // 2
+        self.whole = self.last_media_90k - media <= slack and (delta <= 0 or delta_90k <= slack)
         return media
 
     def dts_90k(self, dts: int | None, media_90k: int) -> int:
@@ -92,7 +121,7 @@ class RunClock:
         return self._to_90k(dts - self._first_ts)
 
     def end_media_90k(self) -> int:
-        """Where the last frame ends: its start plus the last frame spacing seen."""
+        """Where the last frame ends: the latest presentation time plus one frame."""
         return self.last_media_90k + self.frame_duration_90k
 
     def camera_anchor_us(self, start_time_realtime_us: int | None) -> int | None:
@@ -127,10 +156,59 @@ def first_ts_from(pts_after: list[int | None]) -> tuple[int, int] | None:
     if len(known) < 2:
         return None
     (i, a), (j, b) = known[0], known[1]
-    step = (b - a) // (j - i)
-    if step <= 0:  # reordered (B-frames) or broken: no spacing to trust; FFmpeg's own origin
+    if b > a:
+        step = (b - a) // (j - i)
+        return a - i * step, step
+    if b == a:  # no spacing to trust: FFmpeg's own origin
         return 0, 0
-    return a - i * step, step
+    # Reordered (B-frames, decode order I0 P3 B1 B2 …): in a closed GOP the keyframe is shown
+    # first and the next frame shown is the smallest time after it, one frame step on. Three
+    # timed packets reach it for up to three B-frames between references (or a pyramid of them).
+    if len(known) < 3:
+        return None
+    times = sorted({ts for _, ts in known})
+    step = min((y - x for x, y in pairwise(times)), default=0)
+    if step <= 0:
+        return 0, 0
+    return times[0] - step, step
+
+
+def frame_step_known(pts: list[int]) -> bool:
+    """Whether these presentation times (a B-frame run's first packets, held) give the frame
+    step that `decode_times` spaces them by: three different times, as for `first_ts_from`.
+    With fewer (I0 P3) the step would be three frames, and the keyframe's decode time, so its
+    sample's length and the segment's, two frames too long (measured: a run's first segment
+    2.2 s long for 2 s of frames, its last two B-frames then cut from playback by the next
+    segment's start). Held until the next B-frame (I0 P3 B1), they get the true step."""
+    return len(set(pts)) >= 3
+
+
+def decode_times(pts: list[int], after: tuple[int, int] | None = None) -> list[int]:
+    """Decode times for packets FFmpeg handed over without any (the first ones of a stream with
+    B-frames, before its parser knows the reorder delay), given their presentation times in
+    arrival order.
+
+    Each gets the k-th smallest of the presentation times, all shifted back by the least amount
+    that keeps every decode time at or before its own presentation time: I0 P3 B1 B2 → −1 0 1 2.
+    So they rise strictly and no frame is decoded after it is shown, which is what the muxer
+    demands (it refuses the plain fallback dts = pts with "non monotonically increasing dts").
+    `after` = (pts, dts) of the first packet FFmpeg timed after them: the held ones are its
+    predecessors in decode order, one frame step apart (the smallest step between all their
+    presentation times), so they also end one step before its dts.
+    """
+    if not pts:
+        return []
+    times = sorted(pts)
+    for k in range(1, len(times)):
+        times[k] = max(times[k], times[k - 1] + 1)
+    shift = max(0, *(t - p for t, p in zip(times, pts, strict=True)))
+    out = [t - shift for t in times]
+    if after is not None:
+        known = sorted({*pts, after[0]})
+        step = min((y - x for x, y in pairwise(known)), default=1)
+        n = len(out)
+        out = [min(t, after[1] - (n - k) * step) for k, t in enumerate(out)]
+    return out
 
 
 def believable_camera_anchor(camera_us: int, local_us: int) -> bool:

@@ -5,6 +5,9 @@ The spare keeps its own RTSP session to the camera open before any failure and h
 failed server's commit watermark — frames the failed server received but never made durable.
 
 Packets stay PyAV packets in memory (no copy): a 4 Mbit/s camera costs ~0.5 MB per second held.
+A camera's audio packets (when the run records audio) ride in the GOP during which they arrived,
+in arrival order, so a replay hands them to the run interleaved exactly as live demux would; they
+count against the same caps and spill with their GOP.
 Memory is bounded by `max_bytes`. When the horizon needs more (a camera sending far above its
 configured bitrate), the oldest GOPs spill to files in `spill_dir`, up to `max_spill_bytes`; only
 beyond that is video dropped before the horizon, and the buffer then says so (`short_by_cap`),
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av.packet
+import av.stream
 
 
 @dataclass(frozen=True)
@@ -38,11 +42,12 @@ class StandbySettings:
     """Where this camera's spilled GOPs go (one file each); needed when max_spill_bytes > 0."""
 
 
-_RECORD = struct.Struct("<qqBqI")  # pts, dts, keyframe, receive wall µs, payload size
+_RECORD = struct.Struct("<qqBqI")  # pts, dts, flags, receive wall µs, payload size
+_KEYFRAME, _AUDIO = 1, 2  # spill record flags
 _NONE_TS = -(2**63)  # stands for a missing pts/dts in a spill record
 
 Packet = tuple[av.packet.Packet, int]
-"""A packet and its receive wall time (µs)."""
+"""A packet and its receive wall time (µs); an audio packet is one of the audio stream."""
 
 
 @dataclass
@@ -55,21 +60,26 @@ class _Gop:
     bytes: int = 0
     spilled: Path | None = None
 
-    def load(self) -> list[Packet]:
-        """The GOP's packets, read back from its spill file if it has one."""
+    def load(self, audio: av.stream.Stream | None) -> list[Packet]:
+        """The GOP's packets, read back from its spill file if it has one (an audio packet then
+        gets `audio` as its stream again)."""
         if self.spilled is None:
             return self.packets
         out: list[Packet] = []
         data = self.spilled.read_bytes()
         offset = 0
         while offset < len(data):
-            pts, dts, key, recv_us, size = _RECORD.unpack_from(data, offset)
+            pts, dts, flags, recv_us, size = _RECORD.unpack_from(data, offset)
             offset += _RECORD.size
             packet = av.packet.Packet(data[offset:offset + size])
             offset += size
+            if flags & _AUDIO and audio is not None:
+                packet.stream = audio
+                if audio.time_base is not None:
+                    packet.time_base = audio.time_base
             packet.pts = None if pts == _NONE_TS else pts
             packet.dts = None if dts == _NONE_TS else dts
-            packet.is_keyframe = bool(key)
+            packet.is_keyframe = bool(flags & _KEYFRAME)
             out.append((packet, recv_us))
         return out
 
@@ -77,8 +87,11 @@ class _Gop:
 class PreBuffer:
     """Whole GOPs of one RTSP session, oldest first; only the demux thread touches it."""
 
-    def __init__(self, settings: StandbySettings) -> None:
+    def __init__(self, settings: StandbySettings, audio: av.stream.Stream | None = None) -> None:
+        """`audio`: the session's audio stream whose packets `add_audio` is given (None: video
+        only)."""
         self._settings = settings
+        self._audio = audio
         self._horizon_us = int(settings.horizon_s * 1_000_000)
         self._spill_dir = settings.spill_dir if settings.max_spill_bytes > 0 else None
         self._names = itertools.count()
@@ -102,6 +115,16 @@ class PreBuffer:
         gop.bytes += size
         self.bytes += size
         self._trim(recv_us)
+
+    def add_audio(self, packet: av.packet.Packet, recv_us: int) -> None:
+        """Hold an audio packet with the GOP it arrived in (none before the first keyframe:
+        a run drops the audio before its first frame anyway)."""
+        if not self._gops:
+            return
+        gop = self._gops[-1]
+        gop.packets.append((packet, recv_us))
+        gop.bytes += packet.size
+        self.bytes += packet.size
 
     def _trim(self, now_us: int) -> None:
         """Drop the oldest GOP while the next one alone still reaches back `horizon`; then, while
@@ -133,8 +156,9 @@ class PreBuffer:
             for packet, recv_us in gop.packets:
                 pts = _NONE_TS if packet.pts is None else packet.pts
                 dts = _NONE_TS if packet.dts is None else packet.dts
-                f.write(_RECORD.pack(pts, dts, 1 if packet.is_keyframe else 0, recv_us,
-                                     packet.size))
+                flags = (_KEYFRAME if packet.is_keyframe else 0) | (
+                    _AUDIO if self.is_audio(packet) else 0)
+                f.write(_RECORD.pack(pts, dts, flags, recv_us, packet.size))
                 f.write(bytes(packet))
         gop.spilled, gop.packets = path, []
         self.bytes -= gop.bytes
@@ -148,6 +172,11 @@ class PreBuffer:
             gop.spilled.unlink(missing_ok=True)
         else:
             self.bytes -= gop.bytes
+
+    def is_audio(self, packet: av.packet.Packet) -> bool:
+        """True for a packet of the audio stream (a video packet read back from a spill file
+        has no stream at all)."""
+        return self._audio is not None and packet.stream is self._audio
 
     def seconds(self, now_us: int) -> float:
         """How far back the buffer reaches from `now_us` (0 when empty)."""
@@ -174,7 +203,14 @@ class PreBuffer:
                 if keyframe_wall(gop.first_pts, gop.start_recv_us) <= from_wall_us:
                     start = index
                     covered = True
-        packets = [p for gop in gops[start:] for p in gop.load()]
+        packets = [p for gop in gops[start:] for p in gop.load(self._audio)]
+        if start > 0 and packets and self._audio is not None:
+            # Audio that arrived before the first keyframe may start at or after it (small audio
+            # packets overtake a large keyframe on the wire): handed over right after that
+            # keyframe, the run keeps what starts at or after it and drops the rest, so the
+            # replay's audio begins where a run that had been recording all along would have it.
+            lead = [p for p in gops[start - 1].load(self._audio) if self.is_audio(p[0])]
+            packets[1:1] = lead
         self.close(gops)
         return packets, covered
 

@@ -19,11 +19,12 @@ import av.container
 import av.packet
 import av.stream
 
+from hotspare.recorder.audio import AudioTrack
 from hotspare.recorder.mp4init import init_length
 
 TIME_BASE_90K = Fraction(1, 90_000)
 
-FRAGMENT_MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof+frag_discont"
+FRAGMENT_MOVFLAGS = "frag_every_frame+empty_moov+delay_moov+default_base_moof+frag_discont"
 """Chosen over frag_keyframe (measured, 1080p 4 Mbit/s): +0.01 s CPU per camera-minute,
 +0.6 % bytes, and a SIGKILL loses 1 frame of the open segment instead of up to one GOP."""
 
@@ -51,10 +52,12 @@ class SegmentWriter:
         *,
         flush_every_frame: bool = True,
         fragment_seconds: float = 0.0,
+        audio: AudioTrack | None = None,
     ) -> None:
         """`flush_every_frame` and `fragment_seconds` are the node's [recording] settings of the
         same names: the defaults (flush, one fragment per frame) bound a crash's loss to the frame
-        in the muxer; the others trade a larger loss for less CPU (docs/recorder.md)."""
+        in the muxer; the others trade a larger loss for less CPU (docs/recorder.md). `audio`:
+        the run's audio becomes the file's second track (`write_audio`)."""
         self.path = path
         self.start_media_90k = start_media_90k
         self.frame_count = 0
@@ -68,6 +71,14 @@ class SegmentWriter:
         if fragment_seconds > 0 and movflags == FRAGMENT_MOVFLAGS:
             options["movflags"] = movflags.replace("frag_every_frame+", "")
             options["frag_duration"] = str(int(fragment_seconds * 1_000_000))
+        if audio is not None:
+            # Only a track that already holds a sample may start a new fragment (FFmpeg flushes
+            # when a packet's own track has run min_frag_duration µs). Without this an audio
+            # packet flushes the pending frame and the next frame, arriving on an empty video
+            # track, flushes again: measured, one frame in ~10 got the next one's tfdt and a
+            # zero duration. With it, a frame's audio rides in its fragment; the next frame
+            # still closes it, so the crash bound stays one frame.
+            options["min_frag_duration"] = "1"
         self._out: av.container.OutputContainer = av.open(
             str(path), "w", format="mp4", options=options
         )
@@ -81,6 +92,9 @@ class SegmentWriter:
         self._relabel = not (
             template.index == self._stream.index and template.time_base == TIME_BASE_90K
         )
+        self._audio_stream = audio.add_to(self._out) if audio is not None else None
+        self._audio_tb = audio.time_base if audio is not None else TIME_BASE_90K
+        self.audio_packets = 0
         self._closed = False
 
     def write(
@@ -101,6 +115,19 @@ class SegmentWriter:
         self._out.mux_one(packet)
         self.frame_count += 1
         self.last_media_90k = media_90k
+
+    def write_audio(self, packet: av.packet.Packet, media_samples: int) -> None:
+        """Mux one audio packet at its media time in samples (the video's media time, counted
+        at the audio's rate). Segments are cut on video keyframes only, so a segment's audio
+        may begin up to one audio packet before its first frame."""
+        if self._audio_stream is None:
+            return
+        packet.stream = self._audio_stream
+        packet.time_base = self._audio_tb
+        packet.pts = media_samples
+        packet.dts = media_samples
+        self._out.mux_one(packet)
+        self.audio_packets += 1
 
     def close(self, end_media_90k: int) -> WrittenSegment:
         """Finish the file; `end_media_90k` is where the next segment starts (or the run ended)."""

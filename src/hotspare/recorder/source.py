@@ -2,6 +2,7 @@
 
 Credentials only ever live in the URL string handed to FFmpeg; everything that is logged or shown
 uses `display_url`, and FFmpeg's own error texts (which quote the URL they were given) are scrubbed.
+A password sealed with the site secret (`hotspare.site_secret`) is opened only at each connect.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import av.container
 
 from hotspare.config.models import CameraConfig
 from hotspare.redact import redact_url
+from hotspare.site_secret import SecretError, reveal_password, reveal_url
 
 # Small probe: the RTSP SDP already names the codec, so FFmpeg only needs the first keyframe to
 # learn the picture size; default probing costs ~1.2 s per connect (measured here).
@@ -27,17 +29,24 @@ class CameraSource:
 
     camera_id: str
     display_url: str
-    _secret_url: str
+    _camera: CameraConfig
     transport: str
+    audio: bool = True
 
     @classmethod
     def from_config(cls, camera: CameraConfig) -> CameraSource:
         return cls(
             camera_id=camera.id,
             display_url=redact_url(camera.url),
-            _secret_url=_with_credentials(camera),
+            _camera=camera,
             transport=camera.transport,
+            audio=camera.record_audio,
         )
+
+    @property
+    def _secret_url(self) -> str:
+        """Raises SecretError when the camera's sealed password cannot be opened here."""
+        return _with_credentials(self._camera)
 
     def __repr__(self) -> str:  # never show the secret URL, even in a traceback's locals
         return f"CameraSource({self.camera_id!r}, {self.display_url!r}, {self.transport})"
@@ -47,21 +56,31 @@ class CameraSource:
         return {
             "rtsp_transport": self.transport,
             "timeout": str(int(io_timeout_s * 1_000_000)),
-            # Only video is recorded; not setting up audio also keeps FFmpeg counting timestamps
-            # from the first video packet (pts 0) instead of RTCP-synchronised ones.
-            "allowed_media_types": "video",
+            # Video, and audio unless the camera's `record_audio` is off (never data streams such
+            # as ONVIF metadata). With both set up, FFmpeg times them from one RTCP-synchronised
+            # origin, and the simulator sent no RTCP sender report to some video-only clients of
+            # a camera with audio (docs/recorder.md, Audio).
+            "allowed_media_types": "video+audio" if self.audio else "video",
             **_PROBE_OPTIONS,
         }
 
     def open(self, io_timeout_s: float) -> av.container.InputContainer:
         try:
-            return av.open(self._secret_url, options=self.ffmpeg_options(io_timeout_s))
+            url = self._secret_url
+        except SecretError as exc:
+            raise SourceError(f"{exc} ({self.display_url})", "site_secret") from None
+        try:
+            return av.open(url, options=self.ffmpeg_options(io_timeout_s))
         except av.FFmpegError as exc:
             raise SourceError(self.explain(exc, io_timeout_s), _kind(exc)) from None
 
     def scrub(self, text: str) -> str:
         """Replace the credential-bearing URL in any text with the display URL."""
-        return text.replace(self._secret_url, self.display_url)
+        try:
+            secret_url = self._secret_url
+        except SecretError:
+            return text  # nothing was opened, so no text can quote the password
+        return text.replace(secret_url, self.display_url)
 
     def explain(self, exc: BaseException, io_timeout_s: float) -> str:
         """One operator-readable line: which camera, what happened, what to check."""
@@ -133,14 +152,16 @@ def _hint(exc: BaseException, io_timeout_s: float) -> str:
 
 
 def _with_credentials(camera: CameraConfig) -> str:
-    parts = urlsplit(camera.url)
+    url = reveal_url(camera.id, camera.url)
+    parts = urlsplit(url)
     username = camera.username if camera.username is not None else parts.username
     if username is None:
-        return camera.url
+        return url
     host_port = parts.netloc.rsplit("@", 1)[-1]
     userinfo = quote(username, safe="")
     if camera.password is not None:
-        userinfo += ":" + quote(camera.password.get_secret_value(), safe="")
+        password = reveal_password(camera.id, camera.password.get_secret_value())
+        userinfo += ":" + quote(password, safe="")
     return urlunsplit(
         (parts.scheme, f"{userinfo}@{host_port}", parts.path, parts.query, parts.fragment)
     )

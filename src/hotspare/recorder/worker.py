@@ -12,22 +12,28 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from fractions import Fraction
 
 import av
 import av.container
 import av.packet
+import av.stream
 
 from hotspare import metrics
 from hotspare.config.models import CameraConfig, RecordingSettings
+from hotspare.recorder.audio import AudioTrack
 from hotspare.recorder.backoff import Backoff
 from hotspare.recorder.clock import (
     RunClock,
     TimestampDiscontinuity,
     believable_camera_anchor,
+    decode_times,
     first_ts_from,
+    frame_step_known,
     now_wall_us,
 )
 from hotspare.recorder.committer import Committer
+from hotspare.recorder.drift import DriftTracker, reanchor_threshold_us, sender_report
 from hotspare.recorder.health import CameraHealth, CameraState, HealthCell
 from hotspare.recorder.prebuffer import PreBuffer, StandbySettings
 from hotspare.recorder.segment_writer import TIME_BASE_90K, SegmentWriter, WrittenSegment
@@ -40,12 +46,29 @@ log = logging.getLogger("hotspare.recorder.worker")
 
 STOPPED = "stopped"
 
+AAC_FRAME_SAMPLES = 1024
+"""An audio packet's length when it does not say (AAC: 1024 samples a frame)."""
+
+TRANSCODER_HELD_FRAMES = 2
+"""AAC frames the G.711 transcoder holds before they come out (resampler + encoder delay)."""
+
+AUDIO_QUEUE_MAX = 64
+"""Audio packets held for the next frame at most (≈ 4 s of AAC at 16 kHz) before they are
+written anyway."""
+
 STOP_DRAIN_SECONDS = 0.3
 """After stop(), keep writing for this long so frames already on the wire are not lost."""
+
+MAX_HELD_WITHOUT_DTS = 16
+"""Packets held at a run's start while FFmpeg gives no decode time (see `_Run._write`); a stream
+that never gives one is then written with made-up decode times rather than held longer."""
 
 STANDBY_RETRY_MAX_SECONDS = 30.0
 """A standby session the camera refuses is retried at most this often: the camera's own server
 must never be crowded out of a small camera's session limit by a spare's retries."""
+
+LEAD_IN_MAX_S = 1
+"""A replayed run starts its audio at most this much (seconds) before its first frame."""
 
 ACTIVATION_MARGIN_US = 1_000_000
 """Start writing this much before the watermark: the failed server's clock and ours may differ
@@ -202,7 +225,8 @@ class CameraWorker:
                 log.error("camera %s: store writes did not finish within 30 s", self.camera.id)
 
     def _connect_and_record(self, backoff: Backoff) -> str:
-        """One connection = at most one run. Returns why it ended (operator text)."""
+        """One connection = one run, or several when the camera's clock drift makes the
+        recorder re-anchor (docs/recorder.md, *Time*). Returns why it ended (operator text)."""
         timeout_s = self._settings.open_timeout_seconds
         try:
             container = self._source.open(timeout_s)
@@ -228,16 +252,24 @@ class CameraWorker:
                     if ended is not None:
                         reason = ended
                         return ended
-                for packet in container.demux(container.streams.video[0]):
+                audio = run.audio_stream_index
+                for packet in container.demux(run.demuxed_streams):
                     # Write first, then look at the flag: the packet in hand is already paid for.
-                    if packet.size and run.on_packet(packet):
+                    if packet.stream_index == audio:
+                        if packet.size:
+                            run.on_audio(packet)
+                    elif packet.size and run.on_packet(packet):
                         backoff.reset()
                         self._run_began = True
                     if self._stop.is_set():
                         # Drain briefly: frames captured before stop() may still be in flight.
                         if stop_at is None:
                             stop_at = time.monotonic() + STOP_DRAIN_SECONDS
-                        if time.monotonic() >= stop_at:
+                        # Stop where no frame shown before the last one written is still to
+                        # come (B-frames), unless that takes a drain more.
+                        now_s = time.monotonic()
+                        if now_s >= stop_at and (run.whole
+                                                 or now_s >= stop_at + STOP_DRAIN_SECONDS):
                             reason = STOPPED
                             return STOPPED
                 reason = (
@@ -263,7 +295,7 @@ class CameraWorker:
         """Pre-buffer until activated (then replay the buffer into `run`; None: go on live) or
         until the session ends (the reason)."""
         assert self._standby is not None
-        buffer = PreBuffer(self._standby)
+        buffer = PreBuffer(self._standby, run.audio_stream)
         try:
             return self._prebuffer(container, run, buffer)
         finally:
@@ -275,11 +307,16 @@ class CameraWorker:
                             consecutive_failures=0)
         self._run_began = True  # the session is proven: a later drop retries from the start
         window_start, window_bytes = now_wall_us(), 0
-        for packet in container.demux(container.streams.video[0]):
+        for packet in container.demux(run.demuxed_streams):
             if self._stop.is_set():
                 return STOPPED
             now = now_wall_us()
-            if packet.size:
+            if not packet.size:
+                pass
+            elif buffer.is_audio(packet):
+                buffer.add_audio(packet, now)
+                window_bytes += packet.size
+            else:
                 buffer.add(packet, now)
                 window_bytes += packet.size
                 self._health.last_frame(now)
@@ -307,15 +344,24 @@ class CameraWorker:
         wanted = None if from_wall_us is None else from_wall_us - ACTIVATION_MARGIN_US
         packets, covered = buffer.take_from(keyframe_wall, wanted)
         first_wall = keyframe_wall(packets[0][0].pts, packets[0][1]) if packets else None
+        frames = sum(1 for packet, _ in packets if not buffer.is_audio(packet))
         # Known before the first frame is written, so whoever sees this camera `recording` sees it.
-        self.activation = Activation(from_wall_us, first_wall, covered, len(packets))
+        self.activation = Activation(from_wall_us, first_wall, covered, frames)
+        audio_from = run.lead_in([(p, t) for p, t in packets if buffer.is_audio(p)],
+                                 packets[0][0].pts if packets else None,
+                                 packets[0][1] if packets else 0)
+        # In arrival order, as live demux hands them over: the run holds each audio packet
+        # until the next frame and writes it just before that frame (the live cut rules).
         for packet, recv_us in packets:
-            if run.on_packet(packet, recv_us):
+            if buffer.is_audio(packet):
+                if packet.pts is None or packet.pts >= audio_from:
+                    run.on_audio(packet)
+            elif run.on_packet(packet, recv_us):
                 self._run_began = True
         self._prebuffer_seconds = 0.0
         level = logging.INFO if covered else logging.WARNING
         log.log(level, "camera %s: hot standby activated: %d pre-buffered frames written from "
-                "%s%s", self.camera.id, len(packets),
+                "%s%s", self.camera.id, frames,
                 "the start of the buffer" if first_wall is None or from_wall_us is None else
                 f"{(first_wall - from_wall_us) / 1e6:+.2f} s of the failed server's watermark",
                 "" if covered else "; the buffer did not reach back to the watermark, so video "
@@ -366,6 +412,11 @@ class _Run:
         self._container = container
         self._stream = container.streams.video[0]
         self._clock = RunClock(self._stream.time_base or TIME_BASE_90K)
+        self._audio = AudioTrack.of(container, worker.camera.id) \
+            if worker.camera.record_audio else None
+        self._audio_origin: int | None = None  # the run's first frame's stream time, in samples
+        self._audio_queue: list[tuple[av.packet.Packet, int]] = []  # (packet, media samples)
+        self._lead_ts = 0  # media 0 this much before the first frame (stream ticks; lead_in)
         self._segment_90k = round(worker._settings.segment_seconds * 90_000)
         self.run_id: str | None = None
         self._anchor_source = WallSource.LOCAL
@@ -373,15 +424,115 @@ class _Run:
         self._writer: SegmentWriter | None = None
         self._skipped = 0
         self._pending: list[tuple[av.packet.Packet, int]] = []  # first keyframe awaiting its time
+        self._no_dts: list[tuple[av.packet.Packet, int, int]] = []  # (packet, media, now), held
+        # Only a stream that reorders frames needs its dts-less first packets held (_write).
+        self._dts_settled = not self._stream.codec_context.has_b_frames
         self._finished = False
         self._anchor_final = False  # True once the anchor can no longer improve this run
         self._local_anchor_us = 0  # best local-clock estimate of media 0's wall time
         self._stored_anchor_us = 0  # what the store holds now
+        self._drift = DriftTracker(self._stream.time_base or TIME_BASE_90K)
+        self._applied_drift_us = 0  # the drift the current run's anchor corrects
+
+    @property
+    def audio_stream_index(self) -> int | None:
+        return None if self._audio is None else self._audio.input.index
+
+    def lead_in(self, audio: list[tuple[av.packet.Packet, int]], keyframe_pts: int | None,
+                keyframe_recv_us: int) -> int:
+        """Start a replayed run's media time a little before its first frame, so that its audio
+        joins, without a gap, the failed server's segment served up to that frame (`keyframe_pts`,
+        received at `keyframe_recv_us`). That piece holds the audio its server wrote before the
+        frame arrived: it lacks every audio packet that arrived after the frame although it
+        starts before it (a camera's audio encoder delay makes that common), one more as a
+        margin for the two sessions' arrival order, and for G.711 what the server's transcoder
+        still held (two AAC frames). Returns the audio pts (stream ticks) from which `audio`
+        ((packet, receive µs)) is to be fed: earlier packets would land before media 0, and the
+        G.711 transcoder's AAC frames then start exactly at media 0."""
+        everything = -(2**62)
+        if self._audio is None or keyframe_pts is None or self._clock.started:
+            return everything
+        vtb = self._stream.time_base or TIME_BASE_90K
+        atb = self._audio.input.time_base or self._audio.time_base
+        keyframe_s = keyframe_pts * vtb
+        timed = sorted((p.pts, recv_us) for p, recv_us in audio if p.pts is not None
+                       and keyframe_s - LEAD_IN_MAX_S <= p.pts * atb <= keyframe_s)
+        if not timed:
+            return everything
+        late = [i for i, (_, recv_us) in enumerate(timed) if recv_us >= keyframe_recv_us]
+        index = max(0, (late[0] if late else len(timed) - 1) - 1)  # one packet of margin
+        if self._audio.transcoded:
+            held = Fraction(TRANSCODER_HELD_FRAMES * AAC_FRAME_SAMPLES, self._audio.rate)
+            before = [i for i, (pts, _) in enumerate(timed)
+                      if pts * atb <= timed[index][0] * atb - held]
+            index = before[-1] if before else 0
+        first = timed[index][0]
+        self._lead_ts = round((keyframe_s - first * atb) / vtb)
+        return first
+
+    @property
+    def audio_stream(self) -> av.stream.Stream | None:
+        """The camera's audio stream when this run records it."""
+        return None if self._audio is None else self._audio.input
+
+    @property
+    def demuxed_streams(self) -> list[av.stream.Stream]:
+        video: list[av.stream.Stream] = [self._stream]
+        return video if self._audio is None else [*video, self._audio.input]
+
+    def on_audio(self, packet: av.packet.Packet | None) -> None:
+        """Queue the camera's audio at media time (None: flush the transcoder at the run's
+        end); `_write` muxes it just before the first frame that starts after it, so each
+        segment holds the audio of its own frames' time and a cut after a frame cuts the audio
+        there too. Audio before the run's first frame is dropped, like the frames before its
+        first keyframe."""
+        if self._audio is None or self._writer is None or self._audio_origin is None:
+            return
+        try:
+            for out, samples in self._audio.packets(packet):
+                media = samples - self._audio_origin
+                if media >= 0:
+                    self._audio_queue.append((out, media))
+        except av.FFmpegError as exc:  # a G.711 packet the transcoder refused: lose only it
+            log.debug("camera %s: audio packet dropped: %s", self._w.camera.id, exc)
+        if len(self._audio_queue) > AUDIO_QUEUE_MAX:  # video stalled: do not hold audio for ever
+            self._write_audio(None)
+
+    def _write_audio(self, before_90k: int | None, *, spanning_too: bool = True) -> None:
+        """Mux the queued audio that starts before media time `before_90k` (None: all); without
+        `spanning_too`, only what also ends a packet's length before then."""
+        if self._audio is None or self._writer is None:
+            return
+        rate, queue = self._audio.rate, self._audio_queue
+
+        def held(packet: av.packet.Packet, media: int) -> bool:
+            assert before_90k is not None
+            if spanning_too:
+                return media * 90_000 >= before_90k * rate
+            length = packet.duration or AAC_FRAME_SAMPLES
+            return (media + 2 * length) * 90_000 > before_90k * rate
+
+        count = len(queue) if before_90k is None else next(
+            (i for i, (packet, media) in enumerate(queue) if held(packet, media)), len(queue))
+        try:
+            for out, media in queue[:count]:
+                self._writer.write_audio(out, media)
+        except (av.FFmpegError, OSError) as exc:
+            raise _disk_error(self._w.camera.id, self._writer.path, exc) from exc
+        del queue[:count]
+
+    @property
+    def whole(self) -> bool:
+        """True when every frame shown before the last one written has been written too."""
+        return self._clock.whole and not self._no_dts
 
     def on_packet(self, packet: av.packet.Packet, now: int | None = None) -> bool:
         """Handle one packet (received at `now`, wall µs); True when it began the run."""
         if now is None:
             now = now_wall_us()
+        report = sender_report(packet)
+        if report is not None:
+            self._drift.add(*report)
         if self._clock.started:
             self._write(packet, self._clock.stream_ts(packet.pts), now)
             return False
@@ -419,9 +570,14 @@ class _Run:
             self._write(packet, self._clock.stream_ts(packet.pts), now)
 
     def _start(self, first_ts: int, frame_step: int, now: int) -> None:
-        self._clock.start(first_ts, frame_step)
+        lead, self._lead_ts = self._lead_ts, 0  # the first run of a replay only
+        self._clock.start(first_ts, frame_step, lead)
+        tb = self._stream.time_base or TIME_BASE_90K
+        if self._audio is not None:
+            # With audio set up, FFmpeg times both streams from the same RTCP-synchronised origin.
+            self._audio_origin = round((first_ts - lead) * tb * self._audio.rate)
         try:
-            self._begin_run(now)
+            self._begin_run(now - round(lead * tb * 1_000_000))
         except Exception as exc:
             raise _RunEnded(
                 f"camera {self._w.camera.id}: the segment store refused a new run ({exc}). Check "
@@ -429,15 +585,87 @@ class _Run:
             ) from exc
 
     def _write(self, packet: av.packet.Packet, ts: int, now: int) -> None:
-        """Map one packet to media time, cut a segment on a keyframe if due, and mux it."""
-        w = self._w
+        """Map one packet to media time and mux it, or hold it while its decode time is unknown.
+
+        FFmpeg hands over the first packets of a stream with B-frames without dts (keyframe, then
+        a P-frame shown after the B-frames that follow it). dts = pts for them would make the
+        muxer refuse the next B-frame (its dts lower), so they wait for a packet with a dts
+        that, with them, shows the frame step (`clock.frame_step_known`), and then get decode
+        times that fit below it (`clock.decode_times`): two or three frames of latency at a
+        run's start, no video lost.
+        """
         try:
             media = self._clock.media_90k(ts)
         except TimestampDiscontinuity as exc:
             raise _RunEnded(
-                f"camera {w.camera.id}: {exc}; ending the run so recorded times stay truthful. "
-                "Check the camera's clock/NTP settings if this repeats."
+                f"camera {self._w.camera.id}: {exc}; ending the run so recorded times stay "
+                "truthful. Check the camera's clock/NTP settings if this repeats."
             ) from None
+        if packet.is_keyframe and self._reanchor_due():
+            media = self._reanchor(ts, media, now)
+        if (not self._dts_settled and len(self._no_dts) < MAX_HELD_WITHOUT_DTS
+                and not frame_step_known([m for _, m, _ in self._no_dts] + [media])):
+            # Even a dts FFmpeg gives is not kept this early: at a join it put the keyframe's
+            # two frames before the P-frame's (a 200 ms first sample at 10 fps). Made up with
+            # the others once the frame step is known, it is one frame.
+            self._no_dts.append((packet, media, now))
+            return
+        if packet.dts is not None:
+            dts = self._clock.dts_90k(packet.dts, media)
+            self._release_held((media, dts))
+        elif not self._dts_settled and len(self._no_dts) < MAX_HELD_WITHOUT_DTS:
+            self._no_dts.append((packet, media, now))
+            return
+        else:
+            self._release_held(None)
+            dts = media
+        self._mux(packet, media, dts, now)
+
+    def _reanchor_due(self) -> bool:
+        return (self._anchor_source is WallSource.CAMERA and self._writer is not None
+                and not self._no_dts
+                and abs(self._drift.drift_us - self._applied_drift_us)
+                >= reanchor_threshold_us(self._clock.frame_duration_90k))
+
+    def _reanchor(self, ts: int, media: int, now: int) -> int:
+        """The camera's clock drifted from its first sender report's mapping: end the run at this
+        keyframe and go on, on the same connection, with a new run anchored on the latest
+        report. Returns the keyframe's media time in the new run (0)."""
+        w, old_run = self._w, self.run_id
+        assert old_run is not None
+        drift, was = self._drift.drift_us, self._applied_drift_us
+        reason = (f"re-anchored on the camera's clock: it drifted {(drift - was) / 1000:+.1f} ms "
+                  f"from its sender reports in {media / 90_000:.0f} s")
+        if self._audio_queue:
+            self._write_audio(media)  # the old run's audio up to this keyframe
+        self._close_segment(media)
+        store = w._store
+        w._committer.submit(lambda: store.end_run(old_run, now, reason), f"end run {old_run}")
+        step, audio_origin = self._clock.frame_step, self._audio_origin
+        self._clock = RunClock(self._stream.time_base or TIME_BASE_90K)
+        self._seq = 0
+        self._applied_drift_us = drift
+        self._start(ts, step, now)
+        if self._audio_queue and audio_origin is not None and self._audio_origin is not None:
+            shift = self._audio_origin - audio_origin  # audio queued for the new run's media time
+            self._audio_queue = [(p, m - shift) for p, m in self._audio_queue if m >= shift]
+        log.info("camera %s: run %s %s; recording on as run %s", w.camera.id, old_run, reason,
+                 self.run_id)
+        return self._clock.media_90k(ts)
+
+    def _release_held(self, after: tuple[int, int] | None) -> None:
+        """Write the packets held without dts, before the packet `after` = (media, dts) if any."""
+        self._dts_settled = True
+        if not self._no_dts:
+            return
+        held, self._no_dts = self._no_dts, []
+        times = decode_times([media for _, media, _ in held], after)
+        for (packet, media, now), dts in zip(held, times, strict=True):
+            self._mux(packet, media, dts, now)
+
+    def _mux(self, packet: av.packet.Packet, media: int, dts: int, now: int) -> None:
+        """Cut a segment on a keyframe if due, and mux the packet."""
+        w = self._w
         if not self._anchor_final:
             # Until RTCP arrives, the least-delayed packet gives the best local estimate: the first
             # ones sat in FFmpeg's probe buffer for up to a GOP before we saw them.
@@ -445,9 +673,19 @@ class _Run:
             if estimate < self._local_anchor_us:
                 self._local_anchor_us = estimate
             self._try_camera_anchor(now)
-        if packet.is_keyframe and self._writer is not None:
-            if media - self._writer.start_media_90k >= self._segment_90k:
-                self._close_segment(media)
+        cut = packet.is_keyframe and self._writer is not None \
+            and media - self._writer.start_media_90k >= self._segment_90k
+        if self._audio_queue:
+            # At a cut, the copied audio packet that spans the keyframe, and one before it, start
+            # the new segment: a served piece of another run cut at this keyframe lacks what
+            # arrived after the keyframe there (the two sessions' arrival order may differ by a
+            # packet), so the next piece must carry it for the audio to join without a gap.
+            # (The G.711 transcoder's frames come out up to two frames late and reach the new
+            # segment anyway.)
+            transcoded = self._audio is not None and self._audio.transcoded
+            self._write_audio(media, spanning_too=not cut or transcoded)
+        if cut:
+            self._close_segment(media)
         if self._writer is None:
             assert self.run_id is not None
             path = w._store.segment_path(w.camera.id, self.run_id, self._seq)
@@ -456,10 +694,12 @@ class _Run:
                     path, self._stream, media,
                     flush_every_frame=w._settings.flush_every_frame,
                     fragment_seconds=w._settings.fragment_seconds,
+                    audio=self._audio,
                 )
             except (av.FFmpegError, OSError) as exc:
                 raise _disk_error(w.camera.id, path, exc) from exc
-        dts = self._clock.dts_90k(packet.dts, media) if packet.dts is not None else media
+        if cut and self._audio_queue:
+            self._write_audio(media)
         try:
             self._writer.write(packet, media, dts, self._clock.frame_duration_90k)
         except (av.FFmpegError, OSError) as exc:
@@ -483,7 +723,18 @@ class _Run:
                     self._w.camera.id,
                     len(self._pending),
                 )
+        try:
+            self._release_held(None)
+        except _RunEnded as exc:
+            log.warning("camera %s: could not record the last frames of a connection: %s",
+                        self._w.camera.id, exc)
         if self._writer is not None:
+            try:
+                self.on_audio(None)  # what the G.711 transcoder still holds
+                self._write_audio(None)
+            except _RunEnded:
+                log.warning("camera %s: the last audio of run %s could not be written",
+                            self._w.camera.id, self.run_id)
             self._close_segment(self._clock.end_media_90k())
         if self.run_id is not None:
             run_id, store, ended = self.run_id, self._w._store, now_wall_us()
@@ -514,6 +765,8 @@ class _Run:
     def _begin_run(self, now_us: int) -> None:
         w = self._w
         anchor = self._clock.camera_anchor_us(self._container.start_time_realtime)
+        if anchor is not None:
+            anchor += self._applied_drift_us
         if anchor is not None and believable_camera_anchor(anchor, now_us):
             self._anchor_source = WallSource.CAMERA
             self._anchor_final = True

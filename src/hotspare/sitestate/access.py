@@ -23,6 +23,7 @@ from hotspare.sitestate import layout
 from hotspare.sitestate.snapshot import SiteState
 from hotspare.sitestate.values import (
     Alive,
+    BufferRecord,
     Claim,
     Covering,
     Owner,
@@ -103,6 +104,12 @@ class SiteAccess(Protocol):
     def put_progress(self, server: str, value: ReinsertProgress, token: int | None) -> None: ...
 
     def delete_progress(self, server: str, spare: str, token: int | None) -> None: ...
+
+    def record_buffer(self, server: str, spare: str, token: int) -> None: ...
+
+    def buffer_record(self, server: str, spare: str) -> BufferRecord | None: ...
+
+    def forget_buffer(self, server: str, spare: str, token: int | None) -> None: ...
 
     def ask(self, server: str, spare: str) -> None: ...
 
@@ -218,6 +225,22 @@ class EtcdSite:
 
     def delete_progress(self, server: str, spare: str, token: int | None) -> None:
         key = layout.reinsert(server, spare)
+        if token is None:
+            self.coord.delete(key)
+        else:
+            self.coord.delete_fenced(key, claim_key=layout.claim(server), token=token)
+
+    def record_buffer(self, server: str, spare: str, token: int) -> None:
+        """Fenced: only the holder of the claim with `token` can say it recorded the server."""
+        self.coord.put_fenced(layout.buffer(server, spare), BufferRecord(spare, token).dumps(),
+                              claim_key=layout.claim(server), token=token)
+
+    def buffer_record(self, server: str, spare: str) -> BufferRecord | None:
+        kv = self.coord.get(layout.buffer(server, spare))
+        return None if kv is None else BufferRecord.parse(kv)
+
+    def forget_buffer(self, server: str, spare: str, token: int | None) -> None:
+        key = layout.buffer(server, spare)
         if token is None:
             self.coord.delete(key)
         else:

@@ -2,8 +2,8 @@
 
 The stored form is self-contained JSON: licence and trusted-key files are inlined as text at apply
 time, because a node cannot read files that live next to the operator's site.toml. Camera
-passwords are stored in the clear (etcd must be access-controlled on a real site; see
-docs/failover.md).
+passwords are sealed with the site secret (`hotspare.site_secret`) before anything is written:
+etcd never holds them in clear.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from hotspare.site.allotment import Allotment, allot
 from hotspare.site.load import SiteConfigError, load_site_licences, read_trusted_keys
 from hotspare.site.model import SiteConfig
 from hotspare.site.pool import LicenceMerge, LicencePool
+from hotspare.site_secret import SITE_SECRET_FILE, SecretError, SiteSecret, is_sealed, seal_url
 from hotspare.sitestate import layout
 
 
@@ -58,6 +59,40 @@ def inline(site: SiteConfig) -> SiteConfig:
     return site.model_copy(update={"licences": licences, "trusted_keys": trusted})
 
 
+def _no_secret(field: str) -> SiteConfigError:
+    return SiteConfigError(
+        f"{field}: camera passwords are stored sealed with the site secret, and none was given; "
+        f"make one with `hotspare pki site-secret DIR` ({SITE_SECRET_FILE}), give it to `site "
+        "apply` (--site-secret, default: beside the site file) and to every node (beside "
+        "node.toml); nothing was written")
+
+
+def seal_passwords(site: SiteConfig, secret: SiteSecret | None) -> SiteConfig:
+    """The same site with every camera password (and secret URL query value) sealed; raises
+    SiteConfigError naming the first camera with one when there is no secret to seal it with
+    (nothing is written then)."""
+    servers = []
+    for server in site.recording_servers:
+        cameras = []
+        for camera in server.cameras:
+            where = f"recording_servers.{server.name}.cameras.{camera.id}"
+            update: dict[str, Any] = {}
+            plain = None if camera.password is None else camera.password.get_secret_value()
+            if plain is not None and not is_sealed(plain):
+                if secret is None:
+                    raise _no_secret(f"{where}.password")
+                update["password"] = SecretStr(secret.seal(camera.id, plain))
+            try:
+                url = seal_url(camera.id, camera.url, secret)
+            except SecretError:
+                raise _no_secret(f"{where}.url (its secret query parameter)") from None
+            if url != camera.url:
+                update["url"] = url
+            cameras.append(camera.model_copy(update=update) if update else camera)
+        servers.append(server.model_copy(update={"cameras": cameras}))
+    return site.model_copy(update={"recording_servers": servers})
+
+
 def encode(site: SiteConfig) -> str:
     return json.dumps(_plain(site.model_dump(exclude_none=True)), sort_keys=True)
 
@@ -84,9 +119,10 @@ class AppliedSite:
         return allot(self.pool(now), (s.name for s in self.config.failover_servers))
 
 
-def apply(coord: Coordinator, site: SiteConfig) -> tuple[int, LicenceMerge]:
+def apply(coord: Coordinator, site: SiteConfig,
+          secret: SiteSecret | None) -> tuple[int, LicenceMerge]:
     """Store the (already validated) site; returns the revision written and the licence verdicts."""
-    stored = inline(site)
+    stored = seal_passwords(inline(site), secret)
     licences = load_site_licences(stored, datetime.now(UTC))
     revision = coord.put(layout.SITE_CONFIG, encode(stored))
     return revision, licences

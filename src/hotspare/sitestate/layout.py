@@ -17,6 +17,7 @@ CLAIMS_PREFIX = "claims/"
 OWNERS_PREFIX = "owners/"
 COVERING_PREFIX = "covering/"
 REINSERT_PREFIX = "reinsert/"
+BUFFERS_PREFIX = "buffers/"
 EVENTS_PREFIX = "events/"
 PROTECTION_PREFIX = "protection/"
 WATERMARKS_PREFIX = "watermarks/"
@@ -94,6 +95,12 @@ def covering(server: str) -> str:
 def reinsert(server: str, spare_name: str) -> str:
     """Re-insert progress of one spare's buffer into one server."""
     return f"{REINSERT_PREFIX}{server}/{spare_name}"
+
+
+def buffer(server: str, spare_name: str) -> str:
+    """Written by a fenced write when the spare claims the server, deleted when its buffer of that
+    server is re-inserted: the only grant for a leftover buffer's re-insert without a claim."""
+    return f"{BUFFERS_PREFIX}{server}/{spare_name}"
 
 
 def event(wall_us: int, node: str, nonce: str) -> str:

@@ -52,6 +52,10 @@ class SiteState:
     standby: Mapping[str, Mapping[str, StandbySession]] = field(default_factory=dict)
     protection: Mapping[str, KeyValue] = field(default_factory=dict)
     """Raw, because the protection monitor swaps them by mod revision."""
+    fingerprint: int = 0
+    """Equal for two snapshots holding the same keys at the same mod revisions: what was built
+    from one holds for the other, although etcd's `revision` moves with every write anywhere
+    (watermarks, events), i.e. many times a second on a large site."""
 
     @classmethod
     def read(cls, coord: Coordinator) -> SiteState:
@@ -68,7 +72,9 @@ class SiteState:
         returning: dict[str, Returning] = {}
         standby: dict[str, Mapping[str, StandbySession]] = {}
         protection: dict[str, KeyValue] = {}
+        seen: list[tuple[str, int]] = []
         for kv in kvs:
+            seen.append((kv.key, kv.mod_revision))
             prefix, _, name = kv.key.partition("/")
             prefix += "/"
             if prefix == layout.ALIVE_PREFIX:
@@ -89,7 +95,7 @@ class SiteState:
             elif prefix == layout.PROTECTION_PREFIX:
                 protection[name] = kv
         return cls(revision, alive, claims, owners, spares, reinsert, returning, standby,
-                   protection)
+                   protection, hash(tuple(sorted(seen))))
 
     def protection_record(self, server: str) -> ProtectionRecord | None:
         return ProtectionRecord.parse(self.protection.get(server))

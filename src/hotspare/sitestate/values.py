@@ -238,6 +238,24 @@ class ReinsertProgress:
 
 
 @dataclass(frozen=True)
+class BufferRecord:
+    """`buffers/<server>/<spare>`: the spare recorded video as the server under the claim with
+    `token`; kept after the claim ends, until that buffer is re-inserted."""
+
+    spare: str
+    token: int
+    at_us: int = field(default_factory=now_us)
+
+    def dumps(self) -> str:
+        return json.dumps({"spare": self.spare, "token": self.token, "at_us": self.at_us})
+
+    @classmethod
+    def parse(cls, kv: KeyValue) -> BufferRecord:
+        raw = load_object(kv)
+        return cls(str(raw.get("spare", "")), _int(raw.get("token")), _int(raw.get("at_us")))
+
+
+@dataclass(frozen=True)
 class ProtectionRecord:
     """`protection/<server>`: the last announced protection state, swapped by compare-and-set."""
 

@@ -595,7 +595,14 @@ class _Checker:
             return
         self.report.bytes_checked += size if self.report.hashed else 0
         if self.report.hashed:
-            sha = layout.sha256_file(path)
+            try:
+                sha = layout.sha256_file(path)
+            except OSError as e:
+                self.add("error", "file_unreadable", where, f"cannot be read: {e}",
+                         "the disk cannot give it back: check the kernel log (dmesg) and the "
+                         "disk's health (SMART); restore it from a backup or a spare's copy",
+                         cam)
+                return
             if sha != seg["sha256"]:
                 self.add("error", "file_hash", where,
                          f"SHA-256 of the file is {sha[:16]}…, the index says "

@@ -29,3 +29,13 @@ def disk_advice(exc: BaseException) -> str:
     advice = _ADVICE.get(code) if isinstance(code, int) else None
     return (advice or "check free space and permissions of the store directory") + (
         "; the node retries by itself")
+
+
+def disk_read_advice(exc: BaseException) -> str:
+    """For a file the disk cannot give back: the same diagnosis, and where to see what else is
+    affected (a write is retried; a bad sector is not fixed by asking again)."""
+    code = getattr(exc, "errno", None)
+    advice = _ADVICE.get(code) if isinstance(code, int) else None
+    return (advice or "check the disk and the permissions of the store directory") + (
+        "; `hotspare store check` lists every segment that cannot be read; restore those from "
+        "a backup or a spare's copy")

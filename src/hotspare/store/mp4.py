@@ -6,7 +6,9 @@ before it is trusted. Only box headers and the small `moov`/`moof` boxes are rea
 payloads, so walking a multi-megabyte segment costs a few reads.
 
 Layout we expect (what FFmpeg writes with `movflags=frag_keyframe+empty_moov+default_base_moof`):
-`ftyp` `moov` then repeated `moof` `mdat` pairs, one video track.
+`ftyp` `moov` then repeated `moof` `mdat` pairs, one video track and at most one audio track
+(docs/recorder.md, *Audio*). Only the video track is indexed (frames, media time, checks); a
+fragment holding only audio samples is carried along like any other complete box.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class Mp4Info:
     # frame a demuxer could read from it.
     readable_bytes: int = 0
     nal_length_size: int | None = None  # H.264/H.265 samples: bytes of each NAL unit's length
+    video_track_id: int = 1  # the track whose samples are the frames (tfhd track_ID)
 
     @property
     def complete(self) -> bool:
@@ -297,8 +300,10 @@ class _Moof:
         return None if self.sizes is None else sum(self.sizes)
 
 
-def _parse_moof(buf: bytes, offset: int, track: _Track) -> _Moof:
-    """What our track's traf in this moof says about its samples."""
+def _parse_moof(buf: bytes, offset: int, track: _Track) -> _Moof | None:
+    """What our track's traf in this moof says about its samples; None for a moof whose trafs
+    are all of other tracks (audio)."""
+    others = 0
     for t, ps, be in _children(buf, 0, len(buf)):
         if t != b"traf":
             continue
@@ -310,6 +315,7 @@ def _parse_moof(buf: bytes, offset: int, track: _Track) -> _Moof:
         flags = int.from_bytes(buf[pos + 1 : pos + 4], "big")
         track_id = struct.unpack_from(">I", buf, pos + 4)[0]
         if track_id != track.track_id:
+            others += 1
             continue
         pos += 8
         if flags & _TFHD_BASE_DATA_OFFSET:
@@ -380,6 +386,8 @@ def _parse_moof(buf: bytes, offset: int, track: _Track) -> _Moof:
             raise Mp4Error(f"moof at byte {offset} has no samples")
         return _Moof(base, tuple(durations), first_sync,
                      None if sizes is None else tuple(sizes), data_offset)
+    if others:
+        return None
     raise Mp4Error(f"moof at byte {offset} has no fragment of the video track")
 
 
@@ -409,7 +417,7 @@ def parse_file(f: BinaryIO, file_bytes: int) -> Mp4Info:
         pos = box.end
     fragments: list[Fragment] = []
     note: str | None = None
-    pending: tuple[Box, _Moof] | None = None
+    pending: tuple[Box, _Moof | None] | None = None
     expected_next: int | None = None
     clean_end = init_bytes
     while pos < file_bytes:
@@ -430,7 +438,7 @@ def parse_file(f: BinaryIO, file_bytes: int) -> Mp4Info:
             except Mp4Error as e:
                 note = str(e)
                 break
-            if expected_next is not None and moof.base < expected_next:
+            if moof is not None and expected_next is not None and moof.base < expected_next:
                 note = f"fragment at byte {box.offset} goes back in media time"
                 break
             pending = (box, moof)
@@ -439,6 +447,11 @@ def parse_file(f: BinaryIO, file_bytes: int) -> Mp4Info:
                 note = f"mdat at byte {box.offset} without a moof"
                 break
             moof_box, moof = pending
+            if moof is None:  # another track's samples only
+                pending = None
+                clean_end = box.end
+                pos = box.end
+                continue
             total = moof.total_size
             if total is not None and total > box.size - box.header_size:
                 # e.g. an mdat of size 0 ("to end of file") cut short by a crash
@@ -463,7 +476,7 @@ def parse_file(f: BinaryIO, file_bytes: int) -> Mp4Info:
     if note is not None and fragments:
         clean_end = fragments[-1].end
     return Mp4Info(file_bytes, init_bytes, track.timescale, tuple(fragments), note, clean_end,
-                   track.nal_length_size)
+                   track.nal_length_size, track.track_id)
 
 
 def parse_path(path: Path) -> Mp4Info:

@@ -6,9 +6,11 @@ point its EXT-X-MAP at the stored file), whole fragments are copied, and the one
 cut keeps its first samples: its `trun` lists fewer of them, the boxes around it shrink by as
 much, and its `mdat` ends after the last sample kept. With one fragment per frame (the recorder's
 default) a cut always falls between fragments; with time-based fragments (`fragment_seconds`) it
-usually falls inside one. Only the shape FFmpeg writes is rewritten (one `traf` holding `tfhd`,
-`tfdt` and one `trun` with a data offset, `mdat` right after `moof`); anything else is refused
-with the reason rather than served wrong.
+usually falls inside one. Only the shape FFmpeg writes is rewritten (the video's `traf` holding
+`tfhd`, `tfdt` and one `trun` with a data offset, `mdat` right after `moof`); anything else is
+refused with the reason rather than served wrong. The audio of a fragment that is cut is dropped
+with the fragment's other tracks (at most one fragment of audio, none with per-frame fragments):
+its samples span the whole fragment, so some of them would play after the cut.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def served_file(path: Path, segment: SegmentInfo, end_wall_us: int) -> ServedFil
         if keep - before == count:
             media += _read(f, fragment.offset, fragment.end - fragment.offset)
         else:
-            media += _cut_fragment(f, fragment, keep - before)
+            media += _cut_fragment(f, fragment, keep - before, info.video_track_id)
     return ServedFile(init, media, keep, duration)
 
 
@@ -108,14 +110,18 @@ def _only(boxes: list[tuple[bytes, int, int]], kind: bytes, where: str) -> tuple
     return found[0]
 
 
-def _cut_fragment(f: BinaryIO, fragment: mp4.Fragment, keep: int) -> bytes:
-    """The fragment's `moof`+`mdat` holding only its first `keep` samples."""
+def _cut_fragment(f: BinaryIO, fragment: mp4.Fragment, keep: int, track_id: int) -> bytes:
+    """The fragment's `moof`+`mdat` holding only the first `keep` samples of track `track_id`
+    (the video) and nothing of any other track."""
     where = f"fragment at byte {fragment.offset}"
     head = _read(f, fragment.offset, 8)
-    moof_size, moof_type = struct.unpack(">I4s", head)
-    if moof_type != b"moof" or moof_size < 16:
+    stored_size, moof_type = struct.unpack(">I4s", head)
+    if moof_type != b"moof" or stored_size < 16:
         raise mp4.Mp4Error(f"{where}: not a moof with a 32-bit size")
-    moof = bytearray(_read(f, fragment.offset, moof_size))
+    moof = bytearray(_read(f, fragment.offset, stored_size))
+    dropped = _drop_other_trafs(moof, track_id, where)
+    moof_size = len(moof)
+    struct.pack_into(">I", moof, 0, moof_size)
     traf_start, traf_end = _only(_boxes(moof, 8, moof_size), b"traf", where)
     in_traf = _boxes(moof, traf_start + 8, traf_end)
     kinds = {k for k, _, _ in in_traf}
@@ -135,22 +141,36 @@ def _cut_fragment(f: BinaryIO, fragment: mp4.Fragment, keep: int) -> bytes:
         raise mp4.Mp4Error(f"{where}: trun lists {count} samples, asked to keep {keep}")
     sizes = _sample_sizes(moof, tfhd_start, entries, per, tflags, count, where)
     (data_offset,) = struct.unpack_from(">i", moof, offset_pos)
-    mdat_head = _read(f, fragment.offset + moof_size, 8)
+    mdat_head = _read(f, fragment.offset + stored_size, 8)
     mdat_size, mdat_type = struct.unpack(">I4s", mdat_head)
     if mdat_type != b"mdat" or mdat_size < 8:
         raise mp4.Mp4Error(f"{where}: no mdat with a 32-bit size right after the moof")
-    gap = data_offset - moof_size - 8  # bytes between the mdat header and the first sample
+    gap = data_offset - stored_size - 8  # bytes between the mdat header and the first sample
     kept = sum(sizes[:keep])
     if gap < 0 or gap + sum(sizes) > mdat_size - 8:
         raise mp4.Mp4Error(f"{where}: sample data lies outside its mdat")
     shrink = per * (count - keep)
     struct.pack_into(">I", moof, trun_start + 12, keep)
-    struct.pack_into(">i", moof, offset_pos, data_offset - shrink)
+    struct.pack_into(">i", moof, offset_pos, data_offset - shrink - dropped)
     del moof[entries + per * keep : entries + per * count]
     for box_start, box_end in ((0, moof_size), (traf_start, traf_end), (trun_start, trun_end)):
         struct.pack_into(">I", moof, box_start, box_end - box_start - shrink)
-    payload = _read(f, fragment.offset + moof_size + 8, gap + kept)
+    payload = _read(f, fragment.offset + stored_size + 8, gap + kept)
     return bytes(moof) + struct.pack(">I4s", 8 + gap + kept, b"mdat") + payload
+
+
+def _drop_other_trafs(moof: bytearray, track_id: int, where: str) -> int:
+    """Remove from `moof` (its size field left stale) every traf not of `track_id`; the bytes
+    removed. The other tracks' samples may stay in the mdat as unreferenced bytes."""
+    removed = 0
+    for kind, start, end in reversed(_boxes(moof, 8, len(moof))):
+        if kind != b"traf":
+            continue
+        tfhd_start, _ = _only(_boxes(moof, start + 8, end), b"tfhd", where)
+        if struct.unpack_from(">I", moof, tfhd_start + 12)[0] != track_id:
+            del moof[start:end]
+            removed += end - start
+    return removed
 
 
 def _sample_sizes(moof: bytes | bytearray, tfhd_start: int, entries: int, per: int, tflags: int,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import av
+from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 
 if TYPE_CHECKING:
@@ -60,12 +61,13 @@ def _encoded(frames: int, gop: int, fps: int,
 def write_segment(path: Path, start_media_90k: int = 0, frames: int = 10, *, gop: int = 5,
                   fps: int = 25, size: int = 32, timescale: int = 90_000,
                   movflags: str = MOVFLAGS, options: dict[str, str] | None = None,
-                  hole: tuple[int, int] | None = None) -> None:
+                  hole: tuple[int, int] | None = None, audio: bool = False) -> None:
     """Write a segment of `frames` frames starting (on a keyframe) at `start_media_90k`.
 
     Each `gop` frames make one fragment. Frame duration is 90000 // fps ticks. `hole=(n, ticks)`
     shifts every frame from the n-th on by `ticks` (n a multiple of `gop`): frames a frozen
-    recorder never received.
+    recorder never received. `audio`: a second track of AAC (8 kHz mono, silence) over the
+    same time, as the recorder writes a camera's audio.
     """
     extradata, packets = _encoded(frames, gop, fps, size)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +78,7 @@ def write_segment(path: Path, start_media_90k: int = 0, frames: int = 10, *, gop
         stream.height = size
         stream.time_base = fractions.Fraction(1, timescale)
         stream.codec_context.extradata = extradata
+        sound = _audio(out, start_media_90k, frames * _TB.denominator // fps) if audio else []
         for index, (payload, pts, key) in enumerate(packets):
             pkt = av.Packet(payload)
             shift = hole[1] if hole is not None and index >= hole[0] else 0
@@ -84,6 +87,28 @@ def write_segment(path: Path, start_media_90k: int = 0, frames: int = 10, *, gop
             pkt.is_keyframe = key
             pkt.stream = stream
             out.mux(pkt)
+        for packet in sound:
+            out.mux(packet)
+
+
+def _audio(out: av.container.OutputContainer, start_90k: int,
+           length_90k: int) -> list[av.Packet]:
+    """An AAC track's packets (silence) over [start, start + length) of media time."""
+    rate = 8000
+    stream = out.add_stream("aac", rate=rate, layout="mono")
+    stream.time_base = fractions.Fraction(1, rate)
+    first = start_90k * rate // _TB.denominator
+    end = (start_90k + length_90k) * rate // _TB.denominator
+    frames: list[AudioFrame | None] = []
+    for at in range(first, end, 1024):
+        frame = AudioFrame(format="fltp", layout="mono", samples=1024)
+        frame.planes[0].update(bytes(4 * 1024))
+        frame.sample_rate = rate
+        frame.pts = at
+        frame.time_base = stream.time_base
+        frames.append(frame)
+    return [packet for frame in [*frames, None] for packet in stream.encode(frame)
+            if packet.pts is not None and packet.pts >= first]
 
 
 def decode_count(path: Path) -> int:

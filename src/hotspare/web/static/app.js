@@ -1,7 +1,8 @@
 // hotspare web UI: plain ES module, no framework. It polls the master's site API
 // (docs/site-api.md) once a second and draws what it gets; the token the operator types is kept
 // in sessionStorage (this tab only) and sent as a bearer header on every data call. Playlists are
-// loaded with ?token= because a video player cannot add headers to the segment requests.
+// loaded from the master with ?token= because a video player cannot add headers; the URLs in them
+// (and the live redirect) carry short-lived signed grants for that camera, never the token.
 
 const TOKEN_KEY = "hotspare-token";
 const UTC_KEY = "hotspare-utc";     // localStorage: a display preference, kept across tabs
@@ -345,7 +346,7 @@ async function play(url, label, next = null, end = null, range = null) {
   const note = $("#hls-note");
   if (Hls) {
     note.hidden = true;
-    state.hls = new Hls({ maxBufferLength: 10 });
+    state.hls = new Hls({ maxBufferLength: 10, xhrSetup: reloadLiveViaMaster(url) });
     state.hls.loadSource(url);
     state.hls.attachMedia(video);
     state.hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
@@ -371,6 +372,19 @@ async function play(url, label, next = null, end = null, range = null) {
     video.src = url;
   }
   video.play().catch(() => {});
+}
+
+// A site live URL redirects to the node serving the camera, with a signed playback URL (a grant)
+// that expires in minutes; hls.js reloads a live playlist from the address it was redirected to,
+// so each reload is sent to the site URL instead, which redirects again with a fresh grant. The
+// token goes only to the master; playlists and redirects carry grants, never the token.
+function reloadLiveViaMaster(siteUrl) {
+  const live = siteUrl.includes("/live.m3u8");
+  return (xhr, url) => {
+    if (live && /\/api\/v1\/cameras\/[^/?]+\/live\.m3u8\?/.test(url)) {
+      xhr.open("GET", siteUrl, true);
+    }
+  };
 }
 
 function withToken(path) {
@@ -618,7 +632,8 @@ async function startTile(tile) {
   tileStatus(tile, "connecting");
   if (!Hls) { tile.video.src = url; tile.video.play().catch(() => {}); return; }
   const hls = new Hls({ maxBufferLength: 6, liveSyncDurationCount: 2,
-    playlistLoadPolicy: QUICK_GIVE_UP, fragLoadPolicy: QUICK_GIVE_UP });
+    playlistLoadPolicy: QUICK_GIVE_UP, fragLoadPolicy: QUICK_GIVE_UP,
+    xhrSetup: reloadLiveViaMaster(url) });
   tile.hls = hls;
   hls.loadSource(url);
   hls.attachMedia(tile.video);
