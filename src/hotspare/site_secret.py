@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,12 @@ class SiteSecret:
     @property
     def current_id(self) -> str:
         return self.key_id(self.keys[0])
+
+    def derive(self, label: bytes) -> bytes:
+        """A key for another purpose (e.g. playback grants) from the sealing key, so one file
+        the nodes already hold keys both and rotates both."""
+        return hmac.new(self.keys[0], b"hotspare site secret derive:" + label,
+                        hashlib.sha256).digest()
 
     def seal(self, camera_id: str, password: str, field: str = "password") -> str:
         """`field`: `password`, or the URL query parameter the value belongs to."""
@@ -156,6 +163,11 @@ def create_site_secret(path: Path, rotate: bool = False) -> SiteSecret:
 
 _installed: SiteSecret | None = None
 _installed_from: Path | None = None
+
+
+def installed_site_secret() -> SiteSecret | None:
+    """The secret installed at start, if this node holds one."""
+    return _installed
 
 
 def install_site_secret(secret: SiteSecret | None, source: Path | None = None) -> None:

@@ -19,6 +19,7 @@ from hotspare.api.app import API_PREFIX
 from hotspare.api.grants import GrantRefused, GrantSigner
 from hotspare.api.tokens import hash_token, new_token
 from hotspare.config.models import ApiUser
+from hotspare.site_secret import create_site_secret
 from tests.support.api_node import T0, TOKEN, record_run
 from tests.support.site_api import REC1, REC2, SEG_US, SPARE, Site, open_site
 
@@ -208,3 +209,19 @@ def test_signer_round_trip_and_nesting() -> None:
         GrantSigner(TOKEN, 600, clock=lambda: grant.expires_us).verify(
             signer.issue("cam-1", T0, T0 + 10, "viewer-1", extra_us=5))
     assert refused.value.error == "grant_expired"
+
+
+def test_a_signer_keyed_by_the_site_secret_refuses_grants_of_the_shared_token(
+        tmp_path: Path) -> None:
+    """Site nodes key grants from the site secret: the shared node credential signs nothing."""
+    secret = create_site_secret(tmp_path / "site-secret.key")
+    site_signer = GrantSigner(TOKEN, 600, clock=lambda: T0)
+    site_signer.use_key(secret.derive(b"playback grants"))
+    other_node = GrantSigner(TOKEN, 600, clock=lambda: T0)
+    other_node.use_key(secret.derive(b"playback grants"))
+    grant = site_signer.issue("cam-1", T0, T0 + 1_000_000, "viewer")
+    assert other_node.verify(grant).camera == "cam-1"  # same file, same key on every node
+    token_signed = GrantSigner(TOKEN, 600, clock=lambda: T0).issue("cam-1", T0, T0 + 1, "viewer")
+    with pytest.raises(GrantRefused) as caught:
+        site_signer.verify(token_signed)
+    assert caught.value.error == "grant_invalid"

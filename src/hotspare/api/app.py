@@ -54,8 +54,9 @@ def create_app(
     (or, on a spare, the identity it has assumed) — asked on every request, so it may change live.
     `token` is the node credential (role `node`, all rights); `users` hold the other tokens;
     `node_identities` gives, per request, each site node's own credential (SHA-256 -> node name).
-    Playback grants (hotspare.api.grants) are signed with a key derived from `token`, which every
-    node of a site shares, and live `playback_url_seconds` (plus a VOD playlist's length).
+    Playback grants (hotspare.api.grants) are signed with a key derived from `token` until a site
+    node re-keys them from its site secret (`app.state.grants.use_key`), and live
+    `playback_url_seconds` (plus a VOD playlist's length).
     """
     if max_import_bytes < 1:
         raise ValueError("max_import_bytes must be positive")

@@ -10,10 +10,10 @@ credential for exactly what the playlist lists.
 
 Form: `v1.<camera>.<from_us>.<to_us>.<expires_us>.<principal>.<signature>`. Camera ids and
 principal names are identifiers (no dots), so the fields cannot be shifted into each other; the
-signature is HMAC-SHA256 over the same text with a key derived from the site's shared node
-credential (`[api] token`/`token_file`), which every node of a site holds and etcd never sees.
-Rotating that credential rotates the key; grants signed with the old key are refused from then
-on, and players get new ones at their next playlist load.
+signature is HMAC-SHA256 over the same text with a key derived from the site secret (the file
+every node holds beside node.toml, never in etcd: `hotspare.site_secret`), or on a node without
+one from its node credential. Rotating it rotates the key; grants signed with the old key are
+refused from then on, and players get new ones at their next playlist load.
 """
 
 from __future__ import annotations
@@ -71,13 +71,20 @@ def grant_from_scope(scope: Scope) -> str | None:
 class GrantSigner:
     """Issues and verifies grants with one node's copy of the site key."""
 
-    def __init__(self, site_secret: str, ttl_seconds: float = DEFAULT_TTL_SECONDS,
+    def __init__(self, site_secret: str | bytes, ttl_seconds: float = DEFAULT_TTL_SECONDS,
                  clock: Callable[[], int] = wall_now_us) -> None:
-        if not site_secret:
-            raise ValueError("the playback grant key needs the site's node credential")
-        self._key = hmac.new(site_secret.encode("utf-8"), _KEY_LABEL, hashlib.sha256).digest()
         self.ttl_us = int(ttl_seconds * 1_000_000)
         self.clock = clock
+        self.use_key(site_secret)
+
+    def use_key(self, site_secret: str | bytes) -> None:
+        """Key grants from `site_secret`: the site secret's key where the node holds one (every
+        node of the site must then hold the same file), else the shared node credential. Set
+        once at start, before the first request."""
+        if not site_secret:
+            raise ValueError("the playback grant key needs the site secret or node credential")
+        material = site_secret.encode("utf-8") if isinstance(site_secret, str) else site_secret
+        self._key = hmac.new(material, _KEY_LABEL, hashlib.sha256).digest()
 
     def _sign(self, body: str) -> str:
         digest = hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest()

@@ -50,7 +50,12 @@ from hotspare.signing_keys import (
     read_trust_roots,
 )
 from hotspare.site.model import SiteConfig
-from hotspare.site_secret import SiteSecret, install_site_secret, read_site_secret
+from hotspare.site_secret import (
+    SiteSecret,
+    install_site_secret,
+    installed_site_secret,
+    read_site_secret,
+)
 from hotspare.sitestate import layout
 from hotspare.sitestate.access import EtcdSite
 from hotspare.sitestate.events import EventLog
@@ -178,6 +183,9 @@ def run_site_node(config: NodeConfig) -> int:
         app, start, stop = _recording_server(config, coord, view, events, url)
     else:
         app, start, stop = _spare(config, coord, view, events, url, token)
+    secret = installed_site_secret()
+    if secret is not None:  # playback grants keyed by the site secret, not the shared token
+        app.state.grants.use_key(secret.derive(b"playback grants"))
     monitor = _protection(app, coord, view, events, config.name, site)
     peers = PeerTls(site.tls_ca_file, lambda: _site_tls(view))
     mount_export(app, config, coord, view, token, peers, url)
