@@ -10,9 +10,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from hotspare.coordination import etcd_adapter
 from hotspare.coordination.errors import (
     CompactedError,
     EtcdUnavailableError,
@@ -200,6 +202,59 @@ def test_watch_resumes_after_etcd_restart(etcd1: EtcdCluster) -> None:
               f"({time.monotonic() - restarted:.2f} s after the member was healthy)")
         assert watch.reconnects >= 1
         assert not seen.resyncs()
+    finally:
+        watch.stop()
+    assert not watch.alive()
+
+
+def test_watch_moved_off_a_member_while_streaming_lives_on(etcd1: EtcdCluster) -> None:
+    """`leave()` runs on another thread (any request failing on the member) while the watch
+    thread reads its stream: the stream must just end and reopen. Closing the response under the
+    reader killed the thread with an AttributeError (18 watch threads in a 200-server run)."""
+    coord = coordinator_for(etcd1, "watch", timeout=0.5)
+    seen = Collector()
+    errors: list[BaseException] = []
+    previous_hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value or Exception())
+    watch = coord.watch_prefix("nodes/", seen)
+    try:
+        expected: list[str] = []
+        for i in range(20):
+            wait_for(lambda: watch._endpoint is not None, 5)
+            watch.leave(etcd1.members[0].endpoint)
+            coord.put("nodes/a", str(i))
+            expected.append(str(i))
+            wait_for(lambda: seen.put_values() == expected, 5)
+        assert watch.alive() and not errors, errors
+        assert watch.reconnects >= 1
+    finally:
+        threading.excepthook = previous_hook
+        watch.stop()
+    assert not watch.alive()
+
+
+def test_a_watch_thread_survives_an_unexpected_error_in_its_stream(
+        etcd1: EtcdCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever breaks a stream (here urllib3's AttributeError of a response closed under its
+    reader, seen in a 200-server run), the watch reopens from its revision: a dead watch thread
+    is a node that silently stops seeing claims and questions."""
+    real = etcd_adapter._stream_lines
+    calls = {"n": 0}
+
+    def breaks_first(response: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise AttributeError("'NoneType' object has no attribute 'read'")
+        return real(response)
+
+    monkeypatch.setattr(etcd_adapter, "_stream_lines", breaks_first)
+    coord = coordinator_for(etcd1, "watch", timeout=0.5)
+    seen = Collector()
+    watch = coord.watch_prefix("nodes/", seen)
+    try:
+        coord.put("nodes/a", "1")
+        wait_for(lambda: seen.put_values() == ["1"], 5)
+        assert watch.alive() and watch.reconnects >= 1 and calls["n"] >= 2
     finally:
         watch.stop()
     assert not watch.alive()

@@ -733,8 +733,11 @@ def _parse_stream_line(line: bytes) -> Iterator[dict[str, Any]]:
         yield data
 
 
-def _shutdown_response(response: requests.Response | None) -> None:
-    """Unblock a thread reading a streaming response by shutting its socket down."""
+def _shutdown_response(response: requests.Response | None, close: bool = True) -> None:
+    """Unblock a thread reading a streaming response by shutting its socket down. `close=False`
+    when another thread still reads it: closing under a reader leaves urllib3 reading from a
+    file object that is gone (AttributeError), and the reader should see only the end of the
+    stream."""
     if response is None:
         return
     with contextlib.suppress(Exception):
@@ -744,8 +747,9 @@ def _shutdown_response(response: requests.Response | None) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         finally:
             sock.close()
-    with contextlib.suppress(Exception):
-        response.close()
+    if close:
+        with contextlib.suppress(Exception):
+            response.close()
 
 
 class LeaseKeeper:
@@ -903,7 +907,7 @@ class Watch:
         """Drop the stream if it is on `endpoint`: it reopens, from the next revision, on the
         endpoint the coordinator prefers now."""
         if self._endpoint == endpoint and threading.current_thread() is not self._thread:
-            _shutdown_response(self._response)
+            _shutdown_response(self._response, close=False)
 
     def _deliver(self, batch: WatchBatch) -> None:
         try:
@@ -968,6 +972,16 @@ class Watch:
                     self.reconnects += 1
                     self._stop.wait(pause)
                     pause = min(1.0, pause * 2)
+            except Exception as exc:  # a watch thread must never die: reopen whatever broke
+                if self._stop.is_set():
+                    return
+                self.last_error = f"{endpoint}: {type(exc).__name__}: {exc}"
+                log.warning("etcd watch on %s broke unexpectedly (%s); reopening it from "
+                            "revision %d", self.prefix or "/", self.last_error,
+                            self.next_revision)
+                self.reconnects += 1
+                self._stop.wait(pause)
+                pause = min(1.0, pause * 2)
             finally:
                 _shutdown_response(self._response)
                 self._response = None
