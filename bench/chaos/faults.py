@@ -232,7 +232,13 @@ def kill_etcd_member(site: FailoverSite, rng: random.Random) -> FaultRecord:
     record = FaultRecord("kill_etcd_member", member.name, now_us())
     member.kill()
     time.sleep(rng.uniform(2.0, 4.0))
-    member.start()
+    hosts = getattr(site.etcd, "member_hosts", None)  # --hosts netns: the member's own host
+    if hosts is None:
+        member.start()
+    else:
+        with hosts[site.etcd.members.index(member)].entered():
+            member.start(wait=False)
+        member.wait_healthy(20.0)
     record.healed_us = now_us()
     return record
 

@@ -278,7 +278,9 @@ def run_site(size: Size, args: argparse.Namespace, root: Path) -> dict[str, Any]
         workers = Workers(root, plan, etcd, socks, args.monitors, trust)
         for sock in socks.values():
             sock.close()  # the node processes hold them now
-        failed = workers.wait_ready(timeout=60 + size.servers)
+        # Each worker starts its nodes one after another (TLS handshakes, leases, watches, a
+        # first site read each): 333 s for 200 servers under load last time, so ~1.5 s a node.
+        failed = workers.wait_ready(timeout=60 + 2 * size.servers)
         if failed:
             print(f"WARNING: {len(failed)} node(s) did not start: {', '.join(failed[:10])}")
         try:
