@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.chaos.faults import STANDARD_BOUND_S, Fault, FaultRecord, now_us
+from bench.chaos.faults import STANDARD_BOUND_S, Fault, FaultRecord, claim_after, now_us
 from tests.support.site import FailoverSite
 
 SPARE_DISK_MB = 96  # room for a covered server's video between handbacks, and the pre-buffers
@@ -109,14 +109,13 @@ def takeover_on_full_disk(site: FailoverSite, rng: random.Random) -> FaultRecord
     filled = fill(folder)
     try:
         site.node(server).kill()
-        event = site.wait_event("claimed", server, timeout=20, after_us=record.start_us)
-        record.claim_s = (event.wall_us - record.start_us) / 1e6
+        claimer, record.claim_s = claim_after(site, server, record.start_us)
         time.sleep(rng.uniform(2.0, 4.0))
     finally:
         free(folder)
     site.start(server)
     record.healed_us = now_us()
-    record.note = (f"{filled / 1e6:.1f} MB of ballast on {spare}; {event.node} claimed "
+    record.note = (f"{filled / 1e6:.1f} MB of ballast on {spare}; {claimer} claimed "
                    f"{server}")
     return record
 

@@ -121,8 +121,9 @@ def steady(site: FailoverSite, timeout: float, gapless: list[str]) -> None:
              "gapless cameras pre-buffered)", check, timeout, 0.3)
 
 
-def _claim_after(site: FailoverSite, server: str, after_us: int, timeout: float = 20.0
-                 ) -> tuple[str, float]:
+def claim_after(site: FailoverSite, server: str, after_us: int, timeout: float = 20.0
+                ) -> tuple[str, float]:
+    """The spare that claimed `server` after `after_us`, and how many seconds later."""
     event = site.wait_event("claimed", server, timeout=timeout, after_us=after_us)
     return event.node, (event.wall_us - after_us) / 1e6
 
@@ -130,7 +131,7 @@ def _claim_after(site: FailoverSite, server: str, after_us: int, timeout: float 
 def _crash(site: FailoverSite, record: FaultRecord) -> str:
     """SIGKILL the record's server and wait until a spare records its cameras; that spare."""
     site.node(record.target).kill()
-    spare, record.claim_s = _claim_after(site, record.target, record.start_us)
+    spare, record.claim_s = claim_after(site, record.target, record.start_us)
     site.wait_event("recording", record.target, timeout=20, after_us=record.start_us)
     return spare
 
@@ -153,7 +154,7 @@ def freeze_server(site: FailoverSite, rng: random.Random) -> FaultRecord:
     record = FaultRecord("freeze_server", server, now_us())
     site.node(server).freeze()
     try:
-        spare, record.claim_s = _claim_after(site, server, record.start_us)
+        spare, record.claim_s = claim_after(site, server, record.start_us)
         time.sleep(rng.uniform(1.0, 3.0))
     finally:
         site.node(server).thaw()
@@ -170,7 +171,7 @@ def kill_covering_spare(site: FailoverSite, rng: random.Random) -> FaultRecord:
     time.sleep(rng.uniform(1.5, 3.0))
     spare_killed_us = now_us()
     site.node(first).kill()
-    second, _ = _claim_after(site, server, spare_killed_us, timeout=25)
+    second, _ = claim_after(site, server, spare_killed_us, timeout=25)
     site.wait_event("recording", server, node=second, timeout=20, after_us=spare_killed_us)
     time.sleep(rng.uniform(1.0, 3.0))
     site.start(first)

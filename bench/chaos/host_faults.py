@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 
-from bench.chaos.faults import GOP_S, STANDARD_BOUND_S, Fault, FaultRecord, now_us
+from bench.chaos.faults import GOP_S, STANDARD_BOUND_S, Fault, FaultRecord, claim_after, now_us
 from tests.support.netsite import NetSite
 from tests.support.site import FailoverSite
 
@@ -33,13 +33,12 @@ def vanish_server(site: FailoverSite, rng: random.Random) -> FaultRecord:
     record = FaultRecord("vanish_server", server, now_us())
     net.host(server).link_down()
     try:
-        event = site.wait_event("claimed", server, timeout=15, after_us=record.start_us)
-        record.claim_s = (event.wall_us - record.start_us) / 1e6
+        spare, record.claim_s = claim_after(site, server, record.start_us, timeout=15)
         time.sleep(rng.uniform(2.0, 4.0))
     finally:
         net.host(server).link_up()
     record.healed_us = now_us()
-    record.note = f"covered by {event.node}"
+    record.note = f"covered by {spare}"
     return record
 
 
@@ -72,15 +71,14 @@ def server_isolated(site: FailoverSite, rng: random.Random) -> FaultRecord:
     for other in others:
         net.net.partition(server, other)
     try:
-        event = site.wait_event("claimed", server, timeout=15, after_us=record.start_us)
-        record.claim_s = (event.wall_us - record.start_us) / 1e6
+        spare, record.claim_s = claim_after(site, server, record.start_us, timeout=15)
         site.wait_event("recording", server, timeout=20, after_us=record.start_us)
         time.sleep(rng.uniform(1.0, 3.0))
     finally:
         for other in others:
             net.net.heal(server, other)
     record.healed_us = now_us()
-    record.note = f"covered by {event.node} while it recorded on"
+    record.note = f"covered by {spare} while it recorded on"
     return record
 
 

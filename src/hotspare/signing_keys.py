@@ -59,14 +59,18 @@ def parse_public_key(text: str, source: str) -> TrustedPublicKey:
     return TrustedPublicKey(key_id=key_id(loaded), key=loaded, source=source)
 
 
-def read_public_key(path: Path) -> TrustedPublicKey:
+def read_key_text(path: Path, what: str) -> str:
+    """An ASCII key file's text, or KeyFileError naming the file and `what` it should hold."""
     try:
-        text = path.read_text(encoding="ascii")
+        return path.read_text(encoding="ascii")
     except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read public key ({exc.strerror or exc})") from None
+        raise KeyFileError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
-        raise KeyFileError(f"{path}: not an Ed25519 public key (not text)") from None
-    return parse_public_key(text, str(path))
+        raise KeyFileError(f"{path}: not {what} (not text)") from None
+
+
+def read_public_key(path: Path) -> TrustedPublicKey:
+    return parse_public_key(read_key_text(path, "an Ed25519 public key"), str(path))
 
 
 def read_private_key(path: Path) -> Ed25519PrivateKey:

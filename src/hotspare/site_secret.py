@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hotspare.redact import SECRET_QUERY_NAMES
-from hotspare.signing_keys import KeyFileError, _write_new
+from hotspare.signing_keys import KeyFileError, _write_new, read_key_text
 
 SITE_SECRET_FILE = "site-secret.key"
 """Its default name, beside node.toml on every node and beside site.toml for `site apply`."""
@@ -114,12 +114,7 @@ def _split(camera_id: str, value: str) -> tuple[str, bytes]:
 
 def read_site_secret(path: Path) -> SiteSecret:
     """Raises KeyFileError naming the file and what is wrong with it."""
-    try:
-        text = path.read_text(encoding="ascii")
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read the site secret ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise KeyFileError(f"{path}: not a site secret file (not text)") from None
+    text = read_key_text(path, "a site secret file")
     keys = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
