@@ -71,6 +71,21 @@ def total_cpu_seconds(pids: Iterable[int]) -> float:
     return total
 
 
+def host_busy() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine so far (/proc/stat): with every process
+    of the site on one host, a window in which the host was nearly always busy measured the
+    host, not the product."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_since(start: tuple[int, int]) -> float:
+    """The machine's busy fraction (of all its cores) since `start` (`host_busy()`)."""
+    busy, total = host_busy()
+    return round((busy - start[0]) / max(1, total - start[1]), 3)
+
+
 def total_peak_rss_bytes(pids: Iterable[int]) -> int:
     """Peak RSS summed over processes (exited ones count 0)."""
     total = 0

@@ -3,58 +3,31 @@
 The spare's store, its hot-standby pre-buffers and its SQLite index live there, so a full disk is
 what the spare itself sees: writes and SQLite refused with ENOSPC, `statvfs` saying 0 free.
 Mounting needs root (as the full-disk unit tests, tests/unit/test_store_full_disk.py); without
-it the soak leaves this fault out and says so in its results.
+it the soak leaves this fault out and says so in its results. The mount and the ballast are
+tests/support/small_disk.py's, which the end-to-end tests use too.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
-from bench.chaos.faults import STANDARD_BOUND_S, Fault, FaultRecord, claim_after, now_us
-from tests.support.site import FailoverSite
+from bench.chaos.faults import (
+    PREBUFFER_READY_S,
+    STANDARD_BOUND_S,
+    Fault,
+    FaultRecord,
+    claim_after,
+    now_us,
+)
+from hotspare.site.spare_room import MIN_ROOM_BYTES
+from hotspare.sitestate.snapshot import SiteState
+from tests.support.site import FailoverSite, wait_for
+from tests.support.small_disk import fill, free, mount_small_disk, unmount
 
 SPARE_DISK_MB = 96  # room for a covered server's video between handbacks, and the pre-buffers
-BALLAST = "chaos-ballast"
-
-
-def mount_small_disk(path: Path, megabytes: int) -> str | None:
-    """A tmpfs of `megabytes` on `path` (created empty); None, or why it could not be made."""
-    if shutil.which("mount") is None:
-        return "mount(8) is missing"
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)],
-                          capture_output=True, text=True, check=False)
-    return None if done.returncode == 0 else (done.stderr.strip() or "mount failed")
-
-
-def unmount(path: Path) -> None:
-    """Lazily, so a node still holding a file there does not keep the mount."""
-    subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
-
-
-def fill(folder: Path) -> int:
-    """Write a ballast file until the disk refuses even one byte; its size."""
-    path = folder / BALLAST
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        for block in (1 << 20, 1 << 16, 4096, 512, 1):
-            try:
-                while True:
-                    os.write(fd, b"\0" * block)
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
-    return path.stat().st_size
-
-
-def free(folder: Path) -> None:
-    (folder / BALLAST).unlink(missing_ok=True)
+KNOWN_TIMEOUT_S = 30.0
 
 
 class SpareDisks:
@@ -98,25 +71,58 @@ def spare_disk_full(site: FailoverSite, rng: random.Random) -> FaultRecord:
     return record
 
 
+def gapless_cameras(site: FailoverSite) -> list[str]:
+    return [camera for server, cameras in site.cameras.items()
+            if site.server_options.get(server, {}).get("protection") == "gapless"
+            for camera in cameras]
+
+
+def known_full(site: FailoverSite, spare: str) -> float:
+    """Seconds until the site knows `spare` has no room: its record says so, and every gapless
+    camera is pre-buffered again (PREBUFFER_READY_S) on another spare, placement having moved
+    them off it (docs/failover.md, "Gapless placement")."""
+    assert site.coord is not None
+    coord, gapless, started = site.coord, gapless_cameras(site), time.monotonic()
+
+    def known() -> bool:
+        state = SiteState.read(coord)
+        record = state.spares.get(spare)
+        if record is None or record.room is None or record.room.free_bytes >= MIN_ROOM_BYTES:
+            return False
+        sessions = {camera: session for name, cameras in state.standby.items() if name != spare
+                    for camera, session in cameras.items()}
+        return all(c in sessions and sessions[c].state == "buffering"
+                   and (sessions[c].buffered_s or 0) >= PREBUFFER_READY_S for c in gapless)
+
+    wait_for(f"the site to know {spare} has no room (its record) and its pre-buffers moved",
+             known, KNOWN_TIMEOUT_S, 0.2)
+    return time.monotonic() - started
+
+
 def takeover_on_full_disk(site: FailoverSite, rng: random.Random) -> FaultRecord:
-    """A spare's disk full when a server dies: the spare that claims must still keep its cameras'
-    video (or leave the claim to a spare that can); the disk is freed 2-4 s into the takeover,
-    then the server restarts."""
+    """A spare's disk full when a server dies: the spare without room leaves the claim to the
+    one with room (it claims only when no other spare can), and its pre-buffers have moved to
+    that spare, so gapless cameras lose nothing. The server dies once the site knows (the
+    spare's record says it has no room, the pre-buffers are refilled elsewhere: a failure in
+    between costs the gapless cameras the takeover window, docs/operations.md); the disk is
+    freed 2-4 s into the takeover, then the server restarts."""
     spare = rng.choice(site.spares)
     server = rng.choice(list(site.servers))
     folder = site.node(spare).data_dir
     record = FaultRecord("takeover_on_full_disk", f"{server}|{spare}", now_us())
     filled = fill(folder)
     try:
+        known_s = known_full(site, spare)
+        killed_us = now_us()
         site.node(server).kill()
-        claimer, record.claim_s = claim_after(site, server, record.start_us)
+        claimer, record.claim_s = claim_after(site, server, killed_us)
         time.sleep(rng.uniform(2.0, 4.0))
     finally:
         free(folder)
     site.start(server)
     record.healed_us = now_us()
-    record.note = (f"{filled / 1e6:.1f} MB of ballast on {spare}; {claimer} claimed "
-                   f"{server}")
+    record.note = (f"{filled / 1e6:.1f} MB of ballast on {spare}, known {known_s:.1f} s later; "
+                   f"{claimer} claimed {server}")
     return record
 
 

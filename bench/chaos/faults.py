@@ -9,9 +9,9 @@ Camera faults go through the simulator's control API: a camera that goes silent 
 dropped, new ones refused: unplugged) and one whose sessions stay open on RTCP alone while no video
 comes (a hung encoder). A spare's disk filled is in bench/chaos/disk.py; a vanished host,
 partitions and a flapping link, which need the network-namespace site, in
-bench/chaos/host_faults.py. Not here yet (the results say so): a camera restarting its stream
-inside a session (timestamps jump) and one changing resolution mid-stream (the simulator cannot do
-either yet).
+bench/chaos/host_faults.py. A camera that restarts its stream (timestamps and sequence numbers
+jump inside the session, or a reboot that drops it) and one that changes its resolution
+mid-stream (new SPS/PPS in the same session) go through the simulator too.
 """
 
 from __future__ import annotations
@@ -303,6 +303,46 @@ def camera_stall(site: FailoverSite, rng: random.Random) -> FaultRecord:
     return _camera_fault(site, rng, "camera_stall")
 
 
+def camera_restart(site: FailoverSite, rng: random.Random) -> FaultRecord:
+    """A camera restarts its stream. Two times in three inside the session (an encoder restart:
+    new random RTP timestamp and sequence bases from its next keyframe, every other time a new
+    SSRC too): the recorders end the run at the last frame and record on as a new run, timed by
+    the new sender reports. Else a reboot: connections dropped, refused for 0.5-1.5 s."""
+    assert site.sim is not None
+    server = rng.choice(list(site.servers))
+    camera = rng.choice(site.cameras[server])
+    record = FaultRecord("camera_restart", camera, now_us())
+    if rng.random() < 2 / 3:
+        new_ssrc = rng.random() < 0.5
+        site.sim.restart_stream(site.sim_camera(camera), new_ssrc=new_ssrc)
+        time.sleep(GOP_S + 2.0)  # the next keyframe, and a sender report about the new times
+        record.note = f"in session{', new SSRC' if new_ssrc else ''}"
+    else:
+        down_s = round(rng.uniform(0.5, 1.5), 1)
+        site.sim.restart_stream(site.sim_camera(camera), close=True, down_s=down_s)
+        time.sleep(down_s + GOP_S + 1.0)
+        record.note = f"connections dropped, back after {down_s} s"
+    record.healed_us = now_us()
+    return record
+
+
+def camera_resolution(site: FailoverSite, rng: random.Random) -> FaultRecord:
+    """A camera changes its picture size mid-stream (320x240 <-> 640x360), same session, new
+    SPS/PPS at its next keyframe: a new segment with a new init section, no frame lost."""
+    assert site.sim is not None
+    server = rng.choice(list(site.servers))
+    camera = rng.choice(site.cameras[server])
+    sim_camera = site.sim_camera(camera)
+    now = site.sim.camera_status(sim_camera)
+    size = (640, 360) if (now["width"], now["height"]) == (320, 240) else (320, 240)
+    record = FaultRecord("camera_resolution", camera, now_us())
+    site.sim.change_resolution(sim_camera, *size)
+    time.sleep(GOP_S + 1.0)
+    record.healed_us = now_us()
+    record.note = f"{now['width']}x{now['height']} -> {size[0]}x{size[1]}"
+    return record
+
+
 # Each kind with its weight, and whether a claim is the expected reaction (True), forbidden
 # (False: a claim would be a false failover), or either (None).
 FAULTS: dict[str, tuple[Fault, float, bool | None]] = {
@@ -315,6 +355,8 @@ FAULTS: dict[str, tuple[Fault, float, bool | None]] = {
     "freeze_etcd_member": (freeze_etcd_member, 1.0, False),
     "camera_silent": (camera_silent, 1.0, False),
     "camera_stall": (camera_stall, 1.0, False),
+    "camera_restart": (camera_restart, 1.0, False),
+    "camera_resolution": (camera_resolution, 1.0, False),
 }
 
 # Video a camera may lose to one fault, in seconds of capture time, by protection mode. Standard:
@@ -325,6 +367,10 @@ FAULTS: dict[str, tuple[Fault, float, bool | None]] = {
 # the wait for a keyframe (one GOP), in either mode, and only for the faulty camera.
 STANDARD_BOUND_S = 3.5
 CAMERA_BOUND_S = 1.0 + 0.5 + GOP_S + 0.5
+# A restart inside the session costs at most a frame (the recorder goes on at the restart's
+# keyframe; FFmpeg's sequence probation costs the frame before it); a reboot's dropped connection,
+# or a new SSRC whose BYE for the old one makes FFmpeg end the stream, what camera_silent does.
+RESTART_BOUND_S = CAMERA_BOUND_S
 LOSS_BOUND_S: dict[str, dict[str, float]] = {
     "kill_server": {"standard": STANDARD_BOUND_S, "gapless": 0.0},
     "kill_master": {"standard": STANDARD_BOUND_S, "gapless": 0.0},
@@ -336,10 +382,13 @@ LOSS_BOUND_S: dict[str, dict[str, float]] = {
     "freeze_etcd_member": {"standard": 0.0, "gapless": 0.0},
     "camera_silent": {"standard": CAMERA_BOUND_S, "gapless": CAMERA_BOUND_S},
     "camera_stall": {"standard": CAMERA_BOUND_S, "gapless": CAMERA_BOUND_S},
+    "camera_restart": {"standard": RESTART_BOUND_S, "gapless": RESTART_BOUND_S},
+    "camera_resolution": {"standard": 0.0, "gapless": 0.0},
 }
 
 
-CAMERA_KINDS = {"camera_silent", "camera_stall"}  # the record's target is the camera
+CAMERA_KINDS = {"camera_silent", "camera_stall", "camera_restart", "camera_resolution"}
+"""Kinds whose record's target is the camera."""
 
 
 def draw(rng: random.Random,

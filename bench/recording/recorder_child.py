@@ -30,6 +30,8 @@ VARIANT_SETTINGS: dict[str, dict[str, object]] = {
     "pyav-demux": {},
     "pyav-remux": {},
     "pyav-remux200": {"fragment_seconds": 0.2},
+    "udp": {},
+    "pyav-demux-udp": {},
 }
 """[recording] settings per variant. default: the product as shipped. no-flush: FFmpeg's I/O
 buffer instead of a flush per frame (cheaper, but a crash loses more). no-index: commit_segment
@@ -37,7 +39,10 @@ does nothing, to show what the store's fsync + SHA-256 + parse + SQLite cost (a 
 wrapper, not a setting). frag200: one fragment per 200 ms instead of per frame (a crash loses up
 to 200 ms + a frame instead of one frame). frag100: the same with 100 ms fragments. pyav-*: not
 the recorder but bare PyAV loops (demux only; demux + the recorder's writer, per frame or 200 ms
-fragments), the floors of bench/recording/floor.py."""
+fragments), the floors of bench/recording/floor.py. udp, pyav-demux-udp: the recorder as shipped and
+the bare demux with the cameras' `transport = "udp"` (RTP over UDP instead of interleaved in the
+RTSP TCP connection: one `recvfrom` per RTP packet instead of three `poll` + `recvfrom` pairs)."""
+VARIANT_TRANSPORT = {"udp": "udp", "pyav-demux-udp": "udp"}
 VARIANTS = tuple(VARIANT_SETTINGS)
 
 
@@ -59,10 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", type=Path, required=True)
     p.add_argument("--segment-seconds", type=float, default=4.0)
     p.add_argument("--variant", choices=VARIANTS, default="default")
+    p.add_argument("--threads-file", type=Path, default=None,
+                   help="write {native thread id: name} here once recording (bench --counts)")
     p.add_argument("urls", nargs="+", help="camera_id=rtsp://...")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
-    cameras = [CameraConfig(id=u.split("=", 1)[0], url=u.split("=", 1)[1]) for u in args.urls]
+    transport = VARIANT_TRANSPORT.get(args.variant, "tcp")
+    cameras = [CameraConfig(id=u.split("=", 1)[0], url=u.split("=", 1)[1], transport=transport)
+               for u in args.urls]
     if args.variant.startswith("pyav-"):
         return _floor(args, cameras)
     store = SegmentStore.open(args.store, "bench")
@@ -75,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     recorder.start()
+    _write_threads(args.threads_file)
     print("RECORDING", flush=True)
     done.wait()
     recorder.stop(timeout=30)
@@ -91,14 +101,24 @@ def _floor(args: argparse.Namespace, cameras: list[CameraConfig]) -> int:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    root = None if args.variant == "pyav-demux" else args.store
+    root = None if args.variant.startswith("pyav-demux") else args.store
     threads = start_floors(cameras, root, settings, done)
+    _write_threads(args.threads_file)
     print("RECORDING", flush=True)
     done.wait()
     for t in threads:
         t.join(10)
     json.dump({"states": {}}, sys.stdout)
     return 0
+
+
+def _write_threads(path: Path | None) -> None:
+    """Python 3.11 does not name OS threads: the parent splits CPU by thread with this map."""
+    if path is not None:
+        names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(names))
+        tmp.replace(path)
 
 
 if __name__ == "__main__":

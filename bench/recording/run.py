@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.recording --quick       # 1, 8, 32 cameras, 20 s each
     .venv/bin/python bench/recording/run.py --cameras 8 --seconds 30
     .venv/bin/python -m bench.recording --sweep 1,4,8,16,32,64   # cost against size, JSON + PNG
+    .venv/bin/python -m bench.recording --counts --variants default,no-index,pyav-remux,pyav-demux
 
 For each camera count one simulator (1080p25, 4 Mbit/s, 1 s GOP) serves both contenders at once:
 (a) one hotspare recorder process (PyAV in process, one thread per camera) into a temporary
@@ -45,6 +46,17 @@ from bench.common import (
     write_result,
 )
 from bench.plot import plot_panels
+from bench.recording.counts import (
+    Counts,
+    PerfStat,
+    counts_table,
+    parts,
+    parts_table,
+    read_thread_names,
+    thread_cpu,
+    threads_split,
+    to_counts,
+)
 from bench.recording.frames import frame_numbers
 from hotspare.camerasim.framelog import log_path, read_frame_log
 from hotspare.camerasim.interpreter import sim_command, sim_env
@@ -133,7 +145,10 @@ def _terminate(procs: list[subprocess.Popen[Any]], sig: int, timeout: float) -> 
             p.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             p.kill()
-            p.wait(5.0)
+            try:
+                p.wait(30.0)
+            except subprocess.TimeoutExpired:  # a machine too loaded to reap it: leave it
+                print(f"   process {p.pid} did not end after SIGKILL within 30 s", flush=True)
 
 
 # ------------------------------------------------------------------------------------ one scenario
@@ -165,7 +180,7 @@ def _name(variant: str) -> str:
 
 def run_scenario(
     cameras: int, seconds: float, warmup: float, args: argparse.Namespace, work: Path
-) -> list[ToolResult]:
+) -> tuple[list[ToolResult], list[Counts]]:
     work.mkdir(parents=True, exist_ok=True)
     print(f"-- {cameras} cameras: starting simulator", flush=True)
     sim = Sim(work, cameras, args.width, args.height, args.bitrate)
@@ -175,9 +190,11 @@ def run_scenario(
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "src")]))
         hs_procs: dict[str, subprocess.Popen[Any]] = {}
         for variant in args.variants:
+            threads_file = ["--threads-file", str(work / f"threads-{variant}.json")]
             hs_procs[variant] = subprocess.Popen(
                 [sys.executable, "-m", "bench.recording.recorder_child", "--store",
                  str(hs_dir / variant), "--variant", variant, "--segment-seconds", "4",
+                 *(threads_file if args.counts else []),
                  *[f"{c}={sim.url(c)}" for c in sim.ids]],
                 cwd=REPO, env=env, stdout=subprocess.PIPE,
                 stderr=(work / f"hotspare-{variant}.stderr").open("w"), text=True,
@@ -187,8 +204,9 @@ def run_scenario(
         for c in sim.ids:
             out = ff_dir / c
             out.mkdir(parents=True)
-            cmd = [FFMPEG, "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
-                   "-i", sim.url(c), "-c", "copy", "-f", "segment", "-segment_time", "4",
+            cmd = [FFMPEG, "-nostdin", "-loglevel", "error",
+                   "-rtsp_transport", args.ffmpeg_transport, "-i", sim.url(c),
+                   "-c", "copy", "-f", "segment", "-segment_time", "4",
                    "-reset_timestamps", "1", str(out / "out%05d.mp4")]  # fmt: skip
             stderr = (work / f"ffmpeg-{c}.stderr").open("w")
             ffs.append(subprocess.Popen(cmd, stderr=stderr))
@@ -200,6 +218,15 @@ def run_scenario(
         pids = {_name(v): [p.pid] for v, p in hs_procs.items()}
         pids["ffmpeg"] = ff_pids
         pids["sim"] = [sim.proc.pid]
+        stats: dict[str, PerfStat] = {}
+        names: dict[str, dict[int, str]] = {}
+        threads0: dict[str, dict[int, float]] = {}
+        if args.counts:
+            for tool, group in pids.items():
+                if tool != "sim":
+                    stats[tool] = PerfStat(group, work / f"perf-stat-{tool.replace(':', '-')}.csv")
+            for v, p in hs_procs.items():
+                threads0[_name(v)] = thread_cpu(p.pid)
         cpu0 = {k: total_cpu_seconds(v) for k, v in pids.items()}
         print(f"   recording {seconds:g} s", flush=True)
         perf = _start_perf(args.perf, [p.pid for p in hs_procs.values()][:1] + ff_pids, seconds)
@@ -208,8 +235,13 @@ def run_scenario(
             perf.wait(30)
             args.perf = None  # only the first camera count is profiled
         cpu1 = {k: total_cpu_seconds(v) for k, v in pids.items()}
+        raw = {tool: stat.stop() for tool, stat in stats.items()}
+        threads1 = {tool: thread_cpu(pids[tool][0]) for tool in threads0}
         window = time.monotonic() - t0
         t1_wall = time.time_ns() // 1000
+        for v in hs_procs:  # read after the window: a loaded child may write it late
+            if _name(v) in threads0:
+                names[_name(v)] = read_thread_names(work / f"threads-{v}.json")
         peaks = {k: total_peak_rss_bytes(v) for k, v in pids.items()}
         alive = {_name(v): int(p.poll() is None) for v, p in hs_procs.items()}
         alive["ffmpeg"] = sum(p.poll() is None for p in ffs)
@@ -253,9 +285,18 @@ def run_scenario(
                 processes=alive[tool],
             )
         )
+    counted = []
+    shares = {r.tool: r.frames_recorded / r.frames_delivered for r in results
+              if r.frames_delivered and not r.tool.startswith("hs:pyav-demux")}
+    for tool, raw_counts in raw.items():
+        tool_counts = to_counts(cameras, tool, raw_counts, window, shares.get(tool))
+        if tool in threads0:
+            tool_counts.threads_cpu_s = threads_split(threads0[tool], threads1[tool],
+                                                      names[tool], cameras, window)
+        counted.append(tool_counts)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    return results
+    return results, counted
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -321,10 +362,19 @@ def main(argv: list[str] | None = None) -> int:
         "--variants",
         default="default",
         help="comma-separated hotspare variants run side by side: default, no-flush, no-index, "
-        "frag200, frag100 ([recording] settings, see bench/recording/recorder_child.py)",
+        "frag200, frag100, udp, and the bare PyAV loops pyav-demux, pyav-remux, pyav-remux200, "
+        "pyav-demux-udp (see bench/recording/recorder_child.py)",
     )
+    p.add_argument("--ffmpeg-transport", choices=("tcp", "udp"), default="tcp",
+                   help="RTSP transport of the ffmpeg baseline (the recorder's is per variant: "
+                   "udp, pyav-demux-udp)")
     p.add_argument("--keep", action="store_true", help="keep recorded files (printed path)")
     p.add_argument("--debug-missing", action="store_true", help="print missing frame numbers")
+    p.add_argument("--counts", action="store_true",
+                   help="also count, per contender over the same window, CPU (task-clock), system "
+                   "calls by kind, context switches and page faults per camera-minute (perf stat), "
+                   "the recorder's CPU by thread, and with the variants pyav-demux,pyav-remux,"
+                   "no-index,default the cost of each part (bench/recording/counts.py)")
     p.add_argument("--perf", type=Path, default=None,
                    help="perf record the first variant and ffmpeg over the first window into this "
                    "file (then: python -m bench.recording.perf_split FILE)")
@@ -341,15 +391,25 @@ def main(argv: list[str] | None = None) -> int:
           f"{','.join(args.variants)} vs ffmpeg; {sampler.line()}", flush=True)
     work_root = work_dir("recording")
     results: list[ToolResult] = []
+    counted: list[Counts] = []
     try:
         for n in counts:
-            results.extend(run_scenario(n, seconds, args.warmup, args, work_root / f"{n}cams"))
+            res, cnt = run_scenario(n, seconds, args.warmup, args, work_root / f"{n}cams")
+            results.extend(res)
+            counted.extend(cnt)
             print(results_table(results), flush=True)
+            if counted:
+                print(counts_table(counted), flush=True)
     finally:
         load = sampler.stop()
         remove_work_dir(work_root, args.keep)
     print(f"\n{results_table(results)}\n\n{sampler.line()}")
-    name = "recording-sweep" if args.sweep else "recording"
+    split = parts(counted)
+    if counted:
+        print(f"\nper camera-minute, same window (perf stat):\n{counts_table(counted)}")
+    if split:
+        print(f"\nthe recorder's parts (steps between variants):\n{parts_table(split)}")
+    name = "recording-sweep" if args.sweep else "recording-counts" if args.counts else "recording"
     png = None
     if args.sweep:
         png = plot_sweep(results, result_path(name, args.quick, args.out).with_suffix(".png"))
@@ -364,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
             "segment_seconds": 4,
             "variants": args.variants,
             "baseline": "ffmpeg -c copy -f segment, one process per camera, same streams",
+            "ffmpeg_transport": args.ffmpeg_transport,
             "results": [asdict(r) for r in results],
+            **({"counts": [asdict(c) for c in counted], "parts": split} if args.counts else {}),
             **({"plot": None if png is None else png.name} if args.sweep else {}),
         },
         started=started, load=load, quick=args.quick, out=args.out,

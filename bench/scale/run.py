@@ -35,8 +35,10 @@ from typing import Any
 from bench.common import (
     RESULTS_DIR,
     LoadSampler,
+    busy_since,
     cpu_seconds,
     first_line,
+    host_busy,
     median,
     peak_rss_bytes,
     percentile,
@@ -156,20 +158,6 @@ def cover_rows(trials: list[Trial]) -> list[list[object]]:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
-
-
-def host_busy() -> tuple[int, int]:
-    """(busy, total) CPU jiffies of the whole machine so far (/proc/stat): with every process
-    of the site on one host, a window in which the host was nearly always busy measured the
-    host, not the spare."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
-
-
-def busy_since(start: tuple[int, int]) -> float:
-    busy, total = host_busy()
-    return round((busy - start[0]) / max(1, total - start[1]), 3)
 
 
 def summary_rows(phase: str, trials: list[Trial], fps: int,

@@ -14,14 +14,20 @@ Commands arrive on stdin, one JSON object a line: {"kill": server} (abrupt: the 
 keepalives and watches stop, nothing is revoked — a dead process), {"revive": server},
 {"rounds": "reset" | "report"} (each spare's detection round times), {"quit": true}. Facts go
 to stdout the same way: {"ready": n}, {"killed": server, "at_us"}, {"revived": server},
-{"rounds": {spare: [seconds]}}, {"config": node, "rev", "at_us"} at each configuration change a
-node sees.
+{"rounds": {spare: [seconds]}, "probed": {spare: [servers probed]}}, {"config": node, "rev",
+"at_us"} at each configuration change a node sees.
+
+The spec's `nice` lowers this process's priority (the recording servers' processes: on a real site
+each server has a machine of its own, so here they must not take CPU from the spares and etcd
+before those got theirs); `profile` writes where this process's CPU went (yappi, CPU clock, every
+thread) to that file at quit.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import sys
 import threading
@@ -142,18 +148,20 @@ class SimSpare(SimNode):
         view = SpareView(self.idle_store, lambda _store: None)
         self.agent = SpareAgent(EtcdSite(self.coord), name, f"http://127.0.0.1:{port}", token,
                                 data_dir, membership, self.view, self.events, view)
-        self.agent.ctx.make_recorder = StubRecorder
+        self.agent.ctx.make_recorder = StubRecorder  # type: ignore[assignment]  # a stand-in
         self.view.on_change(lambda _applied: self.agent.wake())
         self.rounds: list[float] = []
+        self.probed: list[int] = []
         detect = self.agent.detector.run
 
         def timed_round(*args: Any, **kwargs: Any) -> bool:
-            """How long one detection round (probe every unclaimed server, judge) takes."""
+            """How long one detection round (probe this spare's share, judge) takes."""
             started = time.perf_counter()
             try:
                 return detect(*args, **kwargs)
             finally:
                 self.rounds.append(time.perf_counter() - started)
+                self.probed.append(self.agent.detector.probed)
 
         self.agent.detector.run = timed_round  # type: ignore[method-assign]
 
@@ -169,6 +177,9 @@ def main(argv: list[str]) -> int:
     root = Path(spec["data_dir"])
     logging.basicConfig(filename=root / f"{spec['worker']}.log", level=logging.WARNING,
                         format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
+    if spec.get("nice") and hasattr(os, "nice"):  # POSIX; on Windows the processes stay equal
+        os.nice(spec["nice"])
+    profile = Profile(Path(spec["profile"])) if spec.get("profile") else None
     membership = SiteMembership.model_validate(spec["membership"])
     install_trust_roots(read_trust_roots(Path(spec["licence_keys"])))
     http = HttpLoop()
@@ -211,12 +222,38 @@ def main(argv: list[str]) -> int:
             say(revived=name)
         elif "rounds" in command:  # "reset" or "report"
             if command["rounds"] == "report":
-                say(rounds={s.name: [round(r, 4) for r in s.rounds] for s in spares})
+                say(rounds={s.name: [round(r, 4) for r in s.rounds] for s in spares},
+                    probed={s.name: s.probed for s in spares})
             for spare in spares:
                 spare.rounds.clear()
+                spare.probed.clear()
         elif command.get("quit"):
             break
+    if profile is not None:
+        profile.dump()
     return 0
+
+
+class Profile:
+    """Where this process's CPU goes, per function over every thread (yappi, CPU clock)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            import yappi  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        except ImportError:
+            raise SystemExit("--profile needs yappi (pip install yappi)") from None
+        self.yappi = yappi
+        self.path = path
+        yappi.set_clock_type("cpu")
+        yappi.start(builtins=True)
+
+    def dump(self) -> None:
+        self.yappi.stop()
+        stats = self.yappi.get_func_stats()
+        stats.sort("tsub", "desc")
+        with self.path.open("w") as out:
+            stats.print_all(out=out, columns={0: ("name", 100), 1: ("ncall", 10),
+                                              2: ("tsub", 9), 3: ("ttot", 9), 4: ("tavg", 9)})
 
 
 if __name__ == "__main__":

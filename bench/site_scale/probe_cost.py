@@ -44,8 +44,8 @@ def _round(detector: Detector, servers: list[Any]) -> None:
     def claim(*_: object) -> bool:
         raise AssertionError("every server records; nothing to claim")
 
-    detector.run(state, {}, SimpleNamespace(designated=lambda _s: None),  # type: ignore[arg-type]
-                 lambda: None, claim)  # type: ignore[arg-type,return-value]
+    plan = SimpleNamespace(designated=lambda _s: None, for_spare=lambda _s: [])
+    detector.run(state, {}, plan, lambda: None, claim)  # type: ignore[arg-type,return-value]
 
 
 def measure(servers: int, cameras: int, probes: int, rounds: int) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def measure(servers: int, cameras: int, probes: int, rounds: int) -> dict[str, A
         applied = SimpleNamespace(
             config=SimpleNamespace(failover_server=lambda _n: object(),
                                    recording_servers=config),
-            allotment=lambda: None)
+            allotment=lambda: None, mod_revision=1)
         ctx = SimpleNamespace(
             name="spare-1", applied_now=lambda: applied,
             settings=SimpleNamespace(probe_timeout_seconds=0.5, startup_grace_seconds=10.0))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import queue
 import shutil
 import socket
@@ -49,7 +50,10 @@ from bench.common import (
     REPO,
     RESULTS_DIR,
     LoadSampler,
+    busy_since,
+    cpu_seconds,
     first_line,
+    host_busy,
     median,
     percentile,
     remove_work_dir,
@@ -119,17 +123,21 @@ class Workers:
     """The node processes: spawn, read their facts, send them commands."""
 
     def __init__(self, root: Path, plan: SitePlan, etcd: EtcdCluster,
-                 socks: dict[str, socket.socket], monitors: str, trust: Path) -> None:
+                 socks: dict[str, socket.socket], monitors: str, trust: Path, nice: int,
+                 profile: Path | None) -> None:
         membership = etcd_membership(etcd)
         groups: list[dict[str, Any]] = []
         servers = [{"name": s.name, "port": s.port, "fd": socks[s.name].fileno()}
                    for s in plan.servers]
         for start in range(0, len(servers), SERVERS_PER_PROCESS):
             groups.append({"servers": servers[start:start + SERVERS_PER_PROCESS], "spares": []})
-        # The spares in a process of their own: their detection must not queue behind servers.
-        groups.append({"servers": [], "spares": [{"name": s.name, "port": s.port}
-                                                 for s in plan.spares]})
+        # Each spare in a process of its own, as on its own machine: its detection must not
+        # queue behind the servers' threads, nor another spare's, for the GIL.
+        first_spare = len(groups)
+        for spare in plan.spares:
+            groups.append({"servers": [], "spares": [{"name": spare.name, "port": spare.port}]})
         self.facts: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.quit_wait = 10.0 if profile is None else 120.0  # a profile takes long to write
         self.config_seen: dict[str, tuple[int, int]] = {}
         self.owner: dict[str, int] = {}
         self.procs: list[subprocess.Popen[str]] = []
@@ -137,7 +145,10 @@ class Workers:
             worker = f"nodes-{index}"
             spec = {"worker": worker, "data_dir": str(root), "token": TOKEN,
                     "membership": membership, "monitors": monitors,
-                    "master": plan.servers[0].name, "licence_keys": str(trust), **group}
+                    "master": plan.servers[0].name, "licence_keys": str(trust),
+                    "nice": nice if group["servers"] else 0,
+                    "profile": None if profile is None else str(profile / f"{worker}.txt"),
+                    **group}
             path = root / f"{worker}.json"
             path.write_text(json.dumps(spec))
             proc = subprocess.Popen(
@@ -149,9 +160,9 @@ class Workers:
                 self.owner[item["name"]] = index
             assert proc.stdout is not None
             threading.Thread(target=self._read, args=(proc.stdout,), daemon=True).start()
-        self.spare_worker = len(groups) - 1
+        self.spare_workers = list(range(first_spare, len(groups)))
         self.spares = [s.name for s in plan.spares]
-        self.nodes = [*(s["name"] for s in servers), *self.spares]
+        self.nodes: list[str] = [*(str(s["name"]) for s in servers), *self.spares]
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
@@ -189,15 +200,35 @@ class Workers:
         return failed
 
     def send(self, server: str | None, command: dict[str, Any]) -> None:
-        """To the process hosting `server` (None: the spares' process)."""
-        proc = self.procs[self.spare_worker if server is None else self.owner[server]]
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(command) + "\n")
-        proc.stdin.flush()
+        """To the process hosting `server` (None: every spare's process)."""
+        for index in self.spare_workers if server is None else [self.owner[server]]:
+            proc = self.procs[index]
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(command) + "\n")
+            proc.stdin.flush()
+
+    def rounds(self) -> tuple[list[float], list[int]]:
+        """Every spare's detection rounds since the last reset: (seconds, servers probed)."""
+        self.send(None, {"rounds": "report"})
+        seconds: list[float] = []
+        probed: list[int] = []
+        for _ in self.spare_workers:
+            fact = self.wait("rounds")
+            seconds += [r for spare in fact["rounds"].values() for r in spare]
+            probed += [n for spare in fact["probed"].values() for n in spare]
+        return seconds, probed
 
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
+
+    @property
+    def server_pids(self) -> list[int]:
+        return [p.pid for i, p in enumerate(self.procs) if i not in self.spare_workers]
+
+    @property
+    def spare_pids(self) -> list[int]:
+        return [self.procs[i].pid for i in self.spare_workers]
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -209,7 +240,7 @@ class Workers:
                 pass
         for proc in self.procs:
             try:
-                proc.wait(10)
+                proc.wait(self.quit_wait)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
@@ -275,7 +306,10 @@ def run_site(size: Size, args: argparse.Namespace, root: Path) -> dict[str, Any]
         apply = ["site", "apply", *etcd.cli_args(), str(files.site_toml)]
         assert cli_main(apply) == 0, "site apply failed"
         apply_s = time.monotonic() - started
-        workers = Workers(root, plan, etcd, socks, args.monitors, trust)
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        workers = Workers(root, plan, etcd, socks, args.monitors, trust, args.nice,
+                          args.profile)
         for sock in socks.values():
             sock.close()  # the node processes hold them now
         # Each worker starts its nodes one after another (TLS handshakes, leases, watches, a
@@ -299,6 +333,7 @@ def run_site(size: Size, args: argparse.Namespace, root: Path) -> dict[str, Any]
         config = config_change(apply, files.document, coord, workers)
         return {"size": vars(size) | {"node_processes": len(workers.procs)},
                 "monitors": args.monitors, "etcd_tls": etcd.client_tls is not None,
+                "servers_nice": args.nice if hasattr(os, "nice") else None,
                 "node_logs": log_counts(root),
                 "startup_s": round(startup_s, 2), "site_apply_s": round(apply_s, 2),
                 "confirmed_at_start": confirmed, "nodes_not_started": failed,
@@ -346,8 +381,8 @@ def measure_steady(size: Size, etcd: EtcdCluster, coord: Coordinator, master: Ma
     ids = members(etcd)
     context = metrics_context(etcd)
     before = etcd_stats.sample(ids, context)
-    sim_before = total_cpu_seconds(workers.pids)
-    spare_before = total_cpu_seconds([workers.pids[workers.spare_worker]])
+    cpu_before = cpu_shares(workers)
+    host0 = host_busy()
     workers.send(None, {"rounds": "reset"})
     t0 = time.monotonic()
     cameras = [f"{server_name(i)}-c1" for i in range(0, size.servers, max(1, size.servers // 5))]
@@ -366,19 +401,28 @@ def measure_steady(size: Size, etcd: EtcdCluster, coord: Coordinator, master: Ma
         time.sleep(1.0)
     elapsed = time.monotonic() - t0
     after = etcd_stats.sample(ids, context)
-    sim_cpu = (total_cpu_seconds(workers.pids) - sim_before) / elapsed
-    spare_cpu = (total_cpu_seconds([workers.pids[workers.spare_worker]]) - spare_before) / elapsed
-    workers.send(None, {"rounds": "report"})
-    rounds = [r for spare in workers.wait("rounds")["rounds"].values() for r in spare]
+    busy = busy_since(host0)
+    cpu = {name: round((value - cpu_before[name]) / elapsed, 3)
+           for name, value in cpu_shares(workers).items()}
+    etcd_rates = etcd_stats.rates(before, after, elapsed)
+    cpu["etcd"] = etcd_rates["total"]["cpu_fraction"]  # type: ignore[index]
+    cores = os.cpu_count() or 1
+    cpu["host_busy_cores"] = round(busy * cores, 3)
+    cpu["other_processes"] = round(cpu["host_busy_cores"] - sum(
+        cpu[k] for k in ("server_processes", "spares_processes", "etcd", "bench_process")), 3)
+    rounds, probed = workers.rounds()
     applied = master.view.current
     assert applied is not None
     report_s = timed(lambda: live_report(coord, applied), 5)
     snapshot = snapshot_facts(coord, 5)
     return {
-        "etcd": etcd_stats.rates(before, after, elapsed),
-        "sim_processes_cpu_fraction": round(sim_cpu, 3),
-        "spares_process_cpu_fraction": round(spare_cpu, 3),
-        "spare_detection_round": summary_ms(rounds),
+        "etcd": etcd_rates,
+        "host_busy_fraction": busy,
+        "cpu_cores": cpu,
+        "sim_processes_cpu_fraction": round(cpu["server_processes"] + cpu["spares_processes"], 3),
+        "spares_process_cpu_fraction": cpu["spares_processes"],
+        "spare_detection_round": summary_ms(rounds)
+        | {"servers_probed_p50": median(probed), "servers_probed_max": max(probed, default=None)},
         "snapshot": snapshot,
         "protection_report": summary_ms(report_s),
         "master_api": {name: summary_ms(v) for name, v in api.items()},
@@ -386,8 +430,27 @@ def measure_steady(size: Size, etcd: EtcdCluster, coord: Coordinator, master: Ma
     }
 
 
+def cpu_shares(workers: Workers) -> dict[str, float]:
+    """CPU seconds so far: the recording servers' node processes (the simulation's own cost),
+    the spares' process (the product's detection), this process (the master's API and the
+    benchmark's own polling)."""
+    return {"server_processes": total_cpu_seconds(workers.server_pids),
+            "spares_processes": total_cpu_seconds(workers.spare_pids),
+            "bench_process": cpu_seconds(os.getpid())}
+
+
 def released(coord: Coordinator, server: str) -> bool:
     return coord.get(layout.claim(server)) is None
+
+
+def up(coord: Coordinator, server: str) -> bool:
+    return released(coord, server) and coord.get(layout.alive(server)) is not None
+
+
+def claim_since(coord: Coordinator, server: str, at_us: int) -> Any:
+    """The claim on `server` made at or after `at_us` (an older one is not this crash's)."""
+    kv = coord.get(layout.claim(server))
+    return kv if kv is not None and Claim.parse(kv).at_us >= at_us else None
 
 
 def crash_trials(size: Size, coord: Coordinator, workers: Workers,
@@ -395,13 +458,19 @@ def crash_trials(size: Size, coord: Coordinator, workers: Workers,
     """Kill a server (never the master), time the claim, revive it, await the handback."""
     rows: list[dict[str, Any]] = []
     step = max(1, (size.servers - 1) // max(1, trials))
+    all_trials = host_busy()
     for trial in range(trials):
         server = server_name(1 + (trial * step) % max(1, size.servers - 1))
+        try:  # a server taken over while it lived (a starved host) is no trial of a crash
+            wait_until(f"{server} alive and unclaimed", partial(up, coord, server), 30, 0.1)
+        except TimeoutError:
+            print(f"  trial {trial + 1}: {server} was claimed or not alive before the kill")
+        host0 = host_busy()
         workers.send(server, {"kill": server})
         killed = workers.wait("killed", server)
         try:
-            kv = wait_until(f"a claim on {server}", partial(coord.get, layout.claim(server)),
-                            30, 0.02)
+            kv = wait_until(f"a claim on {server}",
+                            partial(claim_since, coord, server, killed["at_us"]), 30, 0.02)
         except TimeoutError:
             held = {kv.key.removeprefix(layout.CLAIMS_PREFIX): Claim.parse(kv).spare
                     for kv in coord.get_prefix(layout.CLAIMS_PREFIX).kvs}
@@ -411,6 +480,7 @@ def crash_trials(size: Size, coord: Coordinator, workers: Workers,
             workers.send(server, {"revive": server})
             workers.wait("revived", server)
             continue
+        busy = busy_since(host0)  # from the kill until the claim was seen (± 20 ms)
         claim = Claim.parse(kv)
         crash_to_claim = (claim.at_us - killed["at_us"]) / 1e6
         workers.send(server, {"revive": server})
@@ -423,12 +493,15 @@ def crash_trials(size: Size, coord: Coordinator, workers: Workers,
             handback = None
         rows.append({"server": server, "spare": claim.spare,
                      "crash_to_claim_s": round(crash_to_claim, 3),
+                     "host_busy_fraction_until_claim": busy,
                      "revive_to_claim_released_s": handback})
         print(f"  trial {trial + 1}: {server} claimed by {claim.spare} after "
-              f"{crash_to_claim:.3f} s; released {handback} s after revive")
+              f"{crash_to_claim:.3f} s (host {busy:.0%} busy meanwhile); released {handback} s "
+              "after revive")
         time.sleep(2.0)
     values = [r["crash_to_claim_s"] for r in rows if r["crash_to_claim_s"] is not None]
-    return {"trials": rows, "not_claimed": len(rows) - len(values), "crash_to_claim_s": {
+    return {"trials": rows, "not_claimed": len(rows) - len(values),
+            "host_busy_fraction": busy_since(all_trials), "crash_to_claim_s": {
         "p50": median(values), "p95": percentile(values, 0.95), "p99": percentile(values, 0.99),
         "max": max(values, default=None)}}
 
@@ -483,12 +556,17 @@ def print_site(result: dict[str, Any]) -> None:
     snap = result["snapshot"]
     print(f"\nsnapshot read: {snap['keys']} keys, {snap['value_bytes'] / 1024:.0f} KiB of values, "
           f"p50 {snap['read']['p50_ms']} ms; protection report p50 "
-          f"{result['protection_report']['p50_ms']} ms; node processes' CPU "
-          f"{result['sim_processes_cpu_fraction']} cores "
-          f"(the spares' process {result['spares_process_cpu_fraction']})")
+          f"{result['protection_report']['p50_ms']} ms")
+    cpu = result["cpu_cores"]
+    print(f"CPU (cores) in the window: simulated servers {cpu['server_processes']}, spares "
+          f"{cpu['spares_processes']}, etcd {cpu['etcd']}, master + bench {cpu['bench_process']}, "
+          f"other processes {cpu['other_processes']}; the host was "
+          f"{result['host_busy_fraction']:.0%} busy ({cpu['host_busy_cores']} of "
+          f"{os.cpu_count()} cores)")
     rounds = result["spare_detection_round"]
-    print(f"spare detection round (probe every server, judge): p50 {rounds['p50_ms']} ms, "
-          f"p95 {rounds['p95_ms']} ms, n {rounds['n']}; node warnings {result['node_logs']}")
+    print(f"spare detection round (probe its share, judge): p50 {rounds['p50_ms']} ms, "
+          f"p95 {rounds['p95_ms']} ms, n {rounds['n']}, servers probed p50 "
+          f"{rounds['servers_probed_p50']}; node warnings {result['node_logs']}")
     api = result["master_api"]
     print(table(["master site API", "n", "p50 ms", "p95 ms", "max ms"],
                 [[k, v["n"], v["p50_ms"], v["p95_ms"], v["max_ms"]] for k, v in api.items()]))
@@ -554,6 +632,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--monitors", choices=["all", "master"], default="all",
                    help="which nodes run the protection monitor: every node, as the product "
                    "does, or the master's only (a host too small to simulate them all)")
+    p.add_argument("--nice", type=int, default=10,
+                   help="niceness of the simulated recording servers' processes (POSIX): each "
+                   "has a machine of its own on a real site, so here they yield the CPU to the "
+                   "spares and etcd; 0 to let them compete (default 10)")
+    p.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                   help="write each node process's CPU profile there (needs yappi)")
     p.add_argument("--etcd-plaintext", action="store_true",
                    help="etcd over plain HTTP (default: client and peer TLS, as in production)")
     p.add_argument("--out", type=Path, default=None)

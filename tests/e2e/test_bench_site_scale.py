@@ -27,7 +27,15 @@ def test_site_scale_quick_run_measures_the_site(tmp_path: Path) -> None:
     assert data["benchmark"] == "site-scale" and data["quick"] is True
     assert data["envelope"]["git"]["commit"] and data["envelope"]["load"]["load1_peak"] >= 0
     site = data["sites"][0]
-    assert site["size"] == {"servers": 10, "cameras": 500, "spares": 2, "node_processes": 2}
+    # One process for the 10 servers, one per spare.
+    assert site["size"] == {"servers": 10, "cameras": 500, "spares": 2, "node_processes": 3}
+    # Who used the CPU, so that a starved host can be told from a slow product.
+    cpu = site["cpu_cores"]
+    assert cpu["server_processes"] > 0 and cpu["spares_processes"] > 0 and cpu["etcd"] > 0
+    assert 0 < site["host_busy_fraction"] <= 1
+    assert 0 <= site["crash"]["host_busy_fraction"] <= 1
+    # Two idle spares: each probes every server.
+    assert site["spare_detection_round"]["servers_probed_max"] == 10
     etcd = site["etcd"]
     assert len(etcd["members"]) == 3 and etcd["total"]["requests_per_s"] > 0
     assert etcd["total"]["watchers"] >= 10  # every node watches its configuration at least

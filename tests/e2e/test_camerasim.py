@@ -20,7 +20,8 @@ import av
 import pytest
 
 from hotspare.camerasim.options import StreamSpec, parse_camera_streams, parse_max_sessions
-from hotspare.camerasim.sei import find_tags, is_vcl, iter_annexb_nals
+from hotspare.camerasim.sei import find_tags
+from hotspare.media.nal import is_vcl, iter_annexb_nals
 from tests.support.camsim import CameraSim, CameraSimError, now_us
 
 FRAME_US = 40_000  # 25 fps

@@ -77,6 +77,10 @@ def test_overview_takeover_timeline_and_playback(tmp_path: Path) -> None:
             page.wait_for_selector('tr[data-server="rec-2"][data-state="recording"]',
                                    timeout=10_000)
             page.wait_for_selector('tr[data-spare="spare-1"][data-state="idle"]', timeout=10_000)
+            # The spare's buffer room as it publishes it (levels: tests/unit/test_spare_room.py).
+            room = page.wait_for_selector('tr[data-spare="spare-1"] td[data-room]'
+                                          ':not([data-room="unknown"])', timeout=10_000)
+            assert room is not None and "GB free" in room.inner_text(), room
             page.wait_for_selector('.timeline[data-camera="rec-2-c1"] '
                                    '.run[data-recorded-by="rec-2"]', timeout=15_000)
             page.select_option("#range", "120")

@@ -11,20 +11,23 @@ from pathlib import Path
 import av
 
 
-def make_h264_file(path: Path, frames: int = 60, gop: int = 10) -> Path:
-    """A tiny H.264 file (PyAV's bundled x264), GOP `gop`, 25 fps."""
-    with av.open(str(path), "w") as out:
+def make_h264_file(path: Path, frames: int = 60, gop: int = 10, *, width: int = 64,
+                   height: int = 48, annexb: bool = False) -> Path:
+    """A tiny H.264 file (PyAV's bundled x264), GOP `gop`, 25 fps. `annexb`: a raw Annex-B
+    stream with the parameter sets repeated before every keyframe, as a camera sends them."""
+    params = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0"
+    with av.open(str(path), "w", format="h264" if annexb else None) as out:
         stream = out.add_stream(
             "libx264",
             rate=25,
             options={
                 "preset": "ultrafast",
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0",
+                "x264-params": params + (":repeat-headers=1" if annexb else ""),
             },
         )
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for i in range(frames):
-            frame = av.VideoFrame(64, 48, "yuv420p")
+            frame = av.VideoFrame(width, height, "yuv420p")
             for plane in frame.planes:
                 plane.update(bytes([(i * 5) % 256]) * plane.buffer_size)
             frame.pts = i

@@ -21,6 +21,23 @@ class StoredFrame:
     segment_id: int
 
 
+@dataclass(frozen=True)
+class OddSample:
+    """A stored sample not carrying exactly one frame's tag. Two or more (`merged`): access units
+    joined under one time, as FFmpeg's RTP depacketiser and parser made them after lost packets
+    before the recorder left such frames out (docs/recorder.md, *Packet loss*); none: a frame
+    that lost its tag. Accounting that must not stop at one (the chaos soak) collects them; a
+    merged sample counts as its first frame, an untagged one as none."""
+
+    path: Path
+    index: int
+    tags: tuple[FrameTag, ...]
+
+    @property
+    def merged(self) -> bool:
+        return len(self.tags) > 1
+
+
 # A segment's codec parameters are in its own moov: probing packets (FFmpeg decodes some) adds
 # nothing and cost 2.5x the CPU of reading a 1 s 1080p segment (bench/scale reads thousands).
 _NO_PROBE = {"analyzeduration": "0", "probesize": "32"}
@@ -43,18 +60,25 @@ def _packets(path: Path, segment: SegmentInfo) -> list[tuple[list[FrameTag], int
     return out
 
 
-def _frames(path: Path, segment: SegmentInfo,
-            packets: list[tuple[list[FrameTag], int, bool]]) -> list[StoredFrame]:
+def _frames(path: Path, segment: SegmentInfo, packets: list[tuple[list[FrameTag], int, bool]],
+            odd: list[OddSample] | None = None) -> list[StoredFrame]:
     out: list[StoredFrame] = []
     for index, (tags, wall_us, keyframe) in enumerate(packets):
-        assert len(tags) == 1, f"{path}: packet {index} carries {len(tags)} tags"
+        if len(tags) != 1 and odd is not None:
+            odd.append(OddSample(path, index, tuple(tags)))
+            if not tags:
+                continue
+        else:
+            assert len(tags) == 1, f"{path}: packet {index} carries {len(tags)} tags"
         out.append(StoredFrame(tags[0], wall_us, keyframe, segment.segment_id))
     return out
 
 
-def frames_in_file(path: Path, segment: SegmentInfo) -> list[StoredFrame]:
-    """Demux (no decode) one segment file and read each packet's SEI tag (each must carry one)."""
-    return _frames(path, segment, _packets(path, segment))
+def frames_in_file(path: Path, segment: SegmentInfo,
+                   odd: list[OddSample] | None = None) -> list[StoredFrame]:
+    """Demux (no decode) one segment file and read each packet's SEI tag (each must carry one;
+    with `odd`, a packet that does not is added there instead of failing)."""
+    return _frames(path, segment, _packets(path, segment), odd)
 
 
 def stored_frames(store: SegmentStore, segment: SegmentInfo) -> list[StoredFrame]:
@@ -66,14 +90,15 @@ def all_segments(store: SegmentStore, camera_id: str) -> list[SegmentInfo]:
     return sorted(store.list_segments(camera_id, 0, 2**62), key=lambda s: (s.start_wall_us, s.seq))
 
 
-def counted_frames(store: SegmentStore, segment: SegmentInfo, *,
-                   partial_join_ok: bool = False) -> list[StoredFrame]:
+def counted_frames(store: SegmentStore, segment: SegmentInfo, *, partial_join_ok: bool = False,
+                   odd: list[OddSample] | None = None) -> list[StoredFrame]:
     """The frames a segment contributes to the timeline (skipped duplicate head/tail excluded).
 
     `partial_join_ok`: the first packet of a run (seq 0) may carry no tag. The camera sim can
     hand a client that joins a stream already playing a partial first access unit without its SEI
     NAL (tests/e2e/test_camerasim.py allows one per join); such a packet names no frame and is
-    left out. Everywhere else every packet must carry exactly one tag.
+    left out. Everywhere else every packet must carry exactly one tag (`odd`: as in
+    `frames_in_file`).
     """
     path = store.segment_file(segment)
     packets = _packets(path, segment)
@@ -81,7 +106,7 @@ def counted_frames(store: SegmentStore, segment: SegmentInfo, *,
     if (partial_join_ok and segment.seq == 0 and segment.head_skip_frames == 0 and packets
             and not packets[0][0]):
         packets = packets[1:]
-    return _frames(path, segment, packets)
+    return _frames(path, segment, packets, odd)
 
 
 def store_frames(store: SegmentStore, camera_id: str, *, frame_us: int) -> list[StoredFrame]:

@@ -99,3 +99,23 @@ def test_for_site_builds_the_prefix() -> None:
     assert Coordinator.for_site(["127.0.0.1:1"], "plant-7").prefix == "/hotspare/plant-7/"
     with pytest.raises(ValueError):
         Coordinator.for_site(["127.0.0.1:1"], "a/b")
+
+
+def test_a_keepalive_stream_error_is_no_answer_not_an_expired_lease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gateway answers a failed keepalive stream with HTTP 200 and the error as its body (a
+    leader thawed after a freeze, stepping down, answered so). Taken for "no TTL", it cost a node
+    its lease; it must count as no answer from that member."""
+    from etcd3gw.client import Etcd3Client
+
+    def stream_error(self: Etcd3Client, url: str, **kwargs: object) -> dict[str, object]:
+        return {"error": {"grpc_code": 14, "http_code": 503,
+                          "message": "etcdserver: leader changed", "http_status": "Unavailable"}}
+
+    monkeypatch.setattr(Etcd3Client, "post", stream_error)
+    coord = Coordinator(["127.0.0.1:1", "127.0.0.1:2"], "/hotspare/s/", timeout=0.2, deadline=0.5)
+    with pytest.raises(EtcdUnavailableError) as info:
+        coord.keepalive_once(42, timeout=0.2)
+    assert "leader changed" in str(info.value)
+    assert coord.endpoints_by_preference()[0] == "127.0.0.1:2"  # the member was demoted

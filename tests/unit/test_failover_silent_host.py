@@ -97,6 +97,9 @@ class NoPlan:
     def designated(self, server: str) -> str | None:
         return None
 
+    def for_spare(self, spare: str) -> list[object]:
+        return []
+
 
 def run(detector: Detector) -> list[tuple[str, str]]:
     claimed: list[tuple[str, str]] = []
@@ -166,3 +169,35 @@ def test_a_slow_etcd_gives_the_server_longer_to_answer(rig: tuple) -> None:
     site.ask_takes, site.answer_after = 0.2, 0.3
     assert run(detector) == []
     assert "cut off from this spare only" in events.last("suspected")[2]
+
+
+class DesignatedPlan(NoPlan):
+    """rec-1's gapless cameras are pre-buffered by spare-2, not by us."""
+
+    def designated(self, server: str) -> str | None:
+        return "spare-2" if server == "rec-1" else None
+
+
+def test_a_silent_gapless_server_still_leased_is_left_to_its_designated_spare(
+        rig: tuple) -> None:
+    """The designated spare may be in its flap hold, waiting for the lease: we wait with it, and
+    its grace starts only when the lease goes, so the pre-buffer is not lost to our claim."""
+    detector, site, _, _ = rig
+    site.answers = False
+    claimed: list[str] = []
+
+    def go() -> None:
+        detector.run(detector.ctx.site.read(), {"spare-2": IDLE}, DesignatedPlan(),
+                     lambda: IDLE,  # type: ignore[arg-type]
+                     lambda server, reason, track: claimed.append(server.name) or True)
+
+    started = time.monotonic()
+    while time.monotonic() - started < 1.5:  # longer than spare-2's grace
+        go()
+    assert claimed == []  # silent, but leased and spare-2 is idle: its turn
+    site.etcd.delete(layout.alive("rec-1"))
+    go()
+    assert claimed == []  # the lease is gone: spare-2's grace runs from now
+    time.sleep(1.1)
+    go()
+    assert claimed == ["rec-1"]  # spare-2 did not claim within its grace

@@ -17,6 +17,7 @@ import pytest
 
 from hotspare.client.node_client import NodeApiError
 from hotspare.config.models import CameraConfig, SiteMembership
+from hotspare.failover.buffer_room import RoomGauge
 from hotspare.failover.probe import ProbeKind, ProbeResult
 from hotspare.failover.spare_agent import SpareAgent
 from hotspare.failover.spare_states import Covering, Idle, Reinserting
@@ -405,3 +406,59 @@ def test_a_spare_that_cannot_open_its_buffer_does_not_claim(
     monkeypatch.setattr(spare_agent.SegmentStore, "open", real_open)
     rig.tick()
     assert rig.agent.state == Covering("rec-1", rig.token("rec-1"))
+
+
+TWO_SPARES = SiteConfig.model_validate({
+    **CONFIG.model_dump(mode="json", exclude_none=True),
+    "failover_servers": [{"name": "spare-1", "address": "spare-1.test:8600"},
+                         {"name": "spare-2", "address": "spare-2.test:8600"}],
+})
+TWO_LICENCES = Licence(LICENCE.document.model_copy(update={"failover_server_licences": 2}),
+                       source="test")
+
+
+def without_room(rig: Rig, tmp_path: Path) -> dict[str, int]:
+    """spare-1 measures its room (nothing free: a full disk) and is one of two spares."""
+    free = {"bytes": 0}
+    rig.agent.room = RoomGauge(tmp_path, 0, 3600.0, disk_free=lambda: free["bytes"])
+    rig.applied.current = AppliedSite(TWO_SPARES, 2, LicenceMerge((TWO_LICENCES,), (), ()))
+    return free
+
+
+def test_a_spare_without_room_leaves_a_failed_server_to_a_spare_with_room(
+        rig: Rig, tmp_path: Path) -> None:
+    """Its buffer store is open (as a designated spare's is, for its pre-buffers) but its disk
+    is full: it claimed, could not write, and its gapless cameras lost seconds (chaos soak,
+    takeover_on_full_disk). Now it leaves the server to spare-2, once, naming the numbers."""
+    free = without_room(rig, tmp_path)
+    rig.site.etcd.put_json(layout.spare("spare-2"), {
+        "state": "idle", "url": "http://spare-2.test:8600", "covering": None,
+        "room": {"free_bytes": 50_000_000_000, "warn_seconds": 3600.0}})
+    rig.buffer("rec-1")  # the store is open already
+    rig.tick()
+    assert rig.record()["room"] == {"free_bytes": 0, "warn_seconds": 3600.0}
+    rig.fail("rec-1")
+    rig.tick(3)
+    assert rig.agent.state == Idle() and layout.claim("rec-1") not in rig.site.etcd.kvs
+    assert rig.events.kinds().count("refused") == 1, rig.events.kinds()
+    _kind, server, message, data = rig.events.last("refused")
+    assert server == "rec-1" and data["reasons"] == ["spare_no_room"], data
+    assert data["free_bytes"] == 0 and data["leave_to"] == ["spare-2"], data
+    assert message.startswith("spare-1 leaves rec-1 to spare-2: spare-1's buffer store has no "
+                              "room to cover rec-1: 0 B free above its retention reserve"), message
+    assert f"free space on spare-1's data disk ({tmp_path})" in message, message
+    free["bytes"] = 10 * 10**9  # room again: it takes the server (spare-2 has not)
+    rig.tick(2)
+    assert rig.agent.state == Covering("rec-1", rig.token("rec-1"))
+
+
+def test_the_only_spare_without_room_still_claims_and_says_so(rig: Rig, tmp_path: Path) -> None:
+    without_room(rig, tmp_path)  # spare-2 is down: no record
+    rig.fail("rec-1")
+    rig.tick()
+    assert rig.agent.state == Covering("rec-1", rig.token("rec-1"))
+    _kind, server, message, data = rig.events.last("buffer_full")
+    assert server == "rec-1" and data["free_bytes"] == 0, data
+    assert message.startswith("spare-1 claims rec-1 although spare-1's buffer store has no room "
+                              "to cover rec-1"), message
+    assert "no other spare may take it now" in message, message

@@ -27,6 +27,9 @@ class Plan:
     def designated(self, server: str) -> str | None:
         return "spare-2" if server == "rec-1" else None
 
+    def for_spare(self, spare: str) -> list[object]:
+        return []  # spare-1 pre-buffers nothing
+
 
 @pytest.fixture
 def detector(tmp_path: Path) -> Iterator[Detector]:

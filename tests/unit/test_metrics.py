@@ -134,10 +134,15 @@ class _LeaseEtcd:
     timeout = 1.0
 
     def __init__(self) -> None:
+        self.endpoints = ["member-1"]
         self.expire = threading.Event()
         self.revoked: list[Lease] = []
 
-    def keepalive_once(self, lease: Lease, timeout: float) -> float | None:
+    def endpoints_by_preference(self) -> list[str]:
+        return self.endpoints
+
+    def keepalive_once(self, lease: Lease, timeout: float, endpoint: str | None = None
+                       ) -> float | None:
         return None if self.expire.is_set() else lease.ttl
 
     def revoke_lease(self, lease: Lease) -> None:

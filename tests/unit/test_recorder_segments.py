@@ -7,9 +7,11 @@ from itertools import count
 from pathlib import Path
 
 import av
+import av.logging
 import pytest
 
 from hotspare.config.models import CameraConfig, RecordingSettings
+from hotspare.recorder.rtp_loss import LossWatch
 from hotspare.recorder.segment_writer import SegmentWriter
 from hotspare.recorder.worker import STOPPED, CameraWorker, _Run
 from hotspare.store import mp4
@@ -301,3 +303,36 @@ def test_frames_lost_before_a_cut_do_not_lengthen_the_segment(tmp_path: Path) ->
         assert (info.start_media_90k, info.duration_90k) == (start, duration)
         ends.append(info.start_media_90k + info.duration_90k)
     assert ends == [72_000, 144_000, 216_000, 288_000]  # each ends where the next begins
+
+
+def test_frames_damaged_by_lost_rtp_packets_are_left_out(tmp_path: Path) -> None:
+    """FFmpeg reports lost RTP packets on the demux thread; the frame it hands over next (the one
+    it was assembling, maybe cut short or joined with a later one) and the frames up to the next
+    keyframe are left out, the open segment ends after the last whole frame, and the keyframe
+    starts a new segment of the same run (docs/recorder.md, *Packet loss*)."""
+    clip = make_h264_file(tmp_path / "clip.mp4", frames=60, gop=10)
+    store = FakeStore(tmp_path / "store")
+    worker = _worker(store, segment_seconds=0.5)  # 12.5 frames: cut at every second keyframe
+    with av.open(str(clip)) as src, LossWatch("cam-1") as watch:
+        run = _Run(worker, src)
+        packets = [p for p in src.demux(src.streams.video[0]) if p.size]
+        for i, packet in enumerate(packets):
+            if i == 15:  # as FFmpeg's RTP demuxer logs it, on this thread
+                av.logging.log(av.logging.WARNING, "rtsp", "RTP: missed 3 packets\n")
+            unfit = watch.judge(packet)
+            if unfit is None:
+                run.on_packet(packet)
+            else:
+                run.skip(unfit, watch)
+        run.finish(STOPPED)
+    worker._committer.close(10)
+    assert (watch.packets_lost, watch.losses) == (3, 1)
+    commits = [c for c in store.calls if c[0] == "commit"]
+    assert [c[3] for c in commits] == [0, 72_000, 144_000]  # frames 0, 20, 40
+    assert [c[5] for c in commits] == [15, 20, 20]  # frame 15 damaged, 16-19 unreferenced
+    assert commits[0][4] == 15 * 3600  # ends one frame after its last frame, not at frame 20
+    assert [c[0] for c in store.calls].count("begin") == 1  # one run: the loss is a gap in it
+    for _, run_id, seq, start, duration, *_ in commits:
+        info = mp4.parse_path(store.segment_path("cam-1", str(run_id), int(seq)))  # type: ignore[arg-type]
+        assert (info.start_media_90k, info.duration_90k) == (start, duration)
+        assert info.fragments[0].first_sample_is_sync is not False

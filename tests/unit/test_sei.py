@@ -7,7 +7,6 @@ import pytest
 from hotspare.camerasim.sei import (
     HOTSPARE_SEI_UUID,
     FrameTag,
-    add_emulation_prevention,
     build_sei_annexb,
     build_sei_nal,
     build_sei_payload,
@@ -15,8 +14,11 @@ from hotspare.camerasim.sei import (
     find_tags_annexb,
     find_tags_avcc,
     first_vcl_offset,
-    iter_annexb_nals,
     parse_sei_nal,
+)
+from hotspare.media.nal import (
+    add_emulation_prevention,
+    iter_annexb_nals,
     remove_emulation_prevention,
 )
 

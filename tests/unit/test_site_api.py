@@ -34,7 +34,7 @@ def test_servers_show_state_owner_and_spares(site: Site) -> None:
     assert servers["rec-2"]["owner"] == {"node": "spare-1", "url": SPARE}
     assert data["spares"] == [{"name": "spare-1", "address": SPARE, "state": "covering",
                                "covering": "rec-2", "leftover": None, "licensed": False,
-                               "allotment": 0, "limit": None, "standby": None}]
+                               "allotment": 0, "limit": None, "standby": None, "room": None}]
 
 
 def test_server_states_down_and_returning(site: Site) -> None:

@@ -1,7 +1,7 @@
 """Storage faults on a truly full disk (a small tmpfs filled to its last byte), issue 12 item 2.
 
 A seam for free space cannot show what matters here: SQLite refusing to write. So each test mounts
-its own 8 MB tmpfs (root needed), fills it with a filler file, and unmounts it afterwards.
+its own 8 MB tmpfs (root needed), fills it with a ballast file, and unmounts it afterwards.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from hotspare.store.check import check_store
 from hotspare.store.models import RunInfo, WallSource
 from hotspare.store.segment_store import SegmentStore
 from hotspare.store.synth import record_segment, write_segment
+from tests.support import small_disk
 from tests.support.prerequisites import missing_prerequisite
 
 T0 = 1_700_000_000_000_000
@@ -49,19 +50,10 @@ def disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def fill(path: Path) -> None:
-    """Write until the disk refuses even one byte."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        for block in (1 << 16, 4096, 512, 1):
-            try:
-                while True:
-                    os.write(fd, b"\0" * block)
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
-    assert shutil.disk_usage(path.parent).free == 0
+def fill(disk: Path) -> None:
+    """Fill `disk` to the last byte (a ballast file, `small_disk.free` removes it)."""
+    small_disk.fill(disk)
+    assert shutil.disk_usage(disk).free == 0
 
 
 def recorded_store(disk: Path, segments: int = 20, *, fill_first: bool = False,
@@ -76,7 +68,7 @@ def recorded_store(disk: Path, segments: int = 20, *, fill_first: bool = False,
         # A store that ran a while has most of its index checkpointed; a 3 MB log of 2 KB test
         # segments would need more room to checkpoint than all the video frees.
         s.index.writer.execute("pragma wal_checkpoint(truncate)").fetchall()
-        fill(disk / "filler")
+        fill(disk)
     s.close()
     return disk / "store", run
 
@@ -92,7 +84,7 @@ def rows(root: Path) -> list[tuple[int, str | None]]:
 
 def test_store_opens_on_a_full_disk_frees_space_first_and_records(disk: Path) -> None:
     root, _run = recorded_store(disk, 100)
-    fill(disk / "filler")  # after a clean stop: the index's log and wal-index are gone too
+    fill(disk)  # after a clean stop: the index's log and wal-index are gone too
     want_free = 300_000
     # Before the fix reconcile raised "database or disk is full" here and the node exited.
     with SegmentStore.open(root, "rs1", min_free_bytes=want_free,
@@ -130,7 +122,7 @@ def test_store_opens_on_a_full_disk_without_a_space_reserve(disk: Path) -> None:
 def test_retention_frees_space_on_a_truly_full_disk(disk: Path) -> None:
     root, _run = recorded_store(disk, 40)
     with SegmentStore.open(root, "rs1") as s:
-        fill(disk / "filler")
+        fill(disk)
         first = s.list_segments("cam1", 0, T0 + 10**9)[0]
         # Row-first deletion needed SQLite to write on a disk with no free block: it raised
         # "database or disk is full" and freed nothing.
@@ -173,14 +165,14 @@ def test_reconcile_keeps_a_complete_segment_in_place_when_its_row_cannot_be_writ
     # a complete file the recorder wrote but whose commit a crash prevented
     orphan = s.segment_path("cam1", run.run_id, 3)
     write_segment(orphan, 3 * 36_000, 10)
-    fill(disk / "filler")
+    fill(disk)
     s.close()
     root = disk / "store"
     with SegmentStore.open(root, "rs1") as s:
         assert s.last_reconcile is not None
         assert s.last_reconcile.quarantined == 0 and s.last_reconcile.index_deferred == 1
     assert orphan.exists() and not (root / "quarantine").exists()
-    (disk / "filler").unlink()
+    small_disk.free(disk)
     with SegmentStore.open(root, "rs1") as s:
         assert s.last_reconcile is not None and s.last_reconcile.salvaged == 1
         assert [x.seq for x in s.list_segments("cam1", 0, T0 + 10**9)] == [0, 1, 2, 3]
@@ -190,7 +182,7 @@ def test_early_deletion_for_space_is_a_warning_naming_camera_and_time(
         disk: Path, caplog: pytest.LogCaptureFixture) -> None:
     root, _run = recorded_store(disk, segments=10)
     with SegmentStore.open(root, "rs1") as s:
-        fill(disk / "filler")
+        fill(disk)
         with caplog.at_level(logging.WARNING, logger="hotspare.store.retention"):
             rep = s.apply_retention(30 * 86_400_000_000, 10_000, T0 + 10 * SEG_US)
         assert rep.deleted_for_space > 0
@@ -229,7 +221,7 @@ def test_ensure_room_frees_by_retention_and_refuses_only_what_cannot_fit(disk: P
     """What the import route asks before it reads an upload's body (507 when False)."""
     root, _run = recorded_store(disk, 40)
     with SegmentStore.open(root, "rs1", min_free_bytes=20_000) as s:
-        fill(disk / "filler")
+        fill(disk)
         assert s.ensure_room(5_000)  # retention made room (files first, on a full disk)
         assert shutil.disk_usage(disk).free >= 25_000
         pending = [x.segment_id for x in s.list_segments("cam1", 0, T0 + 10**9)]
@@ -245,7 +237,7 @@ def test_a_node_started_on_a_full_disk_opens_its_store_and_reports_early_deletio
     camera and passed on as a site event."""
     recent = time.time_ns() // 1000 - 3_600_000_000  # an hour ago: well inside 30 days
     root, _run = recorded_store(disk, 100, name="rec-1", t0=recent)
-    fill(disk / "filler")
+    fill(disk)
     node_toml = tmp_path / "node.toml"
     node_toml.write_text(f"""
 name = "rec-1"

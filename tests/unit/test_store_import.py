@@ -332,3 +332,21 @@ def test_frames_in_a_hole_of_a_stored_segment_are_not_held(origin: SegmentStore,
     assert result.status == "trimmed", result
     assert result.segment is not None
     assert (result.segment.head_skip_frames, result.segment.tail_skip_frames) == (10, 10)
+
+
+@pytest.mark.parametrize("spare_offset_us", [-3, 0, 3])
+def test_the_frame_after_a_hole_is_not_held_by_the_frame_before_it(
+        origin: SegmentStore, spare: SegmentStore, spare_offset_us: int) -> None:
+    """The last frame before a hole in a stored segment lasts, in its file, until the frame after
+    the hole; it holds at most a little over one frame. At 1.5 frames the spare's first frame of
+    the hole had its midpoint on the boundary, so a spare anchored a few µs earlier than the
+    original (RTCP mappings agree only that well) lost it to the trim (chaos soak, vanished
+    host)."""
+    run = origin.begin_run("cam1", "rs1", T0, WallSource.CAMERA)
+    step = 90_000 // 25
+    record_segment(origin, run, 0, 0, 20, gop=5, hole=(10, 10 * step))
+    meta, data, _ = _spare_segment(spare, anchor=T0 + spare_offset_us, frames=30)
+    result = origin.import_segment(meta, data)
+    assert result.status == "trimmed", result
+    assert result.segment is not None
+    assert (result.segment.head_skip_frames, result.segment.tail_skip_frames) == (10, 10)

@@ -175,6 +175,7 @@ def servers_view(applied: AppliedSite, snap: SiteSnapshot,
             "allotment": allotment.of(spare.name),
             "limit": by_spare.get(spare.name, {}).get("limit"),
             "standby": by_spare.get(spare.name, {}).get("standby"),
+            "room": by_spare.get(spare.name, {}).get("room"),
         })
     return {"site_id": config.site.id, "revision": snap.revision,
             "master": config.master.name, "servers": servers, "spares": spares}

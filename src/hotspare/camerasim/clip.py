@@ -23,12 +23,8 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 from gi.repository import Gst  # noqa: E402
 
-from hotspare.camerasim.sei import (  # noqa: E402
-    first_vcl_offset,
-    is_vcl,
-    iter_annexb_nals,
-    nal_type,
-)
+from hotspare.camerasim.sei import first_vcl_offset  # noqa: E402
+from hotspare.media.nal import is_vcl, iter_annexb_nals, nal_type  # noqa: E402
 
 CLIP_FORMAT = 2
 _MAGIC = b"HSCLIP02"

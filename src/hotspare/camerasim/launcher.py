@@ -193,11 +193,11 @@ class CameraSim:
 
     # ------------------------------------------------------------------------------- control
 
-    def _call(self, method: str, path: str) -> Any:
+    def _call(self, method: str, path: str, timeout: float = 10.0) -> Any:
         data = b"" if method == "POST" else None
         req = urllib.request.Request(self.control_url + path, method=method, data=data)
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             raise CameraSimError(f"{method} {path}: {exc.code} {exc.read().decode()}") from exc
@@ -219,6 +219,20 @@ class CameraSim:
         online()): a camera whose encoder hung."""
         query = "" if seconds is None else f"?seconds={seconds}"
         return dict(self._call("POST", f"/cameras/{camera_id}/stall{query}"))
+
+    def restart_stream(self, camera_id: str, *, close: bool = False, new_ssrc: bool = False,
+                       down_s: float = 0.0) -> dict[str, Any]:
+        """The camera restarts its stream: in session (new RTP timestamp and sequence bases from
+        the next keyframe, a new SSRC with `new_ssrc`), or with `close` its connections dropped
+        and refused for `down_s` (a reboot). Frame numbers go on."""
+        query = f"?close={int(close)}&ssrc={int(new_ssrc)}&seconds={down_s}"
+        return dict(self._call("POST", f"/cameras/{camera_id}/restart{query}"))
+
+    def change_resolution(self, camera_id: str, width: int, height: int) -> dict[str, Any]:
+        """From the next keyframe on, the camera sends `width`x`height` (new SPS/PPS in the same
+        session); returns once the clip is ready (encoded the first time: seconds)."""
+        return dict(self._call("POST", f"/cameras/{camera_id}/resolution?width={width}"
+                                       f"&height={height}", timeout=120.0))
 
     def online(self, camera_id: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/cameras/{camera_id}/online"))

@@ -26,8 +26,15 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
+
+from hotspare.media.nal import (
+    add_emulation_prevention,
+    is_vcl,
+    iter_annexb_nals,
+    iter_avcc_nals,
+    remove_emulation_prevention,
+)
 
 HOTSPARE_SEI_UUID: bytes = uuid.UUID("5d742a91-e70a-458c-b4ca-eb39c8b9ec04").bytes
 """Tells our user_data_unregistered messages from others (x264 writes its own, for example)."""
@@ -48,37 +55,6 @@ class FrameTag:
     camera_id: str
     frame_no: int
     capture_wall_us: int
-
-
-# ---------------------------------------------------------------------------------------- escaping
-
-
-def add_emulation_prevention(rbsp: bytes) -> bytes:
-    """Escape 00 00 0x (x <= 3) so that the payload can never be mistaken for a start code."""
-    out = bytearray()
-    zeros = 0
-    for byte in rbsp:
-        if zeros >= 2 and byte <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
-
-
-def remove_emulation_prevention(ebsp: bytes) -> bytes:
-    """Undo add_emulation_prevention; a 03 is dropped only right after two zero bytes."""
-    if b"\x00\x00\x03" not in ebsp:
-        return ebsp
-    out = bytearray()
-    zeros = 0
-    for byte in ebsp:
-        if zeros >= 2 and byte == 3:
-            zeros = 0
-            continue
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
 
 
 # ---------------------------------------------------------------------------------------- building
@@ -119,44 +95,6 @@ def build_sei_annexb(
 
 
 # ----------------------------------------------------------------------------------------- parsing
-
-
-def iter_annexb_nals(data: bytes) -> Iterator[tuple[int, int]]:
-    """(start, end) of each NAL unit's bytes (start code excluded) in an Annex-B byte stream.
-
-    Trailing zero bytes before the next start code belong to the 4-byte start code (or are
-    trailing_zero_8bits), so they are trimmed from the NAL.
-    """
-    n = len(data)
-    pos = data.find(b"\x00\x00\x01")
-    while pos != -1:
-        start = pos + 3
-        nxt = data.find(b"\x00\x00\x01", start)
-        end = n if nxt == -1 else nxt
-        stop = end
-        while stop > start and data[stop - 1] == 0:
-            stop -= 1
-        if stop > start:
-            yield start, stop
-        pos = nxt
-
-
-def iter_avcc_nals(data: bytes, length_size: int = 4) -> Iterator[tuple[int, int]]:
-    """(start, end) of each NAL unit in length-prefixed (AVCC / MP4 sample) data.
-
-    Stops quietly at a truncated length rather than raising: a packet cut short by a crash should
-    still give up the tags it does contain.
-    """
-    pos = 0
-    n = len(data)
-    while pos + length_size <= n:
-        size = int.from_bytes(data[pos : pos + length_size], "big")
-        start = pos + length_size
-        end = start + size
-        if size == 0 or end > n:
-            return
-        yield start, end
-        pos = end
 
 
 def _sei_header_size(nal: bytes) -> int:
@@ -256,17 +194,6 @@ def find_tags(data: bytes) -> list[FrameTag]:
         return find_tags_avcc(data)
     tags = find_tags_avcc(data)
     return tags if tags else find_tags_annexb(data)
-
-
-def nal_type(first_byte: int, codec: str = "h264") -> int:
-    """The NAL unit type from the first header byte (5 bits in H.264, 6 in H.265)."""
-    return first_byte & 0x1F if codec == "h264" else (first_byte >> 1) & 0x3F
-
-
-def is_vcl(first_byte: int, codec: str = "h264") -> bool:
-    """A slice NAL: H.264 types 1-5, H.265 types 0-31."""
-    t = nal_type(first_byte, codec)
-    return 1 <= t <= 5 if codec == "h264" else t <= 31
 
 
 def first_vcl_offset(au: bytes, codec: str = "h264") -> int:

@@ -20,11 +20,12 @@ import heapq
 import json
 import math
 import os
+import random
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -82,6 +83,11 @@ class Camera:
     clock_origin_ns: int = 0  # where the drifting clock and the shared one agree
     max_sessions: int | None = None  # None: as many RTSP sessions as clients ask for
     refused: int = 0  # requests answered 503 because the session limit was reached
+    rtpcaps: Gst.Element | None = None  # the capsfilter after the payloader (restart_stream)
+    restart_pending: bool = False  # new RTP timestamp/sequence base from the next keyframe on
+    restart_ssrc: bool = False  # ... and a new SSRC with it
+    restarts: int = 0  # in-session stream restarts done
+    next_clip: Clip | None = None  # the clip (another picture size) from the next keyframe on
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wall_ns_of(self, frame_no: int) -> int:
@@ -167,6 +173,14 @@ class _CameraFactory(GstRtspServer.RTSPMediaFactory):
     def __init__(self, cam: Camera) -> None:
         super().__init__()
         self.cam = cam
+
+    def do_create_element(self, url: GstRtsp.RTSPUrl) -> Gst.Element:
+        """The launch line's pipeline, with the bin `pay0` (payloader + capsfilter) given the
+        `src` pad the RTSP media links; the capsfilter is how a restart sets new RTP bases."""
+        element = GstRtspServer.RTSPMediaFactory.do_create_element(self, url)
+        pay = element.get_by_name("pay0")
+        pay.add_pad(Gst.GhostPad.new("src", pay.get_by_name("rtpcaps").get_static_pad("src")))
+        return element
 
     def do_gen_key(self, url: GstRtsp.RTSPUrl) -> str:
         cam = self.cam
@@ -257,7 +271,8 @@ class Simulator:
             "( appsrc name=src is-live=true format=time do-timestamp=false "
             "max-bytes=20000000 leaky-type=downstream "
             f"caps=video/x-{h26x},stream-format=byte-stream,alignment=au "
-            f"! {h26x}parse ! rtp{h26x}pay name=pay0 pt=96 config-interval=0 {audio} )"
+            f"! {h26x}parse ! ( name=pay0 rtp{h26x}pay name=rtppay pt=96 config-interval=0 "
+            f"! capsfilter name=rtpcaps caps=application/x-rtp ) {audio} )"
         )
         factory.set_shared(True)  # one live stream per camera, however many clients
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
@@ -300,6 +315,7 @@ class Simulator:
         with cam.lock:
             cam.appsrc = media.get_element().get_by_name("src")
             cam.audiosrc = media.get_element().get_by_name("asrc")
+            cam.rtpcaps = media.get_element().get_by_name("rtpcaps")
             cam.media = media
             cam.media_dying = False
             cam.need_headers = True  # a new stream: its first frame may not be a keyframe
@@ -428,6 +444,11 @@ class Simulator:
                     self._push_audio(cam, cam.audio, audiosrc, tick)
         if decode_no < 0:
             return  # the first reference frame waits for the B-frames shown before it
+        if cam.next_clip is not None and decode_no % clip.params.gop_frames == 0:
+            # A GOP boundary in decode order is one in presentation order too (closed GOPs of
+            # the same structure), so no frame number is skipped or sent twice.
+            clip = cam.clip = cam.next_clip
+            cam.next_clip = None
         i = decode_no % len(clip.access_units)
         n = decode_no - i + clip.presentation[i]  # the frame number (presentation order)
         wall_ns = cam.wall_ns_of(n)
@@ -468,12 +489,42 @@ class Simulator:
         buf.duration = _SECOND_NS // self.fps
         if not clip.keyframes[i]:
             buf.set_flags(Gst.BufferFlags.DELTA_UNIT)
+        elif cam.restart_pending:
+            self._restart_at(cam, pts)
         ret = appsrc.emit("push-buffer", buf)
         if ret != Gst.FlowReturn.OK:
             return False
         cam.need_headers = False
         cam.last_dts = dts
         return True
+
+    def _restart_at(self, cam: Camera, pts: int) -> None:
+        """From the access unit stamped `pts` on, the payloader numbers its packets from a new
+        random RTP timestamp and sequence base (and SSRC): what a camera whose encoder restarts
+        sends. Switched in the streaming thread as that access unit reaches the payloader, so
+        every packet of the frames before keeps the old numbering; the RTP session's sender
+        reports then map the new timestamps to the same wall clock."""
+        cam.restart_pending = False
+        capsfilter = cam.rtpcaps
+        if capsfilter is None:
+            return
+        caps = (f"application/x-rtp,timestamp-offset=(uint){random.getrandbits(32)},"
+                f"seqnum-offset=(uint){random.getrandbits(16)}")
+        if cam.restart_ssrc:
+            caps += f",ssrc=(uint){random.getrandbits(32)}"
+        pay = cam.media.get_element().get_by_name("rtppay") if cam.media is not None else None
+        if pay is None:
+            return
+
+        def switch(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+            buf = info.get_buffer()
+            if buf is None or buf.pts == Gst.CLOCK_TIME_NONE or buf.pts < pts:
+                return Gst.PadProbeReturn.PASS
+            capsfilter.set_property("caps", Gst.Caps.from_string(caps))
+            cam.restarts += 1
+            return Gst.PadProbeReturn.REMOVE
+
+        pay.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, switch)
 
     def _push_audio(self, cam: Camera, audio: AudioTrack, src: Gst.Element, tick: int) -> None:
         """The audio of frame interval `tick`, stamped on the video's clock (beep = keyframe)."""
@@ -513,6 +564,29 @@ class Simulator:
         cam = self.cameras[camera_id]
         cam.stalled_until = math.inf if seconds is None else time.monotonic() + seconds
 
+    def restart_stream(self, camera_id: str, *, close: bool, new_ssrc: bool,
+                       down_s: float) -> None:
+        """A camera restarting its stream, as after an encoder restart or a reboot. In session
+        (`close` false): from the next keyframe on, new random RTP timestamp and sequence bases
+        (and SSRC with `new_ssrc`), the sessions stay open. With `close`: every connection
+        closed and new ones refused for `down_s`; the next session gets new bases anyway
+        (a new media pipeline). Frame numbers go on either way."""
+        if close:
+            self.set_offline(camera_id, down_s)
+            return
+        cam = self.cameras[camera_id]
+        cam.restart_ssrc = new_ssrc
+        cam.restart_pending = True
+
+    def change_resolution(self, camera_id: str, width: int, height: int) -> None:
+        """From the next keyframe on, send the same stream at `width`x`height`: new SPS/PPS in
+        the same session, frame numbers going on. The clip is encoded (or read from the cache)
+        first, here, so the switch itself costs the frame clock nothing."""
+        cam = self.cameras[camera_id]
+        params = replace(cam.clip.params, width=width, height=height)
+        clip, _cached = load_or_encode(params, self.args.cache_dir or default_cache_dir())
+        cam.next_clip = clip
+
     def set_max_sessions(self, camera_id: str, limit: int | None) -> None:
         """Sessions already open are kept, like a camera reconfigured while streaming."""
         with self._client_lock:
@@ -545,6 +619,9 @@ class Simulator:
                     "sessions_refused": cam.refused,
                     "streaming": cam.appsrc is not None,
                     "start_wall_us": cam.start_wall_ns // 1000,
+                    "width": cam.clip.params.width,
+                    "height": cam.clip.params.height,
+                    "stream_restarts": cam.restarts,
                 }
             )
         return out
@@ -588,7 +665,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         parts = urlsplit(self.path)
         segs = [s for s in parts.path.split("/") if s]
-        actions = ("offline", "online", "max_sessions", "stall")
+        actions = ("offline", "online", "max_sessions", "stall", "restart", "resolution")
         if len(segs) != 3 or segs[0] != "cameras" or segs[2] not in actions:
             self._send(404, {"error": "not found"})
             return
@@ -599,10 +676,26 @@ class _ControlHandler(BaseHTTPRequestHandler):
         try:
             limit = _non_negative(parts.query, "limit", int)
             seconds = _non_negative(parts.query, "seconds", float)
+            width = _non_negative(parts.query, "width", int)
+            height = _non_negative(parts.query, "height", int)
         except ValueError as exc:
             self._send(400, {"error": str(exc)})
             return
-        if segs[2] == "online":
+        flags = parse_qs(parts.query)
+        if segs[2] == "resolution":
+            if not width or not height or width % 2 or height % 2:
+                self._send(400, {"error": "width and height must be given, even and positive"})
+                return
+            try:
+                self.sim.change_resolution(cid, width, height)
+            except (RuntimeError, ValueError) as exc:
+                self._send(500, {"error": f"could not make a {width}x{height} clip: {exc}"})
+                return
+        elif segs[2] == "restart":
+            self.sim.restart_stream(cid, close=flags.get("close", ["0"])[0] == "1",
+                                    new_ssrc=flags.get("ssrc", ["0"])[0] == "1",
+                                    down_s=seconds or 0.0)
+        elif segs[2] == "online":
             self.sim.set_online(cid)
         elif segs[2] == "max_sessions":
             self.sim.set_max_sessions(cid, limit)

@@ -33,6 +33,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -185,6 +186,7 @@ class Coordinator:
         self.deadline = deadline
         self.watch_idle_timeout = watch_idle_timeout
         self._preferred = 0
+        self._failed_at: dict[str, float] = {}  # endpoint -> monotonic time of its last failure
         self._lock = threading.Lock()
         self._local = threading.local()
         self._children: list[LeaseKeeper | Watch] = []
@@ -239,8 +241,26 @@ class Coordinator:
                 start = self._preferred
             yield self.endpoints[start % len(self.endpoints)]
 
+    def endpoints_by_preference(self) -> list[str]:
+        """Every endpoint once, the preferred one first."""
+        with self._lock:
+            start = self._preferred % len(self.endpoints)
+        return self.endpoints[start:] + self.endpoints[:start]
+
+    def _answered(self, endpoint: str) -> None:
+        """`endpoint` just answered: if the preferred one failed lately, prefer this one, so
+        the next call of any thread goes where an answer came from rather than round the ring
+        (which may lead back to a frozen member)."""
+        with self._lock:
+            preferred = self.endpoints[self._preferred % len(self.endpoints)]
+            failed = self._failed_at.get(preferred)
+            if (preferred != endpoint and failed is not None
+                    and time.monotonic() - failed < 2 * self.timeout + 1.0):
+                self._preferred = self.endpoints.index(endpoint)
+
     def _demote(self, endpoint: str) -> None:
         with self._lock:
+            self._failed_at[endpoint] = time.monotonic()
             if self.endpoints[self._preferred % len(self.endpoints)] == endpoint:
                 self._preferred = (self._preferred + 1) % len(self.endpoints)
             watches = [c for c in self._children if isinstance(c, Watch)]
@@ -278,6 +298,12 @@ class Coordinator:
             raise EtcdRequestError(operation, code, message) from exc
         if not isinstance(result, dict):
             raise EtcdRequestError(operation, None, f"unexpected answer {result!r}")
+        error = result.get("error")
+        if isinstance(error, dict) and "result" not in result:
+            # A streamed call (the keepalive) that failed still answers HTTP 200, the error as
+            # its body: e.g. a leader thawed after a freeze, stepping down. Read as "no TTL" it
+            # would be taken for an expired lease.
+            raise _Retryable(endpoint, str(error.get("message") or error))
         return result
 
     def _call(
@@ -562,29 +588,53 @@ class Coordinator:
             raise EtcdRequestError("grant lease", None, str(result["error"]))
         return Lease(id=int(result["ID"]), ttl=float(result.get("TTL", asked)))
 
-    def keepalive_once(self, lease: Lease | int, *, timeout: float | None = None) -> float | None:
+    def _post_to(self, endpoint: str | None, path: str, payload: dict[str, Any], timeout: float,
+                 operation: str) -> dict[str, Any]:
+        """One request to one member (the preferred one when None), no retry: for the lease
+        keeper, which has its own clock and asks several members itself. A failure that says
+        "this member, now" demotes it and raises EtcdUnavailableError."""
+        target = endpoint if endpoint is not None else next(self._endpoint_order())
+        try:
+            result = self._post_once(target, path, payload, timeout, operation)
+        except _Retryable as exc:
+            self._demote(exc.endpoint)
+            raise EtcdUnavailableError([target], timeout, str(exc), operation) from exc
+        self._answered(target)
+        return result
+
+    def keepalive_once(self, lease: Lease | int, *, timeout: float | None = None,
+                       endpoint: str | None = None) -> float | None:
         """Refresh once; the new TTL, or None when the lease has already expired or was revoked.
 
-        With `timeout`, a single attempt bounded by it (for the keepalive loop, which has its
-        own clock); otherwise the usual retry with deadline.
+        With `timeout`, a single attempt bounded by it, to `endpoint` (default: the preferred
+        one), for the keeper, which has its own clock; otherwise the usual retry with deadline.
         """
         lease_id = _lease_id(lease)
         payload = {"ID": lease_id}
         if timeout is not None:
-            endpoint = next(self._endpoint_order())
-            try:
-                result = self._post_once(endpoint, "lease/keepalive", payload, timeout,
-                                         "lease keepalive")
-            except _Retryable as exc:
-                self._demote(exc.endpoint)
-                raise EtcdUnavailableError([endpoint], timeout, str(exc),
-                                           "lease keepalive") from exc
+            result = self._post_to(endpoint, "lease/keepalive", payload, timeout,
+                                   "lease keepalive")
         else:
             result = self._call("lease/keepalive", payload, "lease keepalive")
         ttl = result.get("result", {}).get("TTL")
         if ttl is None or int(ttl) <= 0:  # gateway quirk: an expired lease comes back without TTL
             return None
         return float(ttl)
+
+    def lease_time_to_live(self, lease: Lease | int, *, timeout: float | None = None,
+                           endpoint: str | None = None) -> float | None:
+        """Seconds etcd still gives the lease (whole seconds, rounded down: 0 is under one),
+        or None when etcd no longer knows it (expired or revoked: its keys are gone). Asks the
+        leader (a follower forwards), without refreshing anything. `timeout`/`endpoint` as for
+        `keepalive_once`."""
+        payload = {"ID": _lease_id(lease)}
+        if timeout is not None:
+            result = self._post_to(endpoint, "kv/lease/timetolive", payload, timeout,
+                                   "lease time-to-live")
+        else:
+            result = self._call("kv/lease/timetolive", payload, "lease time-to-live")
+        ttl = int(result.get("TTL", -1))
+        return None if ttl < 0 else float(ttl)
 
     def revoke_lease(self, lease: Lease | int) -> None:
         """Revoke (deleting every key attached); a lease already gone is not an error."""
@@ -753,13 +803,28 @@ def _shutdown_response(response: requests.Response | None, close: bool = True) -
 
 
 class LeaseKeeper:
-    """Keeps one lease alive, and knows on its own clock when it must be assumed lost.
+    """Keeps one lease alive, and knows on its own clock when it may have expired.
 
-    The holder may act under the lease only while `valid_for() > 0`: that is the time of the last
-    *sent* keepalive that etcd acknowledged plus the TTL etcd returned. etcd counts its TTL from
-    when it received that request, later than we sent it, so our estimate expires first even when
-    etcd is unreachable and says nothing. A lost lease is never revived: the holder grants a new
-    one and re-checks what it held.
+    The holder may rely on the lease while `valid_for() > 0`: that is the time of the last *sent*
+    keepalive that etcd acknowledged plus the TTL etcd returned. etcd counts its TTL from when it
+    received that request, later than we sent it, so our estimate runs out first even when etcd
+    is unreachable and says nothing.
+
+    One member of three frozen or killed must cost nobody a lease: etcd keeps leases through a
+    leader election (the new leader gives every lease its TTL afresh), so what matters is that
+    keepalives reach a healthy member. Each keepalive goes to the preferred member; when that
+    has not answered within `hedge_delay` (a frozen member accepts the connection and says
+    nothing) or has failed (a killed one refuses), the next member is asked too, and the first
+    answer counts. A request stays bounded by the coordinator's request timeout, not by the time
+    the lease has left, so an answer that comes late still counts as evidence.
+
+    When the estimate runs out (during an election a keepalive may find no leader for a second
+    or two) the lease is *in doubt*, not lost: the keeper asks etcd (TimeToLive, any member)
+    whether it still holds the lease. etcd deletes a lease's keys only when it revokes the
+    lease, and a revoked lease is gone for good (a keepalive on it is refused), so "still held"
+    means none of its keys ever went, and keeping on is safe. Only "gone" (or a keepalive
+    answered without a TTL) makes the lease lost; a lost lease is never revived: the holder
+    grants a new one and re-checks what it held.
     """
 
     def __init__(
@@ -772,19 +837,34 @@ class LeaseKeeper:
         clock: Callable[[], float] = time.monotonic,
         granted_at: float | None = None,
         role: str = "node",
+        hedge_delay: float | None = None,
     ) -> None:
         self.coordinator = coordinator
         self.lease = lease
+        self.role = role
         self._held = metrics.LEASE_HELD.labels(role)
         self._on_lost = on_lost
         self._clock = clock
         self.interval = interval if interval is not None else max(0.2, lease.ttl / 3.0)
+        self.hedge_delay = (hedge_delay if hedge_delay is not None
+                            else min(0.25, max(0.05, lease.ttl / 10.0)))
         # Count from when the grant was asked for (conservative), else from now.
         self._expires_at = (granted_at if granted_at is not None else clock()) + lease.ttl
+        self._doubt_since: float | None = None
+        self._state_lock = threading.Lock()
+        self._settled = threading.Event()  # set while the lease is not in doubt
+        self._settled.set()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a holder found the estimate run out: verify now
         self.lost = threading.Event()
         self.lost_reason: str | None = None
         self.last_error: str | None = None
+        self.doubts = 0  # times the estimate ran out and etcd then said the lease still held
+        # One request in flight per member at most, across rounds: a member slow to answer is
+        # not asked again until that request ends, but its answer still counts when it comes.
+        self._inflight: dict[str, tuple[Future[float | None], float]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=len(coordinator.endpoints) + 1,
+                                        thread_name_prefix=f"lease-{lease.id:x}-ask")
         self._thread = threading.Thread(target=self._run, name=f"lease-{lease.id:x}", daemon=True)
 
     @property
@@ -799,19 +879,37 @@ class LeaseKeeper:
         return self._thread.is_alive()
 
     def valid_for(self) -> float:
-        """Seconds the holder may still rely on the lease; 0 or less means assume it is lost."""
+        """Seconds the holder may still rely on the lease; 0 or less: it may have expired (in
+        doubt until etcd answers) or is lost."""
         if self.lost.is_set():
             return 0.0
         return self._expires_at - self._clock()
 
+    def in_doubt(self) -> bool:
+        """Our estimate ran out and etcd has not yet said whether it still holds the lease."""
+        return not self.lost.is_set() and self.valid_for() <= 0.0
+
     def assumed_lost(self) -> bool:
-        return self.valid_for() <= 0.0
+        """True once the lease is lost: etcd said it expired. While it is in doubt, waits for
+        etcd's verdict, but only within one request timeout of the doubt beginning (a node
+        thawed after a long freeze learns the truth before it acts), then answers False: hold
+        on, nobody can act on the lease's expiry before etcd is reachable again either."""
+        if self.lost.is_set():
+            return True
+        if self.valid_for() > 0.0:
+            return False
+        since = self._doubt()  # the keeper may be between rounds: the doubt starts now
+        patience = since + self.coordinator.timeout + self.hedge_delay - self._clock()
+        if patience > 0 and threading.current_thread() is not self._thread:
+            self._settled.wait(patience)
+        return self.lost.is_set()
 
     def _declare_lost(self, reason: str) -> None:
         if self.lost.is_set():
             return
         self.lost_reason = reason
         self.lost.set()
+        self._settled.set()
         self._held.set(0)
         log.warning("lease %x lost: %s", self.lease.id, reason)
         if self._on_lost is not None:
@@ -820,45 +918,139 @@ class LeaseKeeper:
             except Exception:
                 log.exception("lease-lost callback failed")
 
-    def _run(self) -> None:
-        retry_pause = min(0.25, self.lease.ttl / 10.0)
-        wait = self.interval
-        while not self._stop.wait(wait):
-            remaining = self._expires_at - self._clock()
-            if remaining <= 0:
-                self._declare_lost(
-                    f"no keepalive acknowledged for {self.lease.ttl:.0f} s "
-                    f"(last error: {self.last_error})")
-                return
-            sent = self._clock()
-            try:
-                ttl = self.coordinator.keepalive_once(
-                    self.lease, timeout=min(self.coordinator.timeout, max(0.05, remaining)))
-            except CoordinationError as exc:
-                self.last_error = str(exc)
-                wait = min(retry_pause, max(0.0, self._expires_at - self._clock()))
+    def _ask_one(self, endpoint: str, verify: bool) -> float | None:
+        """One member: the TTL it gives the lease now (None: etcd says it is gone). To verify a
+        lease in doubt, TimeToLive first (it only reads), then the keepalive that extends it."""
+        c = self.coordinator
+        if verify:
+            left = c.lease_time_to_live(self.lease, timeout=c.timeout, endpoint=endpoint)
+            if left is None:
+                return None
+        return c.keepalive_once(self.lease, timeout=c.timeout, endpoint=endpoint)
+
+    def _round(self, verify: bool, skip: str | None = None
+               ) -> tuple[str, float, float | None] | None:
+        """Ask the members (but `skip`), the preferred first, the next one after `hedge_delay`
+        without an answer or at once after a failure, until one answers: (the member, when the
+        request was sent, the TTL it gave or None for "gone"). None when every member failed
+        (the caller pauses)."""
+        pending: dict[Future[float | None], tuple[str, float]] = {}
+        queue = [e for e in self.coordinator.endpoints_by_preference() if e != skip]
+        last_launch = -1e9
+        while not self._stop.is_set():
+            now = self._clock()
+            if queue and (not pending or now - last_launch >= self.hedge_delay):
+                endpoint = queue.pop(0)
+                running = self._inflight.get(endpoint)
+                if running is not None and not running[0].done():
+                    # adopt: its answer counts for this round
+                    pending[running[0]] = (endpoint, running[1])
+                else:
+                    sent = self._clock()
+                    try:
+                        future = self._pool.submit(self._ask_one, endpoint, verify)
+                    except RuntimeError:
+                        # The interpreter is exiting (this thread is a daemon): stop quietly.
+                        self._stop.set()
+                        return None
+                    self._inflight[endpoint] = (future, sent)
+                    pending[future] = (endpoint, sent)
+                last_launch = now
                 continue
+            if not pending:
+                return None
+            done, _ = wait(list(pending), timeout=self.hedge_delay, return_when=FIRST_COMPLETED)
+            for future in done:
+                endpoint, sent = pending.pop(future)
+                try:
+                    return endpoint, sent, future.result()
+                except CoordinationError as exc:
+                    self.last_error = str(exc)
+                except Exception as exc:  # a keeper thread must not die of a surprise
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("lease %x keepalive failed unexpectedly: %s", self.lease.id,
+                                self.last_error)
+        return None
+
+    def _doubt(self) -> float:
+        """Enter doubt (once); when it began. The gauge stays at 1: etcd may well hold it."""
+        with self._state_lock:
+            if self._doubt_since is not None:
+                return self._doubt_since
+            if self.lost.is_set() or self._stop.is_set():
+                return self._clock()
+            self._doubt_since = since = self._clock()
+            self._settled.clear()
+        self._wake.set()
+        log.warning("lease %x (%s) may have expired: no keepalive acknowledged for %.0f s "
+                    "(last error: %s); asking etcd whether it still holds it",
+                    self.lease.id, self.role, self.lease.ttl, self.last_error)
+        return since
+
+    def _settle(self, sent: float, ttl: float) -> None:
+        self._expires_at = max(self._expires_at, sent + ttl)
+        self.last_error = None
+        with self._state_lock:
+            since, self._doubt_since = self._doubt_since, None
+            self._settled.set()
+        if since is not None:
+            self.doubts += 1
+            log.info("lease %x (%s) still held: etcd kept it through %.1f s without an "
+                     "acknowledged keepalive (an etcd election or a slow member); nothing was lost",
+                     self.lease.id, self.role, self._clock() - since)
+
+    def _run(self) -> None:
+        retry_pause = min(0.25, self.hedge_delay)
+        wait_for = self.interval
+        while True:
+            self._wake.wait(wait_for)
+            self._wake.clear()
             if self._stop.is_set():
                 return
+            verify = self._clock() >= self._expires_at
+            if verify:
+                self._doubt()
+            answer = self._round(verify)
+            if self._stop.is_set():
+                return
+            if answer is None:  # no member answered: try again soon
+                wait_for = retry_pause
+                continue
+            endpoint, sent, ttl = answer
+            if ttl is None and len(self.coordinator.endpoints) > 1:
+                # One member's word is not enough: just after a frozen leader was thawed, one
+                # member answered "no such lease" while etcd kept its keys
+                # (tests/e2e/test_etcd_member_faults.py). Another member forwards to the leader.
+                log.info("lease %x (%s): %s says etcd no longer holds it; asking another "
+                         "member", self.lease.id, self.role, endpoint)
+                second = self._round(True, skip=endpoint)
+                if self._stop.is_set():
+                    return
+                if second is not None:
+                    if second[2] is not None:
+                        log.warning("lease %x (%s): %s said etcd no longer holds it, but %s "
+                                    "says it does; keeping it", self.lease.id, self.role,
+                                    endpoint, second[0])
+                    endpoint, sent, ttl = second
             if ttl is None:
-                self._declare_lost("etcd says the lease has expired")
+                self._declare_lost("etcd says the lease has expired"
+                                   + (f" (asked after {self._clock() - self._doubt_since:.1f} s "
+                                      f"in doubt; last error: {self.last_error})"
+                                      if self._doubt_since is not None else ""))
+                self._pool.shutdown(wait=False)
                 return
-            if self._clock() > self._expires_at:
-                # Acknowledged, but only after our own estimate ran out: we already had to assume
-                # loss, and a claim made by someone else meanwhile would be valid. Stay lost.
-                self._declare_lost("keepalive acknowledged only after the lease was assumed lost")
-                return
-            self._expires_at = sent + ttl
-            self.last_error = None
-            wait = self.interval
-        # stopped
+            self._settle(sent, ttl)
+            wait_for = self.interval
 
     def stop(self, *, revoke: bool = True) -> None:
         """Stop refreshing; with `revoke`, also delete the lease (and its keys) now."""
         self._stop.set()
+        self._wake.set()
         self._held.set(0)
+        self._settled.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(self.coordinator.timeout + 1.0)
+        self._pool.shutdown(wait=False, cancel_futures=True)
         if revoke:
             with contextlib.suppress(CoordinationError):
                 self.coordinator.revoke_lease(self.lease)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from hotspare.config.models import SiteMembership
 from hotspare.failover import handback, takeover
+from hotspare.failover.buffer_room import RoomGauge, may_claim
 from hotspare.failover.detection import ServerTrack
 from hotspare.failover.probe import HealthProber
 from hotspare.failover.rate_limit import RateLimiter
@@ -66,8 +67,11 @@ LEFTOVER_RETRY_SECONDS = 30.0
 class SpareAgent:
     def __init__(self, site: SiteAccess, name: str, url: str, token: str, data_dir: Path,
                  settings: SiteMembership, applied: AppliedSource, events: EventSink,
-                 view: SpareView) -> None:
+                 view: SpareView, room: RoomGauge | None = None) -> None:
+        """`room`: measures this spare's buffer room for its record and its claims (None: not
+        published, never standing aside)."""
         self.ctx = SpareContext(name, url, site, events, view, settings, applied)
+        self.room = room
         self.name = name
         self.data_dir = data_dir
         self.settings = settings
@@ -163,10 +167,11 @@ class SpareAgent:
         """What `spares/<me>` says. A leftover re-insert holds no claim: to the others this
         spare is free (`idle`, with `leftover`)."""
         state = self.state
+        room = None if self.room is None else self.room.room()
         if isinstance(state, Reinserting) and state.token is None:
-            return SpareRecord("idle", self.ctx.url, None, leftover=state.server)
+            return SpareRecord("idle", self.ctx.url, None, leftover=state.server, room=room)
         server = state.server if isinstance(state, Covering | Reinserting) else None
-        return SpareRecord(state.name, self.ctx.url, server)
+        return SpareRecord(state.name, self.ctx.url, server, room=room)
 
     def _publish(self, keeper: HeldLease) -> None:
         record = self.record()
@@ -180,9 +185,10 @@ class SpareAgent:
     def status(self) -> SpareStatus:
         """Our availability for eligibility: covering while we hold a claim."""
         state = self.state
+        room = None if self.room is None else self.room.room()
         if isinstance(state, Covering | Reinserting) and state.token is not None:
-            return SpareStatus(SpareState.COVERING, state.server)
-        return SpareStatus(SpareState.IDLE)
+            return SpareStatus(SpareState.COVERING, state.server, room)
+        return SpareStatus(SpareState.IDLE, room=room)
 
     # ------------------------------------------------------------------ the loop
 
@@ -233,11 +239,14 @@ class SpareAgent:
         self.standby.follow(plan.for_spare(self.name), applied.config)
         self.detector.run(site, states, plan, self.status,
                           lambda server, reason, track: self._claim(server, keeper, reason,
-                                                                    track))
+                                                                    track, states))
         return None
 
     def _claim(self, server: RecordingServerConfig, keeper: HeldLease, reason: str,
-               track: ServerTrack) -> bool:
+               track: ServerTrack, states: dict[str, SpareStatus]) -> bool:
+        room = None if self.room is None else self.room.room(fresh=True)
+        if not may_claim(self.ctx, server, states, room, track, self.data_dir):
+            return False
         if not self._buffer_usable(server.name, track):
             return False
         signal = takeover.claim(self.ctx, server, keeper, reason, track)

@@ -1,4 +1,8 @@
-"""The spare's detection job: probe every unclaimed server, judge it, and pick what to claim.
+"""The spare's detection job: probe its share of the unclaimed servers, judge, pick a claim.
+
+The share (`probe_share`): with more than two idle spares each server is probed by two of them
+(and by every spare once its lease is gone, by the spare that suspects it, and by its designated
+spare), so a spare's round does not grow with the number of spares on a large site.
 
 Runs in the spare's idle tick (and between a leftover re-insert's segments). Per server, the
 rules of `detection.judge` on the spare's own probe, the server's alive key and, for a probe that
@@ -33,10 +37,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from hotspare.coordination.errors import CoordinationError
 from hotspare.failover.detection import EtcdAnswer, ServerTrack, Verdict, judge
 from hotspare.failover.probe import HealthProber, ProbeKind, ProbeResult
+from hotspare.failover.probe_share import share
 from hotspare.failover.spare_work import SpareContext
 from hotspare.failover.standby_pool import DESIGNATED_GRACE_SECONDS
-from hotspare.site.eligibility import DOWN, SpareState, SpareStatus, can_spare_take
-from hotspare.site.model import RecordingServerConfig
+from hotspare.site.allotment import Allotment
+from hotspare.site.eligibility import DOWN, IDLE, SpareState, SpareStatus, can_spare_take
+from hotspare.site.model import RecordingServerConfig, SiteConfig
 from hotspare.site.standby_plan import StandbyPlan
 from hotspare.sitestate.snapshot import SiteState
 
@@ -71,13 +77,16 @@ class Detector:
         self._silent_claim_at: dict[str, float] = {}  # server -> our last takeover on silence
         self._hold_reported: dict[str, float] = {}
         self._probes = ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="probe")
+        self._share: tuple[tuple[int, int, tuple[str, ...]], Allotment, set[str]] | None = None
+        self.probed = 0
+        """Servers probed in the last round (for a benchmark)."""
 
     def close(self) -> None:
         self._probes.shutdown(wait=False)
 
     def run(self, state: SiteState, states: dict[str, SpareStatus], plan: StandbyPlan,
             my_status: Callable[[], SpareStatus], claim: ClaimFn) -> bool:
-        """One round over every recording server; True when a claim was won. Each server is
+        """One round over this spare's share of the servers; True when a claim was won. Each is
         judged as soon as its own probe says enough (a slow one delays no other's verdict), and
         one whose connection is refused is probed again at once, so a dead process is claimed
         within this round. After a win it goes on: servers that failed together are then refused
@@ -92,6 +101,10 @@ class Detector:
         for server in servers:
             if server.name in state.claims:
                 self.tracks.setdefault(server.name, ServerTrack()).clear()  # someone acts for it
+        mine = self._my_share(applied.config, applied.mod_revision, allotment, states)
+        mine |= {a.server for a in plan.for_spare(ctx.name)}  # pre-buffered here: claims first
+        unclaimed = [s for s in unclaimed if s.name in mine or self._suspect(s.name, state)]
+        self.probed = len(unclaimed)
         # Suspects first: a lease seen gone by the watch that woke us is probed before the rest.
         unclaimed.sort(key=lambda s: not self._suspect(s.name, state))
         probes = _ProbeRound(self, unclaimed)
@@ -113,11 +126,19 @@ class Detector:
                 if probe.kind is ProbeKind.REFUSED:
                     probes.again(server)  # refused twice in a row means gone: probe again now
                 continue
-            failed_at = self._failed_at.setdefault(server.name, now)
             designated = plan.designated(server.name)
-            if (designated not in (None, ctx.name)
-                    and states.get(designated, DOWN).state is SpareState.IDLE
-                    and now - failed_at < DESIGNATED_GRACE_SECONDS):
+            waits_for_designated = (designated not in (None, ctx.name)
+                                    and states.get(designated, DOWN).state is SpareState.IDLE)
+            if waits_for_designated and verdict.silent and server.name in state.alive:
+                # Silent but still leased: the designated spare may be in its flap hold (its
+                # own takeover on silence was recent), waiting for the lease. Its grace starts
+                # when the lease goes, so a flapping link never hands a gapless server to a
+                # spare without its pre-buffer.
+                self._failed_at[server.name] = now
+                self._announce(track, server.name, verdict)
+                continue
+            failed_at = self._failed_at.setdefault(server.name, now)
+            if waits_for_designated and now - failed_at < DESIGNATED_GRACE_SECONDS:
                 self._announce(track, server.name, verdict)
                 continue  # its gapless cameras' pre-buffer is there: let it claim first
             decision = can_spare_take(me, server, allotment, my_status())
@@ -138,6 +159,27 @@ class Detector:
                 self._announce(track, server.name, verdict)
         self._withdraw(unanswered)
         return claimed
+
+    def _my_share(self, config: SiteConfig, revision: int, allotment: Allotment,
+                  states: dict[str, SpareStatus]) -> set[str]:
+        """The servers this spare probes by the share (`probe_share`), kept while the
+        configuration, the allotment and the set of idle spares stay the same."""
+        idle = tuple(sorted(name for name, status in states.items()
+                            if status.state is SpareState.IDLE
+                            and config.failover_server(name) is not None))
+        key = (revision, id(config), idle)
+        if self._share is not None and self._share[0] == key and self._share[1] == allotment:
+            return set(self._share[2])
+        servers = {s.name: s for s in config.recording_servers}
+
+        def may_take(spare: str, server: str) -> bool:
+            spare_config = config.failover_server(spare)
+            return spare_config is not None and can_spare_take(
+                spare_config, servers[server], allotment, IDLE).allowed
+
+        mine = share(self.ctx.name, servers, idle, may_take)
+        self._share = (key, allotment, mine)
+        return set(mine)
 
     def _suspect(self, server: str, state: SiteState) -> bool:
         track = self.tracks.get(server)

@@ -28,7 +28,7 @@ from hotspare.client.node_client import NodeClient
 from hotspare.config.models import NodeConfig, SiteMembership
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.export.mount import mount_export
-from hotspare.failover.buffer_room import BufferRoomMonitor
+from hotspare.failover.buffer_room import BufferRoomMonitor, RoomGauge
 from hotspare.failover.protection import ProtectionMonitor
 from hotspare.failover.server_agent import ServerAgent
 from hotspare.failover.spare_agent import SpareAgent, SpareView
@@ -346,8 +346,10 @@ def _spare(
             app.state.node.store = store
 
     spare_view = SpareView(idle_store, show_store)
+    gauge = RoomGauge(config.data_dir, config.retention.min_free_bytes, site.buffer_warn_seconds)
     agent = SpareAgent(
-        EtcdSite(coord), config.name, url, token, config.data_dir, site, view, events, spare_view
+        EtcdSite(coord), config.name, url, token, config.data_dir, site, view, events, spare_view,
+        gauge,
     )
     agent.open_leftover_buffers()
     view.on_change(lambda _applied: agent.wake())

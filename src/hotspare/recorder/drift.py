@@ -18,6 +18,10 @@ import av.packet
 
 SR_SIDE_DATA: Final[Literal["rtcp_sr"]] = "rtcp_sr"
 
+SAME_TIMELINE_S = Fraction(2, 5)
+"""A sender report whose RTP time is further than this from the packet it came with is about
+another timeline (less than the half second back or ten forward that ends a run: clock.py)."""
+
 REANCHOR_DRIFT_US = 10_000
 """Drift at which a run is re-anchored, at most (`reanchor_threshold_us`)."""
 
@@ -66,18 +70,50 @@ class DriftTracker:
         negative when the RTP clock runs fast. Add it to a wall time from the first mapping."""
         self.reports = 0
 
-    def add(self, wall_us: int, rtp32: int) -> None:
+    def add(self, wall_us: int, rtp32: int,
+            against: tuple[int | None, int | None] | None = None) -> bool:
+        """Take a report. With `against` = (stream time of the packet the report came with,
+        FFmpeg's `start_time_realtime`), a report whose RTP time is not near that packet's is
+        about another timeline (a camera that restarted its stream sends reports about its old
+        timestamps for a while) and leaves the drift alone, as does one that cannot be judged
+        (either is None). Returns whether the drift now comes from this report."""
         if self._first is None:
             self._first = (wall_us, 0)
             self._last_rtp32 = rtp32
             self.reports = 1
-            return
+            return self._about(against)
         step = (rtp32 - self._last_rtp32) % _RTP_WRAP
         if step >= _RTP_WRAP // 2:
             step -= _RTP_WRAP  # a report about an earlier RTP time (reordered)
         self._rtp += step
         self._last_rtp32 = rtp32
+        if not self._about(against):
+            return False
         first_wall, first_rtp = self._first
         predicted = first_wall + round((self._rtp - first_rtp) * self._tb * 1_000_000)
         self.drift_us = wall_us - predicted
         self.reports += 1
+        return True
+
+    def _about(self, against: tuple[int | None, int | None] | None) -> bool:
+        """Whether the latest report's RTP time lies within SAME_TIMELINE_S of the stream time
+        in `against` (None: not asked, True).
+
+        FFmpeg's stream time 0 is at `realtime_us` by the first report, so that report's RTP
+        time is (first wall - realtime) in stream ticks, and every later one is that plus the
+        RTP time unwrapped since (the same 32-bit unwrapping FFmpeg gives packet timestamps)."""
+        if against is None or self._first is None:
+            return True
+        stream_ts, realtime_us = against
+        if stream_ts is None or realtime_us is None:
+            return False
+        first_ts = round((self._first[0] - realtime_us) / 1_000_000 / self._tb)
+        # FFmpeg unwraps a jump of the 32-bit RTP time forward (measured: a restart's jump of
+        # -975 s came out as +46 745 s), this tracker to the nearest: compare modulo 2**32, and
+        # take FFmpeg's side so that the drift maps its stream times.
+        off = stream_ts - first_ts - self._rtp
+        near = (off + _RTP_WRAP // 2) % _RTP_WRAP - _RTP_WRAP // 2
+        if abs(near) * self._tb > SAME_TIMELINE_S:
+            return False
+        self._rtp += off - near
+        return True

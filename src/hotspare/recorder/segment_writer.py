@@ -18,6 +18,7 @@ import av
 import av.container
 import av.packet
 import av.stream
+from av.video.codeccontext import VideoCodecContext
 
 from hotspare.recorder.audio import AudioTrack
 from hotspare.recorder.mp4init import init_length
@@ -53,11 +54,15 @@ class SegmentWriter:
         flush_every_frame: bool = True,
         fragment_seconds: float = 0.0,
         audio: AudioTrack | None = None,
+        parameter_sets: bytes | None = None,
+        picture_size: tuple[int, int] | None = None,
     ) -> None:
         """`flush_every_frame` and `fragment_seconds` are the node's [recording] settings of the
         same names: the defaults (flush, one fragment per frame) bound a crash's loss to the frame
         in the muxer; the others trade a larger loss for less CPU (docs/recorder.md). `audio`:
-        the run's audio becomes the file's second track (`write_audio`)."""
+        the run's audio becomes the file's second track (`write_audio`). `parameter_sets`
+        (Annex-B SPS/PPS) and `picture_size`: the init carries these instead of the session's
+        first ones (a camera that changed its resolution mid-stream)."""
         self.path = path
         self.start_media_90k = start_media_90k
         self.frame_count = 0
@@ -84,6 +89,11 @@ class SegmentWriter:
         )
         self._stream = self._out.add_stream_from_template(template)
         self._stream.time_base = TIME_BASE_90K
+        if parameter_sets is not None:
+            context = self._stream.codec_context
+            context.extradata = parameter_sets
+            if picture_size is not None and isinstance(context, VideoCodecContext):
+                context.width, context.height = picture_size
         # A camera's RTP video stream is already stream 0 in 1/90000: packets demuxed from it
         # then need no re-labelling, which saves two attribute writes per packet (time_base goes
         # through a Fraction). Any other packet (another source, or one rebuilt from bytes by the

@@ -126,7 +126,10 @@ def _kind(exc: BaseException) -> str:
 
 
 def _strip_errno(text: str) -> str:
-    """PyAV prefixes FFmpeg's messages with '[Errno <AVERROR code>]': noise for an operator."""
+    """PyAV prefixes FFmpeg's messages with '[Errno <AVERROR code>]': noise for an operator. It
+    also appends FFmpeg's last error log line once FFmpeg's log is on (`rtp_loss`), and that line
+    may come from another camera's thread: not this camera's story."""
+    text = re.sub(r"; last error log: .*\Z", "", text, flags=re.DOTALL)
     return re.sub(r"^\[Errno -?\d+\] ", "", text)
 
 

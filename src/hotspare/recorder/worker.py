@@ -35,7 +35,9 @@ from hotspare.recorder.clock import (
 from hotspare.recorder.committer import Committer
 from hotspare.recorder.drift import DriftTracker, reanchor_threshold_us, sender_report
 from hotspare.recorder.health import CameraHealth, CameraState, HealthCell
+from hotspare.recorder.parameter_sets import CODECS, annexb, parameter_sets, picture_size
 from hotspare.recorder.prebuffer import PreBuffer, StandbySettings
+from hotspare.recorder.rtp_loss import LossWatch, Unfit
 from hotspare.recorder.segment_writer import TIME_BASE_90K, SegmentWriter, WrittenSegment
 from hotspare.recorder.source import CameraSource, SourceError
 from hotspare.recorder.store_protocol import RecorderStore
@@ -246,9 +248,10 @@ class CameraWorker:
             run = _Run(self, container)
             reason = f"camera {self.camera.id}: internal recorder error"
             stop_at: float | None = None
+            watch = LossWatch(self.camera.id).start()  # lost RTP packets, as FFmpeg reports them
             try:
                 if self.in_standby:
-                    ended = self._standby_until_activated(container, run)
+                    ended = self._standby_until_activated(container, run, watch)
                     if ended is not None:
                         reason = ended
                         return ended
@@ -258,9 +261,13 @@ class CameraWorker:
                     if packet.stream_index == audio:
                         if packet.size:
                             run.on_audio(packet)
-                    elif packet.size and run.on_packet(packet):
-                        backoff.reset()
-                        self._run_began = True
+                    elif packet.size:
+                        unfit = watch.judge(packet)
+                        if unfit is not None:
+                            run.skip(unfit, watch)
+                        elif run.on_packet(packet):
+                            backoff.reset()
+                            self._run_began = True
                     if self._stop.is_set():
                         # Drain briefly: frames captured before stop() may still be in flight.
                         if stop_at is None:
@@ -281,7 +288,10 @@ class CameraWorker:
             except _RunEnded as exc:
                 reason = str(exc)
             finally:
-                run.finish(reason)  # also on an unexpected error: commit what was written
+                try:
+                    run.finish(reason)  # also on an unexpected error: commit what was written
+                finally:
+                    watch.stop()
             return reason
         finally:
             try:
@@ -290,19 +300,19 @@ class CameraWorker:
                 pass
 
     def _standby_until_activated(
-        self, container: av.container.InputContainer, run: _Run
+        self, container: av.container.InputContainer, run: _Run, watch: LossWatch
     ) -> str | None:
         """Pre-buffer until activated (then replay the buffer into `run`; None: go on live) or
         until the session ends (the reason)."""
         assert self._standby is not None
         buffer = PreBuffer(self._standby, run.audio_stream)
         try:
-            return self._prebuffer(container, run, buffer)
+            return self._prebuffer(container, run, buffer, watch)
         finally:
             buffer.close()  # spill files of a session that ended, or left over by the replay
 
     def _prebuffer(self, container: av.container.InputContainer, run: _Run,
-                   buffer: PreBuffer) -> str | None:
+                   buffer: PreBuffer, watch: LossWatch) -> str | None:
         self._health.update(state=CameraState.STANDBY, error=None, error_kind=None,
                             consecutive_failures=0)
         self._run_began = True  # the session is proven: a later drop retries from the start
@@ -317,7 +327,8 @@ class CameraWorker:
                 buffer.add_audio(packet, now)
                 window_bytes += packet.size
             else:
-                buffer.add(packet, now)
+                if watch.judge(packet) is None:  # frames damaged by lost packets are not kept
+                    buffer.add(packet, now)
                 window_bytes += packet.size
                 self._health.last_frame(now)
             if now - window_start >= 2_000_000:
@@ -433,6 +444,17 @@ class _Run:
         self._stored_anchor_us = 0  # what the store holds now
         self._drift = DriftTracker(self._stream.time_base or TIME_BASE_90K)
         self._applied_drift_us = 0  # the drift the current run's anchor corrects
+        # After the camera restarted its stream in this session (timestamps jumped), only a
+        # sender report about the new timestamps may time a run (`_new_timeline`).
+        self._restarted = False
+        self._timeline_reported = False
+        codec = self._stream.codec_context.name
+        self._codec = codec if codec in CODECS else None
+        extradata = self._stream.codec_context.extradata
+        self._session_params = parameter_sets(extradata, codec) if extradata and self._codec \
+            else ()
+        self._params: tuple[bytes, ...] | None = None  # those of the open segment's init
+        self._skipped_after_loss = 0  # frames left out since the last RTP loss (`skip`)
 
     @property
     def audio_stream_index(self) -> int | None:
@@ -526,13 +548,42 @@ class _Run:
         """True when every frame shown before the last one written has been written too."""
         return self._clock.whole and not self._no_dts
 
+    def skip(self, unfit: Unfit, watch: LossWatch) -> None:
+        """Leave out a frame FFmpeg handed over after losing RTP packets (`rtp_loss`): at the
+        damaged one, the open segment ends after the last whole frame; the frames after it wait
+        for the next keyframe, which starts a new segment of the same run. So every segment
+        decodes whole, no frame is stored at a time it was not captured, and the lost stretch is
+        a gap that a spare's copy fills at re-insert (docs/recorder.md, *Packet loss*)."""
+        w = self._w
+        w._health.last_frame(now_wall_us())  # the camera sends: only these frames are not kept
+        if unfit is Unfit.UNREFERENCED:
+            self._skipped_after_loss += 1
+            return
+        self._pending = []  # a first keyframe awaiting its time would be timed across the gap
+        if self._no_dts:
+            self._release_held(None)
+        if self._writer is not None:
+            self._write_audio(None)
+            self._close_segment(self._clock.end_media_90k())
+        level = logging.WARNING if watch.losses <= 3 or watch.losses % 20 == 0 else logging.DEBUG
+        log.log(level, "camera %s (%s): %d RTP packet(s) lost in transit (loss %d on this "
+                "connection, %d packets in all; the previous one cost %d frame(s)). The frame "
+                "being received and the frames up to the next keyframe are not recorded: a gap "
+                "in the recording. Check the network path, or set the camera's transport to "
+                "tcp.", w.camera.id, w._source.display_url, watch.latest, watch.losses,
+                watch.packets_lost, self._skipped_after_loss)
+        self._skipped_after_loss = 1
+
     def on_packet(self, packet: av.packet.Packet, now: int | None = None) -> bool:
         """Handle one packet (received at `now`, wall µs); True when it began the run."""
         if now is None:
             now = now_wall_us()
         report = sender_report(packet)
         if report is not None:
-            self._drift.add(*report)
+            if not self._restarted:
+                self._drift.add(*report)
+            elif self._drift.add(*report, (packet.pts, self._container.start_time_realtime)):
+                self._timeline_reported = True
         if self._clock.started:
             self._write(packet, self._clock.stream_ts(packet.pts), now)
             return False
@@ -567,7 +618,10 @@ class _Run:
         self._start(first_ts, frame_step, now)
         self._write(packet, first_ts, now)
         for packet, now in pending[1:]:
-            self._write(packet, self._clock.stream_ts(packet.pts), now)
+            if self._clock.started:
+                self._write(packet, self._clock.stream_ts(packet.pts), now)
+            else:  # the camera restarted its stream among these packets (_new_timeline)
+                self._before_start(packet, now)
 
     def _start(self, first_ts: int, frame_step: int, now: int) -> None:
         lead, self._lead_ts = self._lead_ts, 0  # the first run of a replay only
@@ -597,10 +651,9 @@ class _Run:
         try:
             media = self._clock.media_90k(ts)
         except TimestampDiscontinuity as exc:
-            raise _RunEnded(
-                f"camera {self._w.camera.id}: {exc}; ending the run so recorded times stay "
-                "truthful. Check the camera's clock/NTP settings if this repeats."
-            ) from None
+            self._new_timeline(str(exc), now)
+            self._before_start(packet, now)
+            return
         if packet.is_keyframe and self._reanchor_due():
             media = self._reanchor(ts, media, now)
         if (not self._dts_settled and len(self._no_dts) < MAX_HELD_WITHOUT_DTS
@@ -653,6 +706,55 @@ class _Run:
                  self.run_id)
         return self._clock.media_90k(ts)
 
+    def _new_timeline(self, jump: str, now: int) -> None:
+        """The camera restarted its stream inside this session (an encoder restart: RTP
+        timestamps and sequence numbers from a new random base, maybe a new SSRC). End the run
+        at its last frame and record on, on the same connection, as a new run from the next
+        keyframe: timed by our clock until a sender report about the new timestamps arrives
+        (reports about the old ones still come for a while), then by the camera's."""
+        w = self._w
+        old_run = self.run_id
+        reason = (f"the camera restarted its stream ({jump}); recording on as a new run from "
+                  "its next keyframe")
+        self._release_held(None)
+        if self._writer is not None:
+            if self._audio_queue:
+                self._write_audio(None)
+            self._close_segment(self._clock.end_media_90k())
+        if old_run is not None:
+            store = w._store
+            w._committer.submit(lambda: store.end_run(old_run, now, reason),
+                                f"end run {old_run}")
+        log.warning("camera %s (%s): %s. Run %s ended; if this repeats, check the camera's "
+                    "uptime and encoder.", w.camera.id, w._source.display_url, reason, old_run)
+        self._clock = RunClock(self._stream.time_base or TIME_BASE_90K)
+        self._seq = 0
+        self.run_id = None
+        self._anchor_source = WallSource.LOCAL
+        self._anchor_final = False
+        self._dts_settled = not self._stream.codec_context.has_b_frames
+        self._audio_origin = None
+        self._audio_queue = []
+        self._skipped = 0
+        self._restarted = True
+        self._timeline_reported = False
+
+    def _keyframe_params(self, packet: av.packet.Packet) -> tuple[bytes, ...] | None:
+        """The parameter sets a keyframe carries in band (None: none, or not H.264/H.265)."""
+        if self._codec is None:
+            return None
+        return parameter_sets(bytes(packet), self._codec) or None
+
+    def _log_new_parameters(self, params: tuple[bytes, ...]) -> None:
+        codec = self._codec or ""
+        before = picture_size(self._params or (), codec)
+        after = picture_size(params, codec)
+        what = (f"its picture size from {before[0]}x{before[1]} to {after[0]}x{after[1]}"
+                if before and after and before != after else "its stream parameters (SPS/PPS)")
+        log.warning("camera %s (%s): the camera changed %s in the same session; run %s goes on "
+                    "with a new segment (and init section) from this keyframe.",
+                    self._w.camera.id, self._w._source.display_url, what, self.run_id)
+
     def _release_held(self, after: tuple[int, int] | None) -> None:
         """Write the packets held without dts, before the packet `after` = (media, dts) if any."""
         self._dts_settled = True
@@ -673,8 +775,12 @@ class _Run:
             if estimate < self._local_anchor_us:
                 self._local_anchor_us = estimate
             self._try_camera_anchor(now)
+        params = self._keyframe_params(packet) if packet.is_keyframe else None
+        changed = params is not None and self._params is not None and params != self._params
         cut = packet.is_keyframe and self._writer is not None \
-            and media - self._writer.start_media_90k >= self._segment_90k
+            and (changed or media - self._writer.start_media_90k >= self._segment_90k)
+        if changed and params is not None and self._writer is not None:
+            self._log_new_parameters(params)
         if self._audio_queue:
             # At a cut, the copied audio packet that spans the keyframe, and one before it, start
             # the new segment: a served piece of another run cut at this keyframe lacks what
@@ -689,12 +795,16 @@ class _Run:
         if self._writer is None:
             assert self.run_id is not None
             path = w._store.segment_path(w.camera.id, self.run_id, self._seq)
+            self._params = params or self._params or self._session_params
+            own = self._params if self._params != self._session_params else None
             try:
                 self._writer = SegmentWriter(
                     path, self._stream, media,
                     flush_every_frame=w._settings.flush_every_frame,
                     fragment_seconds=w._settings.fragment_seconds,
                     audio=self._audio,
+                    parameter_sets=annexb(own) if own else None,
+                    picture_size=picture_size(own, self._codec or "") if own else None,
                 )
             except (av.FFmpegError, OSError) as exc:
                 raise _disk_error(w.camera.id, path, exc) from exc
@@ -765,6 +875,10 @@ class _Run:
     def _begin_run(self, now_us: int) -> None:
         w = self._w
         anchor = self._clock.camera_anchor_us(self._container.start_time_realtime)
+        if self._restarted:  # only a report about the new timestamps maps them (_new_timeline)
+            self._applied_drift_us = self._drift.drift_us
+            if not self._timeline_reported:
+                anchor = None
         if anchor is not None:
             anchor += self._applied_drift_us
         if anchor is not None and believable_camera_anchor(anchor, now_us):
@@ -792,6 +906,11 @@ class _Run:
         anchor = self._clock.camera_anchor_us(self._container.start_time_realtime)
         if anchor is None:
             return
+        if self._restarted:
+            if not self._timeline_reported:
+                return  # the reports so far are about the timestamps before the restart
+            self._applied_drift_us = self._drift.drift_us
+            anchor += self._applied_drift_us
         w = self._w
         local_anchor = self._local_anchor_us
         if not believable_camera_anchor(anchor, local_anchor):

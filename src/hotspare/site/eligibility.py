@@ -18,6 +18,7 @@ from enum import StrEnum
 from hotspare.site.allotment import Allotment, allot
 from hotspare.site.model import FailoverServerConfig, Platform, RecordingServerConfig
 from hotspare.site.pool import LicencePool
+from hotspare.site.spare_room import RoomLevel, SpareRoom
 
 
 class Reason(StrEnum):
@@ -31,6 +32,8 @@ class Reason(StrEnum):
     NO_FREE_SPARE = "no_free_spare"
     SPARE_UNLICENSED = "spare_unlicensed"
     SPARE_NOT_FREE = "spare_not_free"
+    SPARE_BUFFER_LOW = "spare_buffer_low"
+    SPARE_NO_ROOM = "spare_no_room"
 
     @property
     def text(self) -> str:
@@ -48,6 +51,10 @@ _REASON_TEXT: dict[Reason, str] = {
     Reason.NO_FREE_SPARE: "every spare that could take it over is down or covering another server",
     Reason.SPARE_UNLICENSED: "this spare holds no failover-server licence",
     Reason.SPARE_NOT_FREE: "this spare is down or already covering another server",
+    Reason.SPARE_BUFFER_LOW: (
+        "a spare that would cover it has room for less than its buffer_warn_seconds of its video"
+    ),
+    Reason.SPARE_NO_ROOM: "a spare that would cover it has no room left to record its video",
 }
 
 
@@ -70,6 +77,12 @@ class SpareStatus:
     state: SpareState
     covering: str | None = None
     """The recording server this spare is standing in for, when `state` is COVERING."""
+    room: SpareRoom | None = None
+    """Its buffer store's room as it last published it; None: not known (an older node)."""
+
+    def room_level(self, server: RecordingServerConfig) -> RoomLevel:
+        """Unknown room counts as enough: only what a spare said about its disk moves anything."""
+        return RoomLevel.OK if self.room is None else self.room.level_for(server)
 
 
 IDLE = SpareStatus(SpareState.IDLE)
@@ -101,10 +114,17 @@ class ServerProtection:
     """Spares that could take the server over now, best first."""
     covered_by: str | None = None
     """The spare standing in for this server right now, if any."""
+    warnings: tuple[Finding, ...] = ()
+    """Protection problems short of "unprotected": a spare that would cover it is low on room
+    or has none (`spare_room_findings`). Any makes the server `degraded`."""
 
     @property
     def reasons(self) -> tuple[Reason, ...]:
         return tuple(finding.reason for finding in self.findings)
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.warnings)
 
 
 def spare_limit(spare: FailoverServerConfig, allotment: Allotment) -> int:
@@ -250,12 +270,60 @@ def evaluate_server(
     if not candidates and not findings:
         # Unreachable while the two rule sets agree; if they ever drift, never say "protected".
         findings.append(Finding(Reason.NO_FREE_SPARE, Reason.NO_FREE_SPARE.text))
+    would_cover = ([covered_by] if covered_by else []) + [c for c in candidates if c != covered_by]
     return ServerProtection(
         server=server.name,
         protected=bool(candidates) and not findings,
         findings=tuple(findings),
         candidate_spares=candidates,
         covered_by=covered_by,
+        warnings=spare_room_findings(server, would_cover, spare_states),
+    )
+
+
+def spare_room_findings(
+    server: RecordingServerConfig,
+    spares: Sequence[str],
+    spare_states: Mapping[str, SpareStatus],
+) -> tuple[Finding, ...]:
+    """One finding per spare that would cover `server` (covering it, or able to take it now)
+    whose buffer store is low on room or has none for it: the server is covered for less time
+    than its spares promise, or by a spare that cannot record."""
+    findings = []
+    for name in spares:
+        status = _state(spare_states, name)
+        level = status.room_level(server)
+        if status.room is None or level is RoomLevel.OK:
+            continue
+        text = status.room.describe_for(name, server)
+        if level is RoomLevel.NO_ROOM:
+            findings.append(Finding(Reason.SPARE_NO_ROOM, (
+                f"{text}; it leaves {server.name} to another spare while one may take it, and "
+                f"records nothing until there is room if none can")))
+        else:
+            findings.append(Finding(Reason.SPARE_BUFFER_LOW, text))
+    return tuple(findings)
+
+
+def leave_to(
+    spare: FailoverServerConfig,
+    server: RecordingServerConfig,
+    spares: Sequence[FailoverServerConfig],
+    allotment: Allotment,
+    spare_states: Mapping[str, SpareStatus],
+) -> tuple[str, ...]:
+    """The claim rule for a spare without room: the other spares with room that may take the
+    failed `server` now (`can_spare_take`), to which `spare` leaves it. Empty when `spare` has
+    room, or when no other spare could take the server: then it claims all the same, since
+    recording once there is room beats nobody recording at all."""
+    if _state(spare_states, spare.name).room_level(server) is not RoomLevel.NO_ROOM:
+        return ()
+    return tuple(
+        other.name
+        for other in sorted(spares, key=lambda s: s.name)
+        if other.name != spare.name
+        and _state(spare_states, other.name).room_level(server) is not RoomLevel.NO_ROOM
+        and can_spare_take(other, server, allotment, _state(spare_states, other.name)).allowed
     )
 
 

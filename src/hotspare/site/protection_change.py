@@ -40,6 +40,11 @@ ADVICE: dict[Reason, str] = {
     ),
     Reason.SPARE_UNLICENSED: "install another failover-server licence",
     Reason.SPARE_NOT_FREE: "start the spare, or wait until it is free",
+    Reason.SPARE_BUFFER_LOW: (
+        "free space in the spare's data folder (or let its pending re-inserts finish), or give "
+        "it a larger disk"
+    ),
+    Reason.SPARE_NO_ROOM: "free space in the spare's data folder now, or give it a larger disk",
 }
 
 

@@ -35,6 +35,7 @@ from hotspare.site.model import (
     camera_mbps,
 )
 from hotspare.site.pool import LicencePool
+from hotspare.site.spare_room import RoomLevel, SpareRoom, cover_rate
 from hotspare.site.standby_plan import (
     FallbackReason,
     StandbyFallback,
@@ -131,6 +132,16 @@ class SpareReport:
     standby_max_sessions: int = 0
     """`standby_sessions` lowered by the allotment."""
     standby_max_mbps: float = 0.0
+    room: SpareRoom | None = None
+    """Its buffer store's room as it publishes it; None: not known (down, or an older node)."""
+    room_server: RecordingServerConfig | None = None
+    """The server whose cover the room is shown in: the one with the most video."""
+
+    @property
+    def room_level(self) -> RoomLevel | None:
+        if self.room is None or self.room_server is None:
+            return None
+        return self.room.level_for(self.room_server)
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,11 @@ class ProtectionReport:
                     ],
                     "candidate_spares": list(server.candidate_spares),
                     "covered_by": server.covered_by,
+                    "degraded": server.degraded,
+                    "warnings": [
+                        {"code": finding.reason.value, "message": finding.message}
+                        for finding in server.warnings
+                    ],
                     **_cameras_json(cameras.get(server.server)),
                 }
                 for server in self.servers
@@ -190,10 +206,27 @@ class ProtectionReport:
                         "max_sessions": spare.standby_max_sessions,
                         "max_mbps": spare.standby_max_mbps,
                     },
+                    "room": _room_json(spare),
                 }
                 for spare in self.spares
             ],
         }
+
+
+def _room_json(spare: SpareReport) -> dict[str, Any] | None:
+    room, server, level = spare.room, spare.room_server, spare.room_level
+    if room is None or server is None or level is None:
+        return None
+    seconds = room.seconds_for(server)
+    return {
+        "free_bytes": room.free_bytes,
+        "warn_seconds": room.warn_seconds,
+        "server": server.name,
+        "seconds": None if seconds == float("inf") else round(seconds, 1),
+        "level": level.name.lower(),
+        "low": level is not RoomLevel.OK,
+        "message": room.describe_for(spare.name, server),
+    }
 
 
 def _cameras_json(entry: ServerCameras | None) -> dict[str, Any]:
@@ -243,8 +276,9 @@ def protection_report(
         server_cameras(server, plan, standby, covered[server.name])
         for server in site.recording_servers
     )
+    largest = max(site.recording_servers, key=cover_rate, default=None)
     spares = tuple(
-        _spare_report(spare, allotment, spare_states, plan)
+        _spare_report(spare, allotment, spare_states, plan, largest)
         for spare in sorted(site.failover_servers, key=lambda spare: spare.name)
     )
     return ProtectionReport(
@@ -264,6 +298,7 @@ def _spare_report(
     allotment: Allotment,
     spare_states: Mapping[str, SpareStatus],
     plan: StandbyPlan,
+    largest: RecordingServerConfig | None,
 ) -> SpareReport:
     name = spare.name
     sessions, mbps = plan.spare_cost(name)
@@ -279,6 +314,8 @@ def _spare_report(
         standby_mbps=mbps,
         standby_max_sessions=standby_session_cap(spare, allotment),
         standby_max_mbps=spare.standby_mbps,
+        room=status.room,
+        room_server=largest,
     )
 
 
@@ -385,21 +422,36 @@ def render_text(report: ProtectionReport) -> str:
         lines.append(f"  {spare.name}: {licence}; {state}")
         if spare.licensed and any(entry.gapless for entry in report.cameras):
             lines.append(f"    {_standby_cost(spare)}")
+        room = _room_line(spare)
+        if room:
+            lines.append(f"    {room}")
     lines.append("recording servers:")
     cameras = {entry.server: entry for entry in report.cameras}
     for server in report.servers:
         if server.protected:
             by = f", covered by {server.covered_by}" if server.covered_by else ""
+            degraded = ", DEGRADED, because" if server.degraded else ""
             lines.append(
-                f"  {server.server}: protected (spares: {', '.join(server.candidate_spares)}){by}"
+                f"  {server.server}: protected (spares: {', '.join(server.candidate_spares)})"
+                f"{by}{degraded}"
             )
         else:
             lines.append(f"  {server.server}: UNPROTECTED, because")
             lines.extend(f"    - {finding.message}" for finding in server.findings)
+        lines.extend(f"    - {finding.message}" for finding in server.warnings)
         entry = cameras.get(server.server)
         if entry is not None:
             lines.extend(_camera_lines(entry))
     return "\n".join(lines)
+
+
+def _room_line(spare: SpareReport) -> str:
+    """The spare's buffer room, in cover of the server with the most video."""
+    level = spare.room_level
+    if spare.room is None or spare.room_server is None or level is None:
+        return ""
+    mark = {RoomLevel.OK: "", RoomLevel.LOW: "LOW: ", RoomLevel.NO_ROOM: "NO ROOM: "}[level]
+    return f"buffer room: {mark}{spare.room.describe_for(spare.name, spare.room_server)}"
 
 
 def _standby_cost(spare: SpareReport) -> str:

@@ -14,6 +14,10 @@ Rules, and why:
 - Servers are placed in name order, each on the candidate with the most remaining capacity (ties
   by name), so load spreads and adding a camera moves as little as possible. The spare already
   covering a server keeps it: it records those cameras, another spare's standby is of no use.
+- Before capacity, a spare with room in its buffer store for the server (`site/spare_room.py`):
+  one low on room, then one with none, only when no other may take the server. A pre-buffer on
+  a spare that cannot write is lost at the takeover, or moves the claim to a spare without it;
+  the states carry each spare's published room, so the plan moves when a spare gets low.
 - What does not fit falls back to standard takeover, camera by camera in configuration order, each
   with a stable reason code and a sentence naming the numbers.
 """
@@ -206,15 +210,17 @@ def _best_room(
     rooms: Sequence[_Room],
     status: _StatusOf,
 ) -> _Room:
-    """The spare covering the server first; then the one that holds most of its cameras, then
-    the most free sessions, then the most free Mbit/s, then name."""
+    """The spare covering the server first; then the one with most buffer room for it (enough,
+    low, none); then the one that holds most of its cameras, then the most free sessions, then
+    the most free Mbit/s, then name."""
 
-    def key(room: _Room) -> tuple[bool, int, int, float, str]:
+    def key(room: _Room) -> tuple[bool, int, int, int, float, str]:
         covering = status(room.spare.name)
         is_covering = covering.state is SpareState.COVERING and covering.covering == server.name
         probe = _Room(room.spare, room.sessions_cap, room.mbps_cap, room.sessions, room.mbps)
         fitting = sum(1 for camera in cameras if _try(probe, camera))
-        return (not is_covering, -fitting, -room.free_sessions, -room.free_mbps, room.spare.name)
+        return (not is_covering, covering.room_level(server), -fitting, -room.free_sessions,
+                -room.free_mbps, room.spare.name)
 
     return min(rooms, key=key)
 

@@ -20,7 +20,7 @@ from hotspare.coordination.errors import FencingError
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.models import ChangeType, Lease, WatchBatch
 from hotspare.sitestate import layout
-from hotspare.sitestate.snapshot import SiteState
+from hotspare.sitestate.snapshot import SPARE_PREFIXES, SiteState
 from hotspare.sitestate.values import (
     Alive,
     BufferRecord,
@@ -60,7 +60,9 @@ class SiteAccess(Protocol):
     """Every read and write the failover agents make. Fenced operations raise FencingError when
     the claim no longer has `token`; any operation may raise CoordinationError (etcd away)."""
 
-    def read(self) -> SiteState: ...
+    def read(self) -> SiteState:
+        """What a spare's tick needs (`snapshot.SPARE_PREFIXES`: no owners, no protection)."""
+        ...
 
     def hold_lease(self, ttl: float, role: str) -> HeldLease: ...
 
@@ -125,7 +127,7 @@ class EtcdSite:
         self.coord = coord
 
     def read(self) -> SiteState:
-        return SiteState.read(self.coord)
+        return SiteState.read(self.coord, SPARE_PREFIXES)
 
     def hold_lease(self, ttl: float, role: str) -> HeldLease:
         return self.coord.hold_lease(ttl, role=role)

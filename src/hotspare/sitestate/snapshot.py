@@ -11,7 +11,7 @@ cameras each), while every node reads a snapshot every second.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hotspare.coordination.etcd_adapter import Coordinator
@@ -35,6 +35,12 @@ STATE_PREFIXES = (layout.ALIVE_PREFIX, layout.CLAIMS_PREFIX, layout.OWNERS_PREFI
                   layout.STANDBY_PREFIX, layout.PROTECTION_PREFIX)
 """What a snapshot reads: every prefix but `config/`, `events/`, `watermarks/` (see above) and
 `covering/` (a heartbeat nobody reads back)."""
+SPARE_PREFIXES = tuple(p for p in STATE_PREFIXES
+                       if p not in (layout.OWNERS_PREFIX, layout.PROTECTION_PREFIX))
+"""What a spare's tick reads (4 times a second): it never looks at the owner records or the
+announced protection states, one of each per server, i.e. two thirds of a snapshot's keys on a
+large site (bench/site_scale: reading and parsing the snapshot was most of an idle spare's CPU).
+Those stay empty in its snapshot."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,8 @@ class SiteState:
     (watermarks, events), i.e. many times a second on a large site."""
 
     @classmethod
-    def read(cls, coord: Coordinator) -> SiteState:
-        found = coord.get_prefixes(STATE_PREFIXES)
+    def read(cls, coord: Coordinator, prefixes: Sequence[str] = STATE_PREFIXES) -> SiteState:
+        found = coord.get_prefixes(prefixes)
         return cls.from_kvs(found.kvs, found.revision)
 
     @classmethod
@@ -113,7 +119,7 @@ class SiteState:
             return status
         for server, claim in sorted(self.claims.items()):
             if claim.spare == spare:
-                return SpareStatus(SpareState.COVERING, server)
+                return SpareStatus(SpareState.COVERING, server, status.room)
         return status
 
     def spare_statuses(self, names: Iterable[str]) -> dict[str, SpareStatus]:

@@ -19,6 +19,7 @@ from hotspare.coordination.models import KeyValue
 from hotspare.site.eligibility import DOWN, SpareState, SpareStatus
 from hotspare.site.protection_change import ServerProtectionState
 from hotspare.site.report import StandbySession, parse_standby
+from hotspare.site.spare_room import SpareRoom
 
 
 def now_us() -> int:
@@ -122,18 +123,24 @@ class Owner:
 @dataclass(frozen=True)
 class SpareRecord:
     """`spares/<spare>`: what the spare says it does (`idle`, `covering`, `reinserting`); a
-    re-insert without a claim says `idle` with `leftover`, since the spare is free meanwhile."""
+    re-insert without a claim says `idle` with `leftover`, since the spare is free meanwhile.
+    `room`: its buffer store's room (`{"free_bytes", "warn_seconds"}`, site/spare_room.py); absent
+    from a spare that does not measure it (read as unknown, i.e. enough)."""
 
     state: str
     url: str = ""
     covering: str | None = None
     leftover: str | None = None
     readable: bool = True
+    room: SpareRoom | None = None
 
     def dumps(self) -> str:
         body: dict[str, Any] = {"state": self.state, "covering": self.covering, "url": self.url}
         if self.leftover is not None:
             body["leftover"] = self.leftover
+        if self.room is not None:
+            body["room"] = {"free_bytes": self.room.free_bytes,
+                            "warn_seconds": self.room.warn_seconds}
         return _dumps(body)
 
     @classmethod
@@ -142,7 +149,8 @@ class SpareRecord:
         if not raw:
             return cls("down", readable=False)
         return cls(str(raw.get("state", "idle")), str(raw.get("url", "")),
-                   _str(raw.get("covering")), _str(raw.get("leftover")))
+                   _str(raw.get("covering")), _str(raw.get("leftover")),
+                   room=_room(raw.get("room")))
 
     def status(self) -> SpareStatus:
         """The one rule for a spare's availability from its own record (see
@@ -150,8 +158,19 @@ class SpareRecord:
         if not self.readable:
             return DOWN
         if self.state in ("covering", "reinserting") and self.covering:
-            return SpareStatus(SpareState.COVERING, self.covering)
-        return SpareStatus(SpareState.IDLE)
+            return SpareStatus(SpareState.COVERING, self.covering, self.room)
+        return SpareStatus(SpareState.IDLE, room=self.room)
+
+
+def _room(raw: object) -> SpareRoom | None:
+    """Unreadable: unknown (None), never "no room": a broken value must not move a claim."""
+    if not isinstance(raw, dict):
+        return None
+    free, warn = raw.get("free_bytes"), raw.get("warn_seconds")
+    if (not isinstance(free, int) or isinstance(free, bool) or free < 0
+            or not isinstance(warn, int | float) or isinstance(warn, bool) or warn < 0):
+        return None
+    return SpareRoom(free, float(warn))
 
 
 @dataclass(frozen=True)

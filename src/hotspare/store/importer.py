@@ -252,11 +252,13 @@ def _held_frames(store: StoreParts, segments: list[SegmentInfo],
         times = info.frame_times_90k()
         counted = times[seg.head_skip_frames:len(times) - seg.tail_skip_frames]
         # The muxer stretches the last frame before a hole over the hole (sample duration = next
-        # sample's time minus its own): a frame holds at most 1.5 typical frame lengths.
+        # sample's time minus its own): a frame holds at most 1.25 typical frame lengths. Not
+        # 1.5: the next frame's midpoint lies exactly there, and an import anchored a few µs
+        # earlier lost it to the trim (the frame after a UDP loss, chaos soak).
         typical = statistics.median_low(d for _, d in times) if times else 0
         for s, d in counted:
             a = seg.start_wall_us + ticks_to_us(s - info.start_media_90k)
-            b = a + ticks_to_us(min(d, typical + typical // 2))
+            b = a + ticks_to_us(min(d, typical + typical // 4))
             if b > since_us:
                 out.append((a, b, seg.segment_id))
     out.sort()

@@ -145,11 +145,15 @@ function drawServers(data) {
   state.spareNames = data.spares.map((s) => s.name);
   state.servers = new Map(data.servers.map((s) => [s.name, s]));
   const rows = data.servers.map((s) => {
+    const warnings = s.protection && s.protection.warnings ? s.protection.warnings : [];
     const prot = s.protection
       ? (s.protection.protected ? "protected"
         : "unprotected: " + s.protection.reasons.map((r) => r.message).join("; "))
+        + (warnings.length ? " · degraded: " + warnings.map((w) => w.message).join("; ") : "")
         + gaplessText(s.protection)
       : "unknown";
+    const protClass = s.protection && !s.protection.protected ? "error"
+      : warnings.length ? "warn" : "";
     const reinsert = s.reinsert.map((r) => {
       const bar = el("progress", { max: r.total || 1, value: r.done || 0 });
       return el("span", {}, bar, ` ${r.done}/${r.total} from ${r.spare}`);
@@ -158,7 +162,7 @@ function drawServers(data) {
       el("td", {}, s.name), el("td", {}, s.role),
       el("td", { class: stateClass(s.state) }, stateText(s.state)),
       el("td", {}, `${s.owner.node} (${s.owner.url})`),
-      el("td", { class: s.protection && !s.protection.protected ? "error" : "" }, prot),
+      el("td", { class: protClass, "data-degraded": warnings.length ? "yes" : "no" }, prot),
       el("td", {}, ...reinsert));
   });
   $("#servers tbody").replaceChildren(...rows);
@@ -169,8 +173,20 @@ function drawServers(data) {
     el("td", {}, s.licensed ? "yes" : "no"),
     el("td", {}, `${s.allotment} cameras` + (s.standby && s.standby.sessions
       ? ` · standby ${s.standby.sessions}/${s.standby.max_sessions} sessions,`
-        + ` ${s.standby.mbps}/${s.standby.max_mbps} Mbit/s` : ""))));
+        + ` ${s.standby.mbps}/${s.standby.max_mbps} Mbit/s` : "")),
+    el("td", { class: s.room && s.room.low ? (s.room.level === "no_room" ? "error" : "warn") : "",
+      "data-room": s.room ? s.room.level : "unknown", title: s.room ? s.room.message : "" },
+    roomText(s.room))));
   $("#spares tbody").replaceChildren(...spares);
+}
+
+// A spare's buffer room, in cover of the server with the most video (the whole sentence on hover).
+function roomText(room) {
+  if (!room) return "unknown";
+  const gb = (room.free_bytes / 1e9).toFixed(2) + " GB free";
+  if (room.level === "no_room") return `NO ROOM (${gb}): leaves failed servers to other spares`;
+  const cover = room.seconds === null ? "" : `, ${Math.round(room.seconds / 60)} min of ${room.server}`;
+  return (room.level === "low" ? "LOW: " : "") + gb + cover;
 }
 
 // Gapless cameras: how many are pre-buffered, where, and which fall back (with why, on hover).

@@ -1,0 +1,1 @@
+"""Codec bitstream helpers shared by the recorder, the store and the camera simulator."""
