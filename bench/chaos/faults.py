@@ -307,12 +307,17 @@ def camera_restart(site: FailoverSite, rng: random.Random) -> FaultRecord:
     """A camera restarts its stream. Two times in three inside the session (an encoder restart:
     new random RTP timestamp and sequence bases from its next keyframe, every other time a new
     SSRC too): the recorders end the run at the last frame and record on as a new run, timed by
-    the new sender reports. Else a reboot: connections dropped, refused for 0.5-1.5 s."""
+    the new sender reports. Else a reboot: connections dropped, refused for 0.5-1.5 s.
+
+    Cameras over UDP (`--hosts netns`) draw only the reboot: an in-session restart over UDP is
+    not handled yet (docs/recorder.md, *Camera faults*: FFmpeg's reorder queue can hold back all
+    video for minutes), and the soak would only wait for a site that cannot settle."""
     assert site.sim is not None
     server = rng.choice(list(site.servers))
     camera = rng.choice(site.cameras[server])
     record = FaultRecord("camera_restart", camera, now_us())
-    if rng.random() < 2 / 3:
+    in_session = rng.random() < 2 / 3
+    if in_session and getattr(site, "camera_transport", "tcp") != "udp":
         new_ssrc = rng.random() < 0.5
         site.sim.restart_stream(site.sim_camera(camera), new_ssrc=new_ssrc)
         time.sleep(GOP_S + 2.0)  # the next keyframe, and a sender report about the new times
