@@ -181,6 +181,7 @@ def test_lease_in_doubt_on_monotonic_clock_then_lost_when_etcd_says_so(etcd1: Et
             member.thaw()
         # frozen 3-4 s with a 2 s TTL: etcd expires the lease after the thaw and says so
         assert keeper.lost.wait(5.0)
+        wait_for(lambda: bool(lost_at), 1.0, step=0.01)  # the callback runs after the event
         print(f"lease lost {lost_at[0] - thawed_at:.2f} s after the thaw: {keeper.lost_reason}")
         assert keeper.assumed_lost()
         assert "etcd says the lease has expired" in (keeper.lost_reason or "")

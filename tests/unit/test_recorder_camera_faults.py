@@ -139,3 +139,14 @@ def test_a_report_matches_ffmpegs_forward_unwrapping_of_a_jump_back() -> None:
     assert tracker.add(1_004_000_000, new_rtp, (ffmpeg_ts, realtime))
     wall = realtime + round(ffmpeg_ts * tb * 1_000_000) + tracker.drift_us
     assert wall == 1_004_000_000  # the frame sent with that report, at the report's wall time
+
+
+def test_parameter_sets_repeated_in_one_access_unit_count_once(tmp_path: Path) -> None:
+    """A payloader that sends the sets before every keyframe, in front of the encoder's own,
+    repeats them: the same parameters, not a change (an H.265 camera was cut at every GOP)."""
+    clip = _annexb_clip(tmp_path / "r.h264", 64, 48, frames=2)
+    with av.open(str(clip)) as container:
+        keyframe = bytes(_packets(container)[0])
+    once = parameter_sets(keyframe, "h264")
+    assert len(once) == 2  # SPS, PPS
+    assert parameter_sets(annexb(once) + keyframe, "h264") == once

@@ -17,8 +17,11 @@ CODECS = frozenset(_PARAMETER_SET_TYPES)
 
 
 def parameter_sets(access_unit: bytes, codec: str) -> tuple[bytes, ...]:
-    """The parameter-set NAL units before the first slice of an Annex-B access unit, in order
-    (empty when it carries none in band, or the codec is not H.264/H.265)."""
+    """The distinct parameter-set NAL units before the first slice of an Annex-B access unit,
+    in order of first appearance (empty when it carries none in band, or the codec is not
+    H.264/H.265). A set repeated in one access unit counts once: an RTP payloader that sends
+    the sets before every keyframe, in front of the encoder's own, repeats them there, and
+    that is not a change of parameters."""
     wanted = _PARAMETER_SET_TYPES.get(codec)
     if wanted is None:
         return ()
@@ -26,9 +29,9 @@ def parameter_sets(access_unit: bytes, codec: str) -> tuple[bytes, ...]:
     for start, end in iter_annexb_nals(access_unit):
         if is_vcl(access_unit[start], codec):
             break
-        kind = nal_type(access_unit[start], codec)
-        if kind in wanted:
-            found.append(access_unit[start:end])
+        nal = access_unit[start:end]
+        if nal_type(nal[0], codec) in wanted and nal not in found:
+            found.append(nal)
     return tuple(found)
 
 
