@@ -130,12 +130,13 @@ HOST_FAULTS: dict[str, tuple[Fault, float, bool | None]] = {
 # A vanished host costs what a dead one does (its cameras are gone with its link). A server cut
 # from etcd or the spares but not its cameras records on: nothing. A flapping link loses what the
 # cameras sent while it was down (UDP) and, per cut, up to a GOP of frames the cut damaged, when
-# no spare steps in; a gapless camera's pre-buffer is written only on a takeover.
+# no spare steps in; a gapless camera loses nothing: its designated spare's pre-buffer fills
+# those holes (gap repair, docs/failover.md), or its takeover's re-insert does.
 FLAP_BOUND_S = FLAPS * (FLAP_DOWN_S + GOP_S)
 HOST_LOSS_BOUND_S: dict[str, dict[str, float]] = {
     "vanish_server": {"standard": STANDARD_BOUND_S, "gapless": 0.0},
     "server_cut_from_etcd": {"standard": 0.0, "gapless": 0.0},
     "server_isolated": {"standard": 0.0, "gapless": 0.0},
     "spare_cut_from_server": {"standard": 0.0, "gapless": 0.0},
-    "flapping_link": {"standard": FLAP_BOUND_S, "gapless": FLAP_BOUND_S},
+    "flapping_link": {"standard": FLAP_BOUND_S, "gapless": 0.0},
 }

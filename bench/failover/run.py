@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import random
 import sys
 import time
 from collections import Counter
@@ -62,6 +63,7 @@ from hotspare.cli.main import main as cli_main
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.etcd_process import find_etcd_binary
 from hotspare.sitestate import layout
+from hotspare.sitestate.events import Event
 from hotspare.store.models import SegmentInfo
 from tests.support.camsim import now_us
 from tests.support.etcd import start_etcd_cluster
@@ -161,6 +163,7 @@ class BenchSite(FailoverSite):
 class Trial:
     index: int
     crash_us: int
+    phase_wait_s: float = 0.0  # random wait before the crash (a random phase of the GOP)
     claimed_event_us: int = 0
     claim_at_us: int | None = None
     claim_token: int | None = None
@@ -172,8 +175,13 @@ class Trial:
     done_us: int = 0
     reinsert: dict[str, Any] = field(default_factory=dict)
     cover: dict[str, Any] = field(default_factory=dict)  # what `cover_probe` measured
+    # the `recording` event's first keyframe after the claim over the sessions opened there
+    first_keyframe_after_claim_s: dict[str, Any] | None = None
     # filled in by the analysis, per camera
     first_spare_frame_s: dict[str, float | None] = field(default_factory=dict)
+    # crash minus the capture time of the server's last stored frame before it (what it had
+    # captured but not stored when killed is this less one frame interval)
+    server_last_frame_s: dict[str, float | None] = field(default_factory=dict)
     missing_takeover_frames: dict[str, int] = field(default_factory=dict)
     missing_handback_frames: dict[str, int] = field(default_factory=dict)
     frames_twice: dict[str, int] = field(default_factory=dict)
@@ -203,9 +211,14 @@ def run_trial(site: BenchSite, index: int, cover_seconds: float, settle_seconds:
     what it returns is kept as the trial's `cover`."""
     if gapless:  # the standby sessions restart after each re-insert: let them fill again
         wait_prebuffers(site, gapless, 6.0, "pre-buffers ready")
+    # A random moment within a GOP: the cameras' GOPs start together and the bench's waits are
+    # whole seconds, so without this every trial crashed at about the same phase of the GOP,
+    # and a standard camera's loss (which depends on it) was the same kind of luck every time.
+    phase_wait = random.uniform(0.0, GOP_S)
+    time.sleep(phase_wait)
     crash_us = now_us()
     site.node(SERVER).kill()
-    trial = Trial(index, crash_us)
+    trial = Trial(index, crash_us, phase_wait_s=round(phase_wait, 3))
     claimed = site.wait_event("claimed", SERVER, timeout=30, after_us=crash_us)
     trial.claimed_event_us = claimed.wall_us
     trial.detected_after_s = claimed.data.get("detected_after_s")
@@ -216,9 +229,13 @@ def run_trial(site: BenchSite, index: int, cover_seconds: float, settle_seconds:
         trial.claim_token = claimed.data.get("token")
     recording = site.wait_event("recording", SERVER, timeout=30, after_us=crash_us)
     trial.recording_event_us = recording.wall_us
+    trial.first_keyframe_after_claim_s = recording.data.get("first_keyframe_after_claim_s")
+    first = trial.first_keyframe_after_claim_s
     print(
         f"   trial {index}: claim {trial.crash_to_claim_s:.3f} s, spare recording "
-        f"{trial.crash_to_recording_s:.3f} s after the crash",
+        f"{trial.crash_to_recording_s:.3f} s after the crash"
+        + (f"; first keyframes {first['median']:.3f}/{first['max']:.3f} s after the claim "
+           f"(median/max of {first['n']} sessions opened there)" if first else ""),
         flush=True,
     )
     if cover_probe is None:
@@ -230,7 +247,7 @@ def run_trial(site: BenchSite, index: int, cover_seconds: float, settle_seconds:
     trial.handback_us = site.wait_event(
         "handback", SERVER, timeout=60, after_us=trial.restart_us
     ).wall_us
-    done = site.wait_event("done", SERVER, timeout=180, after_us=trial.restart_us)
+    done = wait_reinsert_done(site, trial.restart_us)
     trial.done_us = done.wall_us
     trial.reinsert = dict(done.data)
     wait_for("claim released", lambda: site.claim(SERVER) is None, 20)
@@ -244,6 +261,41 @@ def run_trial(site: BenchSite, index: int, cover_seconds: float, settle_seconds:
     )
     time.sleep(settle_seconds)
     return trial
+
+
+REINSERT_STALL_S = 60.0
+"""A re-insert whose progress key has not moved for this long is stuck: the trial fails."""
+
+
+def wait_reinsert_done(site: BenchSite, after_us: int, stall_s: float = REINSERT_STALL_S,
+                       poll_s: float = 0.5) -> Event:
+    """The `done` event of the re-insert after `after_us`, however long a big buffer takes.
+
+    A fixed wait (it was 180 s) cut off the 64-camera run's slow re-inserts, losing the trial
+    instead of measuring it; this waits as long as the spare's progress key
+    (`reinsert/<server>/<spare>`) keeps moving, and gives up only after `stall_s` without
+    progress (or without a `done` event once the key is gone)."""
+    moved_at = time.monotonic()
+    last: tuple[Any, ...] | None = None
+    reported = moved_at
+    while True:
+        for event in site.events():
+            if event.kind == "done" and event.server == SERVER and event.wall_us >= after_us:
+                return event
+        progress = site.get(layout.reinsert(SERVER, SPARE))
+        seen = None if progress is None else (progress.get("done"), progress.get("bytes"))
+        now = time.monotonic()
+        if seen != last:
+            last, moved_at = seen, now
+        if now - moved_at > stall_s:
+            raise AssertionError(
+                f"re-insert into {SERVER} made no progress for {stall_s:.0f} s "
+                f"(progress {progress}); events so far:\n{site.event_lines()}")
+        if progress is not None and now - reported >= 30.0:
+            reported = now
+            print(f"   re-insert in progress: {progress.get('done')}/{progress.get('total')} "
+                  f"segments, {(progress.get('bytes') or 0) / 1e6:.0f} MB", flush=True)
+        time.sleep(poll_s)
 
 
 def set_modes(site: BenchSite, gapless: frozenset[str]) -> None:
@@ -394,6 +446,11 @@ def analyse(site: BenchSite, trials: list[Trial], end_us: int,
                 ]
                 t.first_spare_frame_s[camera] = (
                     round((min(spare_walls) - t.crash_us) / 1e6, 3) if spare_walls else None
+                )
+                server_walls = [w for _, w, by in stored
+                                if by == SERVER and t.crash_us - 3_000_000 <= w <= t.crash_us]
+                t.server_last_frame_s[camera] = (
+                    round((t.crash_us - max(server_walls)) / 1e6, 3) if server_walls else None
                 )
             for number in missing:
                 wall = sent[number]

@@ -32,6 +32,8 @@ VARIANT_SETTINGS: dict[str, dict[str, object]] = {
     "pyav-remux200": {"fragment_seconds": 0.2},
     "udp": {},
     "pyav-demux-udp": {},
+    "pyav-demux-udp-interruptible": {},
+    "pyav-demux-udp-pyavtimeout": {},
 }
 """[recording] settings per variant. default: the product as shipped. no-flush: FFmpeg's I/O
 buffer instead of a flush per frame (cheaper, but a crash loses more). no-index: commit_segment
@@ -41,8 +43,15 @@ to 200 ms + a frame instead of one frame). frag100: the same with 100 ms fragmen
 the recorder but bare PyAV loops (demux only; demux + the recorder's writer, per frame or 200 ms
 fragments), the floors of bench/recording/floor.py. udp, pyav-demux-udp: the recorder as shipped and
 the bare demux with the cameras' `transport = "udp"` (RTP over UDP instead of interleaved in the
-RTSP TCP connection: one `recvfrom` per RTP packet instead of three `poll` + `recvfrom` pairs)."""
-VARIANT_TRANSPORT = {"udp": "udp", "pyav-demux-udp": "udp"}
+RTSP TCP connection: one `recvfrom` per RTP packet instead of three `poll` + `recvfrom` pairs).
+pyav-demux-udp-interruptible, pyav-demux-udp-pyavtimeout: the bare UDP demux opened as the recorder
+opens a UDP camera (FFmpeg's interrupt callback installed, idle during reads), and with PyAV's own
+read timeout (the callback takes the GIL on every check): what ending a stuck UDP read costs
+(docs/recorder.md, *Camera faults*)."""
+VARIANT_TRANSPORT = {"udp": "udp", "pyav-demux-udp": "udp", "pyav-demux-udp-interruptible": "udp",
+                     "pyav-demux-udp-pyavtimeout": "udp"}
+VARIANT_OPEN_MODE = {"pyav-demux-udp-interruptible": "session",
+                     "pyav-demux-udp-pyavtimeout": "pyav-timeout"}
 VARIANTS = tuple(VARIANT_SETTINGS)
 
 
@@ -102,7 +111,8 @@ def _floor(args: argparse.Namespace, cameras: list[CameraConfig]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     root = None if args.variant.startswith("pyav-demux") else args.store
-    threads = start_floors(cameras, root, settings, done)
+    threads = start_floors(cameras, root, settings, done,
+                           VARIANT_OPEN_MODE.get(args.variant, "plain"))
     _write_threads(args.threads_file)
     print("RECORDING", flush=True)
     done.wait()

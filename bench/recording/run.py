@@ -363,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         default="default",
         help="comma-separated hotspare variants run side by side: default, no-flush, no-index, "
         "frag200, frag100, udp, and the bare PyAV loops pyav-demux, pyav-remux, pyav-remux200, "
-        "pyav-demux-udp (see bench/recording/recorder_child.py)",
+        "pyav-demux-udp, pyav-demux-udp-interruptible, pyav-demux-udp-pyavtimeout (see "
+        "bench/recording/recorder_child.py)",
     )
     p.add_argument("--ffmpeg-transport", choices=("tcp", "udp"), default="tcp",
                    help="RTSP transport of the ffmpeg baseline (the recorder's is per variant: "

@@ -18,7 +18,9 @@ What runs, all on loopback:
   configured (their URLs lead nowhere, so it records nothing during the run). Before it starts,
   one segment of its own per camera, later than every buffered one, is committed into its store:
   the state after a real handback, where the original has recorded past the outage (re-insert
-  waits for that, docs/failover.md);
+  waits for that, docs/failover.md); with `--record N` it also records N simulated cameras
+  (`--record-stream`, default 1280x720 15 fps 2 Mbit/s) throughout, so re-insert competes with
+  recording for the store's writer, the disk and the process, as after a real handback;
 - contender: `hotspare.failover.reinsert.Reinserter` driven the way the spare's loop drives it
   (`start()`, `step()` until the buffer is empty, `finish()`), with the rate limit at 1 TB/s
   (off) and, on a second, smaller buffer, at the product's default (50 MB/s);
@@ -60,6 +62,7 @@ from bench.common import (
     work_dir,
     write_result,
 )
+from hotspare.camerasim.launcher import CameraSim
 from hotspare.client.node_client import NodeClient
 from hotspare.config.models import SiteMembership
 from hotspare.coordination.etcd_adapter import Coordinator
@@ -254,7 +257,10 @@ def seed_original(store_root: Path, base: list[Path], after_wall_us: int) -> Non
 # ------------------------------------------------------------------------------ the original
 
 
-def start_original(work: Path) -> NodeProcess:
+def start_original(work: Path, live: list[str] | None = None) -> NodeProcess:
+    """`live`: RTSP URLs of cameras the original records meanwhile (`--record`): re-insert then
+    competes with recording for the store's writer, the disk and the process's CPU, as after a
+    real handback."""
     base = work / SERVER
     base.mkdir(parents=True, exist_ok=True)
     config = {
@@ -270,7 +276,8 @@ def start_original(work: Path) -> NodeProcess:
         "retention": {"max_age_days": 3650, "min_free_bytes": 0},
         # Port 9 (discard) on loopback refuses: the cameras are configured (imports for unknown
         # cameras are refused) but record nothing, so the run measures re-insert alone.
-        "cameras": [{"id": c, "url": f"rtsp://127.0.0.1:9/{c}"} for c in CAMERAS],
+        "cameras": [{"id": c, "url": f"rtsp://127.0.0.1:9/{c}"} for c in CAMERAS]
+        + [{"id": f"{SERVER}-live{i}", "url": url} for i, url in enumerate(live or (), 1)],
     }
     path = base / "node.toml"
     path.write_bytes(tomli_w.dumps(config).encode())
@@ -281,6 +288,19 @@ def start_original(work: Path) -> NodeProcess:
         token=TOKEN,
         log_path=base / "node.log",
     )
+
+
+def start_live_cameras(work: Path, count: int, stream: str) -> CameraSim | None:
+    """The simulator for `--record` (None when the original records nothing)."""
+    if count <= 0:
+        return None
+    size, _, rest = stream.partition("@")
+    fps, _, kbps = rest.partition(":")
+    width, _, height = size.partition("x")
+    sim = CameraSim(work / "camsim", cameras=count, width=int(width), height=int(height),
+                    fps=int(fps), gop="1s", bitrate_kbps=int(kbps)).start()
+    print(f"   the original records {count} cameras ({stream}) during the run", flush=True)
+    return sim
 
 
 # ------------------------------------------------------------------------------ contenders
@@ -529,6 +549,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="0.5 GB limit off, 0.25 GB limited")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--record", type=int, default=0, metavar="N",
+                   help="the original records N simulated cameras meanwhile (default 0: idle)")
+    p.add_argument("--record-stream", default="1280x720@15:2000", metavar="WxH@FPS:KBPS",
+                   help="what those cameras send (default 1280x720@15:2000, the 64-camera run's)")
     args = p.parse_args(argv)
     gigabytes = args.gigabytes or (0.5 if args.quick else 2.0)
     limited_gb = args.limited_gigabytes or (0.25 if args.quick else 0.5)
@@ -542,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"hotspare re-insert bench: {', '.join(plan)}; {sampler.line()}", flush=True)
     work = work_dir("reinsert")
     etcd = EtcdCluster(work / "etcd", 1, pki=SitePki.init(work / "pki", "bench CA"))
-    node = start_original(work)
+    sim = start_live_cameras(work, args.record, args.record_stream)
+    node = start_original(work, [] if sim is None else [sim.rtsp_url(c) for c in sim.camera_ids])
     results: list[Result] = []
     baseline: Result | None = None
     list_ms = 0.0
@@ -620,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
         coord.close()
     finally:
         node.kill()
+        if sim is not None:
+            sim.stop()
         etcd.stop()
         load = sampler.stop()
         remove_work_dir(work, args.keep)
@@ -653,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
                 "buffer_build_seconds": builds,
                 "etcd_members": 1,
                 "original": "hotspare node, standalone, loopback",
+                "original_records_cameras": args.record,
+                "record_stream": args.record_stream if args.record else None,
                 "buffered_segments_call_ms": round(list_ms, 1),
             },
             "baseline": asdict(baseline),

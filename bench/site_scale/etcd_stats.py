@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from bench.common import cpu_seconds, rss_bytes
 
 _LINE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|\+Inf)$")
+_METHOD = re.compile(r'grpc_method="(\w+)"')
+BY_METHOD = "requests:"
 
 COUNTERS = {
     "requests": "grpc_server_handled_total",
@@ -34,7 +36,8 @@ GAUGES = {
 
 def metrics(client_url: str, context: ssl.SSLContext | None = None,
             timeout: float = 5.0) -> dict[str, float]:
-    """Each metric summed over its labels."""
+    """Each metric summed over its labels; and the requests per gRPC method, as
+    `requests:<Method>` (which calls make the load: keepalives, reads, writes, watches)."""
     with urllib.request.urlopen(client_url.rstrip("/") + "/metrics", timeout=timeout,
                                 context=context) as reply:
         text = reply.read().decode()
@@ -43,9 +46,14 @@ def metrics(client_url: str, context: ssl.SSLContext | None = None,
         match = _LINE.match(line)
         if match:
             try:
-                sums[match.group(1)] = sums.get(match.group(1), 0.0) + float(match.group(3))
+                value = float(match.group(3))
             except ValueError:
-                pass
+                continue
+            sums[match.group(1)] = sums.get(match.group(1), 0.0) + value
+            method = _METHOD.search(match.group(2) or "")
+            if match.group(1) == COUNTERS["requests"] and method:
+                key = BY_METHOD + method.group(1)
+                sums[key] = sums.get(key, 0.0) + value
     return sums
 
 
@@ -82,7 +90,15 @@ def rates(before: Sample, after: Sample, seconds: float) -> dict[str, object]:
         per_member[name] = row
     total = {key: round(sum(m[key] for m in per_member.values()), 3)
              for key in next(iter(per_member.values()))}
-    return {"members": per_member, "total": total, "seconds": round(seconds, 2)}
+    methods: dict[str, float] = {}
+    for name, now in after.metrics.items():
+        for key, value in now.items():
+            if key.startswith(BY_METHOD):
+                delta = value - before.metrics[name].get(key, 0.0)
+                methods[key[len(BY_METHOD):]] = methods.get(key[len(BY_METHOD):], 0.0) + delta
+    by_method = {m: round(v / seconds, 1) for m, v in sorted(methods.items()) if v > 0}
+    return {"members": per_member, "total": total, "requests_by_method_per_s": by_method,
+            "seconds": round(seconds, 2)}
 
 
 def busiest(per_member: Mapping[str, Mapping[str, float]], key: str) -> float:

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from bench.common import median, percentile
 from hotspare.api.app import API_PREFIX
+from hotspare.api.problems import install_problem_handlers
 from hotspare.api.routes_protection import protection_router
 from hotspare.api.site_merge import NODE_TIMEOUT_SECONDS
 from hotspare.api.site_routes import SiteApi, site_router
@@ -42,6 +43,7 @@ class Master:
             raise RuntimeError("master: no site configuration in etcd")
         self.view.watch()
         app = FastAPI()
+        install_problem_handlers(app)  # as on a node: an API error is a problem answer, not a reset
         app.include_router(protection_router(self.report), prefix=API_PREFIX)
         app.include_router(site_router(SiteApi(
             self.coord, lambda: self.view.current, token, self.report,

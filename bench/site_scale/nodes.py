@@ -17,10 +17,10 @@ to stdout the same way: {"ready": n}, {"killed": server, "at_us"}, {"revived": s
 {"rounds": {spare: [seconds]}, "probed": {spare: [servers probed]}}, {"config": node, "rev",
 "at_us"} at each configuration change a node sees.
 
-The spec's `nice` lowers this process's priority (the recording servers' processes: on a real site
-each server has a machine of its own, so here they must not take CPU from the spares and etcd
-before those got theirs); `profile` writes where this process's CPU went (yappi, CPU clock, every
-thread) to that file at quit.
+The spec's `nice` lowers this process's priority (`--nice`, 0 by default: a niced process of 50
+servers starves on a host with no idle core, and its servers lose their leases); `profile` writes
+where this process's CPU went (yappi, CPU clock, every thread) to that file at quit. The
+keepalive hedges its nodes sent and withheld go to `<worker>.hedges.json` every 2 s.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class SimNode:
         self.membership = membership
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.coord = Coordinator.for_member(membership)
+        self.coord = Coordinator.for_member(membership, name)
         self.view = SiteView(self.coord, data_dir / "site-cache.json")
         if self.view.load_initial(30.0) is None:
             raise RuntimeError(f"{name}: no site configuration in etcd")
@@ -207,6 +207,9 @@ def main(argv: list[str]) -> int:
         spares.append(spare)
     nodes.extend(spares)
     say(ready=len(nodes), failed=failed)
+    started: list[SimNode] = list(nodes)  # every node this process ran, killed ones included
+    threading.Thread(target=write_hedges, args=(root / f"{spec['worker']}.hedges.json", started),
+                     daemon=True).start()
     for line in sys.stdin:
         command = json.loads(line)
         if "kill" in command:
@@ -219,6 +222,7 @@ def main(argv: list[str]) -> int:
                              old.monitor is not None, http)
             servers[name] = node
             node.start()
+            started.append(node)
             say(revived=name)
         elif "rounds" in command:  # "reset" or "report"
             if command["rounds"] == "report":
@@ -232,6 +236,18 @@ def main(argv: list[str]) -> int:
     if profile is not None:
         profile.dump()
     return 0
+
+
+def write_hedges(path: Path, nodes: list[SimNode]) -> None:
+    """Every 2 s, the keepalive hedges this process's nodes sent and withheld (the benchmark
+    sums the files into `node_logs`)."""
+    while True:
+        totals = {"sent": 0, "withheld": 0}
+        for node in list(nodes):
+            totals["sent"] += node.coord.hedges.sent
+            totals["withheld"] += node.coord.hedges.withheld
+        path.write_text(json.dumps(totals))
+        time.sleep(2.0)
 
 
 class Profile:

@@ -27,6 +27,7 @@ goals for a single size: crash → claim p95 ≤ 1 s and master status ≤ 1 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -44,6 +45,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
 import tomli_w
 
 from bench.common import (
@@ -64,14 +66,15 @@ from bench.common import (
 )
 from bench.plot import plot_panels
 from bench.site_scale import etcd_stats
+from bench.site_scale.convergence import convergence, describe
 from bench.site_scale.master import Master, snapshot_facts, summary_ms, timed
 from hotspare.cli.main import main as cli_main
+from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.etcd_process import EtcdCluster, find_etcd_binary
 from hotspare.demo.site_files import ServerPlan, SitePlan, SparePlan, write_site
 from hotspare.node.runtime import bind_socket
 from hotspare.signing_keys import TRUST_ROOTS_FILE
-from hotspare.sitestate import applied as site_config
 from hotspare.sitestate import layout
 from hotspare.sitestate.protection import live_report
 from hotspare.sitestate.values import Claim
@@ -82,6 +85,9 @@ TOKEN = "bench-site-scale-token-0123456789"
 SERVERS_PER_PROCESS = 50
 GOAL_CLAIM_P95_S = 1.0
 GOAL_STATUS_S = 1.0
+CONFIG_WAIT_S = 60.0
+"""How long the bench waits for every node to hold a changed configuration before it names the
+ones behind."""
 
 
 @dataclass(frozen=True)
@@ -352,6 +358,7 @@ LOG_SIGNS = {
     "spare_leases_lost": "hotspare.failover.spare WARNING lease",
     "servers_taken_over_while_recording": "while it kept recording",
     "etcd_unavailable": "etcd unavailable",
+    "leases_in_doubt": "may have expired",
 }
 
 
@@ -359,7 +366,17 @@ def log_counts(root: Path) -> dict[str, int]:
     """Warnings the simulated nodes logged: a lease lost by a live node means the host could not
     keep up with the simulation (keepalives late), not a verdict on etcd."""
     text = "".join(p.read_text(errors="replace") for p in sorted(root.glob("nodes-*.log")))
-    return {name: text.count(sign) for name, sign in LOG_SIGNS.items()}
+    counts = {name: text.count(sign) for name, sign in LOG_SIGNS.items()}
+    hedges = []
+    for path in sorted(root.glob("nodes-*.hedges.json")):
+        try:
+            hedges.append(json.loads(path.read_text()))
+        except ValueError:  # a node process that died while exiting left it empty: say so
+            counts["node_processes_without_hedge_counts"] = (
+                counts.get("node_processes_without_hedge_counts", 0) + 1)
+    counts["keepalive_hedges_sent"] = sum(h["sent"] for h in hedges)
+    counts["keepalive_hedges_withheld"] = sum(h["withheld"] for h in hedges)
+    return counts
 
 
 def members(etcd: EtcdCluster) -> dict[str, tuple[str, int]]:
@@ -394,7 +411,13 @@ def measure_steady(size: Size, etcd: EtcdCluster, coord: Coordinator, master: Ma
                                  "/timeline"}
     while time.monotonic() - t0 < seconds:
         for name, path in paths.items():
-            took, status, _size = master.get(path())
+            started = time.perf_counter()
+            try:
+                took, status, _size = master.get(path())
+            except httpx.HTTPError as exc:  # the master's answer failed: counted, as its time
+                api[name].append(time.perf_counter() - started)
+                failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
             api[name].append(took)
             if status != 200:
                 failures.append(f"{name}: HTTP {status}")
@@ -508,36 +531,46 @@ def crash_trials(size: Size, coord: Coordinator, workers: Workers,
 
 def config_change(apply: list[str], document: dict[str, Any], coord: Coordinator,
                   workers: Workers) -> dict[str, Any]:
-    """Add a camera to the last server and apply; time until every node has the new revision."""
+    """Add a camera to the last server and apply; per node, the time from the apply's start
+    until it held the new revision (`convergence`). The revision is read keys-only: on a loaded
+    site a second read of the ~1 MB document is one more request to time out. A failed apply
+    whose write landed anyway (a timed-out request that etcd still committed) is measured too."""
     last = document["recording_servers"][-1]
     last["cameras"].append({"id": f"{last['name']}-cnew", "url": "rtsp://127.0.0.1:9/new"})
     Path(apply[-1]).write_bytes(tomli_w.dumps(document).encode())
+    before = _config_revision(coord)
     started_us = time.time_ns() // 1000
-    if cli_main(apply) != 0:
-        return {"apply_s": None, "every_spare_s": None, "every_node_s": None,
-                "error": "site apply failed (its message is printed above)"}
-    applied_s = (time.time_ns() // 1000 - started_us) / 1e6
-    current = site_config.read(coord)
-    assert current is not None
-    revision = current.mod_revision
+    status = cli_main(apply)
+    applied_s = round((time.time_ns() // 1000 - started_us) / 1e6, 3)
+    revision = _config_revision(coord)
+    result: dict[str, Any] = {"apply_s": applied_s, "apply_exit": status, "revision": revision}
+    if status != 0:
+        result["error"] = "site apply failed (its message is printed above)"
+    if revision is None or before is None or revision <= before:
+        return {**result, "every_spare_s": None, "every_node_s": None}
 
     def seen(names: list[str]) -> bool:
         return all(workers.config_seen.get(n, (0, 0))[0] >= revision for n in names)
 
+    with contextlib.suppress(TimeoutError):
+        wait_until("every node on the new configuration", lambda: seen(workers.nodes),
+                   CONFIG_WAIT_S)
+    gave_up_us = time.time_ns() // 1000
+    spares = convergence(workers.config_seen, workers.spares, revision, started_us, gave_up_us)
+    nodes = convergence(workers.config_seen, workers.nodes, revision, started_us, gave_up_us)
+    print(describe("spares", spares))
+    print(describe("nodes", nodes))
+    return {**result, "every_spare_s": spares["max_s"], "every_node_s": nodes["max_s"],
+            "spares": spares, "nodes": nodes}
+
+
+def _config_revision(coord: Coordinator) -> int | None:
     try:
-        wait_until("every node on the new configuration", lambda: seen(workers.nodes), 60)
-    except TimeoutError:
-        pass
-
-    def latest(names: list[str]) -> float | None:
-        times = [workers.config_seen[n][1] for n in names
-                 if workers.config_seen.get(n, (0, 0))[0] >= revision]
-        if len(times) < len(names):
-            return None
-        return round((max(times) - started_us) / 1e6, 3)
-
-    return {"apply_s": round(applied_s, 3), "every_spare_s": latest(workers.spares),
-            "every_node_s": latest(workers.nodes)}
+        head = coord.get(layout.SITE_CONFIG, keys_only=True)
+    except CoordinationError as exc:
+        print(f"the configuration's revision is unreadable: {exc}")
+        return None
+    return None if head is None else head.mod_revision
 
 
 # ------------------------------------------------------------------------------ output
@@ -575,8 +608,9 @@ def print_site(result: dict[str, Any]) -> None:
     print(table(["after", "p50", "p95", "p99", "max", "goal"],
                 [["crash -> claim (s)", claim["p50"], claim["p95"], claim["p99"], claim["max"],
                   f"p95 <= {GOAL_CLAIM_P95_S}"],
-                 ["config -> every spare (s)", conf["every_spare_s"], None, None, None, None],
-                 ["config -> every node (s)", conf["every_node_s"], None, None, None, None]]))
+                 *([f"config -> {group} (s)", conf[group]["p50_s"], None, None,
+                    conf[group]["max_s"], f"{conf[group]['converged']}/{conf[group]['n']} "
+                    "converged"] for group in ("spares", "nodes") if group in conf)]))
 
 
 def print_curve(results: list[dict[str, Any]]) -> None:
@@ -632,10 +666,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--monitors", choices=["all", "master"], default="all",
                    help="which nodes run the protection monitor: every node, as the product "
                    "does, or the master's only (a host too small to simulate them all)")
-    p.add_argument("--nice", type=int, default=10,
-                   help="niceness of the simulated recording servers' processes (POSIX): each "
-                   "has a machine of its own on a real site, so here they yield the CPU to the "
-                   "spares and etcd; 0 to let them compete (default 10)")
+    p.add_argument("--nice", type=int, default=0,
+                   help="niceness of the simulated recording servers' processes (POSIX; default "
+                   "0). 10 made them yield the CPU to the spares and etcd, but on a host with no "
+                   "idle core it starved them: leases lost, spares' questions through etcd, a "
+                   "site that never came up (bench/README.md)")
     p.add_argument("--profile", type=Path, default=None, metavar="DIR",
                    help="write each node process's CPU profile there (needs yappi)")
     p.add_argument("--etcd-plaintext", action="store_true",

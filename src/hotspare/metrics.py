@@ -60,6 +60,21 @@ RETENTION_EARLY_DELETED = Counter(
     "minimum free space before max_age_days had passed (video the operator was promised), by "
     "camera.", ["camera"], registry=REGISTRY,
 )
+GAP_REPAIRED_FRAMES = Counter(
+    "hotspare_gap_repaired_frames", "Frames this spare brought from its hot-standby pre-buffer "
+    "into holes of a gapless camera's recording on its own server (gap repair), by server and "
+    "camera.", ["server", "camera"], registry=REGISTRY,
+)
+GAP_UNREPAIRED_SECONDS = Counter(
+    "hotspare_gap_unrepaired_seconds", "Seconds of holes in a gapless camera's recording on its "
+    "own server that this spare found older than its pre-buffer (lost), by server and camera.",
+    ["server", "camera"], registry=REGISTRY,
+)
+GAP_REPAIR_QUEUE_FULL = Counter(
+    "hotspare_gap_repair_queue_full", "Holes this spare's gap repair found but could not queue "
+    "for writing because its queue was full (each is looked for again a second later while its "
+    "pre-buffer holds it), by server.", ["server"], registry=REGISTRY,
+)
 LEASE_HELD = Gauge(
     "hotspare_lease_held", "1 while this node holds its etcd lease (liveness or registration), "
     "0 once it is lost or given up, by the role the lease serves.", ["role"], registry=REGISTRY,

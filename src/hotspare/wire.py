@@ -40,6 +40,12 @@ MAX_PAGE_ROWS = 10_000
 # Segments in one VOD playlist: a day at 4 s (21 600) fits; shorter segments are cut here with a
 # continuation (`Hotspare-Next-From`). About 250 bytes of playlist each: at most ~6 MB.
 MAX_PLAYLIST_SEGMENTS = 25_000
+# The multi-camera segment listing (`GET /segments?camera=…`): a spare's gap repair asks a server
+# once a second for every camera it pre-buffers there. Cameras per request, rows per camera and
+# range are all capped, for every credential, so one request costs at most 256 × 1 000 rows.
+MAX_LIST_CAMERAS = 256
+MAX_LIST_CAMERA_ROWS = 1_000
+MAX_LIST_RANGE_US = HOUR_US
 # Segment rows one timeline answer summarises, and runs it lists; past either it is cut at a time
 # and says where to continue (`next_from_wall_us`). 200 000 is about a week of 3 s segments.
 MAX_TIMELINE_SEGMENTS = 200_000
@@ -205,6 +211,15 @@ class SegmentList(_Out):
     next: str | None = Field(
         default=None,
         description="pass as `after` (same `from`, `to`) for the next page; null on the last page",
+    )
+
+
+class SegmentLists(_Out):
+    from_wall_us: int = Field(description="start of the asked range, µs since the epoch (UTC)")
+    to_wall_us: int = Field(description="end of the asked range, µs since the epoch (UTC)")
+    cameras: list[SegmentList] = Field(
+        description="one list per asked camera, in the order asked; a list that is `truncated` "
+        "continues with `GET /cameras/{camera}/segments?after=` its `next`"
     )
 
 

@@ -567,3 +567,42 @@ def test_stall_keeps_the_session_sends_no_video_then_resumes(camera_sim: CameraS
     assert not any(by_no[n].delivered for n in stalled)
     assert all(by_no[n].online for n in stalled)
     assert all(by_no[f].delivered for f in got.frames)
+
+
+def test_many_connections_at_once_are_all_answered_at_once(camera_sim: CameraSim) -> None:
+    """A spare taking over a big server opens every camera's session at the same instant, and
+    the simulator serves all its cameras from one listening socket: with GStreamer's listen
+    backlog of 5, connections beyond it waited ~1 s for TCP's SYN retry (bench.scale.sessions)."""
+    import socket
+
+    count = 24
+    start = threading.Barrier(count + 1)
+    took: list[float] = []
+    errors: list[str] = []
+
+    def ask() -> None:
+        start.wait()
+        t0 = time.monotonic()
+        try:
+            with socket.create_connection((camera_sim.host, camera_sim.rtsp_port), 5) as sock:
+                sock.sendall(b"OPTIONS " + camera_sim.rtsp_url("cam-1").encode()
+                             + b" RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+                answer = b""
+                while b"\r\n\r\n" not in answer:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    answer += chunk
+            assert answer.startswith(b"RTSP/1.0 200"), answer[:40]
+            took.append(time.monotonic() - t0)
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=ask) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    for thread in threads:
+        thread.join(10)
+    assert not errors and len(took) == count, errors
+    assert max(took) < 0.5, sorted(took)

@@ -39,6 +39,11 @@ def test_crash_takeover_handback_reinsert(tmp_path: Path, how: str) -> None:
         claim_s = claimed.wall_us / 1e6 - crash_us / 1e6
         recording = site.wait_event("recording", "rec-1", timeout=20)
         record_s = recording.wall_us / 1e6 - crash_us / 1e6
+        # Every camera's session was opened at the claim (failover/early_sessions.py) and wrote
+        # from its first keyframe: that came within the RTSP exchange and one GOP (1 s).
+        first = recording.data.get("first_keyframe_after_claim_s")
+        assert first is not None and first["n"] == 4, recording.data
+        assert first["max"] <= 2.0, first
         claim = site.claim("rec-1")
         assert claim is not None and claim["spare"] == "spare-1"
         owner = site.get(layout.owner("rec-1"))

@@ -31,7 +31,10 @@ def test_etcd_frozen_during_reinsert_then_claim_released(tmp_path: Path) -> None
                       reinsert_bytes_per_second=60_000) as site:
         assert site.etcd is not None
         site.start_all()
-        mid = crash_until_mid_reinsert(site, "rec-1", "spare-1", covered_seconds=8.0)
+        # 5 s of cover: ~14 segments, ~9 s of re-insert at this rate, the freeze begins ~2 s
+        # in (3 segments done) and ends well before it is over (asserted below: done comes
+        # after the thaw); 8 s only made the re-insert longer.
+        mid = crash_until_mid_reinsert(site, "rec-1", "spare-1", covered_seconds=5.0)
         key = layout.reinsert("rec-1", "spare-1")
         member = site.etcd.members[0]
         member.freeze()
@@ -43,6 +46,7 @@ def test_etcd_frozen_during_reinsert_then_claim_released(tmp_path: Path) -> None
         done = site.wait_event("done", "rec-1", node="spare-1", timeout=90,
                                after_us=mid.restart_us)
         print("done:", done.data, done.message)
+        assert done.wall_us > thawed_us, "the re-insert was over before etcd thawed"
         wait_for("claim on rec-1 released", lambda: site.claim("rec-1") is None, 15)
         assert site.get(key) is None
         assert done.data["done"] == done.data["total"], done.data

@@ -20,7 +20,10 @@ def test_spare_killed_mid_reinsert_resumes(tmp_path: Path) -> None:
     with FailoverSite(tmp_path, servers={"rec-1": 2}, spares=["spare-1"],
                       reinsert_bytes_per_second=60_000) as site:
         site.start_all()
-        mid = crash_until_mid_reinsert(site, "rec-1", "spare-1", covered_seconds=6.0)
+        # 4 s of cover still leaves a re-insert of several seconds at this rate, and the kill
+        # must land inside it (crash_until_mid_reinsert asserts done < total); 6 s only made the
+        # re-insert longer.
+        mid = crash_until_mid_reinsert(site, "rec-1", "spare-1", covered_seconds=4.0)
         progress = mid.progress
         site.node("spare-1").kill()
         killed_us = now_us()

@@ -66,7 +66,9 @@ def test_three_cameras_every_delivered_frame_once_with_true_wall_time(tmp_path: 
         )
         started_us = now_us()
         recorder.start()
-        time.sleep(18.0)
+        # 10 s: five 2 s segments per camera. Every check below is per frame or per segment
+        # boundary, none grows with the length (18 s made it the module's slowest test).
+        time.sleep(10.0)
         health = recorder.health()
         assert {h.state for h in health.values()} == {CameraState.RECORDING}, health
         stop_us = now_us()

@@ -13,6 +13,7 @@ same claim and fencing rules, as in production.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
@@ -91,6 +92,7 @@ class FakeEtcd:
         self.keepers: list[FakeLeaseKeeper] = []
         self.down = False
         self.reads = 0
+        self.values_read = 0  # by `get`: how often a value was sent, not only its revision
         self.watches: list[tuple[str, Callable[[WatchBatch], None]]] = []
         self._lock = threading.RLock()
         for key, value in (values or {}).items():
@@ -123,10 +125,16 @@ class FakeEtcd:
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, key: str, *, revision: int | None = None) -> KeyValue | None:
+    def get(self, key: str, *, revision: int | None = None,
+            keys_only: bool = False) -> KeyValue | None:
         self._check(f"read {key}")
         self.reads += 1
-        return self.kvs.get(key)
+        kv = self.kvs.get(key)
+        if kv is None or not keys_only:
+            if kv is not None:
+                self.values_read += 1
+            return kv
+        return dataclasses.replace(kv, value=b"")
 
     def get_prefix(self, prefix: str = "", *, revision: int | None = None) -> GetResult:
         return self.get_prefixes([prefix])

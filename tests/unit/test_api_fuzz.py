@@ -29,6 +29,7 @@ OPERATIONS = [
     ("GET", "/api/v1/cameras/{camera}/segments"),
     ("GET", "/api/v1/cameras/{camera}/runs"),
     ("GET", "/api/v1/cameras/{camera}/timeline"),
+    ("GET", "/api/v1/segments"),
     ("GET", "/api/v1/segments/{segment_id}"),
     ("GET", "/api/v1/segments/{segment_id}/file"),
     ("GET", "/api/v1/cameras/{camera}/playback.m3u8"),

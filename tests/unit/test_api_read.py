@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
+from typing import Any
 
-from tests.support.api_node import AUTH, CAMERA, SERVER, T0, Node
+import pytest
+
+from hotspare.api import routes_read
+from hotspare.client.node_client import NodeApiError, NodeClient
+from tests.support.api_node import AUTH, CAMERA, SERVER, T0, TOKEN, Node, open_node
 
 API = "/api/v1"
 
@@ -140,3 +146,49 @@ def test_missing_file_is_404_not_500(node: Node) -> None:
     node.store.segment_file(segment).unlink()
     response = node.client.get(f"{API}/segments/{segment.segment_id}/file", headers=AUTH)
     assert response.status_code == 404 and response.json()["error"] == "file_missing"
+
+
+def test_segments_of_several_cameras_in_one_request(node: Node) -> None:
+    """`GET /segments?camera=…`: what a spare's gap repair asks a server once a second."""
+    params: dict[str, Any] = {"camera": [CAMERA, "cam-2", CAMERA], "from": str(T0),
+                              "to": str(T0 + 60_000_000)}
+    body = node.client.get(f"{API}/segments", params=params, headers=AUTH).json()
+    assert [c["camera_id"] for c in body["cameras"]] == [CAMERA, "cam-2"]  # named twice: once
+    assert [s["segment_id"] for s in body["cameras"][0]["segments"]] == [
+        s.segment_id for s in node.segments]
+    assert body["cameras"][1]["segments"] == [] and body["from_wall_us"] == T0
+    cut = node.client.get(f"{API}/segments", params={**params, "limit": 2}, headers=AUTH).json()
+    first = cut["cameras"][0]
+    assert len(first["segments"]) == 2 and first["truncated"] is True
+    rest = node.client.get(f"{API}/cameras/{CAMERA}/segments", headers=AUTH, params={
+        "from": str(T0), "to": str(T0 + 60_000_000), "after": first["next"]}).json()
+    assert len(rest["segments"]) == len(node.segments) - 2
+
+    def refused(query: dict[str, Any]) -> tuple[int, str, str]:
+        response = node.client.get(f"{API}/segments", params=query, headers=AUTH)
+        return response.status_code, response.json()["error"], response.json()["detail"]
+
+    assert refused({})[:2] == (400, "no_camera")
+    status, error, detail = refused({"camera": [f"cam-{i}" for i in range(257)]})
+    assert (status, error) == (400, "too_many_cameras") and "257" in detail and "256" in detail
+    assert refused({"camera": ["Cam 1"]})[:2] == (400, "bad_camera_id")
+    assert refused({"camera": [CAMERA, "cam-9"]})[:2] == (404, "unknown_camera")
+    status, error, _ = refused({"camera": CAMERA, "from": str(T0),
+                                "to": str(T0 + 3_600_000_001)})
+    assert (status, error) == (400, "range_too_large")
+    assert refused({"camera": CAMERA, "limit": 1001})[:2] == (422, "invalid_request")
+    assert node.client.get(f"{API}/segments", params={"camera": CAMERA}).status_code == 401
+
+
+def test_a_node_without_the_multi_camera_listing_answers_not_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an older server answers (version skew): the 404 gap repair falls back on, unlike a
+    camera it does not know (`unknown_camera`)."""
+    monkeypatch.setattr(routes_read.router, "routes", [
+        r for r in routes_read.router.routes if getattr(r, "path", "") != "/segments"])
+    with open_node(tmp_path) as older:
+        client = NodeClient("http://node.test", TOKEN, http=older.client)
+        with pytest.raises(NodeApiError) as refused:
+            client.list_cameras_segments([CAMERA], T0, T0 + 1_000_000)
+        assert (refused.value.status, refused.value.error) == (404, "not_found")
+        assert client.list_segments(CAMERA, T0, T0 + 60_000_000).segments  # per camera: yes

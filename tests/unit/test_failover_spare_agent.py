@@ -17,6 +17,7 @@ import pytest
 
 from hotspare.client.node_client import NodeApiError
 from hotspare.config.models import CameraConfig, SiteMembership
+from hotspare.failover import takeover
 from hotspare.failover.buffer_room import RoomGauge
 from hotspare.failover.probe import ProbeKind, ProbeResult
 from hotspare.failover.spare_agent import SpareAgent
@@ -80,7 +81,8 @@ class FakeRecorder:
         self.running = False
 
     def health(self) -> dict[str, Any]:
-        return {c.id: SimpleNamespace(state=CameraState.RECORDING) for c in self.cameras}
+        return {c.id: SimpleNamespace(state=CameraState.RECORDING, committed_until_wall_us=None)
+                for c in self.cameras}
 
     def update_cameras(self, cameras: list[CameraConfig]) -> None:
         self.cameras = list(cameras)
@@ -167,6 +169,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
                        membership, applied, events, SpareView(idle, lambda _store: None))
     prober, original = FakeProber(), FakeOriginal()
     agent.ctx.make_recorder = FakeRecorder
+    agent.ctx.open_sessions = lambda *_a, **_k: {}  # no camera to connect to
     agent.detector.prober = prober  # type: ignore[assignment]
     agent.reinsert.connect = lambda address, server, token: original  # type: ignore[assignment,return-value]
     for server in ("rec-1", "rec-2"):
@@ -462,3 +465,30 @@ def test_the_only_spare_without_room_still_claims_and_says_so(rig: Rig, tmp_path
     assert message.startswith("spare-1 claims rec-1 although spare-1's buffer store has no room "
                               "to cover rec-1"), message
     assert "no other spare may take it now" in message, message
+
+
+def test_covering_publishes_its_own_commit_watermarks_under_its_claim(rig: Rig) -> None:
+    """If this spare dies too, the next claimant writes its pre-buffer from what this one made
+    durable; the watermarks are written fenced, at most once a second, only when they moved,
+    and kept across the handback for a cover again."""
+    covering(rig)
+    cov = rig.agent.coverage
+    assert cov is not None and isinstance(cov.recorder, FakeRecorder)
+    until = {"a": T0 + 5_000_000}
+    cov.recorder.health = lambda: {  # type: ignore[method-assign]
+        c: SimpleNamespace(state=CameraState.RECORDING, committed_until_wall_us=v)
+        for c, v in until.items()}
+    rig.tick()
+    assert rig.site.etcd.value(layout.watermarks("rec-1"))["cameras"] == {"a": T0 + 5_000_000}
+    until["a"] = T0 + 6_000_000
+    rig.tick()  # within the second: not yet
+    assert rig.site.etcd.value(layout.watermarks("rec-1"))["cameras"] == {"a": T0 + 5_000_000}
+    cov.marks_at -= 1.0
+    rig.tick()
+    assert rig.site.etcd.value(layout.watermarks("rec-1"))["cameras"] == {"a": T0 + 6_000_000}
+    rig.site.etcd.delete(layout.claim("rec-1"))  # another claim: our writes are refused
+    rig.site.etcd.put_json(layout.claim("rec-1"), {"spare": "spare-2"})
+    until["a"] = T0 + 7_000_000
+    cov.marks_at -= 1.0
+    takeover.follow(rig.agent.ctx, cov)
+    assert rig.site.etcd.value(layout.watermarks("rec-1"))["cameras"] == {"a": T0 + 6_000_000}

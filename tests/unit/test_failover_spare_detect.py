@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hotspare.config.models import SiteMembership
+from hotspare.coordination.hedging import HedgePolicy
 from hotspare.failover.detection import ServerTrack
-from hotspare.failover.probe import ProbeResult
-from hotspare.failover.spare_detect import Detector
+from hotspare.failover.probe import ProbeKind, ProbeResult
+from hotspare.failover.spare_detect import Detector, _ProbeRound
 from hotspare.failover.spare_view import SpareView
 from hotspare.failover.spare_work import SpareContext
 from hotspare.site.eligibility import DOWN, IDLE, SpareStatus
@@ -117,3 +119,74 @@ def test_a_slow_server_does_not_delay_the_claim_of_a_dead_one(detector: Detector
                  claim)
     assert claimed_while == [["rec-2", "rec-2"]]  # judged before rec-1's probe came back
     assert prober.returned[-1] == "rec-1"  # and the round still waited for rec-1's verdict
+
+
+class Decided(Scripted):
+    """rec-1's probe returns only once the spare decided whether to ask early (it is late by
+    then whatever the machine's load), and answers."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch,
+                 answers: dict[str, list[ProbeResult]]) -> None:
+        super().__init__(answers)
+        self.rounds: list[_ProbeRound] = []
+        init = _ProbeRound.__init__
+        rounds = self.rounds
+
+        def capture(round_: _ProbeRound, *args: Any) -> None:
+            rounds.append(round_)
+            init(round_, *args)
+
+        monkeypatch.setattr(_ProbeRound, "__init__", capture)
+
+    def probe(self, address: str) -> ProbeResult:
+        if address.startswith("rec-1"):
+            round_ = self.rounds[-1]
+            deadline = time.monotonic() + 10
+            while "rec-1" not in round_._asked and "rec-1" not in round_._withheld:
+                assert time.monotonic() < deadline, "the spare never decided on rec-1"
+                time.sleep(0.005)
+        return super().probe(address)
+
+
+def _asked(detector: Detector, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    asked: list[str] = []
+    site = detector.ctx.site
+    ask = site.ask
+
+    def counting(server: str, spare: str) -> None:
+        asked.append(server)
+        ask(server, spare)
+
+    monkeypatch.setattr(site, "ask", counting)
+    return asked
+
+
+def test_late_probes_ask_early_only_within_a_budget(
+        detector: Detector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The feedback loop a loaded site showed (bench/README.md, site_scale): late probes ask,
+    asks load etcd and the servers, more probes are late. Here rec-1 answers every probe late
+    and rec-2 at once: early questions stop when the budget is spent, and only the prompt
+    answers buy new ones."""
+    detector.early_asks = HedgePolicy(3.0, 0.1)
+    prober = Decided(monkeypatch, {"rec-1": [UP], "rec-2": [UP]})
+    detector.prober = prober  # type: ignore[assignment]
+    asked = _asked(detector, monkeypatch)
+    for _ in range(8):
+        assert run(detector, IDLE) == []
+    # 3 tokens, + at most 0.8 earned by rec-2's 8 answers (if prompt; if the machine made one
+    # late too, it spent a token of the same budget): 3 questions in all, never 8
+    assert len(asked) == 3
+    assert detector.early_asks.withheld >= 5
+
+
+def test_a_timed_out_probe_asks_even_when_the_budget_is_spent(
+        detector: Detector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget holds back only the early questions: a vanished host is still asked once its
+    probe times out, so it is claimed without waiting for its lease."""
+    detector.early_asks = HedgePolicy(1.0, 0.1)
+    assert detector.early_asks.take()
+    detector.prober = Scripted(  # type: ignore[assignment]
+        {"rec-1": [ProbeResult(ProbeKind.TIMEOUT, "timed out")], "rec-2": [UP]})
+    asked = _asked(detector, monkeypatch)
+    run(detector, IDLE)
+    assert asked == ["rec-1"]

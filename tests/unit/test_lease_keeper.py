@@ -21,11 +21,13 @@ TTL = 0.8
 
 class Members:
     """Three members; each `ok`, `hang` (accepts, never answers: the request times out),
-    `refuse` (at once) or `gone` (answers that the lease no longer exists)."""
+    `refuse` (at once), `gone` (answers that the lease no longer exists) or `slow` (answers
+    after `slow_s`, as an overloaded cluster does)."""
 
     def __init__(self, timeout: float = 0.3) -> None:
         self.endpoints = ["m1", "m2", "m3"]
         self.timeout = timeout
+        self.slow_s = timeout / 2
         self.mode = dict.fromkeys(self.endpoints, "ok")
         self.calls: list[tuple[str, str]] = []
         self.in_flight: dict[str, int] = dict.fromkeys(self.endpoints, 0)
@@ -54,6 +56,8 @@ class Members:
                 raise EtcdUnavailableError([endpoint], timeout, "read timed out", kind)
             if mode == "refuse":
                 raise EtcdUnavailableError([endpoint], 0.0, "connection refused", kind)
+            if mode == "slow":
+                time.sleep(self.slow_s)
             return None if mode == "gone" else ttl
         finally:
             with self.lock:
@@ -102,6 +106,27 @@ def test_a_frozen_or_killed_preferred_member_costs_nothing(fault: str) -> None:
         answered = [e for kind, e in members.calls if kind == "keepalive" and e != "m1"]
         assert answered, members.calls
         assert members.most_in_flight == 1  # a hung member is not asked again while it hangs
+    finally:
+        keeper.stop()
+
+
+def test_an_overloaded_cluster_gets_no_hedges() -> None:
+    """Every member answers, but late (slower than the hedge delay, well within the request
+    timeout): load, not a freeze. Hedging then would send each keepalive two or three times to
+    a cluster that is slow because of its load; it stops once the members' answers show they
+    are all that slow, and the lease is kept."""
+    members = Members()
+    members.set_all("slow")
+    keeper = keeper_on(members, 0x18)
+    try:
+        time.sleep(8 * TTL)
+        assert not keeper.lost.is_set() and keeper.valid_for() > 0
+        rounds = sum(1 for kind, e in members.calls if kind == "keepalive" and e == "m1")
+        asked_others = [e for kind, e in members.calls if e != "m1"]
+        assert rounds >= 10, members.calls
+        # before an answer showed m1's pace, one hedge per member at most; none after
+        assert len(asked_others) <= 2, members.calls
+        assert keeper.hedges.sent == len(asked_others)
     finally:
         keeper.stop()
 

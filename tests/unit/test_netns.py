@@ -62,6 +62,10 @@ def test_hosts_talk_over_the_bridge_and_run_processes(net: TestNet) -> None:
     assert net.host("a").address in shown
     proc = net.host("c").popen(["sleep", "30"])
     try:
+        # `ip netns exec` enters the namespace after it starts: wait for it to be there.
+        deadline = time.monotonic() + 5.0
+        while proc.pid not in net.host("c").pids() and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert proc.pid in net.host("c").pids()
     finally:
         proc.kill()

@@ -52,8 +52,13 @@ def _round_trip(address: tuple[str, int], timeout: float = 2.0) -> float:
 def test_delay_each_way(echo: tuple[str, int]) -> None:
     with Relay(("127.0.0.1", 0), echo, delay_s=0.1) as relay:
         elapsed = _round_trip(relay.address)
+        # The echo reaches the client before the relay's writer counts it: wait for the count.
+        deadline = time.monotonic() + 2.0
+        while relay.counts.relayed_bytes < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        relayed = relay.counts.relayed_bytes
     assert 0.2 <= elapsed < 1.0, elapsed
-    assert relay.counts.relayed_bytes == 8
+    assert relayed == 8
 
 
 def test_one_connection_in_n_is_stalled(echo: tuple[str, int]) -> None:

@@ -281,3 +281,27 @@ def test_deterministic_whatever_the_file_order() -> None:
         rng.shuffle(shuffled_spares)
         again = plan(site(shuffled_servers, shuffled_spares), LicencePool(3, 60))
         assert again == expected
+
+
+def test_a_covered_server_gets_a_backup_standby_after_every_other_server() -> None:
+    """While s1 covers rec-1, rec-1's gapless cameras also pre-buffer on an idle spare, so that a
+    second failure (s1 dying too) costs them nothing; backups come after every uncovered
+    server's standby, and one that does not fit is no fallback."""
+    config = site(
+        [{"name": "rec-1", "cameras": cameras("a", 2)},
+         {"name": "rec-2", "cameras": cameras("b", 2)}],
+        [{"name": "s1"}, {"name": "s2", "standby_sessions": 3}],
+    )
+    states = {"s1": SpareStatus(SpareState.COVERING, "rec-1"), "s2": IDLE}
+    result = plan(config, LicencePool(2, 40), states)
+    assert result.designated("rec-1") == "s1" and result.designated("rec-2") == "s2"
+    assert result.backup("rec-1") == "s2" and result.backup("rec-2") is None
+    backups = [a for a in result.assignments if a.backup]
+    assert [(a.spare, a.camera) for a in backups] == [("s2", "a-c0")]  # rec-2's two came first
+    assert result.assignment("a-c0") is not None and result.assignment("a-c0").spare == "s1"
+    assert result.fallbacks == ()
+    assert result.spare_cost("s2") == (3, 3 * DEFAULT_CAMERA_MBPS)
+    # Nobody covering: no backup; the only spare covering: no other spare to hold one.
+    assert not any(a.backup for a in plan(config, LicencePool(2, 40)).assignments)
+    alone = plan(config, LicencePool(2, 40), {"s1": SpareStatus(SpareState.COVERING, "rec-1")})
+    assert alone.backup("rec-1") is None

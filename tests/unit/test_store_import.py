@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hotspare.store import importer
+from hotspare.store import importer, mp4
 from hotspare.store.importer import ImportMeta, ImportRejected
 from hotspare.store.models import RunInfo, SegmentInfo, WallSource
 from hotspare.store.segment_store import SegmentStore
@@ -350,3 +350,31 @@ def test_the_frame_after_a_hole_is_not_held_by_the_frame_before_it(
     assert result.status == "trimmed", result
     assert result.segment is not None
     assert (result.segment.head_skip_frames, result.segment.tail_skip_frames) == (10, 10)
+
+
+def test_a_segment_committed_lately_is_not_parsed_again(origin: SegmentStore,
+                                                        spare: SegmentStore,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The overlap check runs under the index writer: the origin's own segments, just committed,
+    are judged from the frame times their commit walked (`frame_cache`), the same as a parse."""
+    _origin_recording(origin)
+    parsed: list[Path] = []
+    real = mp4.parse_path
+    monkeypatch.setattr(mp4, "parse_path", lambda path: parsed.append(path) or real(path))
+    meta, data, _ = _spare_segment(spare, anchor=T0 + 800_000, frames=20)
+    res = origin.import_segment(meta, data)
+    assert res.status == "trimmed" and res.segment is not None
+    assert (res.segment.head_skip_frames, res.segment.tail_skip_frames) == (10, 0)
+    assert not [p for p in parsed if p.is_relative_to(origin.root / "segments")], parsed
+
+
+def test_a_cached_segment_whose_file_is_gone_holds_nothing(origin: SegmentStore,
+                                                          spare: SegmentStore) -> None:
+    """Retention frees a file before its row: until the row goes, the file's frames are not
+    counted as held, cached or not (the import then stores them: a duplicate at worst)."""
+    _origin_recording(origin)
+    for seg in origin.list_segments("cam1", T0, T0 + 1_200_000):
+        origin.segment_file(seg).unlink()
+    meta, data, _ = _spare_segment(spare, anchor=T0 + 200_000, frames=20)
+    res = origin.import_segment(meta, data)
+    assert res.status == "inserted", res

@@ -18,6 +18,12 @@ and deleted when its buffer is re-inserted, must exist (403 `no_buffer_record` o
 route then checks that the segment's `recorded_by` is that spare. The shared node token and user
 tokens never may import (403 `node_identity_required`).
 
+A gap repair's upload (`X-Hotspare-Repair: gap`, `hotspare.failover.gap_repair`) carries frames
+of a hole in the server's own recording from a spare's hot-standby pre-buffer: accepted only while
+nobody holds a claim on this server (a takeover's re-insert covers its own holes), and only from a
+failover server of the site, by its own credential, whose `standby/<spare>` record (lease-bound)
+says it pre-buffers a camera of this server now (403 `not_standby_holder` otherwise).
+
 The check is made by the route before the body is read (so a refused upload costs no transfer),
 whatever way the credential came (any header case, `?token=`: authentication has already resolved
 it), and made again by the store inside the index transaction that inserts the segment
@@ -33,6 +39,7 @@ from typing import Protocol
 
 from hotspare.api.auth import Principal
 from hotspare.coordination.errors import CoordinationError
+from hotspare.site.report import StandbySession
 from hotspare.sitestate import layout
 from hotspare.sitestate.fencing import ClaimReader, check_fence
 from hotspare.sitestate.values import BufferRecord
@@ -61,6 +68,8 @@ class GateReader(ClaimReader, Protocol):
 
     def buffer_record(self, server: str, spare: str) -> BufferRecord | None: ...
 
+    def standby_sessions(self, spare: str) -> dict[str, StandbySession]: ...
+
 
 @dataclass(frozen=True)
 class Admission:
@@ -69,10 +78,12 @@ class Admission:
     gate: ImportGate
     node: str
     fencing: str | None
+    repair: bool = False
+    """A gap repair from a spare's pre-buffer (no claim)."""
 
     def recheck(self) -> None:
         """The same decision again, for the store to call inside its index transaction."""
-        self.gate.decide(self.node, self.fencing)
+        self.gate.decide(self.node, self.fencing, self.repair)
 
 
 class ImportGate:
@@ -85,7 +96,8 @@ class ImportGate:
         self.spares = spares
         """The site's failover servers now (the only nodes a leftover upload may come from)."""
 
-    def admit(self, principal: Principal | None, fencing: str | None) -> Admission:
+    def admit(self, principal: Principal | None, fencing: str | None,
+              repair: bool = False) -> Admission:
         """Raises ImportRefused (logged) unless the upload may go on."""
         if principal is None or principal.node is None:
             who = "an unauthenticated client" if principal is None else repr(principal.name)
@@ -95,10 +107,13 @@ class ImportGate:
                 "claim on it may, authenticated with its own credential ([api] node_token_file, "
                 "its SHA-256 listed as that node's token_sha256 in the site configuration); the "
                 "shared node token and user tokens cannot import")
-        self.decide(principal.node, fencing)
-        return Admission(self, principal.node, fencing)
+        self.decide(principal.node, fencing, repair)
+        return Admission(self, principal.node, fencing, repair)
 
-    def decide(self, node: str, fencing: str | None) -> None:
+    def decide(self, node: str, fencing: str | None, repair: bool = False) -> None:
+        if repair:
+            self._decide_repair(node)
+            return
         if fencing is not None:
             check = check_fence(self.claims, self.server, fencing, node)
             if check.ok:
@@ -141,6 +156,28 @@ class ImportGate:
                 "absent): a leftover buffer is taken only from the spare that recorded it. If "
                 "that spare really holds such video, keep its buffer folder and copy the video "
                 "out with `hotspare export`")
+
+    def _decide_repair(self, node: str) -> None:
+        try:
+            claim = self.claims.claim_of(self.server)
+            sessions = self.claims.standby_sessions(node) if node in self.spares() else {}
+        except CoordinationError as exc:
+            raise self._refused(
+                503, "fencing_unavailable",
+                f"{self.server} cannot check whether {node!r} may repair a gap in its recording: "
+                f"etcd did not answer ({exc}); the upload may be retried") from None
+        if claim is not None:
+            raise self._refused(
+                409, "fencing_required",
+                f"{claim.spare!r} holds the claim on {self.server} (token {claim.token}): a gap "
+                f"repair from {node!r} is refused while a claim exists; the claim's re-insert "
+                "brings that video home")
+        if not any(session.server == self.server for session in sessions.values()):
+            raise self._refused(
+                403, "not_standby_holder",
+                f"{node!r} may not repair gaps in {self.server}'s recording: only a failover "
+                f"server that pre-buffers one of its gapless cameras may (its "
+                f"standby/{node} record names none of {self.server}'s cameras)")
 
     def _refused(self, status: int, error: str, detail: str) -> ImportRefused:
         log.warning("import into %s refused (%s): %s", self.server, error, detail)

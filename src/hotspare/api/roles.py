@@ -63,6 +63,7 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/cameras/{camera}/timeline"): _V,
     ("GET", "/api/v1/cameras/{camera}/playback.m3u8"): _V,
     ("GET", "/api/v1/cameras/{camera}/live.m3u8"): _V,
+    ("GET", "/api/v1/segments"): _V,
     ("GET", "/api/v1/segments/{segment_id}"): _V,
     ("GET", "/api/v1/segments/{segment_id}/file"): _V,
     ("PUT", "/api/v1/cameras/{camera}/segments/import"): Role.NODE,

@@ -32,7 +32,7 @@ from hotspare.api.fencing import Admission, ImportGate, ImportRefused
 from hotspare.api.params import CameraParam
 from hotspare.api.problems import CAMERA_RESPONSES, COMMON_RESPONSES, ApiError
 from hotspare.api.upload import receive_to_file
-from hotspare.sitestate.layout import FENCING_HEADER
+from hotspare.sitestate.layout import FENCING_HEADER, REPAIR_HEADER
 from hotspare.store import importer
 from hotspare.store.segment_store import StoreError
 from hotspare.wire import META_HEADER, ImportMetaIn, ImportOut, Problem, SegmentOut
@@ -75,9 +75,13 @@ async def _admit(request: Request) -> Admission | None:
     if len(values) > 1:
         raise ApiError(400, "bad_fencing", f"{FENCING_HEADER} is sent {len(values)} times; "
                        "send it once")
+    repair = request.headers.getlist(REPAIR_HEADER)
+    if repair and (repair != ["gap"] or values):
+        raise ApiError(400, "bad_repair", f"{REPAIR_HEADER} must be sent once, as `gap`, and "
+                       f"never with {FENCING_HEADER} (a gap repair holds no claim)")
     try:
         admission = await run_in_threadpool(gate.admit, request.scope.get(PRINCIPAL_KEY),
-                                            values[0] if values else None)
+                                            values[0] if values else None, bool(repair))
     except ImportRefused as exc:
         raise ApiError(exc.status, exc.error, exc.detail, exc.headers) from None
     return admission
@@ -96,13 +100,15 @@ def _gate(request: Request) -> ImportGate | None:
         200: {"model": ImportOut, "description": "stored, or already held (`duplicate`)"},
         400: {
             "model": Problem,
-            "description": "bad metadata, truncated body or hash mismatch; nothing was written",
+            "description": "bad metadata, truncated body or hash mismatch, or a bad "
+            "`X-Hotspare-Repair` (`bad_repair`); nothing was written",
         },
         403: {
             "model": Problem,
             "description": "site mode: the uploader is not the node holding the claim on this "
-            "server (`node_identity_required`, `not_claim_holder`), or the metadata names "
-            "another recorder (`recorded_by_mismatch`); nothing was read or written",
+            "server (`node_identity_required`, `not_claim_holder`), a gap repair comes from a "
+            "spare that pre-buffers none of its cameras (`not_standby_holder`), or the metadata "
+            "names another recorder (`recorded_by_mismatch`); nothing was read or written",
         },
         409: {
             "model": Problem,

@@ -38,6 +38,9 @@ from hotspare.store import mp4
 from hotspare.store.models import SegmentInfo
 from hotspare.store.served import Serve, half_frame_us
 from hotspare.wire import (
+    MAX_LIST_CAMERA_ROWS,
+    MAX_LIST_CAMERAS,
+    MAX_LIST_RANGE_US,
     MAX_PAGE_ROWS,
     MAX_SEGMENT_RANGE_US,
     MAX_SUMMARY_RANGE_US,
@@ -47,6 +50,7 @@ from hotspare.wire import (
     RunList,
     RunOut,
     SegmentList,
+    SegmentLists,
     SegmentOut,
     TimelineOut,
     run_cursor,
@@ -95,9 +99,12 @@ def list_segments(
     # which may be days after a long outage. A page costs its rows (SQL limit), whatever the range.
     if not _asked_by_node(request):
         check_range_length(from_us, to_us, MAX_SEGMENT_RANGE_US, "the segment list")
-    segments = ctx.store.list_segments(
-        camera, from_us, to_us, limit=limit + 1, after=segment_after(after)
-    )
+    return _segment_page(ctx, camera, from_us, to_us, limit, segment_after(after))
+
+
+def _segment_page(ctx: NodeContext, camera: str, from_us: int, to_us: int, limit: int,
+                  after: tuple[int, int] | None = None) -> SegmentList:
+    segments = ctx.store.list_segments(camera, from_us, to_us, limit=limit + 1, after=after)
     page = segments[:limit]
     more = len(segments) > limit
     return SegmentList(
@@ -108,6 +115,52 @@ def list_segments(
         truncated=more,
         next=segment_cursor(page[-1].start_wall_us, page[-1].segment_id) if more else None,
     )
+
+
+CamerasQuery = Annotated[
+    list[str] | None,
+    Query(description=f"a camera id; repeat for each camera (at most {MAX_LIST_CAMERAS})"),
+]
+ListLimitParam = Annotated[
+    int,
+    Query(ge=1, le=MAX_LIST_CAMERA_ROWS,
+          description=f"at most this many segments per camera (at most {MAX_LIST_CAMERA_ROWS})"),
+]
+
+
+@router.get(
+    "/segments",
+    response_model=SegmentLists,
+    responses=CAMERA_RESPONSES,
+    summary="Segments of several cameras overlapping one short time range",
+    description=f"One request for up to {MAX_LIST_CAMERAS} cameras (`?camera=a&camera=b`), each "
+    f"answered as `GET /cameras/{{camera}}/segments` would, at most `limit` segments per camera; "
+    f"the range at most {MAX_LIST_RANGE_US // 60_000_000} min for every credential "
+    "(`400 range_too_large`). A spare's gap repair lists a server's pre-buffered cameras with it "
+    "once a second (docs/failover.md, *Gap repair*).",
+    openapi_extra=_limits(MAX_LIST_RANGE_US, max_rows=MAX_LIST_CAMERA_ROWS,
+                          max_cameras=MAX_LIST_CAMERAS),
+)
+def list_cameras_segments(
+    ctx: Ctx,
+    camera: CamerasQuery = None,
+    from_: FromParam = None,
+    to: ToParam = None,
+    limit: ListLimitParam = MAX_LIST_CAMERA_ROWS,
+) -> SegmentLists:
+    asked = list(dict.fromkeys(camera or ()))  # a camera named twice is listed once
+    if not asked:
+        raise ApiError(400, "no_camera", "`camera` is missing: name at least one camera "
+                       "(`?camera=a&camera=b`)")
+    if len(asked) > MAX_LIST_CAMERAS:
+        raise ApiError(400, "too_many_cameras",
+                       f"`camera` names {len(asked)} cameras; at most {MAX_LIST_CAMERAS} per "
+                       "request: split them over several requests")
+    cameras = [ctx.check_camera(c) for c in asked]  # every one before any is read
+    from_us, to_us = ctx.time_range(from_, to)
+    check_range_length(from_us, to_us, MAX_LIST_RANGE_US, "the multi-camera segment list")
+    return SegmentLists(from_wall_us=from_us, to_wall_us=to_us, cameras=[
+        _segment_page(ctx, name, from_us, to_us, limit) for name in cameras])
 
 
 @router.get(

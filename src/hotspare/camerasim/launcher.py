@@ -221,11 +221,14 @@ class CameraSim:
         return dict(self._call("POST", f"/cameras/{camera_id}/stall{query}"))
 
     def restart_stream(self, camera_id: str, *, close: bool = False, new_ssrc: bool = False,
-                       down_s: float = 0.0) -> dict[str, Any]:
+                       down_s: float = 0.0, seq_below: bool = False) -> dict[str, Any]:
         """The camera restarts its stream: in session (new RTP timestamp and sequence bases from
-        the next keyframe, a new SSRC with `new_ssrc`), or with `close` its connections dropped
-        and refused for `down_s` (a reboot). Frame numbers go on."""
+        the next keyframe, a new SSRC with `new_ssrc`, a sequence base that reads as older than
+        the last with `seq_below`), or with `close` its connections dropped and refused for
+        `down_s` (a reboot). Frame numbers go on."""
         query = f"?close={int(close)}&ssrc={int(new_ssrc)}&seconds={down_s}"
+        if seq_below:
+            query += "&seq=below"
         return dict(self._call("POST", f"/cameras/{camera_id}/restart{query}"))
 
     def change_resolution(self, camera_id: str, width: int, height: int) -> dict[str, Any]:

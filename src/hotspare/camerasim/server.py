@@ -86,6 +86,7 @@ class Camera:
     rtpcaps: Gst.Element | None = None  # the capsfilter after the payloader (restart_stream)
     restart_pending: bool = False  # new RTP timestamp/sequence base from the next keyframe on
     restart_ssrc: bool = False  # ... and a new SSRC with it
+    restart_seq_below: bool = False  # ... and a sequence base that reads as older than the last
     restarts: int = 0  # in-session stream restarts done
     next_clip: Clip | None = None  # the clip (another picture size) from the next keyframe on
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -244,6 +245,11 @@ class Simulator:
         # The default pool has one thread: clients would be served one at a time (measured 13 s
         # for 8 clients). Each client gets its own thread; recorders reconnect in bursts.
         self.server.get_thread_pool().set_max_threads(max(16, 4 * n + 8))
+        # Its listen backlog (5 by default) is shared by every simulated camera, where each real
+        # camera has its own: a spare opening N sessions at once at a takeover overflowed it,
+        # and the refused connections came ~1 s later (TCP's SYN retry), a simulator artifact
+        # in the takeover's measured start-up (bench.scale.sessions).
+        self.server.set_backlog(max(64, 4 * n + 8))
         mounts = self.server.get_mount_points()
         for cam in self.cameras.values():
             mounts.add_factory(f"/{cam.camera_id}", self._make_factory(cam))
@@ -508,10 +514,10 @@ class Simulator:
         capsfilter = cam.rtpcaps
         if capsfilter is None:
             return
-        caps = (f"application/x-rtp,timestamp-offset=(uint){random.getrandbits(32)},"
-                f"seqnum-offset=(uint){random.getrandbits(16)}")
+        caps = f"application/x-rtp,timestamp-offset=(uint){random.getrandbits(32)}"
         if cam.restart_ssrc:
             caps += f",ssrc=(uint){random.getrandbits(32)}"
+        below = cam.restart_seq_below
         pay = cam.media.get_element().get_by_name("rtppay") if cam.media is not None else None
         if pay is None:
             return
@@ -520,7 +526,11 @@ class Simulator:
             buf = info.get_buffer()
             if buf is None or buf.pts == Gst.CLOCK_TIME_NONE or buf.pts < pts:
                 return Gst.PadProbeReturn.PASS
-            capsfilter.set_property("caps", Gst.Caps.from_string(caps))
+            # Below: 1 000-30 000 under the last number sent, older as a 16-bit serial number.
+            seq = ((pay.get_property("seqnum") - random.randint(1_000, 30_000)) % 65536 if below
+                   else random.getrandbits(16))
+            capsfilter.set_property("caps", Gst.Caps.from_string(
+                f"{caps},seqnum-offset=(uint){seq}"))
             cam.restarts += 1
             return Gst.PadProbeReturn.REMOVE
 
@@ -565,10 +575,12 @@ class Simulator:
         cam.stalled_until = math.inf if seconds is None else time.monotonic() + seconds
 
     def restart_stream(self, camera_id: str, *, close: bool, new_ssrc: bool,
-                       down_s: float) -> None:
+                       down_s: float, seq_below: bool = False) -> None:
         """A camera restarting its stream, as after an encoder restart or a reboot. In session
         (`close` false): from the next keyframe on, new random RTP timestamp and sequence bases
-        (and SSRC with `new_ssrc`), the sessions stay open. With `close`: every connection
+        (and SSRC with `new_ssrc`; with `seq_below` the sequence base 1 000-30 000 below the last
+        number sent, which a receiver's reorder logic reads as older), the sessions stay open.
+        With `close`: every connection
         closed and new ones refused for `down_s`; the next session gets new bases anyway
         (a new media pipeline). Frame numbers go on either way."""
         if close:
@@ -576,6 +588,7 @@ class Simulator:
             return
         cam = self.cameras[camera_id]
         cam.restart_ssrc = new_ssrc
+        cam.restart_seq_below = seq_below
         cam.restart_pending = True
 
     def change_resolution(self, camera_id: str, width: int, height: int) -> None:
@@ -694,7 +707,8 @@ class _ControlHandler(BaseHTTPRequestHandler):
         elif segs[2] == "restart":
             self.sim.restart_stream(cid, close=flags.get("close", ["0"])[0] == "1",
                                     new_ssrc=flags.get("ssrc", ["0"])[0] == "1",
-                                    down_s=seconds or 0.0)
+                                    down_s=seconds or 0.0,
+                                    seq_below=flags.get("seq", [""])[0] == "below")
         elif segs[2] == "online":
             self.sim.set_online(cid)
         elif segs[2] == "max_sessions":

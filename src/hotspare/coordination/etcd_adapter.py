@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import socket
@@ -49,6 +50,7 @@ from hotspare.coordination.errors import (
     FencingError,
     LeaseNotFoundError,
 )
+from hotspare.coordination.hedging import HedgePolicy
 from hotspare.coordination.models import (
     ChangeType,
     CreateResult,
@@ -147,6 +149,14 @@ def _error_detail(exc: gw_exc.Etcd3Exception) -> tuple[int | None, str]:
     return (int(code) if isinstance(code, int | str) and str(code).isdigit() else None), message
 
 
+def first_member(node: str, members: int) -> int:
+    """The index of the member `node` prefers first. A stable hash (not Python's salted
+    `hash`), so a node keeps its member across restarts and an operator can tell which one it
+    is; every node listing the members in the same order then still spreads evenly."""
+    digest = hashlib.sha256(node.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % members
+
+
 class Coordinator:
     """A site's view of etcd: every key is under `prefix` (e.g. `/hotspare/<site>/`).
 
@@ -164,10 +174,13 @@ class Coordinator:
         watch_idle_timeout: float = 15.0,
         tls: EtcdTls | None = None,
         insecure_plaintext: bool = False,
+        spread_by: str | None = None,
     ) -> None:
         """`tls`: the CA and client certificate presented to etcd; endpoints are reached over
         https unless they say http:// AND `insecure_plaintext` is set (EtcdSecurityError, a
-        ValueError, otherwise)."""
+        ValueError, otherwise). `spread_by`: the node's name; it picks the member this node
+        prefers first (`first_member`), so a site's nodes spread over the members instead of
+        all loading the first one listed. None: the first one listed."""
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
         if not prefix.startswith("/") or not prefix.endswith("/"):
@@ -185,11 +198,12 @@ class Coordinator:
         self.timeout = timeout
         self.deadline = deadline
         self.watch_idle_timeout = watch_idle_timeout
-        self._preferred = 0
+        self._preferred = 0 if spread_by is None else first_member(spread_by, len(self.endpoints))
         self._failed_at: dict[str, float] = {}  # endpoint -> monotonic time of its last failure
         self._lock = threading.Lock()
         self._local = threading.local()
         self._children: list[LeaseKeeper | Watch] = []
+        self.hedges = HedgePolicy()  # this node's keepalive hedging, across its leases
 
     @classmethod
     def for_site(cls, endpoints: Sequence[str], site: str, **kwargs: Any) -> Coordinator:
@@ -199,13 +213,15 @@ class Coordinator:
         return cls(endpoints, f"/hotspare/{site}/", **kwargs)
 
     @classmethod
-    def for_member(cls, site: SiteMembership) -> Coordinator:
+    def for_member(cls, site: SiteMembership, node: str | None = None) -> Coordinator:
         """A node's connection to its site's etcd, bounded by the node's own `[site]` etcd
-        timings (checked against its lease at config load, hotspare.config.timing)."""
+        timings (checked against its lease at config load, hotspare.config.timing). `node`:
+        the node's name, to spread the site's nodes over the members (`spread_by`)."""
         return cls.for_site(site.etcd_endpoints, site.id,
                             timeout=site.etcd_request_timeout_seconds,
                             deadline=site.etcd_deadline_seconds,
-                            tls=site.etcd_tls, insecure_plaintext=site.etcd_insecure_plaintext)
+                            tls=site.etcd_tls, insecure_plaintext=site.etcd_insecure_plaintext,
+                            spread_by=node)
 
     # ------------------------------------------------------------------ transport
 
@@ -376,8 +392,10 @@ class Coordinator:
                             "read revision")
         return self._revision(result)
 
-    def get(self, key: str, *, revision: int | None = None) -> KeyValue | None:
-        res = self._range(key, prefix=False, revision=revision)
+    def get(self, key: str, *, revision: int | None = None,
+            keys_only: bool = False) -> KeyValue | None:
+        """`keys_only`: without the value (empty), to learn a big key's revisions cheaply."""
+        res = self._range(key, prefix=False, revision=revision, keys_only=keys_only)
         return res.kvs[0] if res.kvs else None
 
     def get_prefix(self, prefix: str = "", *, revision: int | None = None) -> GetResult:
@@ -399,13 +417,16 @@ class Coordinator:
                for raw in response.get("response_range", {}).get("kvs", [])]
         return GetResult(kvs=kvs, revision=self._revision(result))
 
-    def _range(self, key: str, *, prefix: bool, revision: int | None) -> GetResult:
+    def _range(self, key: str, *, prefix: bool, revision: int | None,
+               keys_only: bool = False) -> GetResult:
         full = self._full(key)
         payload: dict[str, Any] = {"key": _b64(full), "sort_order": 1, "sort_target": 0}
         if prefix:
             payload["range_end"] = _b64(_range_end(full))
         if revision is not None:
             payload["revision"] = revision
+        if keys_only:
+            payload["keys_only"] = True
         result = self._call("kv/range", payload, f"read {self.prefix}{key}")
         kvs = [self._kv(raw) for raw in result.get("kvs", [])]
         return GetResult(kvs=kvs, revision=self._revision(result))
@@ -654,7 +675,7 @@ class Coordinator:
         asked_at = time.monotonic()
         lease = self.grant_lease(ttl)
         keeper = LeaseKeeper(self, lease, on_lost=on_lost, interval=interval, granted_at=asked_at,
-                             role=role)
+                             role=role, hedges=self.hedges)
         self._track(keeper)
         keeper.start()
         return keeper
@@ -813,10 +834,13 @@ class LeaseKeeper:
     One member of three frozen or killed must cost nobody a lease: etcd keeps leases through a
     leader election (the new leader gives every lease its TTL afresh), so what matters is that
     keepalives reach a healthy member. Each keepalive goes to the preferred member; when that
-    has not answered within `hedge_delay` (a frozen member accepts the connection and says
-    nothing) or has failed (a killed one refuses), the next member is asked too, and the first
-    answer counts. A request stays bounded by the coordinator's request timeout, not by the time
-    the lease has left, so an answer that comes late still counts as evidence.
+    has failed (a killed one refuses, a frozen one times out) the next member is asked at once,
+    and when it has not answered within `hedge_delay` (a frozen member accepts the connection
+    and says nothing) the next member is asked too (a hedge), but only while the node's
+    `HedgePolicy` allows: an overloaded cluster, slow for every keeper, must not get every
+    keepalive twice. The first answer counts. A request stays bounded by the coordinator's
+    request timeout, not by the time the lease has left, so an answer that comes late still
+    counts as evidence.
 
     When the estimate runs out (during an election a keepalive may find no leader for a second
     or two) the lease is *in doubt*, not lost: the keeper asks etcd (TimeToLive, any member)
@@ -838,6 +862,7 @@ class LeaseKeeper:
         granted_at: float | None = None,
         role: str = "node",
         hedge_delay: float | None = None,
+        hedges: HedgePolicy | None = None,
     ) -> None:
         self.coordinator = coordinator
         self.lease = lease
@@ -848,6 +873,7 @@ class LeaseKeeper:
         self.interval = interval if interval is not None else max(0.2, lease.ttl / 3.0)
         self.hedge_delay = (hedge_delay if hedge_delay is not None
                             else min(0.25, max(0.05, lease.ttl / 10.0)))
+        self.hedges = hedges if hedges is not None else HedgePolicy()
         # Count from when the grant was asked for (conservative), else from now.
         self._expires_at = (granted_at if granted_at is not None else clock()) + lease.ttl
         self._doubt_since: float | None = None
@@ -926,25 +952,42 @@ class LeaseKeeper:
             left = c.lease_time_to_live(self.lease, timeout=c.timeout, endpoint=endpoint)
             if left is None:
                 return None
-        return c.keepalive_once(self.lease, timeout=c.timeout, endpoint=endpoint)
+        started = time.monotonic()
+        ttl = c.keepalive_once(self.lease, timeout=c.timeout, endpoint=endpoint)
+        self.hedges.answered(endpoint, time.monotonic() - started)
+        return ttl
 
     def _round(self, verify: bool, skip: str | None = None
                ) -> tuple[str, float, float | None] | None:
-        """Ask the members (but `skip`), the preferred first, the next one after `hedge_delay`
-        without an answer or at once after a failure, until one answers: (the member, when the
-        request was sent, the TTL it gave or None for "gone"). None when every member failed
-        (the caller pauses)."""
+        """Ask the members (but `skip`), the preferred first, until one answers: (the member,
+        when the request was sent, the TTL it gave or None for "gone"). None when every member
+        failed (the caller pauses). After a failure the next member is asked at once; before
+        an answer (a hedge) only as `self.hedges` allows (`hedging.HedgePolicy`: the member is
+        slow for itself, and the budget has a token), and with one hedge in flight at most."""
         pending: dict[Future[float | None], tuple[str, float]] = {}
         queue = [e for e in self.coordinator.endpoints_by_preference() if e != skip]
-        last_launch = -1e9
+        asked, asked_at = "", 0.0  # the member asked last, and when
+        hedged = no_budget = False
         while not self._stop.is_set():
             now = self._clock()
-            if queue and (not pending or now - last_launch >= self.hedge_delay):
+            launch = bool(queue) and not pending
+            if queue and len(pending) == 1 and not no_budget:
+                delay = self.hedges.delay_for(asked, self.hedge_delay)
+                if delay < self.coordinator.timeout and now - asked_at >= delay:
+                    running = self._inflight.get(queue[0])
+                    if running is not None and not running[0].done():
+                        launch = True  # adopting a request already sent costs nothing
+                    elif self.hedges.take():
+                        launch = hedged = True
+                    else:
+                        no_budget = True
+            if launch:
                 endpoint = queue.pop(0)
                 running = self._inflight.get(endpoint)
                 if running is not None and not running[0].done():
                     # adopt: its answer counts for this round
                     pending[running[0]] = (endpoint, running[1])
+                    asked, asked_at = endpoint, running[1]
                 else:
                     sent = self._clock()
                     try:
@@ -955,7 +998,7 @@ class LeaseKeeper:
                         return None
                     self._inflight[endpoint] = (future, sent)
                     pending[future] = (endpoint, sent)
-                last_launch = now
+                    asked, asked_at = endpoint, sent
                 continue
             if not pending:
                 return None
@@ -963,13 +1006,18 @@ class LeaseKeeper:
             for future in done:
                 endpoint, sent = pending.pop(future)
                 try:
-                    return endpoint, sent, future.result()
+                    ttl = future.result()
                 except CoordinationError as exc:
                     self.last_error = str(exc)
+                    continue
                 except Exception as exc:  # a keeper thread must not die of a surprise
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     log.warning("lease %x keepalive failed unexpectedly: %s", self.lease.id,
                                 self.last_error)
+                    continue
+                if not hedged:
+                    self.hedges.earn()
+                return endpoint, sent, ttl
         return None
 
     def _doubt(self) -> float:

@@ -29,6 +29,7 @@ from hotspare.config.models import SiteMembership
 from hotspare.failover import handback, takeover
 from hotspare.failover.buffer_room import RoomGauge, may_claim
 from hotspare.failover.detection import ServerTrack
+from hotspare.failover.gap_repair import GapRepair, site_connect
 from hotspare.failover.probe import HealthProber
 from hotspare.failover.rate_limit import RateLimiter
 from hotspare.failover.reinsert import buffered_segments
@@ -88,6 +89,12 @@ class SpareAgent:
         self._stores: dict[str, SegmentStore] = {}
         self._retry_at = 0.0
         self.standby = StandbyPool(settings, self._store, data_dir / "standby")
+        self.gap_repair = GapRepair(  # holes in a pre-buffered camera's own recording
+            name, self.standby.sessions, site_connect(
+                self.prober.peers, token,
+                lambda: applied.current.config if applied.current else None),
+            events, data_dir / "repair", self._claim_token, self._covered_until)
+        self._covered_seen: dict[str, int] = {}  # server → wall µs it was last seen covered
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spare-agent", daemon=True)
@@ -100,6 +107,7 @@ class SpareAgent:
 
     def start(self) -> None:
         self._thread.start()
+        self.gap_repair.start()
 
     def wake(self, *_: object) -> None:
         self._wake.set()
@@ -110,6 +118,7 @@ class SpareAgent:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self.gap_repair.stop()
         if self._thread.is_alive():
             self._thread.join(15.0)
         cov = self.coverage
@@ -124,6 +133,27 @@ class SpareAgent:
             # Graceful stop: revoking the lease deletes our claim now, so another spare can take
             # over at once instead of after the TTL. Our buffer is re-inserted when we return.
             self._keeper.stop(revoke=True)
+
+    def _covered_until(self, server: str) -> int:
+        """Wall µs up to which `server`'s own recording may lack what a claim's re-insert brings
+        home (read by the gap repair's thread, which leaves holes before it alone)."""
+        return self._covered_seen.get(server, 0)
+
+    def _note_covered(self, site: SiteState) -> None:
+        """A server is covered while a claim on it exists and it has not confirmed its return
+        since: holes in its own recording up to now are the claim's to fill, not gaps."""
+        now = time.time_ns() // 1000
+        for server, claim in site.claims.items():
+            alive = site.alive.get(server)
+            if alive is None or not alive.confirmed_after(claim.token):
+                self._covered_seen[server] = now
+
+    def _claim_token(self, server: str) -> int | None:
+        """Our claim's token on `server` while we hold it (read by the gap repair's thread)."""
+        state = self.state
+        if isinstance(state, Covering | Reinserting) and state.server == server:
+            return state.token
+        return None
 
     def _run(self) -> None:
         run_ticks(self.tick, self._stop, self._wake, self.settings.probe_interval_seconds, log,
@@ -202,6 +232,7 @@ class SpareAgent:
             self._publish(keeper)
             return False
         site = self.ctx.site.read()
+        self._note_covered(site)
         more = False
         state = self.state
         if isinstance(state, Idle):
@@ -256,8 +287,10 @@ class SpareAgent:
         if previous is not None and previous.reinserter is not None:
             previous.reinserter.target.close()  # a leftover re-insert: resumes when idle again
             previous.reinserter = None
-        self.coverage = Coverage(signal.server, signal.token, self._store(signal.server),
-                                 claimed_at=time.monotonic())
+        store = self._store(signal.server)
+        self.coverage = Coverage(signal.server, signal.token, store, claimed_at=time.monotonic(),
+                                 early=takeover.open_sessions(self.ctx, server, store,
+                                                              self.standby))
         self._apply(signal)
         if not isinstance(self.state, Covering):
             return False  # the claim was gone at once
@@ -287,10 +320,13 @@ class SpareAgent:
         refused = takeover.prove(self.ctx, cov, keeper)
         if refused is not None:
             return refused
-        self.standby.reconcile([])  # covering: this spare cannot take a second server
+        # Covering, this spare cannot take a second server; once the original is back, standby
+        # sessions to its gapless cameras, held through the re-insert (handback.py).
+        self.standby.reconcile(handback.kept_standby(self.ctx, cov)
+                               if handback.returned(cov, site) else [])
         handback.release_blocked(self.ctx, cov, site)
         takeover.follow(self.ctx, cov)
-        return handback.due(self.ctx, cov, site)
+        return handback.due(self.ctx, cov, site, self.standby)
 
     def _cov(self) -> Coverage:
         assert self.coverage is not None

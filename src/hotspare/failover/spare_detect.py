@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from hotspare.coordination.errors import CoordinationError
+from hotspare.coordination.hedging import HedgePolicy
 from hotspare.failover.detection import EtcdAnswer, ServerTrack, Verdict, judge
 from hotspare.failover.probe import HealthProber, ProbeKind, ProbeResult
 from hotspare.failover.probe_share import share
@@ -60,6 +61,10 @@ ANSWER_WINDOW = 0.5
 ANSWER_ROUND_TRIPS = 3.0
 """And at least this many times what our own question took: the server's answer is a write too
 (a raft commit, a disk sync on each member), so a slow etcd must not look like a silent server."""
+ASK_BUDGET = 10.0
+ASK_REFILL = 0.1
+"""An early question (before the probe timed out) spends a token of a bucket of `ASK_BUDGET`;
+a probe answered before `ASK_AFTER` earns `ASK_REFILL`. See `Detector.early_asks`."""
 ASK_POLL_SECONDS = 0.05
 PROBE_THREADS = 16
 """Probes in flight at once: enough that a few silent hosts (each holding a thread for the probe
@@ -80,6 +85,12 @@ class Detector:
         self._share: tuple[tuple[int, int, tuple[str, ...]], Allotment, set[str]] | None = None
         self.probed = 0
         """Servers probed in the last round (for a benchmark)."""
+        self.early_asks = HedgePolicy(ASK_BUDGET, ASK_REFILL)
+        """An early question is a hedge on the probe, and loops like one: a loaded host answers
+        probes late, each late probe asks (a put, a watch event, the server's delete), which
+        loads etcd and the host more, so more probes are late. So early questions spend the
+        same budget as keepalive hedges; without a token the question waits for the probe
+        timeout (a vanished host is then claimed ~`ASK_AFTER` of the timeout later)."""
 
     def close(self) -> None:
         self._probes.shutdown(wait=False)
@@ -259,6 +270,7 @@ class _ProbeRound:
         self._pending: dict[Future[ProbeResult], RecordingServerConfig] = {}
         self._started: dict[str, float] = {}
         self._asked: dict[str, tuple[float, float]] = {}
+        self._withheld: set[str] = set()  # no early question: the budget was empty
         self._due: dict[str, tuple[RecordingServerConfig, ProbeResult, tuple[float, float]]] = {}
         self._ask_after = detector.ctx.settings.probe_timeout_seconds * ASK_AFTER
         for server in servers:
@@ -268,6 +280,7 @@ class _ProbeRound:
         """Probe `server` (again) in this round."""
         self._started.pop(server.name, None)
         self._asked.pop(server.name, None)
+        self._withheld.discard(server.name)
         self._pending[self._detector._probes.submit(self._probe, server)] = server
 
     def _probe(self, server: RecordingServerConfig) -> ProbeResult:
@@ -294,6 +307,8 @@ class _ProbeRound:
             for future in done:
                 server = self._pending.pop(future)
                 probe = future.result()
+                if self._prompt(server.name, probe):
+                    detector.early_asks.earn()
                 if probe.kind is ProbeKind.TIMEOUT:
                     asked: tuple[float, float] | None = (self._asked.get(server.name)
                                                          or detector._ask(server.name))
@@ -303,12 +318,21 @@ class _ProbeRound:
                 yield server, probe, None
             self._ask_overdue()
 
+    def _prompt(self, name: str, probe: ProbeResult) -> bool:
+        """Answered (or refused) before a question would have been due."""
+        since = self._started.get(name)
+        return (probe.kind is not ProbeKind.TIMEOUT and since is not None
+                and time.monotonic() - since < self._ask_after)
+
     def _ask_overdue(self) -> None:
         now = time.monotonic()
         for server in list(self._pending.values()):
             since = self._started.get(server.name)  # None: queued behind others, not yet sent
-            if (server.name not in self._asked and since is not None
-                    and now - since >= self._ask_after):
+            if (server.name not in self._asked and server.name not in self._withheld
+                    and since is not None and now - since >= self._ask_after):
+                if not self._detector.early_asks.take():
+                    self._withheld.add(server.name)  # asked if its probe times out
+                    continue
                 acknowledged = self._detector._ask(server.name)
                 if acknowledged is not None:
                     self._asked[server.name] = acknowledged

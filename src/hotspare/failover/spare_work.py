@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hotspare.config.models import CameraConfig, SiteMembership
+from hotspare.failover import early_sessions
 from hotspare.failover.reinsert import Fence, Reinserter
 from hotspare.failover.spare_view import SpareView
 from hotspare.recorder.engine import Recorder
+from hotspare.recorder.worker import CameraWorker
 from hotspare.sitestate.access import SiteAccess
 from hotspare.sitestate.applied import AppliedSite
 from hotspare.sitestate.events import EventSink
@@ -41,6 +43,8 @@ class SpareContext:
     applied: AppliedSource
     make_recorder: Callable[..., Recorder] = Recorder
     """The takeover recorder's constructor (`Recorder`); unit tests record nothing."""
+    open_sessions: Callable[..., dict[str, CameraWorker]] = early_sessions.open_sessions
+    """Opens a takeover's camera sessions at the claim (`early_sessions`); unit tests open none."""
 
     def applied_now(self) -> AppliedSite:
         applied = self.applied.current
@@ -65,6 +69,16 @@ class Coverage:
     gapless_wanted: tuple[str, ...] = ()
     released: set[str] = field(default_factory=set)
     """Cameras let go because the returning server could not get a session for them."""
+    early: dict[str, CameraWorker] = field(default_factory=dict)
+    """Sessions opened at the claim, not yet adopted by the recorder (`early_sessions`)."""
+    opened_at_claim: frozenset[str] = frozenset()
+    """Cameras the recorder adopted from `early` (written from their first keyframe)."""
+    marks: dict[str, int] = field(default_factory=dict)
+    """The commit watermarks this spare last published for the server (wall µs per camera)."""
+    marks_at: float = 0.0
+    returned_at: float | None = None
+    """When the original was first seen confirmed after our claim (the handback waits for the
+    gapless cameras' standby sessions from then, `handback.due`)."""
     data: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from hotspare.coordination.errors import CoordinationError, FencingError
+from hotspare.failover.early_sessions import close_sessions
 from hotspare.failover.spare_states import Refused
 from hotspare.failover.spare_work import Coverage, SpareContext
 from hotspare.sitestate.values import Covering
@@ -38,6 +39,8 @@ def stand_down(ctx: SpareContext, cov: Coverage | None, server: str, token: int 
             log.warning("%s: claim on %s (token %s) not released (%s); it goes when our lease "
                         "expires", ctx.name, server, token, exc)
     if cov is not None:
+        close_sessions(cov.early)  # opened at the claim, never adopted: they wrote nothing
+        cov.early = {}
         if cov.recorder is not None:
             cov.recorder.stop()
         if cov.reinserter is not None:

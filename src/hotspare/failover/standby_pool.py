@@ -121,6 +121,17 @@ class StandbyPool:
                 worker.request_stop()
         return taken
 
+    def sessions(self) -> dict[tuple[str, str], CameraWorker]:
+        """(server, camera) → its standby worker, as of now; safe from any thread (one dict
+        copy, atomic under the GIL): the gap repair reads the pre-buffers through it."""
+        return dict(self._workers)
+
+    def buffering(self, server: str, seconds: float) -> bool:
+        """True when each of the server's standby sessions here holds at least `seconds` of
+        pre-buffer (or there is none)."""
+        return all(w.health().state is CameraState.STANDBY and w.standby_info()[0] >= seconds
+                   for (name, _camera), w in self._workers.items() if name == server)
+
     def status(self) -> dict[str, Any]:
         """What `standby/<spare>` carries (see `hotspare.sitestate.layout.standby`)."""
         cameras: dict[str, Any] = {}

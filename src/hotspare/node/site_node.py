@@ -70,8 +70,8 @@ log = logging.getLogger("hotspare.node.site")
 SITE_WAIT_SECONDS = 30.0
 
 
-def coordinator(site: SiteMembership) -> Coordinator:
-    return Coordinator.for_member(site)
+def coordinator(site: SiteMembership, node: str | None = None) -> Coordinator:
+    return Coordinator.for_member(site, node)
 
 
 def _role(config: SiteConfig, name: str) -> str | None:
@@ -150,7 +150,7 @@ def run_site_node(config: NodeConfig) -> int:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     install_trust_roots(_trust_roots(site))
     install_site_secret(_site_secret(site), site.site_secret_file)
-    coord = coordinator(site)
+    coord = coordinator(site, config.name)
     view = SiteView(coord, config.data_dir / "site-cache.json")
     applied = view.load_initial(SITE_WAIT_SECONDS)
     if applied is None:

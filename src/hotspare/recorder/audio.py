@@ -36,9 +36,13 @@ AAC_BIT_RATE = 32_000
 class AudioTrack:
     """One run's audio: which stream, and the packets to mux (copied or transcoded)."""
 
-    def __init__(self, stream: av.audio.stream.AudioStream) -> None:
+    def __init__(self, stream: av.audio.stream.AudioStream, *, own_decoder: bool = False) -> None:
+        """`own_decoder`: G.711 is decoded with a context of this track's own, not the stream's
+        (a gap repair's span is written off the session's demux thread, which may decode with
+        the stream's context meanwhile: a takeover's replay)."""
         self.input = stream
         ctx = stream.codec_context
+        self._decoder: av.AudioCodecContext = ctx
         self.rate: int = ctx.sample_rate or 8000
         self.time_base = Fraction(1, self.rate)
         self.codec: str = ctx.name
@@ -57,9 +61,16 @@ class AudioTrack:
             enc.options = {"aac_coder": "fast"}
             enc.open()
             self._encoder = enc
+            if own_decoder:
+                dec = av.CodecContext.create(self.codec, "r")
+                assert isinstance(dec, av.AudioCodecContext)
+                dec.sample_rate = self.rate
+                dec.layout = ctx.layout.name
+                self._decoder = dec
 
     @classmethod
-    def of(cls, container: av.container.InputContainer, camera_id: str) -> AudioTrack | None:
+    def of(cls, container: av.container.InputContainer, camera_id: str, *,
+           own_decoder: bool = False) -> AudioTrack | None:
         """The container's first audio stream if it can be recorded; None otherwise (said why)."""
         if not container.streams.audio:
             return None
@@ -69,7 +80,7 @@ class AudioTrack:
             log.warning("camera %s: its audio (%s) is not recorded: only AAC and G.711 "
                         "(PCMU/PCMA) are; the video is recorded as always", camera_id, name)
             return None
-        return cls(stream)
+        return cls(stream, own_decoder=own_decoder)
 
     def add_to(self, out: av.container.OutputContainer) -> av.stream.Stream:
         """The audio stream of a new segment file, timed in samples."""
@@ -93,7 +104,7 @@ class AudioTrack:
         frames: list[av.AudioFrame | None] = [None]
         if packet is not None:
             frames = []
-            for decoded in self.input.codec_context.decode(packet):
+            for decoded in self._decoder.decode(packet):
                 frames.extend(self._resample(decoded))
         for frame in frames:
             for encoded in self._encoder.encode(frame):

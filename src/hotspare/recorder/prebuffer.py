@@ -214,6 +214,43 @@ class PreBuffer:
         self.close(gops)
         return packets, covered
 
+    def copy_span(
+        self, keyframe_wall: Callable[[int | None, int], int], from_wall_us: int, to_wall_us: int
+    ) -> tuple[list[Packet], int | None]:
+        """Copies of the packets of [from, to) in whole GOPs, the buffer left as it is (a gap
+        repair, `hotspare.failover.gap_repair`): from the last keyframe at or before `from` (the
+        oldest one held when none is) through every GOP whose keyframe comes before `to`
+        (`keyframe_wall` as in `take_from`). Also returns the wall time of the oldest keyframe
+        held (None when empty): a span starting before it is not wholly here any more.
+
+        Copies, because muxing rewrites a packet's timing in place, and the originals may still
+        be replayed by a takeover."""
+        gops = list(self._gops)
+        if not gops:
+            return [], None
+        walls = [keyframe_wall(gop.first_pts, gop.start_recv_us) for gop in gops]
+        start = max((i for i, wall in enumerate(walls) if wall <= from_wall_us), default=0)
+        out: list[Packet] = []
+        for gop, wall in zip(gops[start:], walls[start:], strict=True):
+            if wall >= to_wall_us:
+                break
+            if gop.spilled is not None:
+                out.extend(gop.load(self._audio))  # read back from disk: fresh packets already
+            else:
+                out.extend((self._copy(packet), recv_us) for packet, recv_us in gop.packets)
+        return out, walls[0]
+
+    def _copy(self, packet: av.packet.Packet) -> av.packet.Packet:
+        copy = av.packet.Packet(bytes(packet))
+        if self.is_audio(packet):
+            assert self._audio is not None
+            copy.stream = self._audio
+            if self._audio.time_base is not None:
+                copy.time_base = self._audio.time_base
+        copy.pts, copy.dts = packet.pts, packet.dts
+        copy.is_keyframe = packet.is_keyframe
+        return copy
+
     def close(self, gops: list[_Gop] | None = None) -> None:
         """Delete spill files (of `gops`, or of everything still held)."""
         for gop in self._gops if gops is None else gops:

@@ -29,6 +29,10 @@ log = logging.getLogger("hotspare.recorder.worker")
 
 _LOST = re.compile(r"RTP: missed (\d+) packets")
 _BAD_SEQUENCE = "bad cseq"  # a packet FFmpeg's RTP demuxer refused for its sequence number
+_DROPPED_LATE = "dropping old packet received too late"
+"""FFmpeg's reorder queue (UDP) refusing a packet numbered before the last one it handed over: now
+and then a straggler, but every packet after a stream restart to a lower sequence base
+(`late_drops.LateDropGuard`)."""
 
 _enabled = False
 _enable_lock = threading.Lock()
@@ -75,6 +79,8 @@ class LossWatch:
         """Times it reported a loss (one report can cover many packets)."""
         self.latest = 0
         """Packets in the latest report."""
+        self.frames_judged = 0
+        """Video packets handed over on this connection (another thread tells progress by it)."""
 
     def start(self) -> LossWatch:
         """Start capturing this thread's FFmpeg log (the demux thread's)."""
@@ -93,6 +99,7 @@ class LossWatch:
 
     def judge(self, packet: av.packet.Packet) -> Unfit | None:
         """None when the video `packet` (the next one demuxed) may be recorded; else why not."""
+        self.frames_judged += 1
         if self._logs:
             self._read_logs()
         if self._damage_next:
@@ -104,6 +111,11 @@ class LossWatch:
                 return Unfit.UNREFERENCED
             self._await_keyframe = False
         return None
+
+    def late_drops_pending(self) -> int:
+        """Packets FFmpeg dropped as too late since the demux thread last read its log. Safe to
+        ask from another thread while the demux thread is blocked in FFmpeg."""
+        return sum(_DROPPED_LATE in entry[2] for entry in list(self._logs))
 
     def _read_logs(self) -> None:
         for _level, name, message in self._logs:

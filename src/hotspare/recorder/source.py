@@ -15,12 +15,25 @@ import av
 import av.container
 
 from hotspare.config.models import CameraConfig
+from hotspare.recorder.read_interrupt import ReadInterrupt, open_interruptible
 from hotspare.redact import redact_url
 from hotspare.site_secret import SecretError, reveal_password, reveal_url
 
-# Small probe: the RTSP SDP already names the codec, so FFmpeg only needs the first keyframe to
-# learn the picture size; default probing costs ~1.2 s per connect (measured here).
-_PROBE_OPTIONS = {"analyzeduration": "0", "probesize": "32768", "fpsprobesize": "0"}
+# Small probe. The SDP already names the codec (and usually carries its parameter sets), so
+# FFmpeg's stream probe needs one frame of each stream, not FFmpeg's default ~1.2 s per connect.
+# It never waits for a keyframe, and what it reads is kept (demux hands it over first). Without
+# `max_ts_probe` it read on to `probesize` (FFmpeg waits up to 50 frames for a first timestamp):
+# ~3 frames at 720p 2 Mbit/s (one session's open 0.27 -> 0.13 s), one 640x360 1 Mbit/s
+# session's open 0.51 -> 0.08 s; with it, the probe ends at the first video frame
+# (bench/README.md, *Session open*). `probesize` still caps a stream whose
+# parameters come only in-band; a smaller one alone would end the probe at the first audio
+# packet, before the video's parameters (e.g. whether it has B-frames) are known.
+_PROBE_OPTIONS = {"analyzeduration": "0", "probesize": "32768", "fpsprobesize": "0",
+                  "max_ts_probe": "1"}
+
+OPEN_DEADLINE_FACTOR = 4
+"""An interruptible open (UDP) is bounded by PyAV's clock at this many socket timeouts: an open is
+several exchanges, each bounded by FFmpeg's socket timeout, which should fire first."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +78,26 @@ class CameraSource:
         }
 
     def open(self, io_timeout_s: float) -> av.container.InputContainer:
+        return self._open(io_timeout_s, interruptible=False)[0]
+
+    def open_session(self, io_timeout_s: float
+                     ) -> tuple[av.container.InputContainer, ReadInterrupt | None]:
+        """Over UDP also a `ReadInterrupt` (None over TCP, or when this PyAV's layout is not
+        the one `read_interrupt` knows): a stream restart can leave a UDP read blocked in
+        FFmpeg for minutes, a TCP one cannot (docs/recorder.md, *Camera faults*)."""
+        return self._open(io_timeout_s, interruptible=self.transport == "udp")
+
+    def _open(self, io_timeout_s: float, *, interruptible: bool
+              ) -> tuple[av.container.InputContainer, ReadInterrupt | None]:
         try:
             url = self._secret_url
         except SecretError as exc:
             raise SourceError(f"{exc} ({self.display_url})", "site_secret") from None
+        options = self.ffmpeg_options(io_timeout_s)
         try:
-            return av.open(url, options=self.ffmpeg_options(io_timeout_s))
+            if interruptible:
+                return open_interruptible(url, options, OPEN_DEADLINE_FACTOR * io_timeout_s)
+            return av.open(url, options=options), None
         except av.FFmpegError as exc:
             raise SourceError(self.explain(exc, io_timeout_s), _kind(exc)) from None
 
@@ -118,7 +145,7 @@ def _kind(exc: BaseException) -> str:
             return kind
     if isinstance(exc, ConnectionRefusedError):
         return "connection_refused"
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, TimeoutError | av.error.ExitError):  # ExitError: the open's deadline
         return "timeout"
     if isinstance(exc, EOFError):
         return "ended"

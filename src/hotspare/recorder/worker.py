@@ -8,9 +8,12 @@ packet; closing a segment's file happens here, indexing it on the camera's Commi
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -35,8 +38,10 @@ from hotspare.recorder.clock import (
 from hotspare.recorder.committer import Committer
 from hotspare.recorder.drift import DriftTracker, reanchor_threshold_us, sender_report
 from hotspare.recorder.health import CameraHealth, CameraState, HealthCell
+from hotspare.recorder.late_drops import GUARD
 from hotspare.recorder.parameter_sets import CODECS, annexb, parameter_sets, picture_size
 from hotspare.recorder.prebuffer import PreBuffer, StandbySettings
+from hotspare.recorder.read_interrupt import ReadInterrupt
 from hotspare.recorder.rtp_loss import LossWatch, Unfit
 from hotspare.recorder.segment_writer import TIME_BASE_90K, SegmentWriter, WrittenSegment
 from hotspare.recorder.source import CameraSource, SourceError
@@ -90,6 +95,67 @@ class Activation:
     """Frames written from the pre-buffer."""
 
 
+@dataclass
+class SessionSteps:
+    """Wall times (µs) of a connection's first steps, written once each by the demux thread.
+
+    Why: a standard camera's takeover window is the claim, plus the session's open, plus the
+    wait for the camera's next keyframe; these say which of them a camera's window went to
+    (`failover.early_sessions.session_steps`, the `recording` event, bench/scale)."""
+
+    open_started_us: int
+    opened_us: int | None = None
+    """`av.open` returned: RTSP PLAY answered and the first frame read by FFmpeg's probe."""
+    first_packet_us: int | None = None
+    first_keyframe_us: int | None = None
+    """The first keyframe received and kept (pre-buffered, or written when live)."""
+
+
+@dataclass(frozen=True)
+class SpanCopy:
+    """What a standby worker wrote for a gap repair (`CameraWorker.copy_span`)."""
+
+    run_id: str | None
+    """The run the span was written as in the given store (None: nothing was written)."""
+    frames: int
+    reach_wall_us: int | None
+    """Wall time of the oldest keyframe the pre-buffer held (None: it was empty)."""
+
+
+@dataclass(frozen=True)
+class _SpanCut:
+    """A span's packets as the demux thread handed them over, to be written by the asker."""
+
+    packets: list[tuple[av.packet.Packet, int, bool]]
+    """Copies (packet, receive wall µs, is audio): the pre-buffer keeps its own."""
+    reach_wall_us: int | None
+    container: av.container.InputContainer
+    """The session's: the span's run reads its streams' parameters (the demux thread leaves it
+    open while a span holds it, `_span_users`)."""
+
+
+@dataclass(frozen=True)
+class _SpanRequest:
+    from_wall_us: int
+    to_wall_us: int
+    result: Future[_SpanCut | None]
+
+
+_not_interruptible_said = False
+
+
+def _warn_not_interruptible() -> None:
+    """Once per process: this PyAV is not one `read_interrupt` can work with."""
+    global _not_interruptible_said
+    if not _not_interruptible_said:
+        _not_interruptible_said = True
+        log.warning("this PyAV version's reads cannot be interrupted (hotspare.recorder."
+                    "read_interrupt found no timeout field): a camera that restarts its stream "
+                    "over UDP with lower RTP sequence numbers will stall until they catch up "
+                    "(minutes). Install the PyAV version hotspare is tested with (18.1), or record "
+                    "such cameras over TCP.")
+
+
 class _RunEnded(Exception):
     """Internal: the connection must be dropped; the message is the run's end reason."""
 
@@ -122,8 +188,17 @@ class CameraWorker:
         self.activation: Activation | None = None
         self._prebuffer_seconds = 0.0
         self._standby_kbps = 0.0
+        self._spans: queue.SimpleQueue[_SpanRequest] = queue.SimpleQueue()
+        self._span_lock = threading.Lock()
+        self._span_users = 0  # spans handed over whose writing still reads the session's streams
+        self._close_after_spans: av.container.InputContainer | None = None  # ended while in use
+        self.standby_since_us: int | None = None
+        """Wall time the current standby session started buffering (None: not buffering)."""
         self._run_began = False  # set by the demux thread when the current connection began a run
+        self.session_steps: SessionSteps | None = None
+        """The current (or last) connection's first steps; None before the first connect."""
         self._error_kind: str | None = None  # of the last connect that failed (SourceError.kind)
+        self._stuck_reason: str | None = None  # set when a UDP session stuck on late drops is ended
         self._health = HealthCell(camera.id)
         self._committer = Committer(camera.id, log)
         self._thread = threading.Thread(
@@ -154,6 +229,39 @@ class CameraWorker:
             if self._activate_from is None:
                 self._activate_from = (from_wall_us,)
         self._wake.set()
+
+    def copy_span(self, from_wall_us: int, to_wall_us: int, store: RecorderStore,
+                  timeout_s: float) -> SpanCopy | None:
+        """Write the pre-buffered frames of [from, to) into `store` as a run of their own, in
+        whole GOPs (`PreBuffer.copy_span`), leaving the pre-buffer as it is: a gap repair
+        (`hotspare.failover.gap_repair`). Called from another thread, which writes the span:
+        the demux thread, at its next packet, only copies the span's packets out of the
+        pre-buffer (a slow disk or a long span must not keep it from reading the camera). None
+        when this worker is not pre-buffering or did not get to it within `timeout_s`, or when
+        its session ended or was activated meanwhile. Returns once the span's segments are
+        committed in `store`."""
+        if not self.in_standby:
+            return None
+        request = _SpanRequest(from_wall_us, to_wall_us, Future[_SpanCut | None]())
+        self._spans.put(request)
+        try:
+            cut = request.result.result(timeout_s)
+        except FutureTimeout:
+            if request.result.cancel():  # the demux thread skips it: it had not begun it
+                return None
+            cut = request.result.result()  # begun: a copy in memory, nearly done
+        if cut is None:
+            return None
+        try:
+            return self._write_span(cut, store)
+        finally:
+            with self._span_lock:
+                self._span_users -= 1
+                ended = self._close_after_spans if self._span_users == 0 else None
+                if ended is not None:
+                    self._close_after_spans = None
+            if ended is not None:
+                _close_quietly(ended)
 
     def standby_info(self) -> tuple[float, float]:
         """(seconds pre-buffered, received kbit/s) of a standby session."""
@@ -207,6 +315,12 @@ class CameraWorker:
                     )
                 if self._stop.is_set():
                     break
+                if self._stuck_reason is not None:  # not a failure: reconnect at once
+                    self._stuck_reason = None
+                    failures = 0
+                    self._health.update(state=CameraState.CONNECTING, run_id=None)
+                    log.warning("%s", reason)
+                    continue
                 failures = 1 if self._run_began else failures + 1
                 delay = (standby_backoff if self.in_standby else backoff).next_delay()
                 self._health.update(
@@ -230,11 +344,14 @@ class CameraWorker:
         """One connection = one run, or several when the camera's clock drift makes the
         recorder re-anchor (docs/recorder.md, *Time*). Returns why it ended (operator text)."""
         timeout_s = self._settings.open_timeout_seconds
+        self._stuck_reason = None
+        steps = self.session_steps = SessionSteps(now_wall_us())
         try:
-            container = self._source.open(timeout_s)
+            container, interrupt = self._source.open_session(timeout_s)
         except SourceError as exc:
             self._error_kind = exc.kind
             return str(exc)
+        steps.opened_us = now_wall_us()
         self._error_kind = None
         try:
             if not container.streams.video:
@@ -249,6 +366,7 @@ class CameraWorker:
             reason = f"camera {self.camera.id}: internal recorder error"
             stop_at: float | None = None
             watch = LossWatch(self.camera.id).start()  # lost RTP packets, as FFmpeg reports them
+            unwatch = self._guard_late_drops(watch, interrupt)
             try:
                 if self.in_standby:
                     ended = self._standby_until_activated(container, run, watch)
@@ -262,12 +380,17 @@ class CameraWorker:
                         if packet.size:
                             run.on_audio(packet)
                     elif packet.size:
+                        if steps.first_packet_us is None:
+                            steps.first_packet_us = now_wall_us()
                         unfit = watch.judge(packet)
                         if unfit is not None:
                             run.skip(unfit, watch)
-                        elif run.on_packet(packet):
-                            backoff.reset()
-                            self._run_began = True
+                        else:
+                            if steps.first_keyframe_us is None and packet.is_keyframe:
+                                steps.first_keyframe_us = now_wall_us()  # before health says so
+                            if run.on_packet(packet):
+                                backoff.reset()
+                                self._run_began = True
                     if self._stop.is_set():
                         # Drain briefly: frames captured before stop() may still be in flight.
                         if stop_at is None:
@@ -284,20 +407,49 @@ class CameraWorker:
                     "It may have rebooted or dropped this client."
                 )
             except av.FFmpegError as exc:
-                reason = f"lost the stream: {self._source.explain(exc, timeout_s)}"
+                if interrupt is not None and interrupt.fired and self._stuck_reason is not None:
+                    reason = self._stuck_reason
+                else:
+                    self._stuck_reason = None
+                    reason = f"lost the stream: {self._source.explain(exc, timeout_s)}"
             except _RunEnded as exc:
                 reason = str(exc)
             finally:
+                unwatch()
                 try:
                     run.finish(reason)  # also on an unexpected error: commit what was written
                 finally:
                     watch.stop()
             return reason
         finally:
-            try:
-                container.close()
-            except av.FFmpegError:
-                pass
+            with self._span_lock:
+                in_use = self._span_users > 0
+                if in_use:
+                    self._close_after_spans = container  # the last span's writer closes it
+            if in_use:
+                log.info("camera %s: the ended session's stream stays open until a gap "
+                         "repair's span from it is written", self.camera.id)
+            else:
+                _close_quietly(container)
+
+    def _guard_late_drops(self, watch: LossWatch, interrupt: ReadInterrupt | None
+                          ) -> Callable[[], None]:
+        """Have `late_drops.GUARD` end this UDP session's read when a stream restart leaves
+        FFmpeg dropping every packet as too late (the demux thread then reconnects at once)."""
+        if interrupt is None:
+            if self._source.transport == "udp":
+                _warn_not_interruptible()
+            return lambda: None
+
+        def stuck(drops: int) -> None:
+            self._stuck_reason = (
+                f"camera {self.camera.id} ({self._source.display_url}) restarted its stream over "
+                f"UDP with RTP sequence numbers below its last ones: FFmpeg dropped {drops} "
+                "packets in a row as arriving too late and would go on for minutes. Reconnecting "
+                "at once; the video from the restart to the first keyframe after the reconnect "
+                "is lost.")
+
+        return GUARD.watch(watch, interrupt, stuck)
 
     def _standby_until_activated(
         self, container: av.container.InputContainer, run: _Run, watch: LossWatch
@@ -309,6 +461,8 @@ class CameraWorker:
         try:
             return self._prebuffer(container, run, buffer, watch)
         finally:
+            self.standby_since_us = None
+            self._answer_spans(container, None)  # a span asked of an ended session: nothing
             buffer.close()  # spill files of a session that ended, or left over by the replay
 
     def _prebuffer(self, container: av.container.InputContainer, run: _Run,
@@ -327,31 +481,82 @@ class CameraWorker:
                 buffer.add_audio(packet, now)
                 window_bytes += packet.size
             else:
+                steps = self.session_steps
+                if steps is not None and steps.first_packet_us is None:
+                    steps.first_packet_us = now
                 if watch.judge(packet) is None:  # frames damaged by lost packets are not kept
                     buffer.add(packet, now)
+                    if packet.is_keyframe and self.standby_since_us is None:
+                        self.standby_since_us = now  # the first frame held (gap repair)
+                        if steps is not None and steps.first_keyframe_us is None:
+                            steps.first_keyframe_us = now
                 window_bytes += packet.size
                 self._health.last_frame(now)
             if now - window_start >= 2_000_000:
                 self._standby_kbps = window_bytes * 8 / ((now - window_start) / 1000)
                 window_start, window_bytes = now, 0
             self._prebuffer_seconds = buffer.seconds(now)
+            if not self._spans.empty():
+                self._answer_spans(container, buffer)
             if self._activate_from is not None:
                 self._replay(container, run, buffer, self._activate_from[0])
                 return None
         return (f"camera {self.camera.id} ({self._source.display_url}) ended the hot-standby "
                 "stream. It may have rebooted or dropped this client.")
 
+    def _answer_spans(self, container: av.container.InputContainer,
+                      buffer: PreBuffer | None) -> None:
+        """Hand each span asked for (`copy_span`) over as copies of its buffered packets
+        (`buffer` None: the session ended or was activated, nothing to give)."""
+        while True:
+            try:
+                request = self._spans.get_nowait()
+            except queue.Empty:
+                return
+            if not request.result.set_running_or_notify_cancel():
+                continue  # the asker gave up waiting
+            if buffer is None:
+                request.result.set_result(None)
+                continue
+            try:
+                packets, reach = buffer.copy_span(_keyframe_wall_of(container),
+                                                  request.from_wall_us, request.to_wall_us)
+            except Exception as exc:  # a spilled GOP that cannot be read back
+                log.exception("camera %s: a gap repair's span could not be copied",
+                              self.camera.id)
+                request.result.set_exception(exc)
+                continue
+            with self._span_lock:
+                self._span_users += 1
+            request.result.set_result(_SpanCut(
+                [(p, t, buffer.is_audio(p)) for p, t in packets], reach, container))
+
+    def _write_span(self, cut: _SpanCut, store: RecorderStore) -> SpanCopy:
+        """Write a span handed over by the demux thread as a run of its own in `store`."""
+        if not cut.packets:
+            return SpanCopy(None, 0, cut.reach_wall_us)
+        writer = CameraWorker(self.camera, self._identity, store, self._settings)
+        try:
+            span = _Run(writer, cut.container, own_decoder=True)
+            frames = 0
+            try:
+                for packet, recv_us, audio in cut.packets:
+                    if audio:
+                        span.on_audio(packet)
+                    else:
+                        frames += 1
+                        span.on_packet(packet, recv_us)
+            finally:
+                span.finish("gap repair: written from the hot-standby pre-buffer")
+            return SpanCopy(span.run_id, frames, cut.reach_wall_us)
+        finally:
+            if not writer._committer.close(timeout=30.0):
+                log.error("camera %s: a gap repair's store writes did not finish within 30 s",
+                          self.camera.id)
+
     def _replay(self, container: av.container.InputContainer, run: _Run, buffer: PreBuffer,
                 from_wall_us: int | None) -> None:
-        stream = container.streams.video[0]
-        tb = stream.time_base or TIME_BASE_90K
-        realtime = container.start_time_realtime  # wall µs of stream time 0, once RTCP arrived
-
-        def keyframe_wall(pts: int | None, recv_us: int) -> int:
-            if realtime is not None and pts is not None:
-                return min(recv_us, realtime + round(pts * tb * 1_000_000))
-            return recv_us
-
+        keyframe_wall = _keyframe_wall_of(container)
         wanted = None if from_wall_us is None else from_wall_us - ACTIVATION_MARGIN_US
         packets, covered = buffer.take_from(keyframe_wall, wanted)
         first_wall = keyframe_wall(packets[0][0].pts, packets[0][1]) if packets else None
@@ -409,6 +614,28 @@ class CameraWorker:
         self._committer.submit(job, f"index segment {seq} of run {run_id}")
 
 
+def _keyframe_wall_of(container: av.container.InputContainer) -> Callable[[int | None, int], int]:
+    """A pre-buffered keyframe's wall time from its pts and receive time: the camera's capture
+    time once RTCP timed the session, else the receive time (never later than the capture)."""
+    stream = container.streams.video[0]
+    tb = stream.time_base or TIME_BASE_90K
+    realtime = container.start_time_realtime  # wall µs of stream time 0, once RTCP arrived
+
+    def keyframe_wall(pts: int | None, recv_us: int) -> int:
+        if realtime is not None and pts is not None:
+            return min(recv_us, realtime + round(pts * tb * 1_000_000))
+        return recv_us
+
+    return keyframe_wall
+
+
+def _close_quietly(container: av.container.InputContainer) -> None:
+    try:
+        container.close()
+    except av.FFmpegError:
+        pass
+
+
 def _disk_error(camera_id: str, path: object, exc: BaseException) -> _RunEnded:
     advice = disk_advice(exc)
     return _RunEnded(f"camera {camera_id}: cannot write segment file {path}: {exc}. "
@@ -418,12 +645,15 @@ def _disk_error(camera_id: str, path: object, exc: BaseException) -> _RunEnded:
 class _Run:
     """The state of one connection: segments are cut here, timestamps mapped, the anchor kept."""
 
-    def __init__(self, worker: CameraWorker, container: av.container.InputContainer) -> None:
+    def __init__(self, worker: CameraWorker, container: av.container.InputContainer, *,
+                 own_decoder: bool = False) -> None:
+        """`own_decoder`: a run written off the session's demux thread (a gap repair's span)
+        decodes the camera's G.711 audio with a context of its own (`AudioTrack`)."""
         self._w = worker
         self._container = container
         self._stream = container.streams.video[0]
         self._clock = RunClock(self._stream.time_base or TIME_BASE_90K)
-        self._audio = AudioTrack.of(container, worker.camera.id) \
+        self._audio = AudioTrack.of(container, worker.camera.id, own_decoder=own_decoder) \
             if worker.camera.record_audio else None
         self._audio_origin: int | None = None  # the run's first frame's stream time, in samples
         self._audio_queue: list[tuple[av.packet.Packet, int]] = []  # (packet, media samples)

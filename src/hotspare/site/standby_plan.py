@@ -20,6 +20,11 @@ Rules, and why:
   the states carry each spare's published room, so the plan moves when a spare gets low.
 - What does not fit falls back to standard takeover, camera by camera in configuration order, each
   with a stable reason code and a sentence naming the numbers.
+- While a server is covered (its spare records it, or re-inserts into it under its claim), its
+  gapless cameras also get a *backup* standby on another idle spare, placed after every other
+  server's standby with what capacity is left: should the covering spare die too, the spare that
+  claims next has a pre-buffer (docs/failover.md, "Double failures"). What does not fit is no
+  fallback: the covering spare records those cameras.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ class StandbyAssignment:
     server: str
     camera: str
     mbps: float
+    backup: bool = False
+    """A second standby for a covered server's camera, on a spare other than the covering one."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +96,14 @@ class StandbyPlan:
         return tuple(a for a in self.assignments if a.spare == spare)
 
     def designated(self, server: str) -> str | None:
-        """The spare pre-buffering the server's gapless cameras (one spare per server)."""
-        return next((a.spare for a in self.assignments if a.server == server), None)
+        """The spare pre-buffering the server's gapless cameras (one spare per server; a covered
+        server's backup standby is not its designated spare)."""
+        return next((a.spare for a in self.assignments if a.server == server and not a.backup),
+                    None)
+
+    def backup(self, server: str) -> str | None:
+        """The spare holding a covered server's backup standby, if any."""
+        return next((a.spare for a in self.assignments if a.server == server and a.backup), None)
 
     def spare_cost(self, spare: str) -> tuple[int, float]:
         """(sessions, Mbit/s) the spare holds open before any failure."""
@@ -98,7 +111,7 @@ class StandbyPlan:
         return len(mine), sum(a.mbps for a in mine)
 
     def assignment(self, camera: str) -> StandbyAssignment | None:
-        return next((a for a in self.assignments if a.camera == camera), None)
+        return next((a for a in self.assignments if a.camera == camera and not a.backup), None)
 
     def fallback(self, camera: str) -> StandbyFallback | None:
         return next((f for f in self.fallbacks if f.camera == camera), None)
@@ -153,6 +166,7 @@ def plan_standby(
     }
     assignments: list[StandbyAssignment] = []
     fallbacks: list[StandbyFallback] = []
+    covered: list[tuple[RecordingServerConfig, list[_Room]]] = []
     for server in sorted(config.recording_servers, key=lambda server: server.name):
         cameras = server.gapless_cameras()
         if not cameras:
@@ -175,7 +189,18 @@ def plan_standby(
         placed, left = _fill(room, server, cameras)
         assignments.extend(placed)
         fallbacks.extend(left)
+        if _covers(status(room.spare.name), server):
+            covered.append((server, [rooms[s.name] for s in able if s is not room.spare]))
+    for server, others in covered:
+        if others:
+            room = _best_room(server, server.gapless_cameras(), others, status)
+            placed, _left = _fill(room, server, server.gapless_cameras(), backup=True)
+            assignments.extend(placed)
     return StandbyPlan(tuple(assignments), tuple(fallbacks))
+
+
+def _covers(status: SpareStatus, server: RecordingServerConfig) -> bool:
+    return status.state is SpareState.COVERING and status.covering == server.name
 
 
 def _no_candidate(
@@ -216,7 +241,7 @@ def _best_room(
 
     def key(room: _Room) -> tuple[bool, int, int, int, float, str]:
         covering = status(room.spare.name)
-        is_covering = covering.state is SpareState.COVERING and covering.covering == server.name
+        is_covering = _covers(covering, server)
         probe = _Room(room.spare, room.sessions_cap, room.mbps_cap, room.sessions, room.mbps)
         fitting = sum(1 for camera in cameras if _try(probe, camera))
         return (not is_covering, covering.room_level(server), -fitting, -room.free_sessions,
@@ -234,7 +259,8 @@ def _try(room: _Room, camera: CameraConfig) -> bool:
 
 
 def _fill(
-    room: _Room, server: RecordingServerConfig, cameras: Sequence[CameraConfig]
+    room: _Room, server: RecordingServerConfig, cameras: Sequence[CameraConfig],
+    backup: bool = False,
 ) -> tuple[list[StandbyAssignment], list[StandbyFallback]]:
     """Place cameras in configuration order; one that does not fit is skipped, not the rest."""
     placed: list[StandbyAssignment] = []
@@ -242,7 +268,8 @@ def _fill(
     for camera in cameras:
         mbps = camera_mbps(camera)
         if _try(room, camera):
-            placed.append(StandbyAssignment(room.spare.name, server.name, camera.id, mbps))
+            placed.append(StandbyAssignment(room.spare.name, server.name, camera.id, mbps,
+                                            backup))
         else:
             why = _full(room, mbps)
             left.append(

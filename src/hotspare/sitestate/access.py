@@ -19,6 +19,7 @@ from typing import Protocol
 from hotspare.coordination.errors import FencingError
 from hotspare.coordination.etcd_adapter import Coordinator
 from hotspare.coordination.models import ChangeType, Lease, WatchBatch
+from hotspare.site.report import StandbySession
 from hotspare.sitestate import layout
 from hotspare.sitestate.snapshot import SPARE_PREFIXES, SiteState
 from hotspare.sitestate.values import (
@@ -34,6 +35,7 @@ from hotspare.sitestate.values import (
     Watermarks,
     now_us,
     standby_dumps,
+    standby_parse,
 )
 
 __all__ = ["EtcdSite", "FencingError", "HeldLease", "SiteAccess"]
@@ -94,6 +96,8 @@ class SiteAccess(Protocol):
     def claim(self, server: str, value: Claim, lease: HeldLease) -> tuple[bool, Claim | None]: ...
 
     def put_owner_fenced(self, server: str, value: Owner, token: int) -> None: ...
+
+    def publish_watermarks_fenced(self, server: str, value: Watermarks, token: int) -> None: ...
 
     def heartbeat(self, server: str, value: Covering, lease: HeldLease | None) -> None: ...
 
@@ -200,6 +204,12 @@ class EtcdSite:
         self.coord.put_fenced(layout.owner(server), value.dumps(),
                               claim_key=layout.claim(server), token=token)
 
+    def publish_watermarks_fenced(self, server: str, value: Watermarks, token: int) -> None:
+        """A covering spare's commit watermarks, under its claim: the next claimant writes from
+        them if this spare dies too."""
+        self.coord.put_fenced(layout.watermarks(server), value.dumps(),
+                              claim_key=layout.claim(server), token=token)
+
     def heartbeat(self, server: str, value: Covering, lease: HeldLease | None) -> None:
         """Proves the token still holds; `lease` None for the one-off proof at a stand-down."""
         self.coord.put_fenced(layout.covering(server), value.dumps(),
@@ -240,6 +250,11 @@ class EtcdSite:
     def buffer_record(self, server: str, spare: str) -> BufferRecord | None:
         kv = self.coord.get(layout.buffer(server, spare))
         return None if kv is None else BufferRecord.parse(kv)
+
+    def standby_sessions(self, spare: str) -> dict[str, StandbySession]:
+        """Camera → the hot-standby session `standby/<spare>` publishes ({} when absent)."""
+        kv = self.coord.get(layout.standby(spare))
+        return {} if kv is None else standby_parse(kv)
 
     def forget_buffer(self, server: str, spare: str, token: int | None) -> None:
         key = layout.buffer(server, spare)

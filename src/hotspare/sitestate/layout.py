@@ -111,6 +111,10 @@ def event(wall_us: int, node: str, nonce: str) -> str:
 FENCING_HEADER = "X-Hotspare-Fencing"
 """The HTTP header a re-insert upload under a claim carries: `claims/<server>:<token>`."""
 
+REPAIR_HEADER = "X-Hotspare-Repair"
+"""The HTTP header a gap repair's upload carries (value `gap`): frames of a hole in the server's
+own recording, sent by the spare whose `standby/<spare>` pre-buffers that server's camera."""
+
 
 def fence(server: str, token: int) -> str:
     """The fencing header's value for an upload under the claim on `server` with `token`."""

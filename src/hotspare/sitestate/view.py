@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hotspare.coordination.errors import CoordinationError
 from hotspare.coordination.etcd_adapter import Coordinator
-from hotspare.coordination.models import WatchBatch
+from hotspare.coordination.models import ChangeType, WatchBatch
 from hotspare.site.load import SiteConfigError, load_site_licences
 from hotspare.sitestate import applied as site_config
 from hotspare.sitestate import layout
@@ -76,7 +76,13 @@ class SiteView:
         self._last_read = time.monotonic()
         if applied is None:
             return False
+        self._take(applied)
+        return True
+
+    def _take(self, applied: AppliedSite) -> None:
         with self._lock:
+            if self._current is not None and self._current.mod_revision > applied.mod_revision:
+                return  # a watch event older than what a read already gave: never go back
             changed = self._current is None or self._current.mod_revision != applied.mod_revision
             self._current = applied
         if changed:
@@ -86,7 +92,6 @@ class SiteView:
                     listener(applied)
                 except Exception:
                     log.exception("site configuration listener failed")
-        return True
 
     def maybe_reload(self) -> None:
         if time.monotonic() - self._last_read >= self.refresh:
@@ -95,9 +100,16 @@ class SiteView:
             except (CoordinationError, SiteConfigError) as exc:
                 log.warning("site configuration not refreshed: %s", exc)
 
-    def wake(self, _batch: WatchBatch) -> None:
+    def wake(self, batch: WatchBatch) -> None:
+        """A change event carries the new value: taken as it is, not read again (each node
+        re-reading the ~1 MB document doubled what a change cost etcd). A deletion or a resync
+        reads."""
+        mine = [c for c in batch.changes if c.kv.key == layout.SITE_CONFIG]
         try:
-            self.reload()
+            if mine and mine[-1].type is ChangeType.PUT:
+                self._take(site_config.from_stored(mine[-1].kv, self.current))
+            else:
+                self.reload()
         except (CoordinationError, SiteConfigError) as exc:
             log.warning("site configuration not reloaded: %s", exc)
 

@@ -95,6 +95,7 @@ class Index:
         self.path = path
         self._writer = connect(path)
         self._lock = threading.RLock()
+        self._held = threading.local()  # this thread's depth in `write()` / `locked()`
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -108,7 +109,7 @@ class Index:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One immediate transaction under the writer lock; rolled back on any exception."""
-        with self._lock:
+        with self._holding():
             if self._closed:
                 raise RuntimeError("segment store is closed")
             conn = self._writer
@@ -124,8 +125,21 @@ class Index:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the writer lock across file operations plus several transactions."""
-        with self._lock:
+        with self._holding():
             yield
+
+    def holds_writer(self) -> bool:
+        """Whether this thread holds the writer lock (`GroupCommit` must not queue it)."""
+        return getattr(self._held, "depth", 0) > 0
+
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        with self._lock:
+            self._held.depth = getattr(self._held, "depth", 0) + 1
+            try:
+                yield
+            finally:
+                self._held.depth -= 1
 
     def read(self) -> sqlite3.Connection:
         if self._closed:

@@ -17,7 +17,7 @@ import re
 import shutil
 import sqlite3
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -239,16 +239,21 @@ def _held_frames(store: StoreParts, segments: list[SegmentInfo],
     `since_us`, sorted and without overlaps between neighbours' starts (first wins).
 
     A file that cannot be parsed holds nothing here: storing the import then costs a duplicate,
-    while trusting the row could cost the only copy of that video.
+    while trusting the row could cost the only copy of that video. A segment committed lately
+    is not parsed again (`frame_cache`), only looked for.
     """
     out: list[tuple[int, int, int]] = []
     for seg in segments:
-        try:
-            info = mp4.parse_path(store.segment_file(seg))
-        except (OSError, mp4.Mp4Error) as exc:
-            log.warning("import overlap check: cannot read %s (%s); not counted as held",
-                        seg.relpath, exc)
-            continue
+        info = store.frames.get(seg.segment_id, seg.sha256)
+        if info is not None and not store.segment_file(seg).is_file():
+            continue  # gone since (retention frees files before rows): holds nothing
+        if info is None:
+            try:
+                info = mp4.parse_path(store.segment_file(seg))
+            except (OSError, mp4.Mp4Error) as exc:
+                log.warning("import overlap check: cannot read %s (%s); not counted as held",
+                            seg.relpath, exc)
+                continue
         times = info.frame_times_90k()
         counted = times[seg.head_skip_frames:len(times) - seg.tail_skip_frames]
         # The muxer stretches the last frame before a hole over the hole (sample duration = next
@@ -290,9 +295,11 @@ def import_segment(store: StoreParts, meta: ImportMeta, data: Path, *,
             # Outside the writer lock, so one import's fsync does not hold up another's commit.
             # Done for duplicates too (rare, and cheap next to losing an acknowledged file).
             layout.fsync_file(staged)
-        with store.index.locked():
-            return _commit(store, meta, info, staged, imported_from or meta.recorded_by,
-                           guard or _no_guard)
+        job = _Job(meta, info, staged, imported_from or meta.recorded_by, guard or _no_guard)
+        result: ImportResult = store.imports.run(job, store.index.locked,
+                                                 lambda jobs: _commit_batch(store, jobs),
+                                                 store.index.holds_writer)
+        return result
     finally:
         if ours and staged.exists():
             staged.unlink()
@@ -306,16 +313,95 @@ def _no_guard() -> None:
     return None
 
 
-def _commit(store: StoreParts, meta: ImportMeta, info: mp4.Mp4Info, staged: Path,
-            imported_from: str, guard: Callable[[], None]) -> ImportResult:
-    db = store.index.read()
+@dataclass(frozen=True)
+class _Job:
+    """One verified, staged import waiting for the index writer."""
+
+    meta: ImportMeta
+    info: mp4.Mp4Info
+    staged: Path
+    imported_from: str
+    guard: Callable[[], None]
+
+
+@dataclass
+class _Placed:
+    """What a batch changed on disk before its transaction commits, undone if it does not."""
+
+    files: list[Path] = dataclasses.field(default_factory=list)
+    dirs: set[Path] = dataclasses.field(default_factory=set)
+    asked: set[object] = dataclasses.field(default_factory=set)
+    """Guards already answered yes in this batch (`_ask`)."""
+
+    def undo(self, files: list[Path]) -> None:
+        for final in files:
+            final.unlink(missing_ok=True)
+            self.files.remove(final)
+        for d in {f.parent for f in files}:
+            layout.fsync_dir(d)
+
+
+def _commit_batch(store: StoreParts, jobs: Sequence[_Job]) -> list[ImportResult | BaseException]:
+    """Commit `jobs` in one transaction, under the writer lock (`group_commit`).
+
+    Each job sees the rows of the jobs before it (one connection, one transaction), so the
+    duplicate and overlap judgements are those of one import after another; each runs in a
+    savepoint, so one refused job undoes only itself. The renamed files' folders are fsynced
+    once each before the commit, so no committed row names a file a crash could lose. If the
+    commit itself fails, every job fails and every file it placed is removed. A guard is asked
+    once per batch for equal askers (`_ask`): the API's fencing recheck is an etcd read, and
+    eight of them in a row under the writer lock held up every camera's commit."""
+    placed = _Placed()
+    outcomes: list[ImportResult | BaseException] = []
+    try:
+        with store.index.write() as w:
+            for job in jobs:
+                w.execute("savepoint import_one")
+                mine = len(placed.files)
+                try:
+                    outcomes.append(_commit(store, w, job, placed))
+                except Exception as exc:
+                    w.execute("rollback to import_one")
+                    placed.undo(placed.files[mine:])
+                    outcomes.append(exc)
+                finally:
+                    w.execute("release import_one")
+            for d in sorted(placed.dirs):
+                layout.fsync_dir(d)
+    except BaseException as exc:
+        placed.undo(list(placed.files))
+        return [exc] * len(jobs)
+    return outcomes
+
+
+def _ask(guard: Callable[[], None], placed: _Placed) -> None:
+    """Call `guard` unless a guard bound to an equal object already said yes in this batch:
+    the same question (one sender, one claim) asked again within one transaction under the
+    writer lock gets the same answer. A refusal is never reused: each refused job asks."""
+    asker = getattr(guard, "__self__", None)
+    try:
+        known = asker is not None and asker in placed.asked
+    except TypeError:  # an unhashable asker: ask every time
+        asker, known = None, False
+    if known:
+        return
+    guard()
+    if asker is not None:
+        placed.asked.add(asker)
+
+
+def _commit(store: StoreParts, db: sqlite3.Connection, job: _Job,
+            placed: _Placed) -> ImportResult:
+    """One import inside the batch's transaction `db` (the writer's)."""
+    meta, info, staged, imported_from, guard = (job.meta, job.info, job.staged,
+                                                job.imported_from, job.guard)
     same = db.execute(f"select {SEGMENT_COLUMNS} from segment where run_id = ? and seq = ?",
                       (meta.run_id, meta.seq)).fetchone()
     if same is not None:
         seg = row_to_segment(same)
         if seg.sha256 == meta.sha256 and seg.camera_id == meta.camera_id:
             if seg.file_problem is not None:
-                return _restore(store, seg, staged, guard)
+                return _restore(store, db, seg, staged, guard, placed)
             return ImportResult("duplicate", seg, message="already stored (same run and seq)")
         raise ImportRejected(f"run {meta.run_id} seq {meta.seq} is already stored with other "
                              f"content (sha256 {seg.sha256})", 409)
@@ -351,36 +437,33 @@ def _commit(store: StoreParts, meta: ImportMeta, info: mp4.Mp4Info, staged: Path
         raise ImportRejected(f"{relpath} exists on disk without an index row; refusing to "
                              "overwrite (reconcile at next start will look at it)", 409)
     # The staged file's data is already durable (import_segment synced it, or the caller did,
-    # before the lock); what remains is its name in the final directory, then the row.
+    # before the lock); what remains is its name in the final directory (fsynced by the batch
+    # before it commits), then the row.
+    _ask(guard, placed)
     layout.make_dirs_durable(store.root, final.parent)
     os.replace(staged, final)
-    layout.fsync_dir(final.parent)
-    try:
-        with store.index.write() as w:
-            guard()
-            if run is None:
-                run = RunInfo(meta.run_id, meta.camera_id, meta.recorded_by, meta.recorded_as,
-                              meta.anchor_wall_us, WallSource(meta.wall_source),
-                              meta.anchor_wall_us, None, "imported")
-                w.execute(
-                    "insert into run (run_id, camera_id, recorded_by, recorded_as, anchor_wall_us, "
-                    "wall_source, started_wall_us, ended_wall_us, end_reason, imported_from, "
-                    "created_at_us) values (?, ?, ?, ?, ?, ?, ?, ?, 'imported', ?, ?)",
-                    (run.run_id, run.camera_id, run.recorded_by, run.recorded_as,
-                     run.anchor_wall_us, run.wall_source.value, run.started_wall_us,
-                     run.started_wall_us, imported_from, now_us()),
-                )
-            seg = insert_segment(w, run, meta.seq, info, size=final.stat().st_size,
-                                 sha256=meta.sha256, relpath=relpath, head_skip=(head, head_90k),
-                                 tail_skip=(tail, tail_90k), imported_from=imported_from)
-            # An imported run's end follows the latest video it holds here.
-            w.execute("update run set ended_wall_us = max(coalesce(ended_wall_us, 0), ?) "
-                      "where run_id = ? and imported_from is not null",
-                      (seg.end_wall_us, run.run_id))
-    except BaseException:
-        final.unlink(missing_ok=True)
-        layout.fsync_dir(final.parent)
-        raise
+    placed.files.append(final)
+    placed.dirs.add(final.parent)
+    if run is None:
+        run = RunInfo(meta.run_id, meta.camera_id, meta.recorded_by, meta.recorded_as,
+                      meta.anchor_wall_us, WallSource(meta.wall_source),
+                      meta.anchor_wall_us, None, "imported")
+        db.execute(
+            "insert into run (run_id, camera_id, recorded_by, recorded_as, anchor_wall_us, "
+            "wall_source, started_wall_us, ended_wall_us, end_reason, imported_from, "
+            "created_at_us) values (?, ?, ?, ?, ?, ?, ?, ?, 'imported', ?, ?)",
+            (run.run_id, run.camera_id, run.recorded_by, run.recorded_as,
+             run.anchor_wall_us, run.wall_source.value, run.started_wall_us,
+             run.started_wall_us, imported_from, now_us()),
+        )
+    seg = insert_segment(db, run, meta.seq, info, size=final.stat().st_size,
+                         sha256=meta.sha256, relpath=relpath, head_skip=(head, head_90k),
+                         tail_skip=(tail, tail_90k), imported_from=imported_from)
+    store.frames.put(seg.segment_id, seg.sha256, info)
+    # An imported run's end follows the latest video it holds here.
+    db.execute("update run set ended_wall_us = max(coalesce(ended_wall_us, 0), ?) "
+               "where run_id = ? and imported_from is not null",
+               (seg.end_wall_us, run.run_id))
     if head or tail:
         msg = f"stored; {head} leading and {tail} trailing frames were already stored"
         log.info("import camera %s run %s seq %d: %s", meta.camera_id, meta.run_id, meta.seq, msg)
@@ -388,18 +471,19 @@ def _commit(store: StoreParts, meta: ImportMeta, info: mp4.Mp4Info, staged: Path
     return ImportResult("inserted", seg, covering, "stored")
 
 
-def _restore(store: StoreParts, seg: SegmentInfo, staged: Path,
-             guard: Callable[[], None]) -> ImportResult:
+def _restore(store: StoreParts, db: sqlite3.Connection, seg: SegmentInfo, staged: Path,
+             guard: Callable[[], None], placed: _Placed) -> ImportResult:
     """The row is here but reconcile found its file missing or damaged: put the verified bytes
     back (the hash matches the row) and clear the mark."""
-    guard()  # under the writer lock, before the file is put back
+    _ask(guard, placed)  # under the writer lock, before the file is put back
     final = layout.to_path(store.root, seg.relpath)
-    # The staged file's data was synced before the lock (import_segment).
+    # The staged file's data was synced before the lock (import_segment); its folder is
+    # fsynced by the batch before the mark is cleared for good (the commit).
     layout.make_dirs_durable(store.root, final.parent)
     os.replace(staged, final)
-    layout.fsync_dir(final.parent)
-    with store.index.write() as w:
-        w.execute("update segment set file_problem = null where segment_id = ?", (seg.segment_id,))
+    placed.files.append(final)
+    placed.dirs.add(final.parent)
+    db.execute("update segment set file_problem = null where segment_id = ?", (seg.segment_id,))
     log.warning("import restored the file of camera %s segment %d (%s), which was %s",
                 seg.camera_id, seg.segment_id, seg.relpath, seg.file_problem)
     return ImportResult("inserted", dataclasses.replace(seg, file_problem=None),

@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from hotspare.store import importer, layout, mp4, reconcile, retention
 from hotspare.store.db import (
@@ -27,6 +28,8 @@ from hotspare.store.db import (
     row_to_run,
     row_to_segment,
 )
+from hotspare.store.frame_cache import FrameCache
+from hotspare.store.group_commit import GroupCommit
 from hotspare.store.importer import ImportMeta, ImportResult, Received
 from hotspare.store.lockfile import LOCK_NAME, StoreLock
 from hotspare.store.models import RunInfo, SegmentInfo, WallSource, media_to_wall_us
@@ -60,6 +63,9 @@ class SegmentStore:
         # What retention freed before reconcile when the store was opened on a short disk.
         self.open_retention: RetentionReport | None = None
         self._pending_marks: list[str] = []
+        self._imports: GroupCommit[Any, Any] = GroupCommit()  # shared by every `parts`
+        self._own: GroupCommit[Any, SegmentInfo] = GroupCommit()  # likewise
+        self._frames = FrameCache()  # likewise
         # The retention policy `open` was given: imports make room by it (`ensure_room`), and
         # `on_retention` hears of every pass made outside the node's retention loop.
         self.min_free_bytes = 0
@@ -124,7 +130,7 @@ class SegmentStore:
     def parts(self) -> StoreParts:
         """What the store's jobs work on; made per call so that `disk_free` set by a test counts."""
         return StoreParts(self.root, self.server_name, self._index, self.disk_free,
-                          self._pending_marks)
+                          self._pending_marks, self._imports, self._own, self._frames)
 
     # ------------------------------------------------------------------ runs
 
