@@ -112,7 +112,11 @@ def _check_audio(camera_id: str, spec: str, files: list[Path]) -> None:
     print(f"\n{camera_id}: audio from {start:+.3f} s to {-end:+.3f} s of the video, largest gap "
           f"{report.largest_gap_s():.3f} s, beep onset - keyframe µs {[round(e) for e in errors]}")
     assert report.codecs == {"aac"} and not report.pieces_without_audio, camera_id
-    assert start <= 0.26 and end <= 0.26 and report.largest_gap_s() <= 0.001, camera_id
+    # The copied AAC starts at most a packet after the first keyframe, also when the packets
+    # timed after it arrived before it; the transcoder's grid and held frames allow more.
+    start_bound = 1024 / 16_000 + 0.001 if "aac" in spec else 0.26
+    assert start <= start_bound and end <= 0.26 and report.largest_gap_s() <= 0.001, \
+        (camera_id, start, end)
     assert len(errors) >= 3 and max(errors) - min(errors) <= 2_000, (camera_id, errors)
     if "aac" in spec:
         assert 0 <= min(errors) and max(errors) <= 2 * 1024 / 16_000 * 1e6, (camera_id, errors)

@@ -16,7 +16,7 @@ from hotspare.recorder.segment_writer import SegmentWriter
 from hotspare.recorder.worker import STOPPED, CameraWorker, _Run
 from hotspare.store import mp4
 from hotspare.store.models import RunInfo, SegmentInfo, WallSource
-from tests.support.clips import make_h264_file
+from tests.support.clips import make_h264_aac_file, make_h264_file
 
 
 @pytest.fixture(scope="module")
@@ -336,3 +336,41 @@ def test_frames_damaged_by_lost_rtp_packets_are_left_out(tmp_path: Path) -> None
         info = mp4.parse_path(store.segment_path("cam-1", str(run_id), int(seq)))  # type: ignore[arg-type]
         assert (info.start_media_90k, info.duration_90k) == (start, duration)
         assert info.fragments[0].first_sample_is_sync is not False
+
+
+def test_audio_that_arrives_before_the_first_keyframe_but_is_timed_after_it_is_kept(
+    tmp_path: Path,
+) -> None:
+    """A joining session gets the camera's audio timed after its first keyframe *before* that
+    (large) keyframe: seen two to five AAC packets, up to 0.32 s. The run starts its audio at
+    the first packet timed at or after the keyframe, not at the first one received after it."""
+    clip = make_h264_aac_file(tmp_path / "clip.mp4")
+    store = FakeStore(tmp_path / "store")
+    worker = _worker(store, segment_seconds=10.0)
+    with av.open(str(clip)) as src:
+        video, audio = src.streams.video[0], src.streams.audio[0]
+        frames = [p for p in src.demux(video) if p.size]
+        src.seek(0)
+        sounds = [p for p in src.demux(audio) if p.size and p.pts is not None]
+        run = _Run(worker, src)
+        keyframe = frames[10]  # joined at the second GOP, 0.4 s
+        assert keyframe.is_keyframe and keyframe.pts is not None
+        at_s = float(keyframe.pts * video.time_base)
+        overtaking = [p for p in sounds if float(p.pts * audio.time_base) < at_s + 0.3]
+        assert sum(1 for p in overtaking if float(p.pts * audio.time_base) >= at_s) >= 4
+        for packet in overtaking:  # the audio received before the keyframe
+            run.on_audio(packet)
+        rest = [(float(p.pts * audio.time_base), 1, p) for p in sounds[len(overtaking):]]
+        rest += [(float(p.pts * video.time_base), 0, p) for p in frames[10:]]
+        for _, is_audio, packet in sorted(rest, key=lambda x: (x[0], x[1])):
+            run.on_audio(packet) if is_audio else run.on_packet(packet)
+        run.finish(STOPPED)
+    worker._committer.close(10)
+    path = store.segment_path("cam-1", "run1", 0)
+    with av.open(str(path)) as seg:
+        first_frame = min(float(p.pts * p.time_base) for p in seg.demux(video=0)
+                          if p.pts is not None)
+    with av.open(str(path)) as seg:
+        first_audio = min(float(p.pts * p.time_base) for p in seg.demux(audio=0)
+                          if p.pts is not None and p.size)
+    assert 0 <= first_audio - first_frame < 1024 / 16_000, (first_frame, first_audio)

@@ -26,7 +26,7 @@ from gi.repository import Gst  # noqa: E402
 from hotspare.camerasim.sei import first_vcl_offset  # noqa: E402
 from hotspare.media.nal import is_vcl, iter_annexb_nals, nal_type  # noqa: E402
 
-CLIP_FORMAT = 2
+CLIP_FORMAT = 3
 _MAGIC = b"HSCLIP02"
 _PARAMETER_SETS = {"h264": (7, 8), "h265": (32, 33, 34)}  # SPS/PPS; VPS/SPS/PPS
 
@@ -175,7 +175,26 @@ def encode(params: ClipParams) -> tuple[list[bytes], list[int]]:
         raise RuntimeError("encoder gave an access unit without a presentation time")
     frame_ns = Gst.SECOND // fps
     presentation = [round((p - min(pts)) / frame_ns) for p in pts]
-    return aus, presentation
+    return [_each_set_once(au, params.codec) for au in aus], presentation
+
+
+def _each_set_once(au: bytes, codec: str) -> bytes:
+    """The access unit with each kind of parameter set once, its last copy. x265enc puts the
+    headers twice in the first access unit, and the first copy of the PPS sometimes carries
+    stray bytes after its end (seen: 12 zero bytes and `d1 09`, on some encodes only): a
+    recorder comparing parameter sets then sees the camera change them at every clip loop, a
+    simulator artifact (a real encoder's repeated headers are byte-identical)."""
+    nals = [(s, e) for s, e in iter_annexb_nals(au)]
+    first_vcl = next((i for i, (s, _) in enumerate(nals) if is_vcl(au[s], codec)), len(nals))
+    kinds = _PARAMETER_SETS[codec]
+    last = {nal_type(au[s], codec): i for i, (s, _) in enumerate(nals[:first_vcl])
+            if nal_type(au[s], codec) in kinds}
+    if len(last) == sum(1 for s, _ in nals[:first_vcl] if nal_type(au[s], codec) in kinds):
+        return au
+    kept = [(s, e) for i, (s, e) in enumerate(nals)
+            if i >= first_vcl or nal_type(au[s], codec) not in kinds
+            or last[nal_type(au[s], codec)] == i]
+    return b"".join(b"\x00\x00\x00\x01" + au[s:e] for s, e in kept)
 
 
 def _is_keyframe(codec: str, types: list[int]) -> bool:

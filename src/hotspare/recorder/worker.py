@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -62,6 +63,10 @@ TRANSCODER_HELD_FRAMES = 2
 AUDIO_QUEUE_MAX = 64
 """Audio packets held for the next frame at most (≈ 4 s of AAC at 16 kHz) before they are
 written anyway."""
+
+EARLY_AUDIO_MAX = 64
+"""Audio packets kept while a run waits for its first written frame (≈ 4 s of AAC at 16 kHz,
+6 s of G.711 in 100 ms packets): the audio that overtook the first keyframe is among them."""
 
 STOP_DRAIN_SECONDS = 0.3
 """After stop(), keep writing for this long so frames already on the wire are not lost."""
@@ -657,6 +662,8 @@ class _Run:
             if worker.camera.record_audio else None
         self._audio_origin: int | None = None  # the run's first frame's stream time, in samples
         self._audio_queue: list[tuple[av.packet.Packet, int]] = []  # (packet, media samples)
+        # Audio received before the run's first frame was written (`on_audio`).
+        self._early_audio: deque[av.packet.Packet] = deque(maxlen=EARLY_AUDIO_MAX)
         self._lead_ts = 0  # media 0 this much before the first frame (stream ticks; lead_in)
         self._segment_90k = round(worker._settings.segment_seconds * 90_000)
         self.run_id: str | None = None
@@ -736,9 +743,16 @@ class _Run:
         """Queue the camera's audio at media time (None: flush the transcoder at the run's
         end); `_write` muxes it just before the first frame that starts after it, so each
         segment holds the audio of its own frames' time and a cut after a frame cuts the audio
-        there too. Audio before the run's first frame is dropped, like the frames before its
-        first keyframe."""
-        if self._audio is None or self._writer is None or self._audio_origin is None:
+        there too. Audio timed before the run's first frame is dropped, like the frames before
+        its first keyframe; audio *received* before that frame is written is kept until then
+        (`_early_audio`): a camera's first keyframe is large and arrives after audio timed
+        after it (seen: the two to five packets after a joining session's first keyframe, up
+        to 0.32 s of AAC), and a keyframe without pts or with B-frames waits for later frames."""
+        if self._audio is None:
+            return
+        if self._writer is None or self._audio_origin is None:
+            if packet is not None and self._seq == 0 and not self._finished:
+                self._early_audio.append(packet)
             return
         try:
             for out, samples in self._audio.packets(packet):
@@ -965,6 +979,7 @@ class _Run:
         self._dts_settled = not self._stream.codec_context.has_b_frames
         self._audio_origin = None
         self._audio_queue = []
+        self._early_audio.clear()  # timed on the old timestamps
         self._skipped = 0
         self._restarted = True
         self._timeline_reported = False
@@ -1038,6 +1053,9 @@ class _Run:
                 )
             except (av.FFmpegError, OSError) as exc:
                 raise _disk_error(w.camera.id, path, exc) from exc
+            early, self._early_audio = self._early_audio, deque(maxlen=EARLY_AUDIO_MAX)
+            for held in early:  # the run's first segment: audio that came before its frame
+                self.on_audio(held)
         if cut and self._audio_queue:
             self._write_audio(media)
         try:
