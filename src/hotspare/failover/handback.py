@@ -56,9 +56,10 @@ def release_blocked(ctx: SpareContext, cov: Coverage, state: SiteState) -> None:
 
 
 def returned(cov: Coverage, state: SiteState) -> bool:
-    """The original confirmed after our claim."""
+    """The original confirmed after our claim, from a process not found dead since."""
     alive = state.alive.get(cov.server)
-    return cov.token is not None and alive is not None and alive.confirmed_after(cov.token)
+    return (cov.token is not None and alive is not None and alive.confirmed_after(cov.token)
+            and alive.boot != cov.dead_boot)
 
 
 def kept_standby(ctx: SpareContext, cov: Coverage

@@ -2,7 +2,11 @@
 
 Each tick first looks at the original's alive key (gone: it failed again, and under our claim we
 cover it again), then runs re-insert steps for at most REINSERT_SLICE_SECONDS, so the loop stays
-responsive (a leftover re-insert yields to a takeover between slices). The answers:
+responsive (a leftover re-insert yields to a takeover between slices). A process killed and
+restarted within its lease never loses its alive key, so under a claim a connection the original
+refuses is tried again at once, and refused twice in a row (the detector's proof of a dead
+process) it failed again too: covered from the standby sessions held through the re-insert, and
+handed back only to a new process (`Coverage.dead_boot`). The answers:
 
 - buffer empty: delete the progress key, release the claim (fenced: only ours), `done`;
 - a fenced write or upload refused (409 `stale_fencing_token`): the claim is gone, stand down;
@@ -47,6 +51,20 @@ FULL_PAUSE_SECONDS = 30.0
 """Pause after the original answered 507 `insufficient_storage`: its disk frees only as its
 retention runs (every `interval_seconds`) or an operator acts; the buffer keeps the video."""
 """After a failed upload, or the original's 503 (its Retry-After is 1 s)."""
+
+
+REFUSALS_DEAD = 2
+"""Connections refused in a row that prove the original's process gone (as `spare_detect`)."""
+
+
+def _refused(exc: BaseException) -> bool:
+    """A refused connection somewhere in the chain (httpx wraps the socket's error twice)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class ReinsertJob:
@@ -97,6 +115,7 @@ class ReinsertJob:
             while time.monotonic() < deadline:
                 if r.step() is None:
                     return self._finish(cov), False
+                cov.refused = 0
         except FencingError as exc:
             r.target.close()
             cov.reinserter = None
@@ -118,6 +137,21 @@ class ReinsertJob:
                 self.pause(PAUSE_SECONDS)
             return None, False
         except (httpx.HTTPError, OSError) as exc:
+            if cov.token is not None and _refused(exc):
+                cov.refused += 1
+                if cov.refused < REFUSALS_DEAD:
+                    log.info("re-insert into %s: connection refused (%s); trying again at once",
+                             cov.server, exc)
+                    return None, True
+                alive = state.alive.get(cov.server)
+                cov.dead_boot = alive.boot if alive is not None else None
+                cov.refused = 0
+                r.target.close()
+                cov.reinserter = None
+                log.warning("%s refused %d connections in a row during the re-insert: its "
+                            "process is gone (its alive key may outlive it until its lease "
+                            "ends); covering it again", cov.server, REFUSALS_DEAD)
+                return FailedAgain(), False
             log.warning("re-insert into %s paused: %s", cov.server, exc)
             self.pause(PAUSE_SECONDS)
             return None, False

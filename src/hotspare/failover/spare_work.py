@@ -79,6 +79,11 @@ class Coverage:
     returned_at: float | None = None
     """When the original was first seen confirmed after our claim (the handback waits for the
     gapless cameras' standby sessions from then, `handback.due`)."""
+    refused: int = 0
+    """Connections the original refused in a row during the re-insert (`reinsert_job`)."""
+    dead_boot: str | None = None
+    """The boot of the original's process found dead by refused connections mid re-insert: its
+    alive key outlives it, still saying `confirmed`, and must not hand back (`handback`)."""
     data: dict[str, Any] = field(default_factory=dict)
 
     @property
