@@ -1054,9 +1054,8 @@ class _Run:
                 )
             except (av.FFmpegError, OSError) as exc:
                 raise _disk_error(w.camera.id, path, exc) from exc
-            early, self._early_audio = self._early_audio, deque(maxlen=EARLY_AUDIO_MAX)
-            for held in early:  # the run's first segment: audio that came before its frame
-                self.on_audio(held)
+            while self._early_audio:  # the run's first segment: audio that came before its frame
+                self.on_audio(self._early_audio.popleft())
         if cut and self._audio_queue:
             self._write_audio(media)
         try:
