@@ -39,6 +39,8 @@ class Health(ThreadingHTTPServer):
     def reset_all(self) -> None:
         """Break every accepted connection under the client, as a dying process's kernel does."""
         for conn in self.connections:
+            if conn.fileno() == -1:
+                continue  # closed already (by its handler, after the client went)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.shutdown(socket.SHUT_RDWR)  # close() alone waits for the handler's blocked read
 

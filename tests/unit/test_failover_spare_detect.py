@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +120,34 @@ def test_a_slow_server_does_not_delay_the_claim_of_a_dead_one(detector: Detector
                  claim)
     assert claimed_while == [["rec-2", "rec-2"]]  # judged before rec-1's probe came back
     assert prober.returned[-1] == "rec-1"  # and the round still waited for rec-1's verdict
+
+
+def test_a_server_hurried_mid_round_is_probed_again_and_claimed_before_the_round_ends(
+        detector: Detector) -> None:
+    """What the probe watch causes: rec-2 answered in this round, then closed the spare's
+    connection (its process died). It is probed again at once and claimed while rec-1's slow
+    probe is still out, instead of at the next round."""
+    prober = Scripted({"rec-1": [UP], "rec-2": [UP, DEAD]}, slow=0.6)
+    detector.prober = prober  # type: ignore[assignment]
+    claimed_while: list[tuple[str, list[str]]] = []
+
+    def claim(server: RecordingServerConfig, reason: str, track: ServerTrack) -> bool:
+        claimed_while.append((server.name, list(prober.returned)))
+        return True
+
+    def hurry_once_answered() -> None:
+        deadline = time.monotonic() + 5
+        while "rec-2" not in prober.returned and time.monotonic() < deadline:
+            time.sleep(0.005)
+        detector.hurry("rec-2.test:8600")
+
+    hurrier = threading.Thread(target=hurry_once_answered)
+    hurrier.start()
+    detector.run(detector.ctx.site.read(), {}, Plan(), lambda: IDLE,  # type: ignore[arg-type]
+                 claim)
+    hurrier.join()
+    assert claimed_while == [("rec-2", ["rec-2", "rec-2", "rec-2"])]  # rec-1 still out
+    assert prober.returned[-1] == "rec-1"
 
 
 class Decided(Scripted):

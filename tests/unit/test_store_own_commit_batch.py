@@ -3,9 +3,12 @@ and a row the index refuses fails only its own commit."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
-from hotspare.store import layout, mp4
+import pytest
+
+from hotspare.store import layout, mp4, parts
 from hotspare.store.models import SegmentInfo, WallSource
 from hotspare.store.parts import StoreError
 from hotspare.store.segment_store import SegmentStore
@@ -158,3 +161,28 @@ def test_a_caller_holding_the_writer_commits_at_once(origin: SegmentStore) -> No
         assert mine.camera_id == "cam0"
     leader.join(10)
     assert len(other) == 1 and isinstance(other[0], SegmentInfo), other
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["insert-returning", "old-sqlite"])
+def test_a_row_takes_its_wall_times_from_the_anchor_the_index_holds(
+        origin: SegmentStore, monkeypatch: pytest.MonkeyPatch, returning: bool) -> None:
+    """One statement inserts the row from the run's anchor in the index (corrected after the
+    run began: the caller's copy is stale) and hands it back; SQLite before 3.35 reads it back."""
+    monkeypatch.setattr(parts, "RETURNING", returning)
+    run = origin.begin_run("cam-a", origin.server_name, T0, WallSource.CAMERA)
+    origin.update_run_anchor(run.run_id, T0 + 500_000, WallSource.CAMERA)
+    write_segment(origin.segment_path("cam-a", run.run_id, 0), 90_000, 10)
+    seg = origin.commit_segment(run.run_id, 0, 90_000, 10 * 3600, 10, 0)
+    assert (seg.start_wall_us, seg.end_wall_us) == (T0 + 1_500_000, T0 + 1_500_000 + 400_000)
+    (listed,) = origin.list_segments("cam-a", T0, T0 + 10**7)
+    assert listed == seg
+
+
+def test_a_row_of_a_run_the_index_does_not_hold_is_refused(origin: SegmentStore) -> None:
+    run = origin.begin_run("cam-b", origin.server_name, T0, WallSource.CAMERA)
+    path = origin.segment_path("cam-b", run.run_id, 0)
+    write_segment(path, 0, 10)
+    info = mp4.parse_bytes(path.read_bytes())
+    gone = dataclasses.replace(run, run_id="r-not-indexed")
+    with origin.parts.index.write() as db, pytest.raises(StoreError, match="not in the index"):
+        parts.insert_segment(db, gone, 0, info, size=1, sha256="0" * 64, relpath="x")

@@ -47,8 +47,13 @@ class ProbeResult:
     detail: str = ""
 
 
-class _Connection:
-    def __init__(self, url: str, timeout: float, context: ssl.SSLContext | None) -> None:
+class KeptConnection:
+    """One server's kept-alive probe connection; `used`: when a probe last gave it back."""
+
+    def __init__(self, address: str, url: str, timeout: float,
+                 context: ssl.SSLContext | None) -> None:
+        self.address = address
+        self.url = url
         parts = urlsplit(url)
         host, port = parts.hostname or "", parts.port
         self.http: http.client.HTTPConnection = (
@@ -70,10 +75,10 @@ class HealthProber:
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         self._timeout = timeout
         self.peers = PeerTls(ca_file, tls)
-        self._idle: dict[str, _Connection] = {}
+        self._idle: dict[str, KeptConnection] = {}
         self._lock = threading.Lock()
 
-    def _take(self, url: str) -> _Connection:
+    def _take(self, address: str, url: str) -> KeptConnection:
         """The server's idle connection, or a new one; a probe holds it alone until `_give`."""
         with self._lock:  # probes of different servers run on different threads
             conn = self._idle.pop(url, None)
@@ -82,10 +87,10 @@ class HealthProber:
             conn = None
         if conn is None:
             context = self.peers.verify if url.startswith("https:") else None
-            conn = _Connection(url, self._timeout, context)
+            conn = KeptConnection(address, url, self._timeout, context)
         return conn
 
-    def _give(self, url: str, conn: _Connection) -> None:
+    def _give(self, url: str, conn: KeptConnection) -> None:
         conn.used = time.monotonic()
         with self._lock:
             spare = self._idle.pop(url, None)
@@ -101,7 +106,7 @@ class HealthProber:
         by refusing to start when their own TLS and the site's `tls` flag disagree
         (hotspare/node/site_node.py)."""
         url = self.peers.url(address)
-        conn = self._take(url)
+        conn = self._take(address, url)
         if conn.http.sock is None:
             try:
                 conn.http.connect()
@@ -146,6 +151,20 @@ class HealthProber:
             return ProbeResult(ProbeKind.RECORDING)
         states = ", ".join(f"{c.camera_id}={c.state}" for c in health.cameras) or health.error
         return ProbeResult(ProbeKind.NOT_RECORDING, states or "not recording")
+
+    def idle_connections(self) -> list[KeptConnection]:
+        """The kept-alive connections no probe holds now (for `probe_watch`)."""
+        with self._lock:
+            return [conn for conn in self._idle.values() if conn.http.sock is not None]
+
+    def drop_if_idle(self, conn: KeptConnection) -> bool:
+        """Close `conn` if it is still idle (no probe took it meanwhile); True when it was."""
+        with self._lock:
+            if self._idle.get(conn.url) is not conn:
+                return False
+            del self._idle[conn.url]
+        conn.http.close()
+        return True
 
     def close(self) -> None:
         with self._lock:

@@ -31,6 +31,7 @@ from hotspare.failover.buffer_room import RoomGauge, may_claim
 from hotspare.failover.detection import ServerTrack
 from hotspare.failover.gap_repair import GapRepair, site_connect
 from hotspare.failover.probe import HealthProber
+from hotspare.failover.probe_watch import ProbeWatch
 from hotspare.failover.rate_limit import RateLimiter
 from hotspare.failover.reinsert import buffered_segments
 from hotspare.failover.reinsert_job import ReinsertJob
@@ -80,6 +81,7 @@ class SpareAgent:
                                    lambda: bool(applied.current
                                                 and applied.current.config.site.tls))
         self.detector = Detector(self.ctx, self.prober)
+        self.probe_watch = ProbeWatch(self.prober, self._connection_closed)
         self.reinsert = ReinsertJob(self.ctx, token, self.prober.peers,
                                     RateLimiter(settings.reinsert_bytes_per_second), self._pause)
         self.state: SpareMode = Idle()
@@ -107,10 +109,16 @@ class SpareAgent:
 
     def start(self) -> None:
         self._thread.start()
+        self.probe_watch.start()
         self.gap_repair.start()
 
     def wake(self, *_: object) -> None:
         self._wake.set()
+
+    def _connection_closed(self, address: str) -> None:
+        """A server closed our kept-alive probe connection: perhaps its process died."""
+        self.detector.hurry(address)
+        self.wake()
 
     def _pause(self, seconds: float) -> None:
         self._wake.wait(seconds)
@@ -119,6 +127,7 @@ class SpareAgent:
         self._stop.set()
         self._wake.set()
         self.gap_repair.stop()
+        self.probe_watch.stop()
         if self._thread.is_alive():
             self._thread.join(15.0)
         cov = self.coverage

@@ -16,7 +16,10 @@ Each server is judged as soon as its own probe decides (`_ProbeRound`), not afte
 round, and a refused connection is probed again at once on a fresh connection: a dead process is
 claimed within one round (two refusals in a row, as before, but milliseconds apart instead of a
 probe interval). Servers whose lease the watch saw go, or that are already suspected, are probed
-first.
+first. A server that closed the spare's kept-alive probe connection (`probe_watch`: a dead
+process's kernel does so at once) is `hurry`-ed: probed at once, mid-round too, so a dead process
+is claimed in about the time of two connects and a claim whatever the round's length. The second
+probe of a refused server runs on its own small pool, not behind the rest of the round.
 
 The question goes out when a probe has been unanswered for `ASK_AFTER` of the probe timeout (a
 probe on a LAN answers in milliseconds), and is judged when the probe times out, so a vanished
@@ -30,8 +33,9 @@ lease instead: one takeover, not a storm.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from hotspare.coordination.errors import CoordinationError
@@ -69,6 +73,9 @@ ASK_POLL_SECONDS = 0.05
 PROBE_THREADS = 16
 """Probes in flight at once: enough that a few silent hosts (each holding a thread for the probe
 timeout) do not queue the probes of the others."""
+URGENT_PROBE_THREADS = 2
+"""For the probes that may decide a claim (a refused server's second probe, a hurried server):
+they must not wait behind a round of a hundred others."""
 
 
 class Detector:
@@ -82,6 +89,10 @@ class Detector:
         self._silent_claim_at: dict[str, float] = {}  # server -> our last takeover on silence
         self._hold_reported: dict[str, float] = {}
         self._probes = ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="probe")
+        self._urgent = ThreadPoolExecutor(max_workers=URGENT_PROBE_THREADS,
+                                          thread_name_prefix="probe-urgent")
+        self._hurried: set[str] = set()  # addresses to probe at once (`hurry`)
+        self._hurried_lock = threading.Lock()
         self._share: tuple[tuple[int, int, tuple[str, ...]], Allotment, set[str]] | None = None
         self.probed = 0
         """Servers probed in the last round (for a benchmark)."""
@@ -94,6 +105,18 @@ class Detector:
 
     def close(self) -> None:
         self._probes.shutdown(wait=False)
+        self._urgent.shutdown(wait=False)
+
+    def hurry(self, address: str) -> None:
+        """Probe the server at `address` at once: in the running round if there is one, else
+        first in the next (the caller wakes the agent). Any thread."""
+        with self._hurried_lock:
+            self._hurried.add(address)
+
+    def take_hurried(self) -> set[str]:
+        with self._hurried_lock:
+            hurried, self._hurried = self._hurried, set()
+        return hurried
 
     def run(self, state: SiteState, states: dict[str, SpareStatus], plan: StandbyPlan,
             my_status: Callable[[], SpareStatus], claim: ClaimFn) -> bool:
@@ -114,11 +137,13 @@ class Detector:
                 self.tracks.setdefault(server.name, ServerTrack()).clear()  # someone acts for it
         mine = self._my_share(applied.config, applied.mod_revision, allotment, states)
         mine |= {a.server for a in plan.for_spare(ctx.name)}  # pre-buffered here: claims first
-        unclaimed = [s for s in unclaimed if s.name in mine or self._suspect(s.name, state)]
+        hurried = self.take_hurried()
+        unclaimed = [s for s in unclaimed if s.name in mine or s.address in hurried
+                     or self._suspect(s.name, state)]
         self.probed = len(unclaimed)
         # Suspects first: a lease seen gone by the watch that woke us is probed before the rest.
-        unclaimed.sort(key=lambda s: not self._suspect(s.name, state))
-        probes = _ProbeRound(self, unclaimed)
+        unclaimed.sort(key=lambda s: s.address not in hurried and not self._suspect(s.name, state))
+        probes = _ProbeRound(self, unclaimed, hurried)
         unanswered: list[str] = []
         claimed = False
         for server, probe, answer in probes.results():
@@ -134,8 +159,8 @@ class Detector:
                 self._announce(track, server.name, verdict)
             if not verdict.failed:
                 self._failed_at.pop(server.name, None)
-                if probe.kind is ProbeKind.REFUSED:
-                    probes.again(server)  # refused twice in a row means gone: probe again now
+                if probe.kind is ProbeKind.REFUSED:  # twice in a row means gone: again now
+                    probes.again(server, urgent=True)
                 continue
             designated = plan.designated(server.name)
             waits_for_designated = (designated not in (None, ctx.name)
@@ -265,8 +290,10 @@ class _ProbeRound:
     unanswered after `ASK_AFTER` of the probe timeout has its question asked meanwhile, so the
     answer is due about when the probe times out; a spare too busy to ask in time asks then."""
 
-    def __init__(self, detector: Detector, servers: list[RecordingServerConfig]) -> None:
+    def __init__(self, detector: Detector, servers: list[RecordingServerConfig],
+                 hurried: Collection[str] = ()) -> None:
         self._detector = detector
+        self._by_address = {server.address: server for server in servers}
         self._pending: dict[Future[ProbeResult], RecordingServerConfig] = {}
         self._started: dict[str, float] = {}
         self._asked: dict[str, tuple[float, float]] = {}
@@ -274,14 +301,28 @@ class _ProbeRound:
         self._due: dict[str, tuple[RecordingServerConfig, ProbeResult, tuple[float, float]]] = {}
         self._ask_after = detector.ctx.settings.probe_timeout_seconds * ASK_AFTER
         for server in servers:
-            self.again(server)
+            self.again(server, urgent=server.address in hurried)
 
-    def again(self, server: RecordingServerConfig) -> None:
-        """Probe `server` (again) in this round."""
+    def again(self, server: RecordingServerConfig, urgent: bool = False) -> None:
+        """Probe `server` (again) in this round; `urgent` on the small pool of its own."""
         self._started.pop(server.name, None)
         self._asked.pop(server.name, None)
         self._withheld.discard(server.name)
-        self._pending[self._detector._probes.submit(self._probe, server)] = server
+        pool = self._detector._urgent if urgent else self._detector._probes
+        self._pending[pool.submit(self._probe, server)] = server
+
+    def _hurry(self) -> None:
+        """Servers hurried since the round began: probed again at once unless a probe of theirs
+        is in flight (it will see the close itself). Others hurried are not in this round (claimed
+        meanwhile, or no longer ours): dropped, the next round judges them as usual."""
+        hurried = self._detector.take_hurried()
+        if not hurried:
+            return
+        in_flight = {server.name for server in self._pending.values()}
+        for address in hurried:
+            server = self._by_address.get(address)
+            if server is not None and server.name not in in_flight and server.name not in self._due:
+                self.again(server, urgent=True)
 
     def _probe(self, server: RecordingServerConfig) -> ProbeResult:
         self._started[server.name] = time.monotonic()
@@ -291,6 +332,7 @@ class _ProbeRound:
         """(server, probe, the answer through etcd if a question was asked) as each is ready."""
         detector = self._detector
         while self._pending or self._due:
+            self._hurry()
             now = time.monotonic()
             for name, (server, probe, question) in list(self._due.items()):
                 if detector._answer_due(question) <= now:

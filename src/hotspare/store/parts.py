@@ -19,7 +19,7 @@ from hotspare.store import layout, mp4
 from hotspare.store.db import SEGMENT_COLUMNS, Index, now_us, row_to_segment
 from hotspare.store.frame_cache import FrameCache
 from hotspare.store.group_commit import GroupCommit
-from hotspare.store.models import RunInfo, SegmentInfo, media_to_wall_us, ticks_to_us
+from hotspare.store.models import RunInfo, SegmentInfo, ticks_to_us
 
 # Longest segment we index. Range queries look this far back before `from_wall_us` so that they can
 # use the (camera_id, start_wall_us) index; the recorder cuts at most every 60 s.
@@ -88,7 +88,7 @@ class StoreParts:
                 except sqlite3.IntegrityError as e:
                     outcomes.append(StoreError(f"{row.relpath}: cannot index ({e}); "
                                                "already indexed?"))
-                except StoreError as e:  # refused before any statement ran
+                except StoreError as e:  # refused, nothing inserted
                     outcomes.append(e)
         return outcomes
 
@@ -105,27 +105,44 @@ class _OwnRow:
     relpath: str
 
 
+RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+"""`insert ... returning` (SQLite 3.35, 2021): the row back from the insert itself. Without it,
+one more statement reads it back."""
+_INSERT_SEGMENT = (
+    "insert into segment (camera_id, run_id, seq, recorded_by, recorded_as, "
+    "start_wall_us, end_wall_us, start_media_90k, duration_90k, frame_count, "
+    "head_skip_frames, head_skip_90k, tail_skip_frames, tail_skip_90k, bytes, "
+    "init_bytes, sha256, relpath, reinsert_pending, imported_from, committed_at_us) "
+    "select ?, run_id, ?, ?, ?, anchor_wall_us + ?, anchor_wall_us + ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?, ?, ?, ?, ? from run where run_id = ?"
+)
+"""The segment row, its wall times from the run's anchor as the index holds it (an anchor may
+be corrected after the run began, so the caller's copy of the run is not trusted for it)."""
+
+
 def insert_segment(db: sqlite3.Connection, run: RunInfo, seq: int, info: mp4.Mp4Info, *,
                    size: int, sha256: str, relpath: str, head_skip: tuple[int, int] = (0, 0),
                    tail_skip: tuple[int, int] = (0, 0), reinsert_pending: bool = False,
                    imported_from: str | None = None) -> SegmentInfo:
-    """The one INSERT of a segment row, inside the caller's transaction; wall time from the run."""
+    """The one INSERT of a segment row, inside the caller's transaction; wall time from the run.
+    One statement: each one is a GIL hand-off while the writer lock is held, and with 64 cameras
+    committing, the three this took (anchor, insert, read back) kept a re-insert's imports
+    queued behind the lock (bench/README.md, *Commit contention*)."""
     if info.duration_90k <= 0 or info.duration_90k > MAX_SEGMENT_90K:
         raise StoreError(f"{relpath}: duration {info.duration_90k} (90 kHz) out of range")
-    anchor = db.execute("select anchor_wall_us from run where run_id = ?",
-                        (run.run_id,)).fetchone()[0]
-    start = media_to_wall_us(anchor, info.start_media_90k)
-    cur = db.execute(
-        "insert into segment (camera_id, run_id, seq, recorded_by, recorded_as, "
-        "start_wall_us, end_wall_us, start_media_90k, duration_90k, frame_count, "
-        "head_skip_frames, head_skip_90k, tail_skip_frames, tail_skip_90k, bytes, "
-        "init_bytes, sha256, relpath, reinsert_pending, imported_from, committed_at_us) "
-        "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (run.camera_id, run.run_id, seq, run.recorded_by, run.recorded_as, start,
-         start + ticks_to_us(info.duration_90k), info.start_media_90k, info.duration_90k,
-         info.frame_count, head_skip[0], head_skip[1], tail_skip[0], tail_skip[1], size,
-         info.init_bytes, sha256, relpath, int(reinsert_pending), imported_from, now_us()),
-    )
-    row = db.execute(f"select {SEGMENT_COLUMNS} from segment where segment_id = ?",
-                     (cur.lastrowid,)).fetchone()
+    start_us = ticks_to_us(info.start_media_90k)  # the wall times: the run's anchor + these
+    args = (run.camera_id, seq, run.recorded_by, run.recorded_as, start_us,
+            start_us + ticks_to_us(info.duration_90k), info.start_media_90k, info.duration_90k,
+            info.frame_count, head_skip[0], head_skip[1], tail_skip[0], tail_skip[1], size,
+            info.init_bytes, sha256, relpath, int(reinsert_pending), imported_from, now_us(),
+            run.run_id)
+    if RETURNING:
+        row = db.execute(_INSERT_SEGMENT + f" returning {SEGMENT_COLUMNS}", args).fetchone()
+    else:
+        cur = db.execute(_INSERT_SEGMENT, args)
+        row = None if cur.rowcount == 0 else db.execute(
+            f"select {SEGMENT_COLUMNS} from segment where segment_id = ?",
+            (cur.lastrowid,)).fetchone()
+    if row is None:
+        raise StoreError(f"{relpath}: its run {run.run_id!r} is not in the index")
     return row_to_segment(row)
