@@ -38,6 +38,7 @@ from typing import Any
 from bench.site_scale.stubs import HttpLoop, NodeHttp, StubRecorder, SyntheticCommits
 from hotspare.config.models import SiteMembership
 from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.failover.probe_watch import ProbeWatch
 from hotspare.failover.protection import ProtectionMonitor
 from hotspare.failover.server_agent import ServerAgent
 from hotspare.failover.spare_agent import SpareAgent, SpareView
@@ -231,6 +232,14 @@ def main(argv: list[str]) -> int:
             for spare in spares:
                 spare.rounds.clear()
                 spare.probed.clear()
+        elif "probe_watch" in command:  # the baseline: crash trials without the watch
+            for spare in spares:
+                spare.agent.probe_watch.stop()
+                if command["probe_watch"]:
+                    spare.agent.probe_watch = ProbeWatch(spare.agent.prober,
+                                                         spare.agent.connection_closed)
+                    spare.agent.probe_watch.start()
+            say(probe_watch=command["probe_watch"])
         elif command.get("quit"):
             break
     if profile is not None:

@@ -335,7 +335,7 @@ def run_site(size: Size, args: argparse.Namespace, root: Path) -> dict[str, Any]
         master = Master(coordinator(etcd), TOKEN, root / "master")
         time.sleep(args.settle)
         steady = measure_steady(size, etcd, coord, master, workers, args.seconds)
-        trials = crash_trials(size, coord, workers, args.trials)
+        trials = crash_trials(size, coord, workers, args.trials, args.baseline_trials)
         config = config_change(apply, files.document, coord, workers)
         return {"size": vars(size) | {"node_processes": len(workers.procs)},
                 "monitors": args.monitors, "etcd_tls": etcd.client_tls is not None,
@@ -476,13 +476,24 @@ def claim_since(coord: Coordinator, server: str, at_us: int) -> Any:
     return kv if kv is not None and Claim.parse(kv).at_us >= at_us else None
 
 
-def crash_trials(size: Size, coord: Coordinator, workers: Workers,
-                 trials: int) -> dict[str, Any]:
-    """Kill a server (never the master), time the claim, revive it, await the handback."""
+def crash_trials(size: Size, coord: Coordinator, workers: Workers, trials: int,
+                 baseline: int = 0) -> dict[str, Any]:
+    """Kill a server (never the master), time the claim, revive it, await the handback.
+    `baseline`: as many more trials with the spares' probe watch off (`failover/probe_watch`),
+    taking turns with the others so both see the same site and load; reported apart."""
+    order = [True] * trials
+    for index in range(baseline):  # interleaved: on, off, on, off, ...
+        order.insert(min(len(order), 2 * index + 1), False)
     rows: list[dict[str, Any]] = []
-    step = max(1, (size.servers - 1) // max(1, trials))
+    step = max(1, (size.servers - 1) // max(1, len(order)))
     all_trials = host_busy()
-    for trial in range(trials):
+    watching = True
+    for trial, watch in enumerate(order):
+        if watch != watching:
+            workers.send(None, {"probe_watch": watch})
+            for _ in workers.spare_workers:
+                workers.wait("probe_watch", watch)
+            watching = watch
         server = server_name(1 + (trial * step) % max(1, size.servers - 1))
         try:  # a server taken over while it lived (a starved host) is no trial of a crash
             wait_until(f"{server} alive and unclaimed", partial(up, coord, server), 30, 0.1)
@@ -499,7 +510,8 @@ def crash_trials(size: Size, coord: Coordinator, workers: Workers,
                     for kv in coord.get_prefix(layout.CLAIMS_PREFIX).kvs}
             print(f"  trial {trial + 1}: {server} NOT claimed within 30 s (claims held: {held})")
             rows.append({"server": server, "spare": None, "crash_to_claim_s": None,
-                         "revive_to_claim_released_s": None, "claims_held": held})
+                         "revive_to_claim_released_s": None, "claims_held": held,
+                         "probe_watch": watch})
             workers.send(server, {"revive": server})
             workers.wait("revived", server)
             continue
@@ -517,14 +529,26 @@ def crash_trials(size: Size, coord: Coordinator, workers: Workers,
         rows.append({"server": server, "spare": claim.spare,
                      "crash_to_claim_s": round(crash_to_claim, 3),
                      "host_busy_fraction_until_claim": busy,
-                     "revive_to_claim_released_s": handback})
-        print(f"  trial {trial + 1}: {server} claimed by {claim.spare} after "
+                     "revive_to_claim_released_s": handback, "probe_watch": watch})
+        print(f"  trial {trial + 1}{'' if watch else ' (probe watch off)'}: {server} "
+              f"claimed by {claim.spare} after "
               f"{crash_to_claim:.3f} s (host {busy:.0%} busy meanwhile); released {handback} s "
               "after revive")
         time.sleep(2.0)
+    if not watching:
+        workers.send(None, {"probe_watch": True})
+        for _ in workers.spare_workers:
+            workers.wait("probe_watch", True)
+    result = _claims([r for r in rows if r["probe_watch"]])
+    result["host_busy_fraction"] = busy_since(all_trials)
+    if baseline:
+        result["probe_watch_off"] = _claims([r for r in rows if not r["probe_watch"]])
+    return result
+
+
+def _claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
     values = [r["crash_to_claim_s"] for r in rows if r["crash_to_claim_s"] is not None]
-    return {"trials": rows, "not_claimed": len(rows) - len(values),
-            "host_busy_fraction": busy_since(all_trials), "crash_to_claim_s": {
+    return {"trials": rows, "not_claimed": len(rows) - len(values), "crash_to_claim_s": {
         "p50": median(values), "p95": percentile(values, 0.95), "p99": percentile(values, 0.99),
         "max": max(values, default=None)}}
 
@@ -604,10 +628,13 @@ def print_site(result: dict[str, Any]) -> None:
     print(table(["master site API", "n", "p50 ms", "p95 ms", "max ms"],
                 [[k, v["n"], v["p50_ms"], v["p95_ms"], v["max_ms"]] for k, v in api.items()]))
     claim = result["crash"]["crash_to_claim_s"]
+    off = result["crash"].get("probe_watch_off", {}).get("crash_to_claim_s")
     conf = result["config_change"]
     print(table(["after", "p50", "p95", "p99", "max", "goal"],
                 [["crash -> claim (s)", claim["p50"], claim["p95"], claim["p99"], claim["max"],
                   f"p95 <= {GOAL_CLAIM_P95_S}"],
+                 *([["  baseline: probe watch off", off["p50"], off["p95"], off["p99"],
+                     off["max"], "-"]] if off is not None else []),
                  *([f"config -> {group} (s)", conf[group]["p50_s"], None, None,
                     conf[group]["max_s"], f"{conf[group]['converged']}/{conf[group]['n']} "
                     "converged"] for group in ("spares", "nodes") if group in conf)]))
@@ -662,7 +689,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--plot-only", action="store_true",
                    help="run nothing: the curve table and plot of the --include files")
     p.add_argument("--quick", action="store_true",
-                   help="10 servers, 500 cameras, 2 spares, 1 kill, 6 s window (< 60 s)")
+                   help="10 servers, 500 cameras, 2 spares, 2 kills (one the baseline's), 6 s "
+                   "window (< 60 s)")
     p.add_argument("--monitors", choices=["all", "master"], default="all",
                    help="which nodes run the protection monitor: every node, as the product "
                    "does, or the master's only (a host too small to simulate them all)")
@@ -675,12 +703,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="write each node process's CPU profile there (needs yappi)")
     p.add_argument("--etcd-plaintext", action="store_true",
                    help="etcd over plain HTTP (default: client and peer TLS, as in production)")
+    p.add_argument("--baseline-trials", type=int, default=0,
+                   help="as many more crash trials with the spares' probe watch off, taking "
+                   "turns with the others (the baseline for crash -> claim; default 0)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = p.parse_args(argv)
     if args.quick:
         args.servers, args.cameras, args.spares = 10, 500, 2
         args.trials, args.seconds, args.settle = 1, 6.0, 1.0
+        args.baseline_trials = 1
     return args
 
 

@@ -81,7 +81,7 @@ class SpareAgent:
                                    lambda: bool(applied.current
                                                 and applied.current.config.site.tls))
         self.detector = Detector(self.ctx, self.prober)
-        self.probe_watch = ProbeWatch(self.prober, self._connection_closed)
+        self.probe_watch = ProbeWatch(self.prober, self.connection_closed)
         self.reinsert = ReinsertJob(self.ctx, token, self.prober.peers,
                                     RateLimiter(settings.reinsert_bytes_per_second), self._pause)
         self.state: SpareMode = Idle()
@@ -115,7 +115,7 @@ class SpareAgent:
     def wake(self, *_: object) -> None:
         self._wake.set()
 
-    def _connection_closed(self, address: str) -> None:
+    def connection_closed(self, address: str) -> None:
         """A server closed our kept-alive probe connection: perhaps its process died."""
         self.detector.hurry(address)
         self.wake()
