@@ -232,6 +232,8 @@ def main(argv: list[str]) -> int:
             for spare in spares:
                 spare.rounds.clear()
                 spare.probed.clear()
+        elif command.get("closed_seen"):  # connections the spares' probe watches saw closed
+            say(closed_seen=sum(spare.agent.probe_watch.closed_seen for spare in spares))
         elif "probe_watch" in command:  # the baseline: crash trials without the watch
             for spare in spares:
                 spare.agent.probe_watch.stop()

@@ -499,6 +499,7 @@ def crash_trials(size: Size, coord: Coordinator, workers: Workers, trials: int,
             wait_until(f"{server} alive and unclaimed", partial(up, coord, server), 30, 0.1)
         except TimeoutError:
             print(f"  trial {trial + 1}: {server} was claimed or not alive before the kill")
+        seen0 = closed_seen(workers)
         host0 = host_busy()
         workers.send(server, {"kill": server})
         killed = workers.wait("killed", server)
@@ -516,6 +517,7 @@ def crash_trials(size: Size, coord: Coordinator, workers: Workers, trials: int,
             workers.wait("revived", server)
             continue
         busy = busy_since(host0)  # from the kill until the claim was seen (± 20 ms)
+        noticed = closed_seen(workers) - seen0
         claim = Claim.parse(kv)
         crash_to_claim = (claim.at_us - killed["at_us"]) / 1e6
         workers.send(server, {"revive": server})
@@ -529,7 +531,8 @@ def crash_trials(size: Size, coord: Coordinator, workers: Workers, trials: int,
         rows.append({"server": server, "spare": claim.spare,
                      "crash_to_claim_s": round(crash_to_claim, 3),
                      "host_busy_fraction_until_claim": busy,
-                     "revive_to_claim_released_s": handback, "probe_watch": watch})
+                     "revive_to_claim_released_s": handback, "probe_watch": watch,
+                     "closes_seen_by_probe_watches": noticed})
         print(f"  trial {trial + 1}{'' if watch else ' (probe watch off)'}: {server} "
               f"claimed by {claim.spare} after "
               f"{crash_to_claim:.3f} s (host {busy:.0%} busy meanwhile); released {handback} s "
@@ -544,6 +547,12 @@ def crash_trials(size: Size, coord: Coordinator, workers: Workers, trials: int,
     if baseline:
         result["probe_watch_off"] = _claims([r for r in rows if not r["probe_watch"]])
     return result
+
+
+def closed_seen(workers: Workers) -> int:
+    """Probe connections the spares' watches have seen closed so far, all spares together."""
+    workers.send(None, {"closed_seen": True})
+    return sum(workers.wait("closed_seen")["closed_seen"] for _ in workers.spare_workers)
 
 
 def _claims(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -47,9 +47,12 @@ def test_site_scale_quick_run_measures_the_site(tmp_path: Path) -> None:
     assert 0 < trial["crash_to_claim_s"] < 10, trial
     assert trial["revive_to_claim_released_s"] is not None, "the spare never handed back"
     assert trial["probe_watch"] is True
+    # Both spares probe every server, so both saw the killed server close its connection.
+    assert trial["closes_seen_by_probe_watches"] >= 1, trial
     # The baseline's trial, with the spares' probe watch off (turned off and on again in them).
     (baseline,) = site["crash"]["probe_watch_off"]["trials"]
     assert baseline["probe_watch"] is False and baseline["server"] != trial["server"]
+    assert baseline["closes_seen_by_probe_watches"] == 0, baseline
     assert 0 < baseline["crash_to_claim_s"] < 10, baseline
     config = site["config_change"]
     assert config["every_node_s"] is not None, config["nodes"]["lagging"]
