@@ -150,6 +150,11 @@ class SimSpare(SimNode):
         self.agent = SpareAgent(EtcdSite(self.coord), name, f"http://127.0.0.1:{port}", token,
                                 data_dir, membership, self.view, self.events, view)
         self.agent.ctx.make_recorder = StubRecorder  # type: ignore[assignment]  # a stand-in
+        # No camera sessions at a claim either: the cameras are not simulated, and the real
+        # early sessions (`failover/early_sessions.py`) would retry their connects for the rest of
+        # the run, a thread each per camera of every server claimed (thousands of refused
+        # connects per spare in a 100-server run before this), a cost no real spare pays.
+        self.agent.ctx.open_sessions = lambda *_args, **_kwargs: {}  # type: ignore[assignment]
         self.view.on_change(lambda _applied: self.agent.wake())
         self.rounds: list[float] = []
         self.probed: list[int] = []

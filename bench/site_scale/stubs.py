@@ -99,9 +99,11 @@ class StubRecorder:
     """The takeover recorder of a simulated spare: every camera records from the start."""
 
     def __init__(self, server: str, cameras: Sequence[CameraConfig], store: Any,
-                 recording: Any, **_: Any) -> None:
+                 recording: Any, standby: Mapping[str, Any] | None = None, **_: Any) -> None:
         self.commits = SyntheticCommits(server, [c.id for c in cameras],
                                         getattr(recording, "segment_seconds", 4.0))
+        for worker in (standby or {}).values():  # sessions handed over are not adopted: ended
+            worker.request_stop()
 
     def start(self) -> None:
         pass

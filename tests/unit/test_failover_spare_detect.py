@@ -150,6 +150,36 @@ def test_a_server_hurried_mid_round_is_probed_again_and_claimed_before_the_round
     assert prober.returned[-1] == "rec-1"
 
 
+def test_a_server_hurried_while_its_probe_is_out_is_asked_again_if_that_probe_answered(
+        detector: Detector) -> None:
+    """The close can come just after the server answered a probe already on its way back: that
+    answer must not end the episode; the server is probed again and claimed in this round."""
+    release = threading.Event()
+
+    class Held(Scripted):
+        def probe(self, address: str) -> ProbeResult:
+            if address.startswith("rec-2") and not self.returned.count("rec-2"):
+                release.wait(5)  # the first probe is out when the close is noticed
+            return super().probe(address)
+
+    prober = Held({"rec-1": [UP], "rec-2": [UP, DEAD]})
+    detector.prober = prober  # type: ignore[assignment]
+
+    def hurry_while_out() -> None:
+        time.sleep(0.2)
+        detector.hurry("rec-2.test:8600")
+        time.sleep(0.2)  # the round has taken it by now (it polls every 50 ms)
+        release.set()
+
+    hurrier = threading.Thread(target=hurry_while_out)
+    hurrier.start()
+    claimed = run(detector, DOWN)
+    hurrier.join()
+    assert claimed == ["rec-2"]
+    assert prober.returned.count("rec-2") == 3  # answered, then refused twice
+    assert detector.take_hurried() == set()
+
+
 class Decided(Scripted):
     """rec-1's probe returns only once the spare decided whether to ask early (it is late by
     then whatever the machine's load), and answers."""

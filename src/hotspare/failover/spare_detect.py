@@ -73,6 +73,8 @@ ASK_POLL_SECONDS = 0.05
 PROBE_THREADS = 16
 """Probes in flight at once: enough that a few silent hosts (each holding a thread for the probe
 timeout) do not queue the probes of the others."""
+ANSWERED = (ProbeKind.RECORDING, ProbeKind.NOT_RECORDING, ProbeKind.ERROR)
+"""Probe results that say the server was there when asked."""
 URGENT_PROBE_THREADS = 2
 """For the probes that may decide a claim (a refused server's second probe, a hurried server):
 they must not wait behind a round of a hundred others."""
@@ -294,6 +296,7 @@ class _ProbeRound:
                  hurried: Collection[str] = ()) -> None:
         self._detector = detector
         self._by_address = {server.address: server for server in servers}
+        self._after_flight: set[str] = set()  # hurried while a probe of theirs was in flight
         self._pending: dict[Future[ProbeResult], RecordingServerConfig] = {}
         self._started: dict[str, float] = {}
         self._asked: dict[str, tuple[float, float]] = {}
@@ -312,16 +315,22 @@ class _ProbeRound:
         self._pending[pool.submit(self._probe, server)] = server
 
     def _hurry(self) -> None:
-        """Servers hurried since the round began: probed again at once unless a probe of theirs
-        is in flight (it will see the close itself). Others hurried are not in this round (claimed
-        meanwhile, or no longer ours): dropped, the next round judges them as usual."""
+        """Servers hurried since the round began: probed again at once. One with a probe in
+        flight is probed again only if that probe comes back answered (it may have been answered
+        just before the close); a refusal or a timeout goes its usual way. Others hurried are not
+        in this round (claimed meanwhile, or no longer ours): dropped, the next round judges
+        them as usual."""
         hurried = self._detector.take_hurried()
         if not hurried:
             return
-        in_flight = {server.name for server in self._pending.values()}
+        busy = {server.name for server in self._pending.values()} | set(self._due)
         for address in hurried:
             server = self._by_address.get(address)
-            if server is not None and server.name not in in_flight and server.name not in self._due:
+            if server is None:
+                continue
+            if server.name in busy:
+                self._after_flight.add(server.name)
+            else:
                 self.again(server, urgent=True)
 
     def _probe(self, server: RecordingServerConfig) -> ProbeResult:
@@ -351,6 +360,9 @@ class _ProbeRound:
                 probe = future.result()
                 if self._prompt(server.name, probe):
                     detector.early_asks.earn()
+                if server.name in self._after_flight and probe.kind in ANSWERED:
+                    self._after_flight.discard(server.name)
+                    self.again(server, urgent=True)  # answered before it closed: ask again
                 if probe.kind is ProbeKind.TIMEOUT:
                     asked: tuple[float, float] | None = (self._asked.get(server.name)
                                                          or detector._ask(server.name))
