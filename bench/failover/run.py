@@ -274,17 +274,8 @@ def wait_handback(site: BenchSite, after_us: int, timeout: float = 60.0) -> Even
     """The spare's `handback` event after `after_us`, or its `stood_down` if it lost its claim
     first (a lease lost on a starved host): the server is back either way and the buffer is
     re-inserted either way (as a leftover without a claim), so the trial goes on and says so."""
-    def ended() -> Event | None:
-        for event in site.events():
-            if (event.kind in ("handback", "stood_down") and event.server == SERVER
-                    and event.wall_us >= after_us):
-                return event
-        return None
-
-    try:
-        return wait_for(f"the handback of {SERVER}", ended, timeout, 0.2)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\nevents so far:\n{site.event_lines()}") from None
+    return site.wait_event(("handback", "stood_down"), SERVER, timeout=timeout,
+                           after_us=after_us)
 
 
 REINSERT_STALL_S = 60.0

@@ -262,17 +262,20 @@ class FailoverSite:
     def event_lines(self) -> str:
         return "\n".join(e.line() for e in self.events())
 
-    def wait_event(self, kind: str, server: str | None = None, node: str | None = None,
-                   timeout: float = 30.0, after_us: int = 0) -> Event:
+    def wait_event(self, kind: str | tuple[str, ...], server: str | None = None,
+                   node: str | None = None, timeout: float = 30.0, after_us: int = 0) -> Event:
+        """The first event of `kind` (or of any of several kinds) matching the rest."""
+        kinds = (kind,) if isinstance(kind, str) else kind
+
         def found() -> Event | None:
             for event in self.events():
-                if (event.kind == kind and (server is None or event.server == server)
+                if (event.kind in kinds and (server is None or event.server == server)
                         and (node is None or event.node == node) and event.wall_us >= after_us):
                     return event
             return None
 
         try:
-            return wait_for(f"event {kind} {server or ''}", found, timeout, 0.2)
+            return wait_for(f"event {'/'.join(kinds)} {server or ''}", found, timeout, 0.2)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nevents so far:\n{self.event_lines()}") from None
 
