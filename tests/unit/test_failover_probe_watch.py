@@ -105,3 +105,22 @@ def test_a_server_closing_every_connection_is_reported_at_most_once_a_second(
         node.reset_all()
         time.sleep(2 * probe_watch.POLL_SECONDS)
     assert closed.addresses == [node.address]
+
+
+def test_an_event_that_was_a_probes_answer_is_not_a_close(
+        node: Health, prober: HealthProber) -> None:  # noqa: F811
+    """The race behind one CI failure: the watch saw a connection readable while a probe held it
+    (the answer arriving), the probe read the answer and gave it back, and the watch then found
+    it idle and called it closed. The watch now asks again once it holds the connection alone."""
+    assert prober.probe(node.address).kind is ProbeKind.RECORDING
+    (conn,) = prober.idle_connections()
+    assert prober.take_if_idle(conn)
+    assert not probe_watch._readable_now(conn.http.sock)  # the answer was read: nothing there
+    prober.return_idle(conn)
+    assert prober.probe(node.address).kind is ProbeKind.RECORDING
+    assert node.accepted == 1  # the same connection, given back
+    node.reset_all()
+    time.sleep(0.05)
+    (conn,) = prober.idle_connections()
+    assert prober.take_if_idle(conn) and probe_watch._readable_now(conn.http.sock)
+    conn.http.close()

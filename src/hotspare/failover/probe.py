@@ -157,6 +157,24 @@ class HealthProber:
         with self._lock:
             return [conn for conn in self._idle.values() if conn.http.sock is not None]
 
+    def take_if_idle(self, conn: KeptConnection) -> bool:
+        """Take `conn` out of the idle ones if it still is one (no probe took it meanwhile); the
+        caller then holds it alone and gives it back with `return_idle` or closes it."""
+        with self._lock:
+            if self._idle.get(conn.url) is not conn:
+                return False
+            del self._idle[conn.url]
+        return True
+
+    def return_idle(self, conn: KeptConnection) -> None:
+        """Give back a connection taken by `take_if_idle`, its last use unchanged; closed if a
+        probe has made another one meanwhile."""
+        with self._lock:
+            if conn.url not in self._idle:
+                self._idle[conn.url] = conn
+                return
+        conn.http.close()
+
     def drop_if_idle(self, conn: KeptConnection) -> bool:
         """Close `conn` if it is still idle (no probe took it meanwhile); True when it was."""
         with self._lock:

@@ -76,8 +76,13 @@ class ProbeWatch:
                 for key, _events in selector.select(POLL_SECONDS):
                     conn: KeptConnection = key.data
                     self._forget(selector, watched, conn)
-                    if self._prober.drop_if_idle(conn):
+                    if not self._prober.take_if_idle(conn):
+                        continue  # a probe holds it: what arrived is its answer
+                    if _readable_now(conn.http.sock):
+                        conn.http.close()
                         self._closed(conn.address)
+                    else:  # a probe took it, read its answer and gave it back meanwhile
+                        self._prober.return_idle(conn)
         except Exception:
             log.exception("the watch on the probe connections failed; dead processes are still "
                           "found by the probe rounds, only later")
@@ -128,3 +133,15 @@ class ProbeWatch:
         self._hurried[address] = now
         log.info("%s closed the spare's probe connection; probing it now", address)
         self._on_closed(address)
+
+
+def _readable_now(sock: socket.socket) -> bool:
+    """Whether `sock` has something to read now (a FIN, a reset, or bytes nobody asked for: on
+    an idle HTTP connection each means it is over). Asked again once the watch holds the
+    connection alone, because the event may have been an answer a probe has read since."""
+    with selectors.DefaultSelector() as once:
+        try:
+            once.register(sock, selectors.EVENT_READ)
+        except (KeyError, ValueError, OSError):
+            return True  # closed under us: over too
+        return bool(once.select(0))
