@@ -177,10 +177,8 @@ class HealthProber:
 
     def drop_if_idle(self, conn: KeptConnection) -> bool:
         """Close `conn` if it is still idle (no probe took it meanwhile); True when it was."""
-        with self._lock:
-            if self._idle.get(conn.url) is not conn:
-                return False
-            del self._idle[conn.url]
+        if not self.take_if_idle(conn):
+            return False
         conn.http.close()
         return True
 
