@@ -149,8 +149,27 @@ def test_a_lease_in_doubt_is_verified_with_etcd_not_assumed_lost(
         text = caplog.text
         assert "may have expired" in text and "still held" in text
         assert " lost:" not in text
+        assert "short of CPU" not in text  # etcd was silent, not this process
     finally:
         keeper.stop()
+
+
+def test_a_keeper_that_never_ran_says_its_process_is_short_of_cpu(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """No keepalive failed and none is waiting for an answer, yet the lease ran out: the keeper
+    did not get to run (a process whose threads want more than a core of Python, or a machine
+    that is overloaded; bench.lease_keeper). The warning says so, so that the operator looks at
+    the node and not at etcd."""
+    members = Members()
+    keeper = LeaseKeeper(members, Lease(0x30, TTL), interval=TTL / 4,  # type: ignore[arg-type]
+                         hedge_delay=0.05, role="unit")  # not started: its thread never runs
+    time.sleep(TTL * 1.2)
+    with caplog.at_level(logging.WARNING, logger="hotspare.coordination.etcd_adapter"):
+        assert not keeper.assumed_lost()
+    assert "may have expired" in caplog.text
+    assert "did not get to send one in time" in caplog.text
+    assert "short of CPU" in caplog.text
+    assert members.calls == []
 
 
 def test_a_lease_etcd_no_longer_knows_is_lost() -> None:

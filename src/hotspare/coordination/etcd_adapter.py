@@ -1030,9 +1030,14 @@ class LeaseKeeper:
             self._doubt_since = since = self._clock()
             self._settled.clear()
         self._wake.set()
+        waiting = sorted(e for e, (f, _sent) in list(self._inflight.items()) if not f.done())
+        why = (f"last error: {self.last_error}" if self.last_error is not None else
+               f"sent to {', '.join(waiting)}, not answered yet" if waiting else
+               "none failed or is unanswered: this process did not get to send one in time, "
+               "so it or its machine is short of CPU")
         log.warning("lease %x (%s) may have expired: no keepalive acknowledged for %.0f s "
-                    "(last error: %s); asking etcd whether it still holds it",
-                    self.lease.id, self.role, self.lease.ttl, self.last_error)
+                    "(%s); asking etcd whether it still holds it",
+                    self.lease.id, self.role, self.lease.ttl, why)
         return since
 
     def _settle(self, sent: float, ttl: float) -> None:

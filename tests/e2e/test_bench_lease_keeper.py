@@ -1,0 +1,45 @@
+"""`python -m bench.lease_keeper --quick` runs end to end: a real etcd with TLS, the product's
+lease keeper in a child process beside 128 synthetic video threads on a host made busy, once as
+the product runs them and once with the video threads made nicer (the variant tried), and its
+result says what each measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.etcd import require_etcd_binary
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_lease_keeper_quick_run_measures_both_contenders(tmp_path: Path) -> None:
+    require_etcd_binary()
+    out = tmp_path / "lease-keeper.json"
+    run = subprocess.run([sys.executable, "-m", "bench.lease_keeper", "--quick", "--out",
+                          str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "lease-keeper" and data["quick"] is True
+    assert data["envelope"]["git"]["commit"]
+    trials = data["trials"]
+    (normal,), (lowered,) = trials["normal"], trials["lowered"]
+    threads = data["setup"]["threads"]
+    if sys.platform.startswith("linux"):
+        assert lowered["threads_lowered"] == threads
+    assert normal["threads_lowered"] == 0
+    for trial in (normal, lowered):
+        # A lease lost early ends a trial early; either way some keepalives were timed.
+        assert trial["keepalive_latencies_s"], trial
+        assert 0 < trial["frames_done"] <= trial["frames_due"] * 1.05 + threads, trial
+    for name in ("normal", "lowered"):
+        summary = data["summary"][name]
+        assert summary["keepalives"] == len(trials[name][0]["keepalive_latencies_s"])
+        assert summary["keepalive_p50_ms"] <= summary["keepalive_p95_ms"] \
+            <= summary["keepalive_max_ms"]
+    assert "baseline: hotspare as it is" in run.stdout
