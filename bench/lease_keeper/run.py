@@ -18,7 +18,8 @@ child process per trial (`bench/lease_keeper/child.py`) holding a lease (TTL `--
 the product's keeper while `--threads` synthetic video threads do a camera's per-frame work.
 Baseline: the product as it is (every thread at the process's priority); variant: the video
 threads `--nice` nicer (Linux). Reported per contender: keepalive round-trip (a request every
-0.25 s from a thread of the process's priority, p50/p95/p99/max), leases lost and put in doubt,
+0.25 s from a thread of the process's priority, for the whole trial, p50/p95/p99/max; one that
+timed out counts with its time), leases lost (and when) and put in doubt,
 the video threads' frames done against due, and the child's CPU.
 """
 
@@ -128,10 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             for priority in (CONTENDERS if i % 2 == 0 else CONTENDERS[::-1]):
                 trial = run_trial(etcd, priority, args)
                 s = summarize([trial])
+                held = (f"LOST after {trial['lease_lost_after_s']} s" if trial["lease_lost"]
+                        else "held")
                 print(f"  trial {i + 1} {priority}: keepalive p50 {s['keepalive_p50_ms']} ms, "
                       f"p95 {s['keepalive_p95_ms']} ms, max {s['keepalive_max_ms']} ms; lease "
-                      f"{'LOST' if trial['lease_lost'] else 'held'} ({trial['lease_doubts']} "
-                      f"doubts); frames {trial['frames_done']}/{trial['frames_due']}; "
+                      f"{held} ({trial['lease_doubts']} doubts); frames "
+                      f"{trial['frames_done']}/{trial['frames_due']}; "
                       f"{trial['threads_lowered']}/{trial['threads']} threads lowered", flush=True)
                 trials[priority].append(trial)
     finally:
