@@ -1,7 +1,9 @@
 """One contender of `bench.lease_keeper`, in a process of its own (its own GIL):
-`python -m bench.lease_keeper.child --endpoint URL --ca F --cert F --key F --priority normal`.
+`python -m bench.lease_keeper.child --endpoint URL --ca F --cert F --key F --priority normal
+--keeper process`.
 
-It holds a lease through the product's keeper (`Coordinator.hold_lease`) while `--threads`
+It holds a lease through the product's keeper (`Coordinator.hold_lease`; `--keeper thread`: a
+thread of this process, `process`: the helper process, the product's default) while `--threads`
 synthetic video threads do a camera's per-frame work: wait for the next frame (the GIL released,
 as in FFmpeg's read), a stretch of Python (PyAV's packet objects, our clock and cut), and a hash
 of the frame's bytes (C with the GIL released, as the muxer's and the commit's work). With
@@ -23,7 +25,22 @@ import time
 from pathlib import Path
 
 from hotspare.coordination.etcd_adapter import Coordinator
+from hotspare.coordination.lease_process import ProcessLeaseKeeper
 from hotspare.etcd_security import EtcdTls
+
+
+def _helper_usage(pid: int) -> dict[str, float]:
+    """The helper process's CPU seconds and resident memory, from /proc (Linux; else none)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    rss_kb = next(int(line.split()[1]) for line in status.splitlines()
+                  if line.startswith("VmRSS:"))
+    return {"cpu_s": round((int(stat[11]) + int(stat[12])) / ticks, 3),
+            "rss_mb": round(rss_kb / 1024, 1)}
 
 
 def main() -> int:
@@ -33,6 +50,7 @@ def main() -> int:
     parser.add_argument("--cert", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--priority", choices=("normal", "lowered"), required=True)
+    parser.add_argument("--keeper", choices=("thread", "process"), default="process")
     parser.add_argument("--threads", type=int, default=128)
     parser.add_argument("--fps", type=float, default=15.0)
     parser.add_argument("--python-us", type=float, default=700.0)
@@ -44,7 +62,8 @@ def main() -> int:
     args = parser.parse_args()
 
     coord = Coordinator([args.endpoint], "/hotspare/bench-lease/", timeout=1.0, deadline=5.0,
-                        tls=EtcdTls(Path(args.ca), Path(args.cert), Path(args.key)))
+                        tls=EtcdTls(Path(args.ca), Path(args.cert), Path(args.key)),
+                        lease_keeper=args.keeper)
     stop = threading.Event()
     frames = [0] * args.threads
     lowered = [False] * args.threads
@@ -102,10 +121,18 @@ def main() -> int:
     frames_done = sum(frames) - frames_before
     cpu = time.process_time() - cpu0
     stop.set()
+    helper = _helper_usage(keeper.process.pid) if isinstance(keeper, ProcessLeaseKeeper) else {}
+    keeper.valid_for()  # the helper's page read: a loss it marked is noticed now
     lost = keeper.lost.is_set()
+    beat_gap = keeper.process.beat_gap_max if isinstance(keeper, ProcessLeaseKeeper) else None
     keeper.stop(revoke=not lost)
+    coord.close()
     print(json.dumps({
         "priority": args.priority,
+        "keeper": type(keeper).__name__,
+        "heartbeat_gap_max_s": None if beat_gap is None else round(beat_gap, 3),
+        "helper_cpu_s": helper.get("cpu_s"),
+        "helper_rss_mb": helper.get("rss_mb"),
         "threads": args.threads,
         "threads_lowered": sum(lowered),
         "seconds": round(elapsed, 2),

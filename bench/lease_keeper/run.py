@@ -6,21 +6,23 @@
 
 Why: a spare recording 64 cameras lost its own lease at the handback on a saturated 2-core host
 (bench/README.md, *The spare's lease lost at the handback*): its keepalives did not get out in
-time. This reproduces it without cameras — the product's lease keeper in a process whose video
-threads want more than one core of Python (the GIL's capacity) — and compares an idea against the
-product as it is: the video threads made nicer than the rest of the process, so that the
-scheduler would run the keeper first (it does not help: see bench/README.md).
+time. This reproduces it without cameras — a lease keeper in a process whose video threads want
+more than one core of Python (the GIL's capacity) — and compares the product's keeper, a helper
+process the node beats a heartbeat to (`lease_keeper = "process"`), against the baseline it
+replaced, a keeper thread in the node's process (`lease_keeper = "thread"`). `--with-nice` adds
+an idea measured and rejected: the keeper thread with the video threads made nicer than the
+rest of the process, so that the scheduler would run the keeper first (it made things worse).
 
 What runs: a single-member etcd with TLS (the product's launcher); `--hogs` busy processes (by
 default one per core) that stand for the rest of a saturated host (the recording server and
 the cameras beside the spare in `bench.scale`); then, one after the other and alternating, a
 child process per trial (`bench/lease_keeper/child.py`) holding a lease (TTL `--ttl`) through
 the product's keeper while `--threads` synthetic video threads do a camera's per-frame work.
-Baseline: the product as it is (every thread at the process's priority); variant: the video
-threads `--nice` nicer (Linux). Reported per contender: keepalive round-trip (a request every
-0.25 s from a thread of the process's priority, for the whole trial, p50/p95/p99/max; one that
-timed out counts with its time), leases lost (and when) and put in doubt,
-the video threads' frames done against due, and the child's CPU.
+Reported per contender: leases lost (and when) and put in doubt; keepalive round-trip of a
+request every 0.25 s sent from a thread of the loaded process, for the whole trial
+(p50/p95/p99/max; one that timed out counts with its time) — what a keeper thread there goes
+through; for the helper process, the longest gap between two of the node's heartbeats (the
+helper revokes at 3/4 of the TTL); the video threads' frames done against due; the child's CPU.
 """
 
 from __future__ import annotations
@@ -39,30 +41,38 @@ from bench.common import LoadSampler, percentile, remove_work_dir, table, work_d
 from hotspare.coordination.etcd_process import EtcdCluster
 from hotspare.pki.store import SitePki
 
-CONTENDERS = ("normal", "lowered")
-NAMES = {"normal": "baseline: hotspare as it is",
-         "lowered": "variant: video threads nice +N"}
+CONTENDERS = {"thread": ("thread", "normal"), "process": ("process", "normal"),
+              "nice": ("thread", "lowered")}
+"""Each contender's (keeper, video threads' priority) for `child.py`."""
+NAMES = {"thread": "baseline: keeper thread (lease_keeper = thread)",
+         "process": "hotspare: keeper process (the default)",
+         "nice": "rejected: keeper thread, video threads nice +N"}
 
 
 def _hog() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def run_trial(etcd: EtcdCluster, priority: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_trial(etcd: EtcdCluster, contender: str, args: argparse.Namespace) -> dict[str, Any]:
+    keeper, priority = CONTENDERS[contender]
     tls = etcd.client_tls
     assert tls is not None
     cmd = [sys.executable, "-m", "bench.lease_keeper.child", "--endpoint", etcd.endpoints[0],
            "--ca", str(tls.ca_file), "--cert", str(tls.cert_file), "--key", str(tls.key_file),
-           "--priority", priority, "--threads", str(args.threads), "--fps", str(args.fps),
-           "--python-us", str(args.python_us), "--seconds", str(args.seconds),
-           "--ttl", str(args.ttl), "--nice", str(args.nice)]
+           "--priority", priority, "--keeper", keeper, "--threads", str(args.threads),
+           "--fps", str(args.fps), "--python-us", str(args.python_us),
+           "--seconds", str(args.seconds), "--ttl", str(args.ttl), "--nice", str(args.nice)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + 120,
                          cwd=Path(__file__).resolve().parents[2])
     if out.returncode != 0 or not out.stdout.strip():
-        raise RuntimeError(f"trial ({priority}) failed: {out.stderr[-2000:]}")
+        raise RuntimeError(f"trial ({contender}) failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     result["child_warnings"] = sum(1 for line in out.stderr.splitlines() if "WARNING" in line)
     return result
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
 
 
 def summarize(trials: list[dict[str, Any]]) -> dict[str, Any]:
@@ -72,6 +82,7 @@ def summarize(trials: list[dict[str, Any]]) -> dict[str, Any]:
         v = percentile(lat, q / 100)
         return None if v is None else round(v * 1000, 1)
 
+    gaps = [t["heartbeat_gap_max_s"] for t in trials if t.get("heartbeat_gap_max_s") is not None]
     done = sum(t["frames_done"] for t in trials)
     due = sum(t["frames_due"] for t in trials)
     return {
@@ -84,6 +95,11 @@ def summarize(trials: list[dict[str, Any]]) -> dict[str, Any]:
         "keepalive_failures": sum(t["keepalive_failures"] for t in trials),
         "leases_lost": sum(1 for t in trials if t["lease_lost"]),
         "lease_doubts": sum(t["lease_doubts"] for t in trials),
+        "heartbeat_gap_max_ms": round(max(gaps) * 1000, 1) if gaps else None,
+        "helper_cpu_cores_mean": _mean([t["helper_cpu_s"] / t["seconds"] for t in trials
+                                        if t.get("helper_cpu_s") is not None]),
+        "helper_rss_mb_max": max((t["helper_rss_mb"] for t in trials
+                                  if t.get("helper_rss_mb") is not None), default=None),
         "frames_done_of_due": round(done / due, 4) if due else None,
         "cpu_cores_mean": round(sum(t["cpu_cores"] for t in trials) / len(trials), 3),
     }
@@ -103,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ttl", type=float, default=2.0, help="lease TTL (bench.scale's: 2 s)")
     parser.add_argument("--hogs", type=int, default=os.cpu_count() or 2,
                         help="busy processes standing for the rest of a saturated host")
+    parser.add_argument("--with-nice", action="store_true",
+                        help="also run the rejected idea (video threads niced, keeper thread)")
     parser.add_argument("--nice", type=int, default=5,
-                        help="Linux: how much nicer the variant's video threads run")
+                        help="Linux: how much nicer that idea's video threads run")
     parser.add_argument("--quick", action="store_true", help="1 trial of each, 8 s")
     parser.add_argument("--out", type=Path, help="result file (default bench/results/...)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch files")
@@ -120,23 +138,27 @@ def main(argv: list[str] | None = None) -> int:
     work = work_dir("lease-keeper")
     etcd = EtcdCluster(work / "etcd", 1, pki=SitePki.init(work / "pki", "bench CA"))
     hogs: list[subprocess.Popen[bytes]] = []
-    trials: dict[str, list[dict[str, Any]]] = {c: [] for c in CONTENDERS}
+    contenders = ["thread", "process"] + (["nice"] if args.with_nice else [])
+    trials: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
     try:
         etcd.start()
         hogs = [_hog() for _ in range(args.hogs)]
         time.sleep(1.0)
         for i in range(args.trials):
-            for priority in (CONTENDERS if i % 2 == 0 else CONTENDERS[::-1]):
-                trial = run_trial(etcd, priority, args)
+            for contender in (contenders if i % 2 == 0 else contenders[::-1]):
+                trial = run_trial(etcd, contender, args)
                 s = summarize([trial])
                 held = (f"LOST after {trial['lease_lost_after_s']} s" if trial["lease_lost"]
                         else "held")
-                print(f"  trial {i + 1} {priority}: keepalive p50 {s['keepalive_p50_ms']} ms, "
+                gap = ("" if trial["heartbeat_gap_max_s"] is None else
+                       f"; heartbeat gap max {trial['heartbeat_gap_max_s']} s")
+                print(f"  trial {i + 1} {contender}: keepalive p50 {s['keepalive_p50_ms']} ms, "
                       f"p95 {s['keepalive_p95_ms']} ms, max {s['keepalive_max_ms']} ms; lease "
                       f"{held} ({trial['lease_doubts']} doubts); frames "
                       f"{trial['frames_done']}/{trial['frames_due']}; "
-                      f"{trial['threads_lowered']}/{trial['threads']} threads lowered", flush=True)
-                trials[priority].append(trial)
+                      f"{trial['threads_lowered']}/{trial['threads']} threads lowered{gap}",
+                      flush=True)
+                trials[contender].append(trial)
     finally:
         for hog in hogs:
             hog.kill()
@@ -144,13 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         etcd.stop()
         load = sampler.stop()
         remove_work_dir(work, args.keep)
-    summary = {c: summarize(trials[c]) for c in CONTENDERS}
+    summary = {c: summarize(trials[c]) for c in contenders}
     print()
-    print(table(["contender", "keepalive p50 ms", "p95", "p99", "max", "leases lost",
-                 "doubts", "frames done/due", "cores"],
-                [[NAMES[c].replace("+N", f"+{args.nice}"), s["keepalive_p50_ms"],
-                  s["keepalive_p95_ms"], s["keepalive_p99_ms"],
-                  s["keepalive_max_ms"], f"{s['leases_lost']}/{s['trials']}", s["lease_doubts"],
+    print(table(["contender", "leases lost", "doubts", "keepalive p50 ms", "p95", "p99", "max",
+                 "heartbeat gap max ms", "frames done/due", "cores"],
+                [[NAMES[c].replace("+N", f"+{args.nice}"), f"{s['leases_lost']}/{s['trials']}",
+                  s["lease_doubts"], s["keepalive_p50_ms"], s["keepalive_p95_ms"],
+                  s["keepalive_p99_ms"], s["keepalive_max_ms"], s["heartbeat_gap_max_ms"],
                   s["frames_done_of_due"], s["cpu_cores_mean"]]
                  for c, s in summary.items()]))
     print(f"\n{sampler.line()}")
@@ -161,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 "threads": args.threads, "fps": args.fps, "python_us_per_frame": args.python_us,
                 "ttl_s": args.ttl, "hogs": args.hogs, "seconds": args.seconds,
                 "trials_each": args.trials, "nice_increment": args.nice,
+                "contenders": {c: NAMES[c] for c in contenders},
                 "etcd": "1 member, TLS, loopback",
             },
             "summary": summary,

@@ -90,6 +90,7 @@ def coordinator_for(
     timeout: float = 1.0,
     deadline: float = 5.0,
     watch_idle_timeout: float = 15.0,
+    lease_keeper: str = "thread",
 ) -> Coordinator:
     """A Coordinator on every member, under `/hotspare/<site>/` (a fresh site name by default)."""
     site = site or f"test-{uuid.uuid4().hex[:8]}"
@@ -101,4 +102,5 @@ def coordinator_for(
         watch_idle_timeout=watch_idle_timeout,
         tls=cluster.client_tls,
         insecure_plaintext=cluster.insecure_plaintext,
+        lease_keeper=lease_keeper,
     )

@@ -347,6 +347,13 @@ class SiteMembership(StrictModel):
     lease_ttl_seconds: float = Field(
         3.0, ge=2, le=60, description="liveness lease; etcd grants at least ~2 s"
     )
+    lease_keeper: Literal["process", "thread"] = Field(
+        "process",
+        description="what keeps the node's lease alive: `process`, a small helper process that "
+        "the node beats a heartbeat to (a node busy with video keeps its lease; one not heard "
+        "from for 3/4 of the lease is revoked), or `thread`, a thread of the node's own "
+        "process, which a node wanting more than a core of Python can lose",
+    )
     probe_interval_seconds: float = Field(
         0.25, gt=0, le=10,
         description="pause between the end of a spare's probe round and the next; a dead "

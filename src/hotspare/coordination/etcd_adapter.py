@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -51,6 +52,8 @@ from hotspare.coordination.errors import (
     LeaseNotFoundError,
 )
 from hotspare.coordination.hedging import HedgePolicy
+from hotspare.coordination.lease_page import SLOTS
+from hotspare.coordination.lease_process import READY_TIMEOUT, LeaseProcess, ProcessLeaseKeeper
 from hotspare.coordination.models import (
     ChangeType,
     CreateResult,
@@ -175,12 +178,15 @@ class Coordinator:
         tls: EtcdTls | None = None,
         insecure_plaintext: bool = False,
         spread_by: str | None = None,
+        lease_keeper: str = "thread",
     ) -> None:
-        """`tls`: the CA and client certificate presented to etcd; endpoints are reached over
-        https unless they say http:// AND `insecure_plaintext` is set (EtcdSecurityError, a
-        ValueError, otherwise). `spread_by`: the node's name; it picks the member this node
-        prefers first (`first_member`), so a site's nodes spread over the members instead of
-        all loading the first one listed. None: the first one listed."""
+        """`lease_keeper`: where `hold_lease` keeps leases alive: "thread" (a thread of this
+        process) or "process" (a helper process, `lease_process`: a node busy with video keeps
+        its lease). `tls`: the CA and client certificate presented to etcd; endpoints are
+        reached over https unless they say http:// AND `insecure_plaintext` is set
+        (EtcdSecurityError, a ValueError, otherwise). `spread_by`: the node's name; it picks
+        the member this node prefers first (`first_member`), so a site's nodes spread over the
+        members instead of all loading the first one listed. None: the first one listed."""
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
         if not prefix.startswith("/") or not prefix.endswith("/"):
@@ -202,8 +208,13 @@ class Coordinator:
         self._failed_at: dict[str, float] = {}  # endpoint -> monotonic time of its last failure
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._children: list[LeaseKeeper | Watch] = []
+        self._children: list[LeaseKeeper | ProcessLeaseKeeper | Watch] = []
         self.hedges = HedgePolicy()  # this node's keepalive hedging, across its leases
+        if lease_keeper not in ("thread", "process"):
+            raise ValueError(f"lease_keeper must be 'thread' or 'process', not {lease_keeper!r}")
+        self.lease_keeper = lease_keeper
+        self._spread_by = spread_by
+        self._lease_process: LeaseProcess | None = None
 
     @classmethod
     def for_site(cls, endpoints: Sequence[str], site: str, **kwargs: Any) -> Coordinator:
@@ -221,7 +232,23 @@ class Coordinator:
                             timeout=site.etcd_request_timeout_seconds,
                             deadline=site.etcd_deadline_seconds,
                             tls=site.etcd_tls, insecure_plaintext=site.etcd_insecure_plaintext,
-                            spread_by=node)
+                            spread_by=node, lease_keeper=site.lease_keeper)
+
+    def spawn_settings(self) -> dict[str, Any]:
+        """What another process needs to open the same connection (`from_spawn_settings`)."""
+        return {"endpoints": [f"{self.scheme}://{e}" for e in self.endpoints],
+                "prefix": self.prefix, "timeout": self.timeout, "deadline": self.deadline,
+                "tls": [None if f is None else str(f) for f in
+                        (self.tls.ca_file, self.tls.cert_file, self.tls.key_file)],
+                "insecure_plaintext": self.scheme == "http", "spread_by": self._spread_by}
+
+    @classmethod
+    def from_spawn_settings(cls, settings: dict[str, Any]) -> Coordinator:
+        ca, cert, key = (None if f is None else Path(f) for f in settings["tls"])
+        return cls(settings["endpoints"], settings["prefix"], timeout=settings["timeout"],
+                   deadline=settings["deadline"], tls=EtcdTls(ca, cert, key),
+                   insecure_plaintext=settings["insecure_plaintext"],
+                   spread_by=settings["spread_by"])
 
     # ------------------------------------------------------------------ transport
 
@@ -669,16 +696,49 @@ class Coordinator:
         on_lost: Callable[[str], None] | None = None,
         interval: float | None = None,
         role: str = "node",
-    ) -> LeaseKeeper:
-        """Grant a lease and keep it alive in a background thread until `stop()`; `role` labels
-        its `hotspare_lease_held` gauge."""
+    ) -> LeaseKeeper | ProcessLeaseKeeper:
+        """Grant a lease and keep it alive in the background until `stop()`: in a thread, or
+        in the helper process (`lease_keeper`; an own `interval` means a thread); `role` labels its
+        `hotspare_lease_held` gauge."""
         asked_at = time.monotonic()
+        helper = self._helper() if self.lease_keeper == "process" and interval is None else None
         lease = self.grant_lease(ttl)
+        if helper is not None:
+            held = helper.keep(lease, asked_at, role, on_lost)
+            if held is not None:
+                self._track(held)
+                return held
+            log.warning("the lease keeper process keeps %d leases already; lease %x is kept by "
+                        "a thread of the node instead", SLOTS, lease.id)
         keeper = LeaseKeeper(self, lease, on_lost=on_lost, interval=interval, granted_at=asked_at,
                              role=role, hedges=self.hedges)
         self._track(keeper)
         keeper.start()
         return keeper
+
+    def _helper(self) -> LeaseProcess | None:
+        """The running helper process, started if need be; None (a keeper thread, said in the
+        log) when it cannot start."""
+        with self._lock:
+            helper = self._lease_process
+            if helper is not None and helper.alive():
+                return helper
+            self._lease_process = None
+        try:
+            helper = LeaseProcess(self)
+        except OSError as exc:
+            log.warning("could not start the lease keeper process (%s); the lease is kept by a "
+                        "thread of the node instead, which a node short of CPU can lose", exc)
+            return None
+        if not helper.started():
+            log.warning("the lease keeper process (pid %d) did not start within %.0f s; the "
+                        "lease is kept by a thread of the node instead, which a node short of "
+                        "CPU can lose", helper.pid, READY_TIMEOUT)
+            helper.close()
+            return None
+        with self._lock:
+            self._lease_process = helper
+        return helper
 
     # ------------------------------------------------------------------ watches
 
@@ -755,7 +815,7 @@ class Coordinator:
         """Discard history before `revision` (tests and maintenance)."""
         self._call("kv/compaction", {"revision": revision, "physical": True}, "compaction")
 
-    def _track(self, child: LeaseKeeper | Watch) -> None:
+    def _track(self, child: LeaseKeeper | ProcessLeaseKeeper | Watch) -> None:
         with self._lock:
             self._children = [c for c in self._children if c.alive()]
             self._children.append(child)
@@ -764,11 +824,14 @@ class Coordinator:
         """Stop every keeper and watch this coordinator started (leases are not revoked)."""
         with self._lock:
             children, self._children = self._children, []
+            helper, self._lease_process = self._lease_process, None
         for child in children:
-            if isinstance(child, LeaseKeeper):
+            if isinstance(child, (LeaseKeeper, ProcessLeaseKeeper)):
                 child.stop(revoke=False)
             else:
                 child.stop()
+        if helper is not None:
+            helper.close()
 
     def __enter__(self) -> Coordinator:
         return self
@@ -863,8 +926,12 @@ class LeaseKeeper:
         role: str = "node",
         hedge_delay: float | None = None,
         hedges: HedgePolicy | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
+        """`on_change`: called from the keeper's thread each time its estimate, doubt or loss
+        changes, for a keeper whose holder lives in another process (`lease_process`)."""
         self.coordinator = coordinator
+        self._on_change = on_change
         self.lease = lease
         self.role = role
         self._held = metrics.LEASE_HELD.labels(role)
@@ -896,6 +963,22 @@ class LeaseKeeper:
     @property
     def id(self) -> int:
         return self.lease.id
+
+    @property
+    def expires_at(self) -> float:
+        """When our estimate runs out, on this keeper's clock."""
+        return self._expires_at
+
+    @property
+    def doubt_since(self) -> float | None:
+        return self._doubt_since
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            try:
+                self._on_change()
+            except Exception:
+                log.exception("lease %x: reporting its state failed", self.lease.id)
 
     def start(self) -> None:
         self._held.set(1)
@@ -938,6 +1021,7 @@ class LeaseKeeper:
         self._settled.set()
         self._held.set(0)
         log.warning("lease %x lost: %s", self.lease.id, reason)
+        self._changed()
         if self._on_lost is not None:
             try:
                 self._on_lost(reason)
@@ -1030,6 +1114,7 @@ class LeaseKeeper:
             self._doubt_since = since = self._clock()
             self._settled.clear()
         self._wake.set()
+        self._changed()
         waiting = sorted(e for e, (f, _sent) in list(self._inflight.items()) if not f.done())
         why = (f"last error: {self.last_error}" if self.last_error is not None else
                f"sent to {', '.join(waiting)}, not answered yet" if waiting else
@@ -1048,6 +1133,8 @@ class LeaseKeeper:
             self._settled.set()
         if since is not None:
             self.doubts += 1
+        self._changed()
+        if since is not None:
             log.info("lease %x (%s) still held: etcd kept it through %.1f s without an "
                      "acknowledged keepalive (an etcd election or a slow member); nothing was lost",
                      self.lease.id, self.role, self._clock() - since)

@@ -1,0 +1,196 @@
+"""The lease kept by a helper process (`coordination/lease_process.py`) against a real etcd.
+
+What it must keep from the keeper thread it replaces: the lease lives while the node does and
+no longer; the node never relies on a lease etcd no longer holds; a stop with revoke deletes
+its keys at once. What it adds: a node that goes silent (stopped, hung) has its lease revoked
+by the helper at three quarters of the TTL, and a helper that dies or hangs never leaves the
+node believing in a lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hotspare.coordination.lease_page import SILENCE_FRACTION, SLOTS
+from hotspare.coordination.lease_process import ProcessLeaseKeeper
+from tests.support.etcd import EtcdCluster, coordinator_for
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP/SIGCONT are POSIX-only")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, step: float = 0.02) -> float:
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(step)
+    return time.monotonic() - start
+
+
+def test_the_helper_keeps_the_lease_and_a_revoking_stop_deletes_its_keys(
+        etcd1: EtcdCluster) -> None:
+    coord = coordinator_for(etcd1, lease_keeper="process")
+    try:
+        keeper = coord.hold_lease(2, role="server")
+        assert isinstance(keeper, ProcessLeaseKeeper)
+        assert keeper.process.pid != os.getpid()
+        coord.put("nodes/rs1/alive", "1", lease=keeper.lease)
+        time.sleep(3 * keeper.lease.ttl)  # kept past three TTLs by the helper alone
+        assert coord.get("nodes/rs1/alive") is not None
+        assert not keeper.assumed_lost() and keeper.valid_for() > 0
+        assert 0 < keeper.valid_for() <= keeper.lease.ttl
+        left = coord.lease_time_to_live(keeper.lease)
+        assert left is not None and left > 0
+        keeper.stop(revoke=True)
+        assert coord.get("nodes/rs1/alive") is None  # revoked now, not at expiry
+        for _ in range(SLOTS + 4):  # a stopped lease's slot is free again for the next
+            again = coord.hold_lease(2, role="server")
+            assert isinstance(again, ProcessLeaseKeeper) and again.process is keeper.process
+            assert not again.assumed_lost()
+            again.stop(revoke=True)
+        wait_for(lambda: len(keeper.process._free) == SLOTS, 2.0)
+    finally:
+        coord.close()
+
+
+def test_a_node_silent_for_three_quarters_of_the_ttl_has_its_lease_revoked(
+        etcd1: EtcdCluster, caplog: pytest.LogCaptureFixture) -> None:
+    """The node's heartbeat stops (as in a node stopped or starved of even one turn of its
+    interpreter lock): the helper revokes the lease at 3/4 of the TTL, marking it lost first,
+    and says so in the node's log."""
+    coord = coordinator_for(etcd1, lease_keeper="process")
+    try:
+        keeper = coord.hold_lease(2, role="spare")
+        assert isinstance(keeper, ProcessLeaseKeeper)
+        coord.put("spares/s1", "1", lease=keeper.lease)
+        time.sleep(1.0)
+        helper = keeper.process
+        beat = helper.beat
+        with caplog.at_level(logging.WARNING):
+            helper.beat = lambda: None  # type: ignore[method-assign]
+            silent_from = time.monotonic()
+            wait_for(lambda: coord.get("spares/s1") is None, keeper.lease.ttl + 2.0)
+            revoked_after = time.monotonic() - silent_from
+            print(f"\nrevoked {revoked_after:.2f} s after the node's last heartbeat "
+                  f"(ttl {keeper.lease.ttl:.0f} s)")
+            # never before 3/4 of the TTL; the last beat was up to a beat interval earlier
+            assert revoked_after >= SILENCE_FRACTION * keeper.lease.ttl - 0.3
+            assert revoked_after <= keeper.lease.ttl + 1.0  # no later than a keeper thread's TTL
+            assert keeper.assumed_lost()
+            assert "not heard from" in (keeper.lost_reason or "")
+            wait_for(lambda: any("revoked" in r.getMessage() and "lease keeper process"
+                                 in r.getMessage() for r in caplog.records), 2.0)
+        helper.beat = beat  # type: ignore[method-assign]
+        fresh = coord.hold_lease(2, role="spare")
+        assert not fresh.assumed_lost()
+        fresh.stop(revoke=True)
+    finally:
+        coord.close()
+
+
+def test_a_helper_that_dies_makes_its_lease_lost_and_the_next_lease_starts_another(
+        etcd1: EtcdCluster) -> None:
+    coord = coordinator_for(etcd1, lease_keeper="process")
+    lost: list[str] = []
+    try:
+        keeper = coord.hold_lease(2, role="server", on_lost=lost.append)
+        assert isinstance(keeper, ProcessLeaseKeeper)
+        first = keeper.process
+        first._proc.kill()
+        assert keeper.lost.wait(5.0)
+        assert keeper.assumed_lost()
+        assert f"pid {first.pid}" in (keeper.lost_reason or "") and "exited" in lost[0]
+        fresh = coord.hold_lease(2, role="server")
+        assert isinstance(fresh, ProcessLeaseKeeper) and fresh.process is not first
+        coord.put("nodes/rs1/alive", "1", lease=fresh.lease)
+        time.sleep(1.5 * fresh.lease.ttl)
+        assert coord.get("nodes/rs1/alive") is not None and not fresh.assumed_lost()
+        fresh.stop(revoke=True)
+    finally:
+        coord.close()
+
+
+@posix_only
+def test_a_stopped_helper_leaves_the_node_to_ask_etcd(etcd1: EtcdCluster) -> None:
+    """A helper that hangs publishes nothing more: the node's estimate runs out, and once the
+    helper has given no verdict within a request timeout the node asks etcd itself."""
+    coord = coordinator_for(etcd1, timeout=0.5, lease_keeper="process")
+    try:
+        keeper = coord.hold_lease(2, role="server")
+        assert isinstance(keeper, ProcessLeaseKeeper)
+        os.kill(keeper.process.pid, signal.SIGSTOP)
+        try:
+            stopped_at = time.monotonic()
+            wait_for(keeper.in_doubt, keeper.lease.ttl + 0.5)
+            assert not keeper.lost.is_set()
+            wait_for(keeper.assumed_lost, keeper.lease.ttl + 5.0, step=0.1)
+            print(f"\nlease lost {time.monotonic() - stopped_at:.2f} s after its helper stopped:"
+                  f" {keeper.lost_reason}")
+            assert "did not say so" in (keeper.lost_reason or "")
+            assert coord.lease_time_to_live(keeper.lease) is None
+        finally:
+            os.kill(keeper.process.pid, signal.SIGCONT)
+    finally:
+        coord.close()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to see the helper gone")
+def test_a_killed_node_leaves_no_helper_and_its_lease_expires_on_its_ttl(
+        etcd1: EtcdCluster, tmp_path: Path) -> None:
+    """A node killed outright: its helper sees its stdin close and exits at once without
+    revoking (as with a keeper thread, etcd lets the lease run out)."""
+    coord = coordinator_for(etcd1)
+    tls = etcd1.client_tls
+    script = tmp_path / "node.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from hotspare.coordination.etcd_adapter import Coordinator
+        from hotspare.etcd_security import EtcdTls
+        coord = Coordinator({etcd1.endpoints!r}, {coord.prefix!r}, timeout=1.0,
+                            tls=EtcdTls(Path({str(tls.ca_file)!r}), Path({str(tls.cert_file)!r}),
+                                        Path({str(tls.key_file)!r})),
+                            lease_keeper="process")
+        keeper = coord.hold_lease(2, role="server")
+        coord.put("nodes/rs9/alive", "1", lease=keeper.lease)
+        print(keeper.process.pid, flush=True)
+        time.sleep(60)
+    """))
+    node = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert node.stdout is not None
+        helper_pid = int(node.stdout.readline())
+        time.sleep(1.0)
+        node.kill()
+        killed_at = time.monotonic()
+        node.wait(5.0)
+
+        def helper_gone() -> bool:
+            status = Path(f"/proc/{helper_pid}/status")
+            try:
+                return "State:\tZ" in status.read_text()
+            except OSError:
+                return True
+
+        wait_for(helper_gone, 3.0)
+        helper_gone_after = time.monotonic() - killed_at
+        wait_for(lambda: coord.get("nodes/rs9/alive") is None, 5.0)
+        expired_after = time.monotonic() - killed_at
+        print(f"\nhelper gone {helper_gone_after:.2f} s after the node's kill; its key deleted "
+              f"{expired_after:.2f} s after (ttl 2 s, a keepalive every 0.67 s)")
+        assert helper_gone_after < 2.0
+        # not revoked at the kill: the last keepalive was at most a third of the TTL before it
+        assert 1.0 <= expired_after <= 2.0 + 1.5
+    finally:
+        node.kill()
+        coord.close()
