@@ -22,7 +22,7 @@ Reported per contender: leases lost (and when) and put in doubt; keepalive round
 request every 0.25 s sent from a thread of the loaded process, for the whole trial
 (p50/p95/p99/max; one that timed out counts with its time) — what a keeper thread there goes
 through; for the helper process, the longest gap between two of the node's heartbeats (the
-helper revokes at 3/4 of the TTL); the video threads' frames done against due; the child's CPU.
+helper revokes after a whole TTL); the video threads' frames done against due; the child's CPU.
 """
 
 from __future__ import annotations

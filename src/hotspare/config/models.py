@@ -351,7 +351,7 @@ class SiteMembership(StrictModel):
         "process",
         description="what keeps the node's lease alive: `process`, a small helper process that "
         "the node beats a heartbeat to (a node busy with video keeps its lease; one not heard "
-        "from for 3/4 of the lease is revoked), or `thread`, a thread of the node's own "
+        "from for a whole lease TTL is revoked), or `thread`, a thread of the node's own "
         "process, which a node wanting more than a core of Python can lose",
     )
     probe_interval_seconds: float = Field(

@@ -26,9 +26,11 @@ PAGE_BYTES = DOUBLES * 8 + SLOTS * (REASON_BYTES + 2)
 EXPIRES, STATE, DOUBT_SINCE, DOUBTS = 0, 1, 2, 3
 FREE, KEEPING, LOST, STOPPED = 0.0, 1.0, 2.0, 3.0
 
-SILENCE_FRACTION = 0.75
+SILENCE_FRACTION = 1.0
 """The helper revokes a lease once the node has been silent this fraction of the lease's TTL:
-a node stopped or hung loses it no later than with a keeper thread (the TTL)."""
+a node stopped or hung loses it no later than a keeper thread's lease ran out (one TTL after its
+last keepalive). Not less: a node starved of CPU beats late (up to 1.1 s between beats seen with
+128 busy threads on 2 busy cores, `bench/lease_keeper`), and that is what the helper is for."""
 
 
 class Page:

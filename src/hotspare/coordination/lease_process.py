@@ -11,8 +11,8 @@ page a few times per TTL (one turn of the lock each), and reads the keeper's est
 same page without asking anyone.
 
 What the lease then means is unchanged: the node is alive and running Python. The helper keeps
-the lease only while it hears the node's heartbeat; a node not heard from for three quarters of
-the TTL (stopped, hung, or starved even of that one turn) has its lease revoked by the helper,
+the lease only while it hears the node's heartbeat; a node not heard from for a whole TTL
+(stopped, hung, or starved even of that one turn) has its lease revoked by the helper,
 which first marks it lost on the page so the node never relies on it afterwards. A node killed
 outright closes the helper's stdin: the helper exits without revoking, and etcd lets the lease
 expire on its TTL, as it did with a keeper thread. A helper that dies makes its leases lost at
@@ -51,7 +51,7 @@ from hotspare.coordination.models import Lease
 
 log = logging.getLogger("hotspare.coordination.lease_process")
 
-BEATS_PER_TTL = 8
+BEATS_PER_TTL = 16
 READY_TIMEOUT = 20.0
 """Seconds a new helper may take to start (imports on a loaded host) before the node falls
 back to a keeper thread and says so."""
