@@ -3,8 +3,9 @@
 What it must keep from the keeper thread it replaces: the lease lives while the node does and
 no longer; the node never relies on a lease etcd no longer holds; a stop with revoke deletes
 its keys at once. What it adds: a node that goes silent (stopped, hung) has its lease revoked
-by the helper after a whole TTL, and a helper that dies or hangs never leaves the
-node believing in a lease.
+by the helper a TTL after its last heartbeat, one that still runs (starved of CPU or of its
+interpreter lock) keeps it for three, and a helper that dies or hangs never leaves the node
+believing in a lease.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from hotspare.coordination.lease_page import SILENCE_FRACTION, SLOTS
+from hotspare.coordination.lease_page import SLOTS, STARVED_FRACTION
 from hotspare.coordination.lease_process import ProcessLeaseKeeper
 from tests.support.etcd import EtcdCluster, coordinator_for
 
@@ -63,11 +64,11 @@ def test_the_helper_keeps_the_lease_and_a_revoking_stop_deletes_its_keys(
         coord.close()
 
 
-def test_a_node_silent_for_a_whole_ttl_has_its_lease_revoked(
+def test_a_silent_node_that_still_runs_keeps_its_lease_for_three_ttls(
         etcd1: EtcdCluster, caplog: pytest.LogCaptureFixture) -> None:
-    """The node's heartbeat stops (as in a node stopped or starved of even one turn of its
-    interpreter lock): the helper revokes the lease after a whole TTL, marking it lost first,
-    and says so in the node's log."""
+    """The heartbeat stops while the node's process runs on (as when its heartbeat thread gets
+    no turn of the interpreter lock): the helper sees the node's CPU time grow and keeps the
+    lease past one TTL of silence, saying so, and revokes it at three — marked lost first."""
     coord = coordinator_for(etcd1, lease_keeper="process")
     try:
         keeper = coord.hold_lease(2, role="spare")
@@ -79,15 +80,17 @@ def test_a_node_silent_for_a_whole_ttl_has_its_lease_revoked(
         with caplog.at_level(logging.WARNING):
             helper.beat = lambda: None  # type: ignore[method-assign]
             silent_from = time.monotonic()
-            wait_for(lambda: coord.get("spares/s1") is None, keeper.lease.ttl + 2.0)
+            spin_until = silent_from + STARVED_FRACTION * keeper.lease.ttl + 2.0
+            while coord.get("spares/s1") is not None:  # the node runs: it spins and reads
+                assert time.monotonic() < spin_until, "never revoked"
+                sum(range(20_000))
             revoked_after = time.monotonic() - silent_from
-            print(f"\nrevoked {revoked_after:.2f} s after the node's last heartbeat "
-                  f"(ttl {keeper.lease.ttl:.0f} s)")
-            # never before a TTL of silence; the last beat was up to a beat interval earlier
-            assert revoked_after >= SILENCE_FRACTION * keeper.lease.ttl - 0.3
-            assert revoked_after <= keeper.lease.ttl + 0.5  # as late as a keeper thread's lease
+            print(f"\nrevoked {revoked_after:.2f} s after the node's last heartbeat, the node "
+                  f"running (ttl {keeper.lease.ttl:.0f} s)")
+            assert revoked_after >= STARVED_FRACTION * keeper.lease.ttl - 0.3
             assert keeper.assumed_lost()
-            assert "not heard from" in (keeper.lost_reason or "")
+            assert "although it ran" in (keeper.lost_reason or "")
+            wait_for(lambda: any("is running" in r.getMessage() for r in caplog.records), 2.0)
             wait_for(lambda: any("revoked" in r.getMessage() and "lease keeper process"
                                  in r.getMessage() for r in caplog.records), 2.0)
         helper.beat = beat  # type: ignore[method-assign]
@@ -95,6 +98,58 @@ def test_a_node_silent_for_a_whole_ttl_has_its_lease_revoked(
         assert not fresh.assumed_lost()
         fresh.stop(revoke=True)
     finally:
+        coord.close()
+
+
+def _node_script(etcd: EtcdCluster, prefix: str, key: str, folder: Path) -> Path:
+    """A minimal node: holds a lease through the helper, writes `key` under it, prints its
+    helper's pid, then reports the lease's loss and reason as soon as it sees it."""
+    tls = etcd.client_tls
+    script = folder / "node.py"
+    script.write_text(textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from hotspare.coordination.etcd_adapter import Coordinator
+        from hotspare.etcd_security import EtcdTls
+        coord = Coordinator({etcd.endpoints!r}, {prefix!r}, timeout=1.0,
+                            tls=EtcdTls(Path({str(tls.ca_file)!r}), Path({str(tls.cert_file)!r}),
+                                        Path({str(tls.key_file)!r})),
+                            lease_keeper="process")
+        keeper = coord.hold_lease(2, role="server")
+        coord.put({key!r}, "1", lease=keeper.lease)
+        print(keeper.process.pid, flush=True)
+        while not keeper.assumed_lost():
+            time.sleep(0.05)
+        print("LOST", keeper.lost_reason, flush=True)
+        time.sleep(60)
+    """))
+    return script
+
+
+@posix_only
+def test_a_stopped_node_has_its_lease_revoked_a_ttl_after_its_last_beat(
+        etcd1: EtcdCluster, tmp_path: Path) -> None:
+    coord = coordinator_for(etcd1)
+    script = _node_script(etcd1, coord.prefix, "nodes/rs8/alive", tmp_path)
+    node = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert node.stdout is not None
+        int(node.stdout.readline())
+        time.sleep(1.0)
+        node.send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        wait_for(lambda: coord.get("nodes/rs8/alive") is None, 5.0)
+        revoked_after = time.monotonic() - stopped_at
+        node.send_signal(signal.SIGCONT)
+        said = node.stdout.readline()
+        print(f"\nrevoked {revoked_after:.2f} s after the node stopped (ttl 2 s); the node "
+              f"then said: {said.strip()}")
+        # a TTL after its last beat, which came at most 1/16 TTL before it stopped
+        assert 2.0 - 0.2 <= revoked_after <= 2.0 + 0.7
+        assert said.startswith("LOST") and "did not run meanwhile" in said
+    finally:
+        node.kill()
+        node.wait(5.0)
         coord.close()
 
 
@@ -150,22 +205,7 @@ def test_a_killed_node_leaves_no_helper_and_its_lease_expires_on_its_ttl(
     """A node killed outright: its helper sees its stdin close and exits at once without
     revoking (as with a keeper thread, etcd lets the lease run out)."""
     coord = coordinator_for(etcd1)
-    tls = etcd1.client_tls
-    script = tmp_path / "node.py"
-    script.write_text(textwrap.dedent(f"""
-        import sys, time
-        from pathlib import Path
-        from hotspare.coordination.etcd_adapter import Coordinator
-        from hotspare.etcd_security import EtcdTls
-        coord = Coordinator({etcd1.endpoints!r}, {coord.prefix!r}, timeout=1.0,
-                            tls=EtcdTls(Path({str(tls.ca_file)!r}), Path({str(tls.cert_file)!r}),
-                                        Path({str(tls.key_file)!r})),
-                            lease_keeper="process")
-        keeper = coord.hold_lease(2, role="server")
-        coord.put("nodes/rs9/alive", "1", lease=keeper.lease)
-        print(keeper.process.pid, flush=True)
-        time.sleep(60)
-    """))
+    script = _node_script(etcd1, coord.prefix, "nodes/rs9/alive", tmp_path)
     node = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         assert node.stdout is not None

@@ -5,7 +5,8 @@ Started by the node (`lease_process.LeaseProcess`) as
 then commands (`keep`, `stop`) from stdin, and writes messages (`ready`, `log`, `lost`,
 `stopped`) to stdout. Each lease is kept by the same `LeaseKeeper` a node runs in a thread
 (hedging, doubt, etcd's verdict), here with a GIL of its own; what it learns goes on the shared
-page (`lease_page`). A node silent for `SILENCE_FRACTION` of a lease's TTL has that lease
+page (`lease_page`). A node silent for a TTL that has not run meanwhile (stopped, frozen: its
+CPU time did not grow), or silent for `STARVED_FRACTION` TTLs whatever it did, has its leases
 revoked; a node gone (stdin closed) leaves its leases to expire on their TTL.
 """
 
@@ -28,10 +29,12 @@ from hotspare.coordination.lease_page import (
     EXPIRES,
     KEEPING,
     SILENCE_FRACTION,
+    STARVED_FRACTION,
     STATE,
     Page,
 )
 from hotspare.coordination.models import Lease
+from hotspare.coordination.process_cpu import cpu_seconds
 
 log = logging.getLogger("hotspare.coordination.lease_helper")
 
@@ -43,6 +46,7 @@ class _Helper:
         self._out_lock = threading.Lock()
         self.page = Page.open(Path(config["page"]))
         self.coordinator = Coordinator.from_spawn_settings(config)
+        self.node_pid = int(config["node_pid"])
         self.keepers: dict[int, tuple[int, LeaseKeeper]] = {}  # slot: (generation, keeper)
         self.lock = threading.Lock()
         self._watch = threading.Thread(target=self._watch_heartbeat, daemon=True,
@@ -100,26 +104,52 @@ class _Helper:
             self._let_go(slot, gen, held[1], revoke=False)
 
     def _watch_heartbeat(self) -> None:
+        """Revoke the leases of a node silent for a TTL that has not run meanwhile, or for
+        `STARVED_FRACTION` TTLs whatever it did."""
+        ran_before: float | None = None  # the node's CPU seconds, while its heartbeat was fresh
+        said_starved = False
         while True:
             time.sleep(0.05)
-            silent = time.monotonic() - self.page.heartbeat
             with self.lock:
-                late = [(slot, gen, k) for slot, (gen, k) in self.keepers.items()
-                        if silent >= SILENCE_FRACTION * k.lease.ttl
-                        and self.page.field(slot, STATE) == KEEPING]
-                for slot, _gen, _keeper in late:
-                    # Marked lost before the revoke: the node never relies on it afterwards.
-                    self.page.mark_lost(slot, f"the node's process was not heard from for "
-                                        f"{silent:.1f} s (stopped, hung, or starved of CPU), so "
-                                        "its lease keeper revoked the lease for a spare to act")
-                    del self.keepers[slot]
-            for slot, gen, keeper in late:
-                log.warning("lease %x (%s) revoked: the node's process was not heard from for "
-                            "%.1f s (stopped, hung, or starved of CPU); a spare may take over. If "
-                            "the node is alive, it is short of CPU: see docs/operations.md",
-                            keeper.id, keeper.role, silent)
-                self.send({"op": "lost", "slot": slot, "gen": gen})
-                self._let_go(slot, gen, keeper, revoke=True)
+                ttl = min((k.lease.ttl for _gen, k in self.keepers.values()), default=None)
+            if ttl is None:
+                continue
+            silent = time.monotonic() - self.page.heartbeat
+            if silent < ttl / 2:
+                ran_before, said_starved = cpu_seconds(self.node_pid), False
+                continue
+            if silent < SILENCE_FRACTION * ttl:
+                continue
+            ran_now = cpu_seconds(self.node_pid)
+            running = ran_before is not None and ran_now is not None and ran_now > ran_before
+            if running and silent < STARVED_FRACTION * ttl:
+                if not said_starved:
+                    said_starved = True
+                    log.warning("the node's process has not beaten its heartbeat for %.1f s but "
+                                "is running (short of CPU, or of its interpreter lock): its "
+                                "lease is kept until it is silent for %.0f s", silent,
+                                STARVED_FRACTION * ttl)
+                continue
+            self._revoke_all(silent, running)
+
+    def _revoke_all(self, silent: float, running: bool) -> None:
+        why = (f"the node's process was not heard from for {silent:.1f} s although it ran "
+               "(a thread holding its interpreter lock?)" if running else
+               f"the node's process was not heard from for {silent:.1f} s and did not run "
+               "meanwhile (stopped or frozen)")
+        with self.lock:
+            late = [(slot, gen, k) for slot, (gen, k) in self.keepers.items()
+                    if self.page.field(slot, STATE) == KEEPING]
+            for slot, _gen, _keeper in late:
+                # Marked lost before the revoke: the node never relies on it afterwards.
+                self.page.mark_lost(slot, f"{why}, so its lease keeper revoked the lease for a "
+                                    "spare to act")
+                del self.keepers[slot]
+        for slot, gen, keeper in late:
+            log.warning("lease %x (%s) revoked: %s; a spare may take over", keeper.id,
+                        keeper.role, why)
+            self.send({"op": "lost", "slot": slot, "gen": gen})
+            self._let_go(slot, gen, keeper, revoke=True)
 
 
 class _ForwardLogs(logging.Handler):

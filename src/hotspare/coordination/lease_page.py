@@ -27,10 +27,14 @@ EXPIRES, STATE, DOUBT_SINCE, DOUBTS = 0, 1, 2, 3
 FREE, KEEPING, LOST, STOPPED = 0.0, 1.0, 2.0, 3.0
 
 SILENCE_FRACTION = 1.0
-"""The helper revokes a lease once the node has been silent this fraction of the lease's TTL:
-a node stopped or hung loses it no later than a keeper thread's lease ran out (one TTL after its
-last keepalive). Not less: a node starved of CPU beats late (up to 1.1 s between beats seen with
-128 busy threads on 2 busy cores, `bench/lease_keeper`), and that is what the helper is for."""
+"""The helper revokes a lease once the node has been silent this fraction of the lease's TTL
+and has not run meanwhile (stopped, frozen): no later than a keeper thread's lease ran out, one
+TTL after its last keepalive."""
+STARVED_FRACTION = 3.0
+"""A node that has run during its silence (its CPU time grew) is short of CPU or of its
+interpreter lock, not stopped: its heartbeat thread beat up to 2 s late with 128 busy threads on
+2 busy cores (`bench/lease_keeper`). It keeps its lease until silent this fraction of the TTL,
+so that a node spinning with the lock held still loses it."""
 
 
 class Page:

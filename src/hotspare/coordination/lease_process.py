@@ -11,9 +11,11 @@ page a few times per TTL (one turn of the lock each), and reads the keeper's est
 same page without asking anyone.
 
 What the lease then means is unchanged: the node is alive and running Python. The helper keeps
-the lease only while it hears the node's heartbeat; a node not heard from for a whole TTL
-(stopped, hung, or starved even of that one turn) has its lease revoked by the helper,
-which first marks it lost on the page so the node never relies on it afterwards. A node killed
+the lease only while it hears the node's heartbeat: a node not heard from for a whole TTL that
+did not run meanwhile (stopped, frozen; its CPU time, from the OS, did not grow), or not heard
+from for three TTLs whatever it did (a thread spinning with the lock held), has its lease
+revoked by the helper, which first marks it lost on the page so the node never relies on it
+afterwards. A node killed
 outright closes the helper's stdin: the helper exits without revoking, and etcd lets the lease
 expire on its TTL, as it did with a keeper thread. A helper that dies makes its leases lost at
 once for the node, which then grants a new lease (starting a new helper) as after any loss.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -91,7 +94,8 @@ class LeaseProcess:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin: IO[bytes] = self._proc.stdin
-        self._send({"op": "config", "page": str(self._path), **coordinator.spawn_settings()})
+        self._send({"op": "config", "page": str(self._path), "node_pid": os.getpid(),
+                    **coordinator.spawn_settings()})
         self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,),
                                         name="lease-process-read", daemon=True)
         self._reader.start()
