@@ -350,9 +350,9 @@ class SiteMembership(StrictModel):
     lease_keeper: Literal["process", "thread"] = Field(
         "process",
         description="what keeps the node's lease alive: `process`, a small helper process that "
-        "the node beats a heartbeat to (a node busy with video keeps its lease; one not heard "
-        "from for a whole lease TTL is revoked), or `thread`, a thread of the node's own "
-        "process, which a node wanting more than a core of Python can lose",
+        "the node beats a heartbeat to (a node busy with video keeps its lease; one silent for a "
+        "TTL that did not run meanwhile, or silent for three, loses it), or `thread`, a thread "
+        "of the node's own process, which a node wanting more than a core of Python can lose",
     )
     probe_interval_seconds: float = Field(
         0.25, gt=0, le=10,
