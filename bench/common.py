@@ -42,6 +42,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def child_pids(pid: int) -> list[int]:
+    """The children of `pid` (a node's lease keeper process), from every thread's list."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(c) for c in children.read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def node_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of a node process and of its children (its lease keeper process is part
+    of what a node costs)."""
+    return cpu_seconds(pid) + total_cpu_seconds(child_pids(pid))
+
+
+def node_rss_bytes(pid: int, *, peak: bool = False) -> int:
+    """Resident set (or its high-water mark) of a node process plus its children's."""
+    total = 0
+    for each in [pid, *child_pids(pid)]:
+        try:
+            total += _status_kb(each, "VmHWM" if peak else "VmRSS") * 1024
+        except (OSError, ValueError):
+            pass
+    return total
+
+
 def _status_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -323,6 +351,18 @@ def shown(path: Path) -> str:
 def work_dir(benchmark: str) -> Path:
     """A fresh scratch directory in the system temp dir (large files stay off the repository)."""
     return Path(tempfile.mkdtemp(prefix=f"hotspare-bench-{benchmark}-"))
+
+
+def warn_if_short_of_disk(path: Path, need_bytes: float, how: str) -> bool:
+    """Say so before a run whose files may not fit where `path` is (a full disk mid-run spoils
+    its trials with errors that are not the product's); True when it was said."""
+    free = shutil.disk_usage(path).free
+    if free >= need_bytes:
+        return False
+    print(f"WARNING: {free / 1e9:.1f} GB free where this run writes its files, and it may write "
+          f"~{need_bytes / 1e9:.0f} GB ({how}); free space (old `--keep` folders?) or ask for "
+          f"fewer trials or cameras", flush=True)
+    return True
 
 
 def remove_work_dir(path: Path, keep: bool) -> None:

@@ -48,12 +48,12 @@ import tomli_w
 
 from bench.common import (
     LoadSampler,
-    cpu_seconds,
     first_line,
     median,
+    node_cpu_seconds,
+    node_rss_bytes,
     percentile,
     remove_work_dir,
-    rss_bytes,
     table,
     work_dir,
     write_result,
@@ -341,11 +341,12 @@ def spare_window(site: BenchSite, seconds: float) -> tuple[float, float, float]:
     spare = site.node(SPARE).process
     server = site.node(SERVER).process
     assert spare is not None and server is not None
-    spare0, server0, t0 = cpu_seconds(spare.pid), cpu_seconds(server.pid), time.monotonic()
+    spare0, server0 = node_cpu_seconds(spare.pid), node_cpu_seconds(server.pid)
+    t0 = time.monotonic()
     time.sleep(seconds)
     minutes = (time.monotonic() - t0) / 60
-    return ((cpu_seconds(spare.pid) - spare0) / minutes, rss_bytes(spare.pid) / 1e6,
-            (cpu_seconds(server.pid) - server0) / minutes)
+    return ((node_cpu_seconds(spare.pid) - spare0) / minutes, node_rss_bytes(spare.pid) / 1e6,
+            (node_cpu_seconds(server.pid) - server0) / minutes)
 
 
 def standing_cost(site: BenchSite, gapless: frozenset[str], cameras: int,

@@ -41,11 +41,12 @@ from bench.common import (
     first_line,
     host_busy,
     median,
-    peak_rss_bytes,
+    node_cpu_seconds,
+    node_rss_bytes,
     percentile,
     remove_work_dir,
-    rss_bytes,
     table,
+    warn_if_short_of_disk,
     work_dir,
     write_result,
 )
@@ -74,6 +75,9 @@ from tests.support.camsim import now_us
 from tests.support.site import wait_for
 
 MODES = ("gapless", "standard", "both")
+TRIAL_SECONDS_ESTIMATE = 600
+"""Seconds of recording a 64-camera trial keeps on disk, about (crash, cover, handback and the
+re-insert): 5 gapless trials at 64 × 2 Mbit/s wrote ~45 GB on 2026-12-05."""
 
 
 def camera_ids(count: int) -> list[str]:
@@ -105,17 +109,17 @@ def cover_probe(site: BenchSite, cameras: int) -> Callable[[float], dict[str, An
         spare = site.node(SPARE).process
         assert spare is not None
         sim = sim_pid(site)
-        spare0, sim0, t0 = cpu_seconds(spare.pid), cpu_seconds(sim), time.monotonic()
+        spare0, sim0, t0 = node_cpu_seconds(spare.pid), cpu_seconds(sim), time.monotonic()
         host0 = host_busy()
         time.sleep(seconds)
         elapsed = time.monotonic() - t0
-        spare_cpu = cpu_seconds(spare.pid) - spare0
+        spare_cpu = node_cpu_seconds(spare.pid) - spare0
         return {
             "window_s": round(elapsed, 2),
             "spare_cpu_cores": round(spare_cpu / elapsed, 3),
             "spare_cpu_s_per_camera_min": round(spare_cpu / cameras / (elapsed / 60), 4),
-            "spare_rss_mb": round(rss_bytes(spare.pid) / 1e6, 1),
-            "spare_peak_rss_mb": round(peak_rss_bytes(spare.pid) / 1e6, 1),
+            "spare_rss_mb": round(node_rss_bytes(spare.pid) / 1e6, 1),
+            "spare_peak_rss_mb": round(node_rss_bytes(spare.pid, peak=True) / 1e6, 1),
             "sim_cpu_cores": round((cpu_seconds(sim) - sim0) / elapsed, 3),
             "host_busy_fraction": busy_since(host0),
         }
@@ -186,6 +190,10 @@ def run_crashes(args: argparse.Namespace) -> int:
           f"{args.trials} trial(s) per mode {phases}, etcd {args.etcd}; {sampler.line()}",
           flush=True)
     work = work_dir("scale")
+    warn_if_short_of_disk(work, args.cameras * args.bitrate * 125 * TRIAL_SECONDS_ESTIMATE
+                          * args.trials * len(phases),
+                          f"every camera's video kept by the server, and by the spare until its "
+                          f"re-insert, ~{TRIAL_SECONDS_ESTIMATE} s a trial")
     trials: dict[str, list[Trial]] = {p: [] for p in phases}
     steps: dict[int, tuple[int | None, dict[str, list[float | None]]]] = {}  # by trial index
     cost: dict[str, Any] = {}

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,17 +24,9 @@ import pytest
 from hotspare.coordination.lease_page import SLOTS, STARVED_FRACTION
 from hotspare.coordination.lease_process import ProcessLeaseKeeper
 from tests.support.etcd import EtcdCluster, coordinator_for
+from tests.support.site import wait_for
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP/SIGCONT are POSIX-only")
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, step: float = 0.02) -> float:
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(step)
-    return time.monotonic() - start
 
 
 def test_the_helper_keeps_the_lease_and_a_revoking_stop_deletes_its_keys(
@@ -59,7 +50,7 @@ def test_the_helper_keeps_the_lease_and_a_revoking_stop_deletes_its_keys(
             assert isinstance(again, ProcessLeaseKeeper) and again.process is keeper.process
             assert not again.assumed_lost()
             again.stop(revoke=True)
-        wait_for(lambda: len(keeper.process._free) == SLOTS, 2.0)
+        wait_for("every slot free again", lambda: len(keeper.process._free) == SLOTS, 2.0)
     finally:
         coord.close()
 
@@ -90,8 +81,10 @@ def test_a_silent_node_that_still_runs_keeps_its_lease_for_three_ttls(
             assert revoked_after >= STARVED_FRACTION * keeper.lease.ttl - 0.3
             assert keeper.assumed_lost()
             assert "although it ran" in (keeper.lost_reason or "")
-            wait_for(lambda: any("is running" in r.getMessage() for r in caplog.records), 2.0)
-            wait_for(lambda: any("revoked" in r.getMessage() and "lease keeper process"
+            wait_for("the helper's word that the node runs",
+                     lambda: any("is running" in r.getMessage() for r in caplog.records), 2.0)
+            wait_for("the revoke in the node's log",
+                     lambda: any("revoked" in r.getMessage() and "lease keeper process"
                                  in r.getMessage() for r in caplog.records), 2.0)
         helper.beat = beat  # type: ignore[method-assign]
         fresh = coord.hold_lease(2, role="spare")
@@ -138,7 +131,8 @@ def test_a_stopped_node_has_its_lease_revoked_a_ttl_after_its_last_beat(
         time.sleep(1.0)
         node.send_signal(signal.SIGSTOP)
         stopped_at = time.monotonic()
-        wait_for(lambda: coord.get("nodes/rs8/alive") is None, 5.0)
+        wait_for("the stopped node's key gone", lambda: coord.get("nodes/rs8/alive") is None,
+                 5.0, interval=0.02)
         revoked_after = time.monotonic() - stopped_at
         node.send_signal(signal.SIGCONT)
         said = node.stdout.readline()
@@ -186,9 +180,9 @@ def test_a_stopped_helper_leaves_the_node_to_ask_etcd(etcd1: EtcdCluster) -> Non
         os.kill(keeper.process.pid, signal.SIGSTOP)
         try:
             stopped_at = time.monotonic()
-            wait_for(keeper.in_doubt, keeper.lease.ttl + 0.5)
+            wait_for("the lease in doubt", keeper.in_doubt, keeper.lease.ttl + 0.5, interval=0.02)
             assert not keeper.lost.is_set()
-            wait_for(keeper.assumed_lost, keeper.lease.ttl + 5.0, step=0.1)
+            wait_for("the lease lost", keeper.assumed_lost, keeper.lease.ttl + 5.0)
             print(f"\nlease lost {time.monotonic() - stopped_at:.2f} s after its helper stopped:"
                   f" {keeper.lost_reason}")
             assert "did not say so" in (keeper.lost_reason or "")
@@ -222,9 +216,10 @@ def test_a_killed_node_leaves_no_helper_and_its_lease_expires_on_its_ttl(
             except OSError:
                 return True
 
-        wait_for(helper_gone, 3.0)
+        wait_for("the helper gone", helper_gone, 3.0, interval=0.02)
         helper_gone_after = time.monotonic() - killed_at
-        wait_for(lambda: coord.get("nodes/rs9/alive") is None, 5.0)
+        wait_for("the killed node's key gone", lambda: coord.get("nodes/rs9/alive") is None,
+                 5.0, interval=0.02)
         expired_after = time.monotonic() - killed_at
         print(f"\nhelper gone {helper_gone_after:.2f} s after the node's kill; its key deleted "
               f"{expired_after:.2f} s after (ttl 2 s, a keepalive every 0.67 s)")

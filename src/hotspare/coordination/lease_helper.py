@@ -110,27 +110,35 @@ class _Helper:
         said_starved = False
         while True:
             time.sleep(0.05)
-            with self.lock:
-                ttl = min((k.lease.ttl for _gen, k in self.keepers.values()), default=None)
-            if ttl is None:
-                continue
-            silent = time.monotonic() - self.page.heartbeat
-            if silent < ttl / 2:
-                ran_before, said_starved = cpu_seconds(self.node_pid), False
-                continue
-            if silent < SILENCE_FRACTION * ttl:
-                continue
-            ran_now = cpu_seconds(self.node_pid)
-            running = ran_before is not None and ran_now is not None and ran_now > ran_before
-            if running and silent < STARVED_FRACTION * ttl:
-                if not said_starved:
-                    said_starved = True
-                    log.warning("the node's process has not beaten its heartbeat for %.1f s but "
-                                "is running (short of CPU, or of its interpreter lock): its "
-                                "lease is kept until it is silent for %.0f s", silent,
-                                STARVED_FRACTION * ttl)
-                continue
-            self._revoke_all(silent, running)
+            try:
+                ran_before, said_starved = self._watch_once(ran_before, said_starved)
+            except Exception:  # the watch must not die: without it a hung node keeps its lease
+                log.exception("the lease keeper process's heartbeat watch failed; retrying")
+
+    def _watch_once(self, ran_before: float | None, said_starved: bool
+                    ) -> tuple[float | None, bool]:
+        """One look at the node's heartbeat; (the node's CPU seconds while it was last heard
+        in time, whether its silence while running was already logged)."""
+        self.page.helper_beat = time.monotonic()
+        with self.lock:
+            ttl = min((k.lease.ttl for _gen, k in self.keepers.values()), default=None)
+        if ttl is None:
+            return ran_before, said_starved
+        silent = time.monotonic() - self.page.heartbeat
+        if silent < ttl / 2:
+            return cpu_seconds(self.node_pid), False
+        if silent < SILENCE_FRACTION * ttl:
+            return ran_before, said_starved
+        ran_now = cpu_seconds(self.node_pid)
+        running = ran_before is not None and ran_now is not None and ran_now > ran_before
+        if running and silent < STARVED_FRACTION * ttl:
+            if not said_starved:
+                log.warning("the node's process has not beaten its heartbeat for %.1f s but is "
+                            "running (short of CPU, or of its interpreter lock): its lease is "
+                            "kept until it is silent for %.0f s", silent, STARVED_FRACTION * ttl)
+            return ran_before, True
+        self._revoke_all(silent, running)
+        return ran_before, said_starved
 
     def _revoke_all(self, silent: float, running: bool) -> None:
         why = (f"the node's process was not heard from for {silent:.1f} s although it ran "

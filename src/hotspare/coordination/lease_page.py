@@ -1,9 +1,10 @@
 """The page a node shares with its lease keeper process (`lease_process`, `lease_helper`).
 
-A small memory-mapped file of doubles: the node's heartbeat, then per lease slot when our
-estimate runs out, the slot's state, since when the lease is in doubt and how often it was; then
-per slot the reason it was lost. Both processes read and write it without a system call or a
-lock: each field has one writer at a time (the heartbeat: the node; a slot: the helper while it
+A small memory-mapped file of doubles: the node's heartbeat, the helper's, then per lease slot
+when our
+estimate runs out, the slot's state, since when the lease is in doubt and how often it was;
+then per slot the reason it was lost. Both processes read and write it without a system call or
+a lock: each field has one writer at a time (each heartbeat its process; a slot: the helper while it
 keeps the lease, the node before handing it over and once the helper is gone or silent), and a
 double is stored whole. Times are `time.monotonic()`, one clock for every process of a machine
 (Linux's CLOCK_MONOTONIC, and the system-wide counters Python uses on macOS and Windows).
@@ -19,7 +20,8 @@ SLOTS = 16
 """Leases one helper keeps at once (a node holds one; the rest is room for re-grants)."""
 FIELDS = 4
 REASON_BYTES = 510  # UTF-8, after a 2-byte length
-DOUBLES = 1 + SLOTS * FIELDS  # index 0: the node's last heartbeat
+HEADER = 2  # the node's last heartbeat, the helper's
+DOUBLES = HEADER + SLOTS * FIELDS
 PAGE_BYTES = DOUBLES * 8 + SLOTS * (REASON_BYTES + 2)
 
 # A slot's fields, and its states.
@@ -64,17 +66,27 @@ class Page:
 
     @property
     def heartbeat(self) -> float:
+        """When the node last beat (written by the node, read by the helper)."""
         return float(self.doubles[0])
 
     @heartbeat.setter
     def heartbeat(self, value: float) -> None:
         self.doubles[0] = value
 
+    @property
+    def helper_beat(self) -> float:
+        """When the helper's heartbeat watch last ran (the other way round)."""
+        return float(self.doubles[1])
+
+    @helper_beat.setter
+    def helper_beat(self, value: float) -> None:
+        self.doubles[1] = value
+
     def field(self, slot: int, index: int) -> float:
-        return float(self.doubles[1 + slot * FIELDS + index])
+        return float(self.doubles[HEADER + slot * FIELDS + index])
 
     def set_field(self, slot: int, index: int, value: float) -> None:
-        self.doubles[1 + slot * FIELDS + index] = value
+        self.doubles[HEADER + slot * FIELDS + index] = value
 
     def reason(self, slot: int) -> str:
         start = DOUBLES * 8 + slot * (REASON_BYTES + 2)

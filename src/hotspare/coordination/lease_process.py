@@ -55,6 +55,8 @@ from hotspare.coordination.models import Lease
 log = logging.getLogger("hotspare.coordination.lease_process")
 
 BEATS_PER_TTL = 16
+HELPER_SILENT = 1.0
+"""Seconds without the helper's own beat after which the node stops waiting for its verdict."""
 READY_TIMEOUT = 20.0
 """Seconds a new helper may take to start (imports on a loaded host) before the node falls
 back to a keeper thread and says so."""
@@ -69,7 +71,8 @@ class EtcdConnection(Protocol):
 
     def revoke_lease(self, lease: Lease | int) -> None: ...
 
-    def lease_time_to_live(self, lease: Lease | int) -> float | None: ...
+    def lease_time_to_live(self, lease: Lease | int, *, timeout: float | None = None,
+                           endpoint: str | None = None) -> float | None: ...
 
 
 class LeaseProcess:
@@ -294,8 +297,9 @@ class ProcessLeaseKeeper:
 
     def assumed_lost(self) -> bool:
         """As `LeaseKeeper.assumed_lost`: lost when the helper says so; in doubt, wait for its
-        verdict, but only within one request timeout of the doubt beginning. A helper that gave
-        none by then (stopped or hung itself) cannot be trusted to: the node asks etcd itself."""
+        verdict, but only within one request timeout of the doubt beginning, then hold on (etcd
+        is slow or away for the helper too). Unless the helper itself has stopped beating (it
+        is stopped or hung): then the node asks etcd, one request."""
         if self.valid_for() > 0.0:
             return False
         if self.lost.is_set():
@@ -309,11 +313,14 @@ class ProcessLeaseKeeper:
                 return False
             if self.lost.is_set():
                 return True
+        if time.monotonic() - page.helper_beat < HELPER_SILENT:
+            return False
         return self._ask_etcd()
 
     def _ask_etcd(self) -> bool:
+        c = self.process.coordinator
         try:
-            left = self.process.coordinator.lease_time_to_live(self.lease)
+            left = c.lease_time_to_live(self.lease, timeout=c.timeout)
         except CoordinationError:
             return False  # nobody can act on its expiry before etcd is reachable either
         if left is not None:

@@ -17,11 +17,11 @@ def cpu_seconds(pid: int) -> float | None:
     stat = Path(f"/proc/{pid}/stat")
     try:
         fields = stat.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        if fields[0] in ("T", "t", "Z", "X"):  # stopped, traced, or dead: not running now
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
         return None
-    if fields[0] in ("T", "t", "Z", "X"):  # stopped, traced, or dead: not running, whatever ran
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if sys.platform == "win32":
@@ -31,6 +31,12 @@ if sys.platform == "win32":
     _QUERY_LIMITED = 0x1000  # PROCESS_QUERY_LIMITED_INFORMATION
 
     def _windows(pid: int) -> float | None:
+        try:
+            return _process_times(pid)
+        except (OSError, AttributeError, ValueError):
+            return None
+
+    def _process_times(pid: int) -> float | None:
         kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
         handle = kernel32.OpenProcess(_QUERY_LIMITED, False, pid)
         if not handle:
