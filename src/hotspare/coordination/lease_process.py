@@ -88,13 +88,18 @@ class LeaseProcess:
         self._generation = 0  # tells a slot's leases apart in messages (a slot is reused)
         self._ready = threading.Event()
         self._gone = threading.Event()
+        self._closing = False
         self._beat_every = 0.25
         self.beat_gap_max = 0.0
         """The longest time between two beats of the heartbeat thread (a node short of CPU)."""
         self.beat()
+        # A session (process group) of its own: a Ctrl+C meant for the node is the node's to
+        # handle; the helper ends when the node does (its stdin closes).
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "hotspare.coordination.lease_helper"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            start_new_session=sys.platform != "win32",
+            creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0))
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin: IO[bytes] = self._proc.stdin
         self._send({"op": "config", "page": str(self._path), "node_pid": os.getpid(),
@@ -216,12 +221,13 @@ class LeaseProcess:
                 self.page.mark_lost(keeper.slot, f"its lease keeper process (pid {self.pid}) "
                                     f"exited with code {code}, so nothing keeps it alive")
                 keeper.noticed_lost()
-        if keepers or code not in (0, None):
+        if not self._closing and (keepers or code not in (0, None)):
             log.warning("the lease keeper process (pid %d) exited with code %s; a new one starts "
                         "with the next lease", self.pid, code)
 
     def close(self) -> None:
         """Stop the helper (its leases are not revoked: `ProcessLeaseKeeper.stop` does that)."""
+        self._closing = True
         self._gone.set()
         with contextlib.suppress(OSError, ValueError):
             self._stdin.close()
