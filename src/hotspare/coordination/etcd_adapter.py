@@ -215,6 +215,7 @@ class Coordinator:
         self.lease_keeper = lease_keeper
         self._spread_by = spread_by
         self._lease_process: LeaseProcess | None = None
+        self._helper_lock = threading.Lock()  # held while a helper starts (up to 20 s)
 
     @classmethod
     def for_site(cls, endpoints: Sequence[str], site: str, **kwargs: Any) -> Coordinator:
@@ -717,28 +718,28 @@ class Coordinator:
         return keeper
 
     def _helper(self) -> LeaseProcess | None:
-        """The running helper process, started if need be; None (a keeper thread, said in the
-        log) when it cannot start."""
-        with self._lock:
+        """The running helper process, started if need be (by one caller at a time); None (a
+        keeper thread, said in the log) when it cannot start."""
+        with self._helper_lock:
             helper = self._lease_process
             if helper is not None and helper.alive():
                 return helper
             self._lease_process = None
-        try:
-            helper = LeaseProcess(self)
-        except OSError as exc:
-            log.warning("could not start the lease keeper process (%s); the lease is kept by a "
-                        "thread of the node instead, which a node short of CPU can lose", exc)
-            return None
-        if not helper.started():
-            log.warning("the lease keeper process (pid %d) did not start within %.0f s; the "
-                        "lease is kept by a thread of the node instead, which a node short of "
-                        "CPU can lose", helper.pid, READY_TIMEOUT)
-            helper.close()
-            return None
-        with self._lock:
+            try:
+                helper = LeaseProcess(self)
+            except OSError as exc:
+                log.warning("could not start the lease keeper process (%s); the lease is kept by "
+                            "a thread of the node instead, which a node short of CPU can lose",
+                            exc)
+                return None
+            if not helper.started():
+                log.warning("the lease keeper process (pid %d) did not start within %.0f s; the "
+                            "lease is kept by a thread of the node instead, which a node short "
+                            "of CPU can lose", helper.pid, READY_TIMEOUT)
+                helper.close()
+                return None
             self._lease_process = helper
-        return helper
+            return helper
 
     # ------------------------------------------------------------------ watches
 
@@ -824,6 +825,7 @@ class Coordinator:
         """Stop every keeper and watch this coordinator started (leases are not revoked)."""
         with self._lock:
             children, self._children = self._children, []
+        with self._helper_lock:
             helper, self._lease_process = self._lease_process, None
         for child in children:
             if isinstance(child, (LeaseKeeper, ProcessLeaseKeeper)):
