@@ -15,6 +15,7 @@ from pathlib import Path
 
 _LOWEST = 20_000
 _WINDOWS_EPHEMERAL_LOW = 49_152  # Windows' default dynamic range is 49152-65535
+_given: set[int] = set()  # ports this process handed out: a node not yet started leaves its free
 
 
 def ephemeral_low() -> int:
@@ -31,10 +32,12 @@ def ephemeral_low() -> int:
 def pick_free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """`count` distinct ports, free now, outside the ephemeral range when the OS leaves room.
 
-    All sockets stay open until every port is chosen, so no port is returned twice.
+    All sockets stay open until every port is chosen, and a port this process already handed
+    out is not drawn again (a node given it may not have bound it yet), so no port is returned
+    twice.
     """
     high = ephemeral_low()
-    pool = list(range(_LOWEST, high)) if high - _LOWEST >= 1000 else []
+    pool = [p for p in range(_LOWEST, high) if p not in _given] if high - _LOWEST >= 1000 else []
     random.shuffle(pool)
     sockets: list[socket.socket] = []
     try:
@@ -53,7 +56,9 @@ def pick_free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.bind((host, 0))
             sockets.append(sock)
-        return [int(s.getsockname()[1]) for s in sockets]
+        ports = [int(s.getsockname()[1]) for s in sockets]
+        _given.update(ports)
+        return ports
     finally:
         for sock in sockets:
             sock.close()
