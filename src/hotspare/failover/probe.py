@@ -25,12 +25,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from hotspare.tls import PeerTls
-from hotspare.wire import HealthOut
+from hotspare.wire import KEEP_ALIVE_SECONDS, HealthOut
 
 HEALTH_PATH = "/api/v1/health"
-IDLE_REUSE_SECONDS = 2.0
-"""A kept-alive connection idle for longer is replaced by a fresh one: the server may have closed
-it meanwhile (uvicorn closes idle ones after 5 s), and a closed one would read as a reset."""
+IDLE_REUSE_SECONDS = KEEP_ALIVE_SECONDS - 5.0
+"""A kept-alive connection idle for longer is replaced by a fresh one: the server may be closing it
+(a node closes idle ones after `KEEP_ALIVE_SECONDS`), and a closed one would read as a reset. It is
+also how long `probe_watch` watches an idle one, so the margin is well below the node's timeout
+and far above a probe round (up to 8 s at 200 servers on a saturated host). A server that closes
+sooner (another version, a proxy) costs one early probe per close, at most one a second."""
 
 
 class ProbeKind(StrEnum):

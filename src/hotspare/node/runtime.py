@@ -28,6 +28,7 @@ from hotspare.redact import redact_url
 from hotspare.store.retention import RetentionReport
 from hotspare.store.segment_store import SegmentStore
 from hotspare.tls import node_url
+from hotspare.wire import KEEP_ALIVE_SECONDS
 
 log = logging.getLogger("hotspare.node")
 
@@ -137,7 +138,8 @@ def serve(app: FastAPI, api: ApiSettings, sock: socket.socket) -> None:
     if api.tls_cert_file is not None and api.tls_key_file is not None:
         tls = {"ssl_certfile": str(api.tls_cert_file), "ssl_keyfile": str(api.tls_key_file)}
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5, **tls)
+        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5,
+                       timeout_keep_alive=int(KEEP_ALIVE_SECONDS), **tls)
     )
     try:
         server.run(sockets=[sock])
