@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from hotspare.site_secret import SITE_SECRET_FILE
-from hotspare.sitestate import layout
+from hotspare.sitestate import applied, layout
 from tests.support.site import FailoverSite, wait_for
 
 PASSWORD = "Cam-Pa55-never-in-etcd"
@@ -40,7 +40,8 @@ def test_camera_passwords_are_sealed_in_etcd_and_opened_only_by_nodes_with_the_s
 
         raw = site.coord.get(layout.SITE_CONFIG)
         assert raw is not None
-        stored = raw.value.decode() if isinstance(raw.value, bytes) else str(raw.value)
+        stored = applied.document_text(raw.value)
+        stored = stored.decode() if isinstance(stored, bytes) else stored
         assert PASSWORD not in stored
         assert stored.count("sealed:v1:") == 2
 

@@ -85,7 +85,9 @@ def test_apply_stores_only_sealed_passwords(tmp_path: Path) -> None:
     etcd = FakeEtcd()
     applied.apply(cast(Coordinator, etcd), site_config(), secret)
     stored = etcd.kvs[layout.SITE_CONFIG].value
-    raw = stored.decode() if isinstance(stored, bytes) else str(stored)
+    assert isinstance(stored, bytes) and stored.startswith(applied.GZIP_MAGIC)
+    text = applied.document_text(stored)
+    raw = text.decode() if isinstance(text, bytes) else text
     assert CAMERA_PASSWORD not in raw and "sealed:v1:" in raw
     read = applied.read(cast(Coordinator, etcd))
     assert read is not None

@@ -62,10 +62,10 @@ def _held(coord: Coordinator) -> tuple[int, list[str], list[TrustedPublicKey], i
     return kv.mod_revision, texts, trusted, counted
 
 
-def _ours(coord: Coordinator, document: str) -> int | None:
+def _ours(coord: Coordinator, document: bytes) -> int | None:
     """The revision of the stored configuration if it is the one this apply wrote."""
     kv = coord.get(layout.SITE_CONFIG)
-    return kv.mod_revision if kv is not None and kv.value == document.encode("utf-8") else None
+    return kv.mod_revision if kv is not None and kv.value == document else None
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -75,9 +75,9 @@ def _apply(args: argparse.Namespace) -> int:
         warn_ignored_document_keys(site, trusted, read_trusted_keys(site.trusted_keys))
         site = site_config.seal_passwords(site, _site_secret(args))
         endpoints = args.etcd or site.etcd.endpoints
-        # Up to ~1 MB each way at 10 000 cameras: on a loaded etcd a 2 s attempt gave up on a
-        # write that was only slow and sent the megabyte again to the next member (bench
-        # site_scale, 200 servers). An operator's one-off write can wait.
+        # Up to 0.5 MB each way at 10 000 cameras (2.6 MB before compression): on a loaded etcd
+        # a 2 s attempt gave up on a write that was only slow and sent it again to the next
+        # member (bench site_scale, 200 servers). An operator's one-off write can wait.
         coord = coordinator(args, endpoints, layout.site_prefix(site.site.id),
                             timeout=APPLY_REQUEST_SECONDS, deadline=APPLY_DEADLINE_SECONDS)
     except ConfigError as exc:
@@ -118,7 +118,9 @@ def _apply_with(args: argparse.Namespace, site: SiteConfig, trusted: list[Truste
         print("refusing to apply (--strict: a server would be unprotected); nothing was written",
               file=sys.stderr)
         return 4
-    document = site_config.encode(site_config.inline(applied_site))
+    stored = site_config.inline(applied_site)
+    document = site_config.stored_value(stored)
+    site_config.check_fits(document, stored)
     written = coord.put_if_revision(layout.SITE_CONFIG, document, stored_revision)
     if written is None:
         written = _ours(coord, document)  # an attempt that timed out may have been committed

@@ -81,10 +81,18 @@ class SiteInfo(StrictModel):
     )
 
 
+ETCD_DEFAULT_MAX_REQUEST_BYTES = 1_572_864
+"""etcd's own default for `--max-request-bytes` (1.5 MiB)."""
+
+
 class EtcdSettings(StrictModel):
     endpoints: list[str] = Field(
         min_length=1, description="http(s)://host:port of each etcd member"
     )
+    max_request_bytes: int = Field(
+        default=ETCD_DEFAULT_MAX_REQUEST_BYTES, ge=65_536,
+        description="bytes: the members' --max-request-bytes (etcd's default 1.5 MiB); the "
+        "applied site configuration, compressed, must fit in one request")
 
     @field_validator("endpoints")
     @classmethod

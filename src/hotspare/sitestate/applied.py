@@ -4,11 +4,19 @@ The stored form is self-contained JSON: licence and trusted-key files are inline
 time, because a node cannot read files that live next to the operator's site.toml. Camera
 passwords are sealed with the site secret (`hotspare.site_secret`) before anything is written:
 etcd never holds them in clear.
+
+In etcd the JSON is gzip-compressed (`stored_value`). At 10 000 cameras it was ~1 MB, sent to
+every node at each change (200 MB over the site at 200 servers), and etcd refuses a request over
+its `--max-request-bytes` (1.5 MiB by default): about 15 000 cameras. A value that is not gzip is
+read as plain JSON, as stored before. The node's local cache stays plain JSON for an operator to
+read.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,11 +102,60 @@ def seal_passwords(site: SiteConfig, secret: SiteSecret | None) -> SiteConfig:
     return site.model_copy(update={"recording_servers": servers})
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
+"""The most a stored value may expand to: a corrupt or hostile value must not fill the memory."""
+
+
 def encode(site: SiteConfig) -> str:
+    """The site as JSON text (the node's local cache, the comparison of two sites)."""
     return json.dumps(_plain(site.model_dump(exclude_none=True)), sort_keys=True)
 
 
-def decode(text: str | bytes, source: str = "etcd config/site") -> SiteConfig:
+def stored_value(site: SiteConfig) -> bytes:
+    """The value written to `config/site`: `encode` compressed (with no timestamp, so the same
+    site gives the same bytes and an apply can recognise its own write)."""
+    return gzip.compress(encode(site).encode("utf-8"), compresslevel=6, mtime=0)
+
+
+def check_fits(value: bytes, site: SiteConfig) -> None:
+    """Refuse, before anything is written, a value etcd would refuse with a bare "request is too
+    large" (the request adds the key and a few bytes to the value)."""
+    limit = site.etcd.max_request_bytes - 4096
+    if len(value) > limit:
+        cameras = sum(len(server.cameras) for server in site.recording_servers)
+        raise SiteConfigError(
+            f"etcd.max_request_bytes: the site configuration is {len(value):,} bytes compressed "
+            f"({len(site.recording_servers)} recording servers, {cameras} cameras) and one etcd "
+            f"request takes at most {site.etcd.max_request_bytes:,}; start every etcd member "
+            "with a larger --max-request-bytes and set etcd.max_request_bytes in the site file "
+            "to the same number, or split the site; nothing was written")
+
+
+def document_text(value: str | bytes, source: str = "etcd config/site") -> str | bytes:
+    """The JSON text of a stored value, compressed (`stored_value`) or plain (stored before)."""
+    if isinstance(value, str) or not value.startswith(GZIP_MAGIC):
+        return value
+    expand = zlib.decompressobj(wbits=31)
+    try:
+        text = expand.decompress(value, MAX_DOCUMENT_BYTES)
+    except zlib.error as exc:
+        raise _damaged(source, str(exc)) from exc
+    if expand.unconsumed_tail:
+        raise SiteConfigError(f"{source}: the stored configuration expands to more than "
+                              f"{MAX_DOCUMENT_BYTES:,} bytes; refused")
+    if not expand.eof:
+        raise _damaged(source, "cut short")
+    return text
+
+
+def _damaged(source: str, why: str) -> SiteConfigError:
+    return SiteConfigError(f"{source}: the stored configuration is damaged ({why}); apply the "
+                           "site again with `hotspare site apply`")
+
+
+def decode(value: str | bytes, source: str = "etcd config/site") -> SiteConfig:
+    text = document_text(value, source)
     try:
         return SiteConfig.model_validate_json(text)
     except ValidationError as exc:
@@ -125,7 +182,9 @@ def apply(coord: Coordinator, site: SiteConfig,
     """Store the (already validated) site; returns the revision written and the licence verdicts."""
     stored = seal_passwords(inline(site), secret)
     licences = load_site_licences(stored, datetime.now(UTC))
-    revision = coord.put(layout.SITE_CONFIG, encode(stored))
+    value = stored_value(stored)
+    check_fits(value, stored)
+    revision = coord.put(layout.SITE_CONFIG, value)
     return revision, licences
 
 
