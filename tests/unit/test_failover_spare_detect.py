@@ -180,6 +180,28 @@ def test_a_server_hurried_while_its_probe_is_out_is_asked_again_if_that_probe_an
     assert detector.take_hurried() == set()
 
 
+def test_a_server_hurried_mid_round_that_is_not_in_it_is_kept_for_the_next_round(
+        detector: Detector) -> None:
+    """A spare can watch a connection to a server it no longer probes (the share changed when
+    another spare went idle again). Its close is kept for the next round, which probes every
+    hurried unclaimed server; dropped, it was lost while the new probers had no connection to
+    watch yet (a 200-server crash claimed after 8.6 s)."""
+    prober = Scripted({"rec-1": [UP], "rec-2": [DEAD]}, slow=0.3)
+    detector.prober = prober  # type: ignore[assignment]
+    rec_1 = detector.ctx.applied_now().config.recording_server("rec-1")
+    assert rec_1 is not None
+    round_ = _ProbeRound(detector, [rec_1])
+    threading.Timer(0.1, detector.hurry, ["rec-2.test:8600"]).start()
+    results = [(server.name, probe.kind) for server, probe, _answer in round_.results()]
+    assert results == [("rec-1", ProbeKind.RECORDING)]  # rec-2 was not this round's
+    assert prober.returned == ["rec-1"]
+    assert detector.take_hurried() == {"rec-2.test:8600"}
+    detector.hurry("rec-2.test:8600")
+    claimed = run(detector, DOWN)  # the next round: rec-2 probed first, refused twice, claimed
+    assert claimed == ["rec-2"]
+    assert prober.returned == ["rec-1", "rec-2", "rec-2", "rec-1"]  # before slow rec-1 returned
+
+
 class Decided(Scripted):
     """rec-1's probe returns only once the spare decided whether to ask early (it is late by
     then whatever the machine's load), and answers."""

@@ -297,6 +297,7 @@ class _ProbeRound:
         self._detector = detector
         self._by_address = {server.address: server for server in servers}
         self._after_flight: set[str] = set()  # hurried while a probe of theirs was in flight
+        self._for_next: set[str] = set()  # hurried, not in this round: for the next one
         self._pending: dict[Future[ProbeResult], RecordingServerConfig] = {}
         self._started: dict[str, float] = {}
         self._asked: dict[str, tuple[float, float]] = {}
@@ -318,8 +319,11 @@ class _ProbeRound:
         """Servers hurried since the round began: probed again at once. One with a probe in
         flight is probed again only if that probe comes back answered (it may have been answered
         just before the close); a refusal or a timeout goes its usual way. Others hurried are not
-        in this round (claimed meanwhile, or no longer ours): dropped, the next round judges
-        them as usual."""
+        in this round (claimed meanwhile, or not in this spare's share): kept for the next round,
+        which probes every hurried server that is unclaimed. Dropping them lost the close of a
+        server whose probers had just changed: the spare that saw it no longer probed it, and
+        the new probers had no connection to watch yet (a 200-server crash claimed after 8.6 s
+        instead of ~0.2 s)."""
         hurried = self._detector.take_hurried()
         if not hurried:
             return
@@ -327,6 +331,7 @@ class _ProbeRound:
         for address in hurried:
             server = self._by_address.get(address)
             if server is None:
+                self._for_next.add(address)
                 continue
             if server.name in busy:
                 self._after_flight.add(server.name)
@@ -339,6 +344,13 @@ class _ProbeRound:
 
     def results(self) -> Iterator[tuple[RecordingServerConfig, ProbeResult, EtcdAnswer | None]]:
         """(server, probe, the answer through etcd if a question was asked) as each is ready."""
+        try:
+            yield from self._results()
+        finally:
+            for address in self._for_next:
+                self._detector.hurry(address)
+
+    def _results(self) -> Iterator[tuple[RecordingServerConfig, ProbeResult, EtcdAnswer | None]]:
         detector = self._detector
         while self._pending or self._due:
             self._hurry()
