@@ -26,9 +26,10 @@ KEEP_ALIVE_SECONDS = 20.0
 """How long a node keeps an idle HTTP connection open (uvicorn's default is 5 s). A spare watches
 its idle probe connections to learn of a dead process at once (`failover/probe_watch`); it can
 watch one only while both ends keep it, and on a large site a spare's probe round over its share
-took up to 8 s (200 servers, a saturated host), so with 5 s a server was unwatched for part of
-each round and its crash waited for the next probe (crash → claim 3.1 and 3.7 s instead of
-0.2–0.7 s). An idle connection costs the node a socket and a few kB."""
+took up to 8 s (200 servers, a saturated host): with connections let go after 2 s idle a server
+was unwatched for part of each round and its crash waited for the next probe (crash → claim 3.1
+and 3.7 s instead of 0.2–0.7 s). The spare's side is `failover.probe.IDLE_REUSE_SECONDS`. An idle
+connection costs the node a socket and a few kB."""
 
 # ---------------------------------------------------------------- read limits (docs/api.md)
 # One place for what a read may cost, so the server, the client paging through it, the CLI and the
