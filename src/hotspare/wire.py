@@ -22,7 +22,7 @@ from hotspare.store.timeline import Gap, Timeline, TimelineSpan
 
 API_PREFIX = "/api/v1"
 META_HEADER = "Hotspare-Segment-Meta"
-KEEP_ALIVE_SECONDS = 20.0
+KEEP_ALIVE_SECONDS = 20
 """How long a node keeps an idle HTTP connection open (uvicorn's default is 5 s). A spare watches
 its idle probe connections to learn of a dead process at once (`failover/probe_watch`); it can
 watch one only while both ends keep it, and on a large site a spare's probe round over its share

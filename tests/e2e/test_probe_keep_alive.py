@@ -4,7 +4,6 @@ servers a round took up to 8 s, and two crashes in five waited for the next prob
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from hotspare.failover.probe_watch import ProbeWatch
 from hotspare.wire import KEEP_ALIVE_SECONDS
 from tests.support.certs import make_pki
 from tests.support.node import make_node
+from tests.unit.test_failover_probe_watch import Closed
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +27,9 @@ def test_an_idle_probe_connection_outlives_uvicorns_default_and_the_nodes_death_
     pki = make_pki(tmp_path / "pki")
     node = make_node(tmp_path, "rec-1", [], api_extra={
         "tls_cert_file": str(pki.cert_file), "tls_key_file": str(pki.key_file)})
-    closed: list[str] = []
-    seen = threading.Event()
-
-    def on_closed(address: str) -> None:
-        closed.append(address)
-        seen.set()
-
+    closed = Closed()
     prober = HealthProber(node.token, 2.0, ca_file=pki.ca_file, tls=lambda: True)
-    watch = ProbeWatch(prober, on_closed)
+    watch = ProbeWatch(prober, closed)
     node.start()
     watch.start()
     try:
@@ -45,15 +39,15 @@ def test_an_idle_probe_connection_outlives_uvicorns_default_and_the_nodes_death_
         assert first.kind in (ProbeKind.RECORDING, ProbeKind.NOT_RECORDING), first
         assert KEEP_ALIVE_SECONDS > UVICORN_DEFAULT_KEEP_ALIVE + 1.0
         time.sleep(UVICORN_DEFAULT_KEEP_ALIVE + 1.0)
-        assert closed == [], "the node closed the idle probe connection"
+        assert closed.addresses == [], "the node closed the idle probe connection"
         assert len(prober.idle_connections()) == 1, "the watch let the idle connection go"
         killed_at = time.monotonic()
         node.kill()
-        assert seen.wait(2.0), "the node's death was not seen on the idle connection"
+        assert closed.seen.wait(2.0), "the node's death was not seen on the idle connection"
         noticed = time.monotonic() - killed_at
         print(f"death seen on a connection idle {UVICORN_DEFAULT_KEEP_ALIVE + 1.0:.0f} s: "
               f"{noticed * 1000:.0f} ms after SIGKILL")
-        assert closed == [address]
+        assert closed.addresses == [address]
         assert noticed < 1.0, noticed
         assert prober.probe(address).kind is ProbeKind.REFUSED
     finally:

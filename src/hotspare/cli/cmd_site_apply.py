@@ -118,9 +118,7 @@ def _apply_with(args: argparse.Namespace, site: SiteConfig, trusted: list[Truste
         print("refusing to apply (--strict: a server would be unprotected); nothing was written",
               file=sys.stderr)
         return 4
-    stored = site_config.inline(applied_site)
-    document = site_config.stored_value(stored)
-    site_config.check_fits(document, stored)
+    document = site_config.stored_value(site_config.inline(applied_site))
     written = coord.put_if_revision(layout.SITE_CONFIG, document, stored_revision)
     if written is None:
         written = _ours(coord, document)  # an attempt that timed out may have been committed

@@ -139,7 +139,7 @@ def serve(app: FastAPI, api: ApiSettings, sock: socket.socket) -> None:
         tls = {"ssl_certfile": str(api.tls_cert_file), "ssl_keyfile": str(api.tls_key_file)}
     server = uvicorn.Server(
         uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5,
-                       timeout_keep_alive=int(KEEP_ALIVE_SECONDS), **tls)
+                       timeout_keep_alive=KEEP_ALIVE_SECONDS, **tls)
     )
     try:
         server.run(sockets=[sock])

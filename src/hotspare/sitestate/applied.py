@@ -114,8 +114,11 @@ def encode(site: SiteConfig) -> str:
 
 def stored_value(site: SiteConfig) -> bytes:
     """The value written to `config/site`: `encode` compressed (with no timestamp, so the same
-    site gives the same bytes and an apply can recognise its own write)."""
-    return gzip.compress(encode(site).encode("utf-8"), compresslevel=6, mtime=0)
+    site gives the same bytes and an apply can recognise its own write). Raises SiteConfigError
+    when it does not fit one etcd request (`check_fits`): every writer asks for it here."""
+    value = gzip.compress(encode(site).encode("utf-8"), compresslevel=6, mtime=0)
+    check_fits(value, site)
+    return value
 
 
 def check_fits(value: bytes, site: SiteConfig) -> None:
@@ -182,9 +185,7 @@ def apply(coord: Coordinator, site: SiteConfig,
     """Store the (already validated) site; returns the revision written and the licence verdicts."""
     stored = seal_passwords(inline(site), secret)
     licences = load_site_licences(stored, datetime.now(UTC))
-    value = stored_value(stored)
-    check_fits(value, stored)
-    revision = coord.put(layout.SITE_CONFIG, value)
+    revision = coord.put(layout.SITE_CONFIG, stored_value(stored))
     return revision, licences
 
 
